@@ -1,0 +1,57 @@
+# TradeGuard developer entry points. Every target bootstraps what it needs (scripts/bootstrap.sh is
+# idempotent and skips work that is up to date).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+TOOLS_VENV := $(ROOT)/.venv-tools
+ANVIL_DIR := $(ROOT)/node_modules/@foundry-rs/anvil-linux-amd64/bin
+FORGE_DIR := $(ROOT)/node_modules/@foundry-rs/forge-linux-amd64/bin
+
+# anvil, forge (and solcjs) resolve from node_modules; forge uses the solcjs shim whatever the cwd.
+export PATH := $(ROOT)/node_modules/.bin:$(ANVIL_DIR):$(FORGE_DIR):$(PATH)
+export FOUNDRY_SOLC := $(ROOT)/tools/solc
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup setup-lint compile run test lint gas fuzz
+
+help:
+	@echo "make setup    install .venv, node_modules (solc, OpenZeppelin, anvil, forge), var/"
+	@echo "make compile  compile contracts/src + contracts/test into contracts/build/"
+	@echo "make run      run the demo (tradeguard demo)"
+	@echo "make test     run the test suite (PYTEST_ARGS='...' to pass pytest options)"
+	@echo "make lint     ruff, ruff format --check, mypy --strict, slither"
+	@echo "make gas      gas report"
+	@echo "make fuzz     long forge invariant runs + hypothesis stateful model (fuzz profiles)"
+
+setup:
+	bash scripts/bootstrap.sh
+
+setup-lint:
+	bash scripts/bootstrap.sh --with-lint
+
+compile: setup
+	$(PY) -m app.chain.compiler
+
+run: setup
+	$(VENV)/bin/tradeguard demo
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app workers
+	bash scripts/slither.sh
+
+gas: setup
+	$(PY) scripts/gas_report.py
+
+fuzz: setup
+	FOUNDRY_PROFILE=fuzz forge test --match-path 'contracts/forge/*'
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz tests/contracts/test_model_stateful.py

@@ -1,0 +1,1 @@
+"""On-chain side: compiler pipeline, contract clients."""

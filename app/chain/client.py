@@ -1,0 +1,578 @@
+"""``ChainClient``: the one place that talks to an EVM chain.
+
+It owns the web3 provider over one of three backends — the in-process eth-tester chain (``embedded``), any
+JSON-RPC URL (``rpc``), or an anvil node it starts and stops itself (``anvil``) — and with it deployment,
+sending with local nonce handling, receipts, event decoding and the translation of every contract revert into
+a :class:`~app.errors.ContractRevert` carrying the decoded custom error. Both revert shapes are handled:
+eth-tester's ``TransactionFailed("execution reverted: b'…'")`` and a node's ``ContractCustomError`` /
+``ContractLogicError`` with ``.data``. A mined transaction with status 0 (eth-tester does not raise when an
+explicit gas limit is given) is replayed with ``eth_call`` at its block to recover the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
+from web3.types import TxReceipt
+
+from app.chain import compiler
+from app.errors import ChainUnavailable, ContractRevert, TransactionFailed
+
+PROJECT_ROOT = compiler.PROJECT_ROOT
+Backend = Literal["embedded", "rpc", "anvil"]
+
+#: Chain ids of development chains (anvil/hardhat, geth --dev, eth-tester).
+DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+_ERROR_STRING = bytes.fromhex("08c379a0")
+_PANIC = bytes.fromhex("4e487b71")
+_BYTES_LITERAL = re.compile(r"(b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\")")
+_HEX_DATA = re.compile(r"0x[0-9a-fA-F]{8,}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded log of a contract we know."""
+
+    name: str
+    address: str
+    args: dict[str, Any]
+    tx_hash: str
+    block_number: int
+    log_index: int
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    typ = str(item["type"])
+    if typ.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){typ[5:]}"
+    return typ
+
+
+def _signature(item: dict[str, Any]) -> str:
+    return f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+
+
+def _named(items: Sequence[dict[str, Any]], values: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, (item, value) in enumerate(zip(items, values, strict=True)):
+        name = item.get("name") or f"arg{i}"
+        if str(item["type"]) == "tuple":
+            value = _named(item["components"], value)
+        elif isinstance(value, str) and item["type"] == "address":
+            value = to_checksum_address(value)
+        out[name] = value
+    return out
+
+
+class AbiRegistry:
+    """Custom errors by selector and events by topic, gathered from every artifact we build."""
+
+    def __init__(self, abis: Sequence[Sequence[dict[str, Any]]]) -> None:
+        self.errors: dict[bytes, dict[str, Any]] = {}
+        self.events: dict[bytes, dict[str, Any]] = {}
+        for abi in abis:
+            for item in abi:
+                if item["type"] == "error":
+                    self.errors[keccak(text=_signature(item))[:4]] = item
+                elif item["type"] == "event" and not item.get("anonymous"):
+                    self.events[keccak(text=_signature(item))] = item
+
+    def decode_error(self, data: bytes, tx_hash: str | None = None) -> ContractRevert | None:
+        """Decode revert data into a :class:`ContractRevert`; None if the selector is unknown."""
+        if len(data) < 4:
+            return None
+        selector, body = data[:4], data[4:]
+        if selector == _ERROR_STRING:
+            (reason,) = abi_decode(["string"], body)
+            return ContractRevert("Error", {"reason": reason}, data, tx_hash)
+        if selector == _PANIC:
+            (code,) = abi_decode(["uint256"], body)
+            return ContractRevert("Panic", {"code": code}, data, tx_hash)
+        item = self.errors.get(selector)
+        if item is None:
+            return None
+        values = abi_decode([_abi_type(i) for i in item["inputs"]], body)
+        return ContractRevert(item["name"], _named(item["inputs"], values), data, tx_hash)
+
+    def decode_log(self, log: Any) -> Event | None:
+        """Decode one raw log; None if its event is not one of ours."""
+        topics = [bytes(t) for t in log["topics"]]
+        if not topics:
+            return None
+        item = self.events.get(topics[0])
+        if item is None:
+            return None
+        indexed = [i for i in item["inputs"] if i["indexed"]]
+        plain = [i for i in item["inputs"] if not i["indexed"]]
+        args: dict[str, Any] = {}
+        for inp, topic in zip(indexed, topics[1:], strict=True):
+            (value,) = abi_decode([_abi_type(inp)], topic)
+            args.update(_named([inp], [value]))
+        args.update(_named(plain, abi_decode([_abi_type(i) for i in plain], bytes(log["data"]))))
+        # keep the ABI's argument order
+        ordered = {i["name"]: args[i["name"]] for i in item["inputs"]}
+        return Event(
+            name=item["name"],
+            address=to_checksum_address(log["address"]),
+            args=ordered,
+            tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+            block_number=int(log["blockNumber"]),
+            log_index=int(log["logIndex"]),
+        )
+
+
+def revert_data_from_exception(exc: BaseException) -> bytes | None:
+    """Pull raw revert data out of whatever exception web3 or eth-tester raised."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, bytes | bytearray) and data:
+        return bytes(data)
+    if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+        return bytes.fromhex(data[2:])
+    if isinstance(data, dict):
+        inner = data.get("data")
+        if isinstance(inner, str) and inner.startswith("0x"):
+            return bytes.fromhex(inner[2:])
+    text = " ".join(str(a) for a in getattr(exc, "args", ())) or str(exc)
+    match = _BYTES_LITERAL.search(text)
+    if match:
+        value = ast.literal_eval(match.group(1))
+        if isinstance(value, bytes) and value:
+            return value
+    match = _HEX_DATA.search(text)
+    if match:
+        return bytes.fromhex(match.group(0)[2:])
+    return None
+
+
+def _eth_tester_failure() -> type[BaseException]:
+    from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+
+    return cast(type[BaseException], TesterTransactionFailed)
+
+
+class AnvilProcess:
+    """An anvil node owned by this process: started on a free port, stopped on :meth:`stop`."""
+
+    def __init__(
+        self, *, port: int | None = None, state_file: Path | None = None, chain_id: int = 31337
+    ) -> None:
+        self.port = port or _free_port()
+        self.state_file = state_file
+        self.chain_id = chain_id
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """JSON-RPC URL of the node."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def binary() -> str:
+        """Path of the anvil binary (npm package first, then PATH)."""
+        local = PROJECT_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+        if local.exists():
+            return str(local)
+        found = shutil.which("anvil")
+        if not found:
+            raise ChainUnavailable("anvil not found: run `make setup` (npm package @foundry-rs/anvil)")
+        return found
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start anvil and wait until it answers JSON-RPC."""
+        cmd = [
+            self.binary(),
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(self.chain_id),
+            "--silent",
+            "--gas-limit",
+            "60000000",
+        ]
+        if self.state_file is not None:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            cmd += ["--state", str(self.state_file)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 2}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise ChainUnavailable(f"anvil exited with {self._proc.returncode}: {err.strip()}")
+            with suppress(Exception):
+                if w3.eth.chain_id == self.chain_id:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout}s")
+
+    def stop(self) -> None:
+        """Stop anvil (it writes its state file on a clean exit)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ChainClient:
+    """Provider, deployments, sending, receipts, events and typed reverts for one chain."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        backend: Backend,
+        *,
+        tester: Any = None,
+        anvil: AnvilProcess | None = None,
+        receipt_timeout: float = 120.0,
+    ) -> None:
+        self.w3 = w3
+        self.backend = backend
+        self._tester = tester
+        self._anvil = anvil
+        self._receipt_timeout = receipt_timeout
+        self._nonces: dict[str, int] = {}
+        self._nonce_lock = threading.Lock()
+        self._artifacts: dict[str, dict[str, Any]] = {}
+        self.abis = AbiRegistry(self._all_abis())
+        try:
+            self.chain_id = int(w3.eth.chain_id)
+        except Exception as exc:  # any transport error means the node is not there
+            raise ChainUnavailable(f"chain not reachable: {exc}") from exc
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def embedded(cls) -> ChainClient:
+        """An in-process eth-tester chain (py-evm), fresh from genesis."""
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3 import EthereumTesterProvider
+
+        genesis = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000})
+        tester = EthereumTester(PyEVMBackend(genesis_parameters=genesis))
+        return cls(Web3(EthereumTesterProvider(tester)), "embedded", tester=tester)
+
+    @classmethod
+    def rpc(cls, url: str, timeout: float = 30.0) -> ChainClient:
+        """Any JSON-RPC node."""
+        return cls(Web3(HTTPProvider(url, request_kwargs={"timeout": timeout})), "rpc")
+
+    @classmethod
+    def start_anvil(cls, state_file: Path | None = None, port: int | None = None) -> ChainClient:
+        """Start an anvil node owned by the returned client (stopped by :meth:`close`)."""
+        node = AnvilProcess(port=port, state_file=state_file)
+        node.start()
+        try:
+            return cls(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60})), "anvil", anvil=node)
+        except Exception:
+            node.stop()
+            raise
+
+    def close(self) -> None:
+        """Stop the node this client owns, if any."""
+        if self._anvil is not None:
+            self._anvil.stop()
+            self._anvil = None
+
+    def __enter__(self) -> ChainClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_dev_chain(self) -> bool:
+        """Whether this is a development chain (faucet and time travel allowed)."""
+        return self.chain_id in DEV_CHAIN_IDS
+
+    def dev_accounts(self, count: int = 10) -> list[LocalAccount]:
+        """The pre-funded accounts of a development chain, with their (public, well-known) keys."""
+        if not self.is_dev_chain:
+            raise ChainUnavailable("dev accounts exist only on development chains")
+        if self.backend == "embedded":
+            from eth_tester.backends.pyevm.main import get_default_account_keys
+
+            keys = get_default_account_keys(quantity=count)
+            return [Account.from_key(k.to_bytes()) for k in keys]
+        Account.enable_unaudited_hdwallet_features()
+        return [
+            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+            for i in range(count)
+        ]
+
+    # ------------------------------------------------------------------ artifacts and deployment
+
+    def _all_abis(self) -> list[list[dict[str, Any]]]:
+        build = PROJECT_ROOT / compiler.BUILD_DIR
+        abis = []
+        for path in sorted(build.glob("*.json")):
+            abis.append(json.loads(path.read_text())["abi"])
+        return abis
+
+    def artifact(self, name: str) -> dict[str, Any]:
+        """A build artifact (checked for staleness once per client)."""
+        if name not in self._artifacts:
+            self._artifacts[name] = compiler.load_artifact(name)
+        return self._artifacts[name]
+
+    def contract(self, name: str, address: str) -> Contract:
+        """A contract object for a deployed instance."""
+        return self.w3.eth.contract(address=to_checksum_address(address), abi=self.artifact(name)["abi"])
+
+    def deploy(
+        self,
+        name: str,
+        *args: Any,
+        sender: LocalAccount,
+        libraries: dict[str, str] | None = None,
+    ) -> Contract:
+        """Deploy a contract from its artifact, linking the given libraries by name."""
+        art = self.artifact(name)
+        bytecode = str(art["bytecode"]).removeprefix("0x")
+        for lib_name, lib_address in (libraries or {}).items():
+            lib = self.artifact(lib_name)
+            placeholder = "__$" + keccak(text=f"{lib['sourceName']}:{lib_name}").hex()[:34] + "$__"
+            bytecode = bytecode.replace(placeholder, lib_address.lower().removeprefix("0x"))
+        if "__$" in bytecode:
+            raise ValueError(f"{name} needs libraries linked: pass libraries={{...}}")
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode="0x" + bytecode)
+        tx = factory.constructor(*args).build_transaction(self._base_tx(sender))
+        receipt = self._send_tx(tx, sender)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise TransactionFailed(receipt["transactionHash"].hex(), f"deploying {name} failed")
+        return self.contract(name, address)
+
+    # ------------------------------------------------------------------ sending
+
+    def _base_tx(self, sender: LocalAccount) -> dict[str, Any]:
+        return {"from": sender.address, "chainId": self.chain_id, "gasPrice": self._gas_price()}
+
+    def _gas_price(self) -> int:
+        return int(self.w3.eth.gas_price)
+
+    def _next_nonce(self, address: str) -> int:
+        with self._nonce_lock:
+            if address not in self._nonces:
+                self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+            nonce = self._nonces[address]
+            self._nonces[address] = nonce + 1
+            return nonce
+
+    def reset_nonce(self, address: str) -> None:
+        """Forget the local nonce of ``address`` (re-read from the chain on next send)."""
+        with self._nonce_lock:
+            self._nonces.pop(address, None)
+
+    def send(
+        self, fn: ContractFunction, sender: LocalAccount, *, gas: int | None = None, value: int = 0
+    ) -> TxReceipt:
+        """Send a contract call as a signed transaction and wait for its receipt.
+
+        Without ``gas`` the call is estimated first, so a revert surfaces as :class:`ContractRevert` before
+        anything is sent. With ``gas`` it is sent as is; a status-0 receipt is replayed to decode the reason.
+        """
+        tx: dict[str, Any] = {**self._base_tx(sender), "to": fn.address, "value": value}
+        tx["data"] = fn._encode_transaction_data()
+        if gas is None:
+            try:
+                gas = int(self.w3.eth.estimate_gas(cast(Any, tx))) * 5 // 4 + 20_000
+            except Exception as exc:
+                raise self._translate(exc) from exc
+        tx["gas"] = gas
+        return self._send_tx(tx, sender)
+
+    def _send_tx(self, tx: dict[str, Any], sender: LocalAccount) -> TxReceipt:
+        tx = dict(tx)
+        if "gas" not in tx:
+            try:
+                tx["gas"] = int(self.w3.eth.estimate_gas(cast(Any, tx))) * 5 // 4 + 20_000
+            except Exception as exc:
+                raise self._translate(exc) from exc
+        tx["nonce"] = self._next_nonce(sender.address)
+        signed = sender.sign_transaction(tx)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            self.reset_nonce(sender.address)
+            raise self._translate(exc) from exc
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self._receipt_timeout, poll_latency=0.05
+            )
+        except TimeExhausted as exc:
+            raise ChainUnavailable(f"no receipt for {tx_hash.hex()} in time") from exc
+        if receipt["status"] != 1:
+            raise self._explain_failure(tx, receipt)
+        return receipt
+
+    def _explain_failure(self, tx: dict[str, Any], receipt: TxReceipt) -> Exception:
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        try:
+            self.w3.eth.call(cast(Any, call), block_identifier=receipt["blockNumber"] - 1)
+        except Exception as exc:
+            translated = self._translate(exc, tx_hash)
+            if isinstance(translated, ContractRevert):
+                return translated
+        return TransactionFailed(tx_hash)
+
+    def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
+        """``eth_call`` a view or a would-be transaction; reverts raise :class:`ContractRevert`."""
+        try:
+            return fn.call({"from": sender} if sender else {})
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: BaseException, tx_hash: str | None = None) -> Exception:
+        if isinstance(exc, ContractRevert | ChainUnavailable):
+            return exc
+        if isinstance(exc, ContractCustomError | ContractLogicError | _eth_tester_failure()):
+            data = revert_data_from_exception(exc)
+            if data is not None:
+                decoded = self.abis.decode_error(data, tx_hash)
+                if decoded is not None:
+                    return decoded
+            return TransactionFailed(tx_hash or "-", f"reverted: {exc}")
+        if isinstance(exc, ConnectionError | OSError | TimeoutError):
+            return ChainUnavailable(str(exc))
+        data = revert_data_from_exception(exc)
+        if data is not None:
+            decoded = self.abis.decode_error(data, tx_hash)
+            if decoded is not None:
+                return decoded
+        if isinstance(exc, Exception):
+            return exc
+        return RuntimeError(str(exc))
+
+    # ------------------------------------------------------------------ events
+
+    def events(self, receipt: TxReceipt) -> list[Event]:
+        """Decoded events of a receipt, in log order (unknown logs are left out)."""
+        out = []
+        for log in receipt["logs"]:
+            ev = self.abis.decode_log(log)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def get_events(self, address: str, from_block: int, to_block: int) -> list[Event]:
+        """Decoded events emitted by ``address`` in a block range."""
+        logs = self.w3.eth.get_logs(
+            {"address": to_checksum_address(address), "fromBlock": from_block, "toBlock": to_block}
+        )
+        return [ev for log in logs if (ev := self.abis.decode_log(log)) is not None]
+
+    # ------------------------------------------------------------------ time and snapshots
+
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def block_number(self) -> int:
+        """Number of the latest block."""
+        return int(self.w3.eth.block_number)
+
+    def advance_time(self, seconds: int) -> int:
+        """Dev chains only: mine a block ``seconds`` after the latest one; returns its timestamp."""
+        self._require_dev()
+        target = self.now() + seconds
+        if self.backend == "embedded":
+            pending = int(self._tester.get_block_by_number("pending")["timestamp"])
+            self._tester.time_travel(max(target, pending))
+            self._tester.mine_blocks(1)
+        else:
+            self.w3.provider.make_request(cast(Any, "evm_setNextBlockTimestamp"), [target])
+            self.w3.provider.make_request(cast(Any, "evm_mine"), [])
+        return self.now()
+
+    def set_next_block_time(self, timestamp: int) -> None:
+        """Dev chains only: the next mined block gets exactly ``timestamp``."""
+        self._require_dev()
+        if self.backend == "embedded":
+            self._tester.time_travel(timestamp)
+        else:
+            self.w3.provider.make_request(cast(Any, "evm_setNextBlockTimestamp"), [timestamp])
+
+    def mine(self, blocks: int = 1) -> None:
+        """Dev chains only: mine empty blocks."""
+        self._require_dev()
+        if self.backend == "embedded":
+            self._tester.mine_blocks(blocks)
+        else:
+            for _ in range(blocks):
+                self.w3.provider.make_request(cast(Any, "evm_mine"), [])
+
+    def snapshot(self) -> Any:
+        """Dev chains only: snapshot the chain (anvil snapshots are one-shot)."""
+        self._require_dev()
+        if self.backend == "embedded":
+            return self._tester.take_snapshot()
+        return self.w3.provider.make_request(cast(Any, "evm_snapshot"), [])["result"]
+
+    def revert(self, snapshot_id: Any) -> None:
+        """Dev chains only: go back to a snapshot; local nonces are re-read afterwards."""
+        self._require_dev()
+        if self.backend == "embedded":
+            self._tester.revert_to_snapshot(snapshot_id)
+        else:
+            self.w3.provider.make_request(cast(Any, "evm_revert"), [snapshot_id])
+        with self._nonce_lock:
+            self._nonces.clear()
+
+    def _require_dev(self) -> None:
+        if not self.is_dev_chain:
+            raise ChainUnavailable("time travel and snapshots exist only on development chains")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+__all__ = [
+    "AbiRegistry",
+    "AnvilProcess",
+    "ChainClient",
+    "Event",
+    "revert_data_from_exception",
+    "wait_until",
+]

@@ -1,0 +1,522 @@
+"""Typed access to a deployed TradeGuard escrow: orders, signing, every party action, deployment.
+
+An order on chain is one commitment slot; to act on it a caller passes the order's terms and packed state back.
+:class:`Escrow` keeps each order it has seen (:attr:`Escrow.orders`) up to date from the events of the
+transactions it sends, and :meth:`Escrow.sync` rebuilds them from the chain alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3.contract import Contract
+from web3.types import TxReceipt
+
+from app.chain import eip712
+from app.chain.client import ChainClient, Event
+from app.domain.order_state import OrderState, Status
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+ZERO_HASH = b"\x00" * 32
+DEFAULT_HOLD_SECONDS = 259_200  # T+3
+
+
+@dataclass(frozen=True)
+class OrderAuthorization:
+    """The buyer's OrderAuthorization (SPEC §4)."""
+
+    order_id: bytes
+    buyer: str
+    seller: str
+    token: str
+    amount: int
+    commission_bps: int
+    tax_bps: int
+    tax_recipient: str
+    ship_by: int
+    deliver_by: int
+    hold_seconds: int
+    valid_until: int
+
+    def message(self) -> dict[str, Any]:
+        """The EIP-712 message, field names as in SPEC §4."""
+        return {
+            "orderId": self.order_id,
+            "buyer": to_checksum_address(self.buyer),
+            "seller": to_checksum_address(self.seller),
+            "token": to_checksum_address(self.token),
+            "amount": self.amount,
+            "commissionBps": self.commission_bps,
+            "taxBps": self.tax_bps,
+            "taxRecipient": to_checksum_address(self.tax_recipient),
+            "shipBy": self.ship_by,
+            "deliverBy": self.deliver_by,
+            "holdSeconds": self.hold_seconds,
+            "validUntil": self.valid_until,
+        }
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """ABI tuple for the contract."""
+        return tuple(self.message().values())
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The terms an order was funded with (the contract's ``Terms`` struct)."""
+
+    buyer: str
+    seller: str
+    token: str
+    amount: int
+    commission_bps: int
+    tax_bps: int
+    tax_recipient: str
+    ship_by: int
+    deliver_by: int
+    hold_seconds: int
+    threshold: int
+    response_seconds: int
+    arbitration_seconds: int
+    funded_at: int
+
+    @classmethod
+    def from_event(cls, t: dict[str, Any]) -> Terms:
+        """From the ``terms`` argument of an ``OrderFunded`` event."""
+        return cls(
+            buyer=t["buyer"],
+            seller=t["seller"],
+            token=t["token"],
+            amount=t["amount"],
+            commission_bps=t["commissionBps"],
+            tax_bps=t["taxBps"],
+            tax_recipient=t["taxRecipient"],
+            ship_by=t["shipBy"],
+            deliver_by=t["deliverBy"],
+            hold_seconds=t["holdSeconds"],
+            threshold=t["threshold"],
+            response_seconds=t["responseSeconds"],
+            arbitration_seconds=t["arbitrationSeconds"],
+            funded_at=t["fundedAt"],
+        )
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """ABI tuple for the contract."""
+        return (
+            to_checksum_address(self.buyer),
+            to_checksum_address(self.seller),
+            to_checksum_address(self.token),
+            self.amount,
+            self.commission_bps,
+            self.tax_bps,
+            to_checksum_address(self.tax_recipient),
+            self.ship_by,
+            self.deliver_by,
+            self.hold_seconds,
+            self.threshold,
+            self.response_seconds,
+            self.arbitration_seconds,
+            self.funded_at,
+        )
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as the chain knows it: id, terms and the packed state word."""
+
+    order_id: bytes
+    terms: Terms
+    state: int
+
+    @property
+    def decoded(self) -> OrderState:
+        """The decoded state word."""
+        return OrderState.unpack(self.state)
+
+    @property
+    def status(self) -> Status:
+        """Current status."""
+        return self.decoded.status
+
+    def ref(self) -> tuple[Any, ...]:
+        """ABI tuple ``(orderId, terms, state)``."""
+        return (self.order_id, self.terms.as_tuple(), self.state)
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """One oracle's DeliveryAttestation; an empty signature means the sender attests itself."""
+
+    milestone: int
+    event_time: int
+    tracking_hash: bytes
+    evidence_hash: bytes
+    signature: bytes = b""
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """ABI tuple for the contract."""
+        return (self.milestone, self.event_time, self.tracking_hash, self.evidence_hash, self.signature)
+
+
+NO_PERMIT: tuple[Any, ...] = (0, 0, 0, ZERO_HASH, ZERO_HASH)
+
+
+@dataclass
+class TxResult:
+    """A mined transaction: receipt, decoded events, gas used."""
+
+    receipt: TxReceipt
+    events: list[Event]
+
+    @property
+    def gas_used(self) -> int:
+        """Gas the transaction used."""
+        return int(self.receipt["gasUsed"])
+
+    @property
+    def tx_hash(self) -> str:
+        """Transaction hash, 0x-prefixed."""
+        return "0x" + bytes(self.receipt["transactionHash"]).hex()
+
+    def named(self, name: str) -> list[Event]:
+        """The events called ``name``."""
+        return [e for e in self.events if e.name == name]
+
+
+@dataclass
+class Escrow:
+    """A deployed escrow and the orders this client tracks."""
+
+    chain: ChainClient
+    contract: Contract
+    orders: dict[bytes, Order] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """Escrow address."""
+        return str(self.contract.address)
+
+    # ------------------------------------------------------------------ typed data and signing
+
+    def typed_data(self, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
+        """EIP-712 document for this escrow's domain."""
+        return eip712.typed_data(primary_type, message, self.chain.chain_id, self.address)
+
+    def sign_authorization(self, key: bytes | str, auth: OrderAuthorization) -> bytes:
+        """The buyer's OrderAuthorization signature."""
+        return eip712.sign_typed_data(key, self.typed_data("OrderAuthorization", auth.message()))
+
+    def sign_attestation(
+        self,
+        key: bytes | str,
+        order_id: bytes,
+        milestone: int,
+        event_time: int,
+        tracking_hash: bytes,
+        evidence_hash: bytes,
+    ) -> Attestation:
+        """An oracle's signed DeliveryAttestation."""
+        msg = {
+            "orderId": order_id,
+            "milestone": milestone,
+            "eventTime": event_time,
+            "trackingHash": tracking_hash,
+            "evidenceHash": evidence_hash,
+        }
+        sig = eip712.sign_typed_data(key, self.typed_data("DeliveryAttestation", msg))
+        return Attestation(milestone, event_time, tracking_hash, evidence_hash, sig)
+
+    def sign_buyer_decision(
+        self, key: bytes | str, order_id: bytes, decision: int, evidence_hash: bytes, valid_until: int
+    ) -> bytes:
+        """The buyer's signed BuyerDecision."""
+        msg = {
+            "orderId": order_id,
+            "decision": decision,
+            "evidenceHash": evidence_hash,
+            "validUntil": valid_until,
+        }
+        return eip712.sign_typed_data(key, self.typed_data("BuyerDecision", msg))
+
+    def sign_evidence(
+        self, key: bytes | str, order_id: bytes, party: str, evidence_hash: bytes, valid_until: int
+    ) -> bytes:
+        """A party's signed EvidenceSubmission."""
+        msg = {
+            "orderId": order_id,
+            "party": to_checksum_address(party),
+            "evidenceHash": evidence_hash,
+            "validUntil": valid_until,
+        }
+        return eip712.sign_typed_data(key, self.typed_data("EvidenceSubmission", msg))
+
+    def sign_ruling(
+        self, key: bytes | str, order_id: bytes, share_bps: int, rationale_hash: bytes, valid_until: int
+    ) -> bytes:
+        """An arbitrator's signed Ruling."""
+        msg = {
+            "orderId": order_id,
+            "buyerShareBps": share_bps,
+            "rationaleHash": rationale_hash,
+            "validUntil": valid_until,
+        }
+        return eip712.sign_typed_data(key, self.typed_data("Ruling", msg))
+
+    def sign_permit(self, owner: LocalAccount, token: Contract, value: int, deadline: int) -> tuple[Any, ...]:
+        """An EIP-2612 permit from ``owner`` to this escrow, as the contract's ``Permit`` tuple."""
+        doc = eip712.permit_typed_data(
+            token_name=self.chain.call(token.functions.name()),
+            chain_id=self.chain.chain_id,
+            token=str(token.address),
+            owner=owner.address,
+            spender=self.address,
+            value=value,
+            nonce=self.chain.call(token.functions.nonces(owner.address)),
+            deadline=deadline,
+        )
+        sig = eip712.sign_typed_data(owner.key, doc)
+        return (value, deadline, sig[64], sig[:32], sig[32:64])
+
+    # ------------------------------------------------------------------ transactions
+
+    def _send(self, fn: Any, sender: LocalAccount, gas: int | None = None) -> TxResult:
+        receipt = self.chain.send(fn, sender, gas=gas)
+        events = self.chain.events(receipt)
+        self.apply(events)
+        return TxResult(receipt, events)
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Update tracked orders from escrow events (terms from ``OrderFunded``, state from the rest)."""
+        for ev in events:
+            if ev.address != self.address:
+                continue
+            if ev.name == "OrderFunded":
+                oid = bytes(ev.args["orderId"])
+                self.orders[oid] = Order(oid, Terms.from_event(ev.args["terms"]), ev.args["state"])
+            elif "state" in ev.args and "orderId" in ev.args:
+                oid = bytes(ev.args["orderId"])
+                if oid in self.orders:
+                    self.orders[oid] = replace(self.orders[oid], state=ev.args["state"])
+
+    def sync(self, from_block: int = 0) -> None:
+        """Rebuild every order from the chain's events alone."""
+        self.orders.clear()
+        self.apply(self.chain.get_events(self.address, from_block, self.chain.block_number()))
+
+    def fund(
+        self,
+        auths: Sequence[OrderAuthorization],
+        signatures: Sequence[bytes],
+        sender: LocalAccount,
+        permit: tuple[Any, ...] = NO_PERMIT,
+        gas: int | None = None,
+    ) -> TxResult:
+        """Fund orders (all or nothing)."""
+        fn = self.contract.functions.fund([a.as_tuple() for a in auths], list(signatures), permit)
+        return self._send(fn, sender, gas)
+
+    def attest(
+        self,
+        items: Sequence[tuple[Order, Sequence[Attestation]]],
+        sender: LocalAccount,
+        strict: bool = True,
+        gas: int | None = None,
+    ) -> TxResult:
+        """Submit attestations for one or more orders."""
+        payload = [(o.ref(), [a.as_tuple() for a in atts]) for o, atts in items]
+        return self._send(self.contract.functions.attest(payload, strict), sender, gas)
+
+    def release(
+        self, orders: Sequence[Order], sender: LocalAccount, strict: bool = True, gas: int | None = None
+    ) -> TxResult:
+        """Release delivered orders past their hold window."""
+        fn = self.contract.functions.release([o.ref() for o in orders], strict)
+        return self._send(fn, sender, gas)
+
+    def confirm_receipt(self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH) -> TxResult:
+        """The buyer confirms receipt directly."""
+        fn = self.contract.functions.confirmReceipt(*order.ref(), evidence_hash)
+        return self._send(fn, buyer)
+
+    def open_dispute(self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH) -> TxResult:
+        """The buyer opens a dispute directly."""
+        return self._send(self.contract.functions.openDispute(*order.ref(), evidence_hash), buyer)
+
+    def submit_buyer_decision(
+        self,
+        order: Order,
+        decision: int,
+        evidence_hash: bytes,
+        valid_until: int,
+        signature: bytes,
+        sender: LocalAccount,
+    ) -> TxResult:
+        """Relay a signed BuyerDecision."""
+        fn = self.contract.functions.submitBuyerDecision(
+            *order.ref(), decision, evidence_hash, valid_until, signature
+        )
+        return self._send(fn, sender)
+
+    def submit_evidence(self, order: Order, party: LocalAccount, evidence_hash: bytes) -> TxResult:
+        """A party anchors evidence directly."""
+        return self._send(self.contract.functions.submitEvidence(*order.ref(), evidence_hash), party)
+
+    def submit_evidence_signed(
+        self,
+        order: Order,
+        party: str,
+        evidence_hash: bytes,
+        valid_until: int,
+        signature: bytes,
+        sender: LocalAccount,
+    ) -> TxResult:
+        """Relay a signed EvidenceSubmission."""
+        fn = self.contract.functions.submitEvidenceSigned(
+            *order.ref(), to_checksum_address(party), evidence_hash, valid_until, signature
+        )
+        return self._send(fn, sender)
+
+    def rule(self, order: Order, arbitrator: LocalAccount, share_bps: int, rationale_hash: bytes) -> TxResult:
+        """An arbitrator rules directly."""
+        fn = self.contract.functions.rule(*order.ref(), share_bps, rationale_hash)
+        return self._send(fn, arbitrator)
+
+    def submit_ruling(
+        self,
+        order: Order,
+        share_bps: int,
+        rationale_hash: bytes,
+        valid_until: int,
+        signature: bytes,
+        sender: LocalAccount,
+    ) -> TxResult:
+        """Relay an arbitrator's signed Ruling."""
+        fn = self.contract.functions.submitRuling(
+            *order.ref(), share_bps, rationale_hash, valid_until, signature
+        )
+        return self._send(fn, sender)
+
+    def refund_by_seller(self, order: Order, seller: LocalAccount) -> TxResult:
+        """The seller gives the order up."""
+        return self._send(self.contract.functions.refundBySeller(*order.ref()), seller)
+
+    def timeout_refund(self, order: Order, sender: LocalAccount) -> TxResult:
+        """Anyone refunds an order whose deadline passed."""
+        return self._send(self.contract.functions.timeoutRefund(*order.ref()), sender)
+
+    def freeze(
+        self, order: Order, regulator: LocalAccount, duration: int, reason_hash: bytes
+    ) -> TxResult:
+        """A regulator freezes an order."""
+        fn = self.contract.functions.freeze(*order.ref(), duration, reason_hash)
+        return self._send(fn, regulator)
+
+    def unfreeze(self, order: Order, regulator: LocalAccount) -> TxResult:
+        """A regulator lifts a freeze."""
+        return self._send(self.contract.functions.unfreeze(*order.ref()), regulator)
+
+    def withdraw(self, token: str, account: LocalAccount, amount: int, to: str | None = None) -> TxResult:
+        """Pay out ``account``'s credit."""
+        fn = self.contract.functions.withdraw(
+            to_checksum_address(token), to_checksum_address(to or account.address), amount
+        )
+        return self._send(fn, account)
+
+    # ------------------------------------------------------------------ views
+
+    def credit(self, token: str, account: str) -> int:
+        """Unpaid credit of ``account``."""
+        return int(
+            self.chain.call(
+                self.contract.functions.creditOf(to_checksum_address(token), to_checksum_address(account))
+            )
+        )
+
+    def commitment(self, order_id: bytes) -> bytes:
+        """The order's on-chain commitment (zero bytes when unknown)."""
+        return bytes(self.chain.call(self.contract.functions.commitmentOf(order_id)))
+
+    def config(self) -> dict[str, int]:
+        """Platform settings for new orders."""
+        c = self.chain.call(self.contract.functions.config())
+        keys = (
+            "commission_bps",
+            "threshold",
+            "active_oracles",
+            "oracle_count",
+            "response_seconds",
+            "arbitration_seconds",
+            "meta_evidence_id",
+        )
+        return dict(zip(keys, c, strict=True))
+
+
+@dataclass
+class Deployment:
+    """What :func:`deploy_stack` deployed and configured."""
+
+    escrow: Escrow
+    token: Contract
+    registry_library: str
+    block: int
+
+
+def deploy_stack(
+    chain: ChainClient,
+    *,
+    admin: LocalAccount,
+    treasury: str,
+    oracles: Sequence[str] = (),
+    arbitrators: Sequence[str] = (),
+    regulators: Sequence[str] = (),
+    tax_recipients: dict[str, int] | None = None,
+    commission_bps: int = 200,
+    threshold: int = 1,
+    role_delay: int = 86_400,
+    response_seconds: int = 3 * 86_400,
+    arbitration_seconds: int = 14 * 86_400,
+    meta_evidence_uri: str = "ipfs://tradeguard/meta-evidence/v1.json",
+    wait_role_delay: bool = True,
+) -> Deployment:
+    """Deploy the registry library, the escrow and (dev chains only) tUSD, and configure them.
+
+    With ``wait_role_delay`` on a dev chain the clock is moved past the role delay so that the oracles and
+    arbitrators count for orders funded right after.
+    """
+    if not chain.is_dev_chain:
+        raise ValueError("deploy_stack deploys tUSD and is for development chains only")
+    start_block = chain.block_number()
+    lib = chain.deploy("EscrowRegistry", sender=admin)
+    contract = chain.deploy(
+        "TradeGuardEscrow",
+        admin.address,
+        to_checksum_address(treasury),
+        commission_bps,
+        role_delay,
+        response_seconds,
+        arbitration_seconds,
+        meta_evidence_uri,
+        sender=admin,
+        libraries={"EscrowRegistry": str(lib.address)},
+    )
+    escrow = Escrow(chain, contract)
+    token = chain.deploy("TestUSD", sender=admin)
+    fns = contract.functions
+    chain.send(fns.setToken(token.address, True), admin)
+    for oracle in oracles:
+        chain.send(fns.addOracle(to_checksum_address(oracle)), admin)
+    if threshold != 1:
+        chain.send(fns.setThreshold(threshold), admin)
+    for arbitrator in arbitrators:
+        chain.send(fns.addArbitrator(to_checksum_address(arbitrator)), admin)
+    regulator_role = chain.call(fns.REGULATOR_ROLE())
+    for regulator in regulators:
+        chain.send(fns.grantRole(regulator_role, to_checksum_address(regulator)), admin)
+    for recipient, cap in (tax_recipients or {}).items():
+        chain.send(fns.setTaxRecipient(to_checksum_address(recipient), cap), admin)
+    if wait_role_delay and role_delay:
+        chain.advance_time(role_delay + 1)
+    return Deployment(escrow, token, str(lib.address), start_block)

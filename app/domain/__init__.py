@@ -1,0 +1,1 @@
+"""Pure rules of TradeGuard: money split, order state, ids. No I/O."""

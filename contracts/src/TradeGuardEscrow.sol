@@ -1,0 +1,837 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Base64} from "@openzeppelin/contracts/utils/Base64.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+
+import {ITradeGuardEscrow} from "./interfaces/ITradeGuardEscrow.sol";
+import {EscrowRegistry} from "./libraries/EscrowRegistry.sol";
+import {OrderState} from "./libraries/OrderState.sol";
+
+/// @title TradeGuard escrow
+/// @notice Holds buyers' payments for cross-border orders until k-of-n logistics oracles attest delivery and the
+///         T+N hold window passes, the buyer confirms receipt, or an arbitrator rules. Releases are split into
+///         platform commission, cross-border tax and the seller's net and credited; recipients pull their credits.
+/// @dev One storage slot per order holds `keccak256(abi.encode(terms, state))`. The platform (admin) cannot move
+///      escrowed money: releases need oracles registered before the order was funded, the buyer, or an arbitrator;
+///      refunds need a timeout, the seller or an arbitrator. New oracles and arbitrators wait `ROLE_DELAY`.
+contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, ReentrancyGuardTransient, EIP712 {
+    using SafeERC20 for IERC20;
+    using OrderState for uint256;
+    using EscrowRegistry for EscrowRegistry.Registry;
+
+    /// @notice Role that may freeze and unfreeze orders.
+    bytes32 public constant REGULATOR_ROLE = keccak256("REGULATOR_ROLE");
+
+    /// @notice EIP-712 type hashes, exactly as in SPEC §4.
+    bytes32 public constant ORDER_AUTHORIZATION_TYPEHASH = keccak256(
+        "OrderAuthorization(bytes32 orderId,address buyer,address seller,address token,uint256 amount,"
+        "uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,"
+        "uint32 holdSeconds,uint64 validUntil)"
+    );
+    bytes32 public constant DELIVERY_ATTESTATION_TYPEHASH = keccak256(
+        "DeliveryAttestation(bytes32 orderId,uint8 milestone,uint64 eventTime,bytes32 trackingHash,bytes32 evidenceHash)"
+    );
+    bytes32 public constant BUYER_DECISION_TYPEHASH =
+        keccak256("BuyerDecision(bytes32 orderId,uint8 decision,bytes32 evidenceHash,uint64 validUntil)");
+    bytes32 public constant EVIDENCE_SUBMISSION_TYPEHASH =
+        keccak256("EvidenceSubmission(bytes32 orderId,address party,bytes32 evidenceHash,uint64 validUntil)");
+    bytes32 public constant RULING_TYPEHASH =
+        keccak256("Ruling(bytes32 orderId,uint16 buyerShareBps,bytes32 rationaleHash,uint64 validUntil)");
+
+    uint8 public constant MILESTONE_SHIPPED = 1;
+    uint8 public constant MILESTONE_DELIVERED = 2;
+    uint8 public constant DECISION_CONFIRM_RECEIPT = 1;
+    uint8 public constant DECISION_OPEN_DISPUTE = 2;
+
+    uint256 public constant BPS = 10_000;
+    uint32 public constant MIN_HOLD_SECONDS = 1 hours;
+    uint32 public constant MAX_HOLD_SECONDS = 90 days;
+    uint256 public constant MAX_SCHEDULE = 365 days;
+    uint256 public constant MAX_FREEZE_SECONDS = 30 days;
+    uint256 public constant MAX_BATCH = 500;
+
+    /// @notice Seconds a newly added oracle or arbitrator waits before it counts.
+    uint32 public immutable ROLE_DELAY;
+
+    /// @dev Credits of one release batched in memory so that a batch writes each recipient once.
+    struct Pending {
+        address token;
+        uint256 commission;
+        address taxRecipient;
+        uint256 tax;
+        address seller;
+        uint256 net;
+    }
+
+    EscrowRegistry.Registry private _reg;
+    mapping(bytes32 orderId => bytes32 commitment) private _orders;
+    mapping(address token => mapping(address account => uint256 amount)) private _credits;
+    mapping(bytes32 orderId => mapping(uint8 milestone => uint256 oracleBits)) private _partial;
+    mapping(bytes32 digest => bool) private _usedDigests;
+
+    /// @param admin holder of the admin role (platform multisig)
+    /// @param treasury_ receives commission credits
+    /// @param commissionBps platform commission for new orders
+    /// @param roleDelay seconds before a new oracle or arbitrator counts (at most 30 days)
+    /// @param responseSeconds seller's dispute response window for new orders
+    /// @param arbitrationSeconds arbitration deadline for new orders (longer than the response window)
+    /// @param metaEvidenceURI ERC-1497 meta-evidence URI (dispute policy)
+    constructor(
+        address admin,
+        address treasury_,
+        uint16 commissionBps,
+        uint32 roleDelay,
+        uint32 responseSeconds,
+        uint32 arbitrationSeconds,
+        string memory metaEvidenceURI
+    ) EIP712("TradeGuard", "1") {
+        if (admin == address(0)) revert ZeroAddress();
+        if (roleDelay > MAX_FREEZE_SECONDS) revert InvalidDuration(roleDelay);
+        ROLE_DELAY = roleDelay;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _reg.initialize(treasury_, commissionBps, responseSeconds, arbitrationSeconds, metaEvidenceURI);
+    }
+
+    // =========================================================================================== funding
+
+    /// @inheritdoc ITradeGuardEscrow
+    function fund(OrderAuthorization[] calldata auths, bytes[] calldata signatures, Permit calldata permit)
+        external
+        nonReentrant
+        whenNotPaused
+    {
+        uint256 n = auths.length;
+        if (n == 0 || n > MAX_BATCH || signatures.length != n) revert InvalidBatch(n);
+        for (uint256 i; i < n; ++i) {
+            _open(auths[i], signatures[i]);
+        }
+        // Interactions after every order is recorded: one pull per run of orders with the same buyer and token.
+        uint256 start;
+        uint256 sum;
+        for (uint256 i; i < n; ++i) {
+            sum += auths[i].amount;
+            if (i + 1 == n || auths[i + 1].buyer != auths[start].buyer || auths[i + 1].token != auths[start].token) {
+                // Only the first run may use the permit: it was signed by that run's buyer.
+                _pull(auths[start].token, auths[start].buyer, sum, start == 0 ? permit : _noPermit());
+                (start, sum) = (i + 1, 0);
+            }
+        }
+    }
+
+    // ====================================================================================== attestations
+
+    /// @inheritdoc ITradeGuardEscrow
+    function attest(AttestItem[] calldata items, bool strict) external returns (uint256 advanced) {
+        uint256 n = items.length;
+        if (n == 0 || n > MAX_BATCH) revert InvalidBatch(n);
+        for (uint256 i; i < n; ++i) {
+            AttestItem calldata it = items[i];
+            (bytes memory err, bool moved) = _attest(it.order.orderId, it.order.terms, it.order.state, it.attestations);
+            if (err.length != 0) _skip(it.order.orderId, err, strict);
+            else if (moved) ++advanced;
+        }
+    }
+
+    // ========================================================================================== releases
+
+    /// @inheritdoc ITradeGuardEscrow
+    function release(OrderRef[] calldata orders, bool strict) external returns (uint256 released) {
+        uint256 n = orders.length;
+        if (n == 0 || n > MAX_BATCH) revert InvalidBatch(n);
+        Pending memory p;
+        for (uint256 i; i < n; ++i) {
+            OrderRef calldata o = orders[i];
+            bytes memory err = _release(o.orderId, o.terms, o.state, p);
+            if (err.length != 0) _skip(o.orderId, err, strict);
+            else ++released;
+        }
+        _flush(p);
+    }
+
+    // ================================================================================== buyer decisions
+
+    /// @inheritdoc ITradeGuardEscrow
+    function confirmReceipt(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
+        if (msg.sender != terms.buyer) revert Unauthorized(msg.sender);
+        _confirm(orderId, terms, state, evidenceHash);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function openDispute(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
+        if (msg.sender != terms.buyer) revert Unauthorized(msg.sender);
+        _openDispute(orderId, terms, state, evidenceHash);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function submitBuyerDecision(
+        bytes32 orderId,
+        Terms calldata terms,
+        uint256 state,
+        uint8 decision,
+        bytes32 evidenceHash,
+        uint64 validUntil,
+        bytes calldata signature
+    ) external {
+        _checkValidUntil(validUntil);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(BUYER_DECISION_TYPEHASH, orderId, decision, evidenceHash, validUntil))
+        );
+        _requireSigner(digest, signature, terms.buyer);
+        // Replay is prevented by the status change each decision makes.
+        if (decision == DECISION_CONFIRM_RECEIPT) _confirm(orderId, terms, state, evidenceHash);
+        else if (decision == DECISION_OPEN_DISPUTE) _openDispute(orderId, terms, state, evidenceHash);
+        else revert InvalidDecision(decision);
+    }
+
+    // ========================================================================================== evidence
+
+    /// @inheritdoc ITradeGuardEscrow
+    function submitEvidence(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
+        _evidence(orderId, terms, state, msg.sender, evidenceHash);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function submitEvidenceSigned(
+        bytes32 orderId,
+        Terms calldata terms,
+        uint256 state,
+        address party,
+        bytes32 evidenceHash,
+        uint64 validUntil,
+        bytes calldata signature
+    ) external {
+        _checkValidUntil(validUntil);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(EVIDENCE_SUBMISSION_TYPEHASH, orderId, party, evidenceHash, validUntil))
+        );
+        _requireSigner(digest, signature, party);
+        if (_usedDigests[digest]) revert SignatureReplayed(digest);
+        _usedDigests[digest] = true;
+        _evidence(orderId, terms, state, party, evidenceHash);
+    }
+
+    // =========================================================================================== rulings
+
+    /// @inheritdoc ITradeGuardEscrow
+    function rule(bytes32 orderId, Terms calldata terms, uint256 state, uint16 buyerShareBps, bytes32 rationaleHash)
+        external
+    {
+        _rule(orderId, terms, state, msg.sender, buyerShareBps, rationaleHash);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function submitRuling(
+        bytes32 orderId,
+        Terms calldata terms,
+        uint256 state,
+        uint16 buyerShareBps,
+        bytes32 rationaleHash,
+        uint64 validUntil,
+        bytes calldata signature
+    ) external {
+        _checkValidUntil(validUntil);
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(RULING_TYPEHASH, orderId, buyerShareBps, rationaleHash, validUntil))
+        );
+        (address signer, bytes memory err) = _recover(digest, signature);
+        _bubble(err);
+        // Replay is prevented by the status change the ruling makes.
+        _rule(orderId, terms, state, signer, buyerShareBps, rationaleHash);
+    }
+
+    // =========================================================================================== refunds
+
+    /// @inheritdoc ITradeGuardEscrow
+    function refundBySeller(bytes32 orderId, Terms calldata terms, uint256 state) external {
+        _requireOrder(orderId, terms, state);
+        if (msg.sender != terms.seller) revert Unauthorized(msg.sender);
+        if (state.isFinal()) revert InvalidStatus(orderId, Status(state.status()));
+        _requireNotFrozen(orderId, state);
+        _refund(orderId, terms, state, RefundReason.SellerRefund);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function timeoutRefund(bytes32 orderId, Terms calldata terms, uint256 state) external {
+        _requireOrder(orderId, terms, state);
+        _requireNotFrozen(orderId, state);
+        uint8 st = state.status();
+        uint256 ext = state.frozenSeconds();
+        RefundReason reason;
+        uint256 deadline;
+        if (st == OrderState.FUNDED) {
+            (reason, deadline) = (RefundReason.ShipTimeout, terms.shipBy + ext);
+        } else if (st == OrderState.SHIPPED) {
+            (reason, deadline) = (RefundReason.DeliveryTimeout, terms.deliverBy + ext);
+        } else if (st == OrderState.DISPUTED) {
+            uint256 disputedAt = state.anchor() + ext;
+            uint256 responseDeadline = disputedAt + terms.responseSeconds;
+            if (!state.responded() && block.timestamp > responseDeadline) {
+                (reason, deadline) = (RefundReason.ResponseTimeout, responseDeadline);
+            } else {
+                (reason, deadline) = (RefundReason.ArbitrationTimeout, disputedAt + terms.arbitrationSeconds);
+                if (!state.responded() && responseDeadline < deadline) deadline = responseDeadline;
+            }
+        } else {
+            revert InvalidStatus(orderId, Status(st));
+        }
+        if (block.timestamp <= deadline) revert DeadlineNotReached(orderId, deadline);
+        _refund(orderId, terms, state, reason);
+    }
+
+    // ============================================================================================ freeze
+
+    /// @inheritdoc ITradeGuardEscrow
+    function freeze(bytes32 orderId, Terms calldata terms, uint256 state, uint32 duration, bytes32 reasonHash)
+        external
+        onlyRole(REGULATOR_ROLE)
+    {
+        _requireOrder(orderId, terms, state);
+        if (state.isFinal()) revert InvalidStatus(orderId, Status(state.status()));
+        _requireNotFrozen(orderId, state);
+        if (reasonHash == bytes32(0)) revert EmptyHash();
+        uint256 total = state.frozenSeconds() + duration;
+        if (duration == 0 || total > MAX_FREEZE_SECONDS) revert FreezeTooLong(orderId, total);
+        uint64 until = uint64(block.timestamp + duration);
+        uint256 next = state.withFreeze(total, until);
+        _orders[orderId] = _commit(terms, next);
+        emit OrderFrozen(orderId, next, until, reasonHash);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function unfreeze(bytes32 orderId, Terms calldata terms, uint256 state) external onlyRole(REGULATOR_ROLE) {
+        _requireOrder(orderId, terms, state);
+        uint64 until = state.frozenUntil();
+        if (!state.isFrozen(block.timestamp)) revert OrderNotFrozen(orderId);
+        // Give back the part of the freeze that did not happen: timers shrink by it.
+        uint256 next = state.withFreeze(state.frozenSeconds() - (until - block.timestamp), block.timestamp);
+        _orders[orderId] = _commit(terms, next);
+        emit OrderUnfrozen(orderId, next);
+    }
+
+    // ========================================================================================== payouts
+
+    /// @inheritdoc ITradeGuardEscrow
+    function withdraw(address token, address to, uint256 amount) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        uint256 available = _credits[token][msg.sender];
+        if (amount == 0 || amount > available) revert InsufficientCredit(token, msg.sender, available, amount);
+        // Cannot underflow: amount <= available was checked above.
+        unchecked {
+            _credits[token][msg.sender] = available - amount;
+        }
+        emit Withdrawn(token, msg.sender, to, amount);
+        IERC20(token).safeTransfer(to, amount);
+    }
+
+    // ============================================================================================= admin
+
+    /// @notice Register an oracle; it counts for orders funded from `now + ROLE_DELAY` on.
+    function addOracle(address oracle) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.addOracle(oracle, ROLE_DELAY);
+    }
+
+    /// @notice Remove an oracle; its attestations stop counting at once, for open orders too.
+    function removeOracle(address oracle) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.removeOracle(oracle);
+    }
+
+    /// @notice Set the oracle threshold k for new orders (1 ≤ k ≤ active oracles).
+    function setThreshold(uint8 threshold) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setThreshold(threshold);
+    }
+
+    /// @notice Appoint an arbitrator; it may rule from `now + ROLE_DELAY`.
+    function addArbitrator(address arbitrator) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.addArbitrator(arbitrator, ROLE_DELAY);
+    }
+
+    /// @notice Remove an arbitrator at once.
+    function removeArbitrator(address arbitrator) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.removeArbitrator(arbitrator);
+    }
+
+    /// @notice Allow or disallow a settlement token for new orders (open orders are never affected).
+    function setToken(address token, bool allowed) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setToken(token, allowed);
+    }
+
+    /// @notice Register a corridor's tax recipient with its highest rate, or remove it with 0.
+    function setTaxRecipient(address recipient, uint16 maxTaxBps) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setTaxRecipient(recipient, maxTaxBps);
+    }
+
+    /// @notice Set the platform commission for new orders.
+    function setCommission(uint16 commissionBps) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setCommission(commissionBps);
+    }
+
+    /// @notice Set the treasury that receives future commission credits.
+    function setTreasury(address newTreasury) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setTreasury(newTreasury);
+    }
+
+    /// @notice Set the dispute windows for new orders.
+    function setDisputeWindows(uint32 responseSeconds, uint32 arbitrationSeconds)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
+        _reg.setDisputeWindows(responseSeconds, arbitrationSeconds);
+    }
+
+    /// @notice Publish new ERC-1497 meta-evidence for disputes opened from now on.
+    function setMetaEvidence(string calldata uri) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _reg.setMetaEvidence(uri);
+    }
+
+    /// @notice Stop new orders. Funded orders keep every exit.
+    function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _pause();
+    }
+
+    /// @notice Accept new orders again.
+    function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _unpause();
+    }
+
+    // ============================================================================================= views
+
+    /// @notice The commitment stored for an order (zero if unknown).
+    function commitmentOf(bytes32 orderId) external view returns (bytes32) {
+        return _orders[orderId];
+    }
+
+    /// @notice Unpaid credit of `account` in `token`.
+    function creditOf(address token, address account) external view returns (uint256) {
+        return _credits[token][account];
+    }
+
+    /// @notice The platform settings applied to new orders.
+    function config() external view returns (EscrowRegistry.Config memory) {
+        return _reg.config;
+    }
+
+    /// @notice The treasury receiving commission.
+    function treasury() external view returns (address) {
+        return _reg.treasury;
+    }
+
+    /// @notice An oracle's registry entry.
+    function oracleInfo(address oracle) external view returns (EscrowRegistry.OracleInfo memory) {
+        return _reg.oracles[oracle];
+    }
+
+    /// @notice The oracle registered under `index`.
+    function oracleAt(uint256 index) external view returns (address) {
+        return _reg.oracleList[index];
+    }
+
+    /// @notice When an arbitrator may rule (0 if not an arbitrator).
+    function arbitratorActiveFrom(address arbitrator) external view returns (uint64) {
+        return _reg.arbitrators[arbitrator];
+    }
+
+    /// @notice Whether a token may fund new orders.
+    function isTokenAllowed(address token) external view returns (bool) {
+        return _reg.allowedTokens[token];
+    }
+
+    /// @notice A tax recipient's highest rate (0 if not registered).
+    function taxCap(address recipient) external view returns (uint16) {
+        return _reg.taxCaps[recipient];
+    }
+
+    /// @notice Bitmap of oracle indices whose attestation of `milestone` is recorded but below threshold.
+    function partialAttestations(bytes32 orderId, uint8 milestone) external view returns (uint256) {
+        return _partial[orderId][milestone];
+    }
+
+    /// @notice Whether an evidence signature digest was used.
+    function isDigestUsed(bytes32 digest) external view returns (bool) {
+        return _usedDigests[digest];
+    }
+
+    // ========================================================================================= internals
+
+    /// @dev Checks an authorization and records the order. Reverts on any problem.
+    function _open(OrderAuthorization calldata a, bytes calldata signature) private {
+        if (_orders[a.orderId] != bytes32(0)) revert OrderAlreadyExists(a.orderId);
+        _checkValidUntil(a.validUntil);
+        if (!_reg.allowedTokens[a.token]) revert TokenNotAllowed(a.token);
+        if (a.amount == 0 || a.amount > type(uint128).max) revert InvalidAmount(a.amount);
+        if (a.buyer == address(0) || a.seller == address(0) || a.buyer == a.seller) {
+            revert InvalidParties(a.buyer, a.seller);
+        }
+        EscrowRegistry.Config memory c = _reg.config;
+        if (a.commissionBps != c.commissionBps) revert CommissionMismatch(a.commissionBps, c.commissionBps);
+        if (a.taxBps == 0 ? a.taxRecipient != address(0) : a.taxBps > _reg.taxCaps[a.taxRecipient]) {
+            revert TaxNotAllowed(a.taxRecipient, a.taxBps);
+        }
+        if (
+            a.shipBy <= block.timestamp || a.deliverBy <= a.shipBy || a.deliverBy > block.timestamp + MAX_SCHEDULE
+                || a.holdSeconds < MIN_HOLD_SECONDS || a.holdSeconds > MAX_HOLD_SECONDS
+        ) revert InvalidSchedule(a.shipBy, a.deliverBy, a.holdSeconds);
+        if (c.threshold > c.activeOracles) revert InvalidThreshold(c.threshold, c.activeOracles);
+        if (msg.sender != a.buyer) {
+            _requireSigner(_hashTypedDataV4(keccak256(abi.encode(ORDER_AUTHORIZATION_TYPEHASH, a))), signature, a.buyer);
+        }
+        Terms memory t = Terms({
+            buyer: a.buyer,
+            seller: a.seller,
+            token: a.token,
+            amount: a.amount,
+            commissionBps: a.commissionBps,
+            taxBps: a.taxBps,
+            taxRecipient: a.taxRecipient,
+            shipBy: a.shipBy,
+            deliverBy: a.deliverBy,
+            holdSeconds: a.holdSeconds,
+            threshold: c.threshold,
+            responseSeconds: c.responseSeconds,
+            arbitrationSeconds: c.arbitrationSeconds,
+            fundedAt: uint64(block.timestamp)
+        });
+        uint256 state = OrderState.FUNDED;
+        _orders[a.orderId] = keccak256(abi.encode(t, state));
+        emit OrderFunded(a.orderId, t, state);
+    }
+
+    /// @dev Pulls `amount` from `buyer` (after an optional permit) and refuses tokens that deliver less.
+    function _pull(address token, address buyer, uint256 amount, Permit memory permit) private {
+        if (permit.deadline != 0) {
+            // A front-run permit (already used) is not an error as long as the allowance is there.
+            try IERC20Permit(token).permit(
+                buyer, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
+            ) {} catch {}
+        }
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(buyer, address(this), amount);
+        uint256 received = IERC20(token).balanceOf(address(this)) - before;
+        if (received != amount) revert TokenShortfall(token, amount, received);
+    }
+
+    /// @dev Core of {attest}: returns an encoded custom error instead of reverting, and writes nothing then.
+    function _attest(bytes32 id, Terms calldata t, uint256 s, Attestation[] calldata atts)
+        private
+        returns (bytes memory err, bool advanced)
+    {
+        err = _verify(id, t, s);
+        if (err.length != 0) return (err, false);
+        uint256 n = atts.length;
+        if (n == 0) return (abi.encodeWithSelector(NoAttestations.selector), false);
+        uint8 milestone = atts[0].milestone;
+        uint8 st = s.status();
+        uint256 deadline;
+        if (milestone == MILESTONE_SHIPPED || milestone == MILESTONE_DELIVERED) {
+            if (st == OrderState.FUNDED) deadline = t.shipBy;
+            else if (st == OrderState.SHIPPED && milestone == MILESTONE_DELIVERED) deadline = t.deliverBy;
+            else return (abi.encodeWithSelector(InvalidStatus.selector, id, st), false);
+        } else {
+            return (abi.encodeWithSelector(InvalidMilestone.selector, milestone), false);
+        }
+        deadline += s.frozenSeconds();
+        if (block.timestamp > deadline) return (abi.encodeWithSelector(DeadlinePassed.selector, id, deadline), false);
+
+        uint256 bits = t.threshold > 1 ? _partial[id][milestone] : 0;
+        uint256 count = bits == 0 ? 0 : _countCounting(bits, t.fundedAt);
+        address[] memory signers = new address[](n);
+        for (uint256 i; i < n; ++i) {
+            Attestation calldata a = atts[i];
+            if (a.milestone != milestone) return (abi.encodeWithSelector(InvalidMilestone.selector, a.milestone), false);
+            if (a.eventTime > block.timestamp) {
+                return (abi.encodeWithSelector(EventInFuture.selector, a.eventTime), false);
+            }
+            address signer = msg.sender;
+            if (a.signature.length != 0) {
+                (signer, err) = _recover(
+                    _hashTypedDataV4(
+                        keccak256(
+                            abi.encode(
+                                DELIVERY_ATTESTATION_TYPEHASH, id, milestone, a.eventTime, a.trackingHash, a.evidenceHash
+                            )
+                        )
+                    ),
+                    a.signature
+                );
+                if (err.length != 0) return (err, false);
+            }
+            EscrowRegistry.OracleInfo memory o = _reg.oracles[signer];
+            if (!o.active || o.activeFrom > t.fundedAt) {
+                return (abi.encodeWithSelector(NotOracle.selector, signer), false);
+            }
+            uint256 bit = 1 << o.index;
+            if (bits & bit != 0) return (abi.encodeWithSelector(DuplicateAttestation.selector, id, signer), false);
+            bits |= bit;
+            signers[i] = signer;
+            ++count;
+        }
+
+        for (uint256 i; i < n; ++i) {
+            Attestation calldata a = atts[i];
+            emit Attested(id, signers[i], milestone, a.eventTime, a.trackingHash, a.evidenceHash);
+        }
+        if (count < t.threshold) {
+            _partial[id][milestone] = bits;
+            return (err, false);
+        }
+        if (t.threshold > 1) delete _partial[id][milestone];
+        uint256 next;
+        if (milestone == MILESTONE_SHIPPED) {
+            next = s.withStatus(OrderState.SHIPPED);
+            _orders[id] = _commit(t, next);
+            emit OrderShipped(id, next);
+        } else {
+            uint256 releaseAt = s.timerStart(block.timestamp) + t.holdSeconds;
+            next = s.withStatus(OrderState.DELIVERED).withAnchor(releaseAt - s.frozenSeconds());
+            _orders[id] = _commit(t, next);
+            emit OrderDelivered(id, next, uint64(releaseAt));
+        }
+        return (err, true);
+    }
+
+    /// @dev Counts the bits of oracles that still count for an order funded at `fundedAt`.
+    function _countCounting(uint256 bits, uint64 fundedAt) private view returns (uint256 count) {
+        for (uint256 i; bits != 0; ++i) {
+            if (bits & 1 != 0) {
+                EscrowRegistry.OracleInfo memory o = _reg.oracles[_reg.oracleList[i]];
+                if (o.active && o.index == i && o.activeFrom <= fundedAt) ++count;
+            }
+            bits >>= 1;
+        }
+    }
+
+    /// @dev Core of {release}: returns an encoded custom error instead of reverting, and writes nothing then.
+    function _release(bytes32 id, Terms calldata t, uint256 s, Pending memory p) private returns (bytes memory err) {
+        err = _verify(id, t, s);
+        if (err.length != 0) return err;
+        if (s.status() != OrderState.DELIVERED) return abi.encodeWithSelector(InvalidStatus.selector, id, s.status());
+        if (s.isFrozen(block.timestamp)) return abi.encodeWithSelector(OrderIsFrozen.selector, id, s.frozenUntil());
+        uint256 releaseAt = s.anchor() + s.frozenSeconds();
+        if (block.timestamp < releaseAt) return abi.encodeWithSelector(DeadlineNotReached.selector, id, releaseAt);
+        _settleRelease(id, t, s, p);
+    }
+
+    /// @dev Buyer confirmation (direct or signed): release now.
+    function _confirm(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash) private {
+        _requireOrder(id, t, s);
+        uint8 st = s.status();
+        if (st != OrderState.SHIPPED && st != OrderState.DELIVERED) revert InvalidStatus(id, Status(st));
+        _requireNotFrozen(id, s);
+        emit ReceiptConfirmed(id, evidenceHash);
+        Pending memory p;
+        _settleRelease(id, t, s, p);
+        _flush(p);
+    }
+
+    /// @dev Marks the order released and adds its split to the pending credits.
+    function _settleRelease(bytes32 id, Terms calldata t, uint256 s, Pending memory p) private {
+        uint256 next = s.withStatus(OrderState.RELEASED);
+        _orders[id] = _commit(t, next);
+        (uint256 commission, uint256 tax, uint256 net) = _split(t.amount, t.commissionBps, t.taxBps);
+        _addPending(p, t, commission, tax, net);
+        emit OrderReleased(id, next, commission, tax, net);
+    }
+
+    /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start.
+    function _openDispute(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash) private {
+        _requireOrder(id, t, s);
+        uint8 st = s.status();
+        uint256 ext = s.frozenSeconds();
+        if (st == OrderState.FUNDED) {
+            if (block.timestamp > t.shipBy + ext) revert DeadlinePassed(id, t.shipBy + ext);
+        } else if (st == OrderState.SHIPPED) {
+            if (block.timestamp > t.deliverBy + ext) revert DeadlinePassed(id, t.deliverBy + ext);
+        } else if (st == OrderState.DELIVERED) {
+            uint256 releaseAt = s.anchor() + ext;
+            if (block.timestamp >= releaseAt) revert DeadlinePassed(id, releaseAt);
+        } else {
+            revert InvalidStatus(id, Status(st));
+        }
+        uint256 next = s.withStatus(OrderState.DISPUTED).withAnchor(s.timerStart(block.timestamp) - ext);
+        _orders[id] = _commit(t, next);
+        emit DisputeOpened(id, next, evidenceHash);
+        emit Dispute(address(this), uint256(id), _reg.config.metaEvidenceId, uint256(id));
+        if (evidenceHash != bytes32(0)) {
+            emit EvidenceSubmitted(id, t.buyer, evidenceHash, next);
+            emit Evidence(address(this), uint256(id), t.buyer, _evidenceURI(evidenceHash));
+        }
+    }
+
+    /// @dev Anchors a party's evidence; a seller's evidence inside the response window answers the dispute.
+    function _evidence(bytes32 id, Terms calldata t, uint256 s, address party, bytes32 evidenceHash) private {
+        _requireOrder(id, t, s);
+        if (party != t.buyer && party != t.seller) revert Unauthorized(party);
+        if (evidenceHash == bytes32(0)) revert EmptyHash();
+        if (s.isFinal()) revert InvalidStatus(id, Status(s.status()));
+        uint256 next = s;
+        if (
+            party == t.seller && s.status() == OrderState.DISPUTED && !s.responded()
+                && block.timestamp <= s.anchor() + s.frozenSeconds() + t.responseSeconds
+        ) {
+            next = s.withResponded();
+            _orders[id] = _commit(t, next);
+        }
+        emit EvidenceSubmitted(id, party, evidenceHash, next);
+        emit Evidence(address(this), uint256(id), party, _evidenceURI(evidenceHash));
+    }
+
+    /// @dev An arbitrator's ruling: the buyer's share is refunded, the rest settled like a release.
+    function _rule(bytes32 id, Terms calldata t, uint256 s, address arbitrator, uint16 shareBps, bytes32 rationale)
+        private
+    {
+        _requireOrder(id, t, s);
+        uint64 since = _reg.arbitrators[arbitrator];
+        if (since == 0 || since > block.timestamp) revert NotArbitrator(arbitrator);
+        if (s.status() != OrderState.DISPUTED) revert InvalidStatus(id, Status(s.status()));
+        _requireNotFrozen(id, s);
+        if (shareBps > BPS) revert InvalidBps(shareBps);
+        uint256 deadline = s.anchor() + s.frozenSeconds() + t.arbitrationSeconds;
+        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+
+        uint256 next = s.withStatus(OrderState.RESOLVED);
+        _orders[id] = _commit(t, next);
+        uint256 refund = t.amount * shareBps / BPS;
+        (uint256 commission, uint256 tax, uint256 net) = _split(t.amount - refund, t.commissionBps, t.taxBps);
+        if (refund != 0) _credits[t.token][t.buyer] += refund;
+        Pending memory p;
+        _addPending(p, t, commission, tax, net);
+        _flush(p);
+        emit DisputeResolved(id, arbitrator, next, shareBps, rationale, refund, commission, tax, net);
+    }
+
+    /// @dev Credits the whole amount back to the buyer; no commission, no tax.
+    function _refund(bytes32 id, Terms calldata t, uint256 s, RefundReason reason) private {
+        uint256 next = s.withStatus(OrderState.REFUNDED);
+        _orders[id] = _commit(t, next);
+        _credits[t.token][t.buyer] += t.amount;
+        emit OrderRefunded(id, next, reason);
+    }
+
+    /// @dev SPEC §3: floor each fee leg; the seller's net is the rest, so the legs always sum to `gross`.
+    function _split(uint256 gross, uint16 commissionBps, uint16 taxBps)
+        private
+        pure
+        returns (uint256 commission, uint256 tax, uint256 net)
+    {
+        commission = gross * commissionBps / BPS;
+        tax = gross * taxBps / BPS;
+        net = gross - commission - tax;
+    }
+
+    /// @dev Adds one settlement to the pending credits, writing out whatever belongs to another recipient.
+    function _addPending(Pending memory p, Terms calldata t, uint256 commission, uint256 tax, uint256 net) private {
+        if (p.token != t.token) {
+            _flush(p);
+            p.token = t.token;
+        }
+        if (tax != 0) {
+            if (p.taxRecipient != t.taxRecipient) {
+                _flushTax(p);
+                p.taxRecipient = t.taxRecipient;
+            }
+            p.tax += tax;
+        }
+        if (p.seller != t.seller) {
+            _flushSeller(p);
+            p.seller = t.seller;
+        }
+        p.commission += commission;
+        p.net += net;
+    }
+
+    /// @dev Writes all pending credits.
+    function _flush(Pending memory p) private {
+        if (p.commission != 0) {
+            _credits[p.token][_reg.treasury] += p.commission;
+            p.commission = 0;
+        }
+        _flushTax(p);
+        _flushSeller(p);
+    }
+
+    function _flushTax(Pending memory p) private {
+        if (p.tax != 0) {
+            _credits[p.token][p.taxRecipient] += p.tax;
+            p.tax = 0;
+        }
+    }
+
+    function _flushSeller(Pending memory p) private {
+        if (p.net != 0) {
+            _credits[p.token][p.seller] += p.net;
+            p.net = 0;
+        }
+    }
+
+    /// @dev The empty error if `terms`/`state` open the order's commitment, else the encoded error.
+    function _verify(bytes32 id, Terms calldata t, uint256 s) private view returns (bytes memory) {
+        bytes32 c = _orders[id];
+        if (c == bytes32(0)) return abi.encodeWithSelector(UnknownOrder.selector, id);
+        if (c != _commit(t, s)) return abi.encodeWithSelector(OrderDataMismatch.selector, id);
+        return "";
+    }
+
+    function _requireOrder(bytes32 id, Terms calldata t, uint256 s) private view {
+        _bubble(_verify(id, t, s));
+    }
+
+    function _requireNotFrozen(bytes32 id, uint256 s) private view {
+        if (s.isFrozen(block.timestamp)) revert OrderIsFrozen(id, s.frozenUntil());
+    }
+
+    function _checkValidUntil(uint64 validUntil) private view {
+        if (validUntil < block.timestamp) revert SignatureExpired(validUntil, block.timestamp);
+    }
+
+    function _commit(Terms calldata t, uint256 s) private pure returns (bytes32) {
+        return keccak256(abi.encode(t, s));
+    }
+
+    /// @dev Recovers an EIP-712 signer; malformed or malleable signatures give an encoded error.
+    function _recover(bytes32 digest, bytes calldata signature)
+        private
+        pure
+        returns (address signer, bytes memory err)
+    {
+        (address recovered, ECDSA.RecoverError e,) = ECDSA.tryRecover(digest, signature);
+        if (e != ECDSA.RecoverError.NoError) {
+            return (address(0), abi.encodeWithSelector(MalformedSignature.selector, uint8(e)));
+        }
+        return (recovered, "");
+    }
+
+    function _requireSigner(bytes32 digest, bytes calldata signature, address expected) private pure {
+        (address signer, bytes memory err) = _recover(digest, signature);
+        _bubble(err);
+        if (signer != expected) revert InvalidSignature(expected, signer);
+    }
+
+    /// @dev RFC 6920 named-information URI of a SHA-256 content hash, for ERC-1497 `Evidence`.
+    function _evidenceURI(bytes32 hash) private pure returns (string memory) {
+        return string.concat("ni:///sha-256;", Base64.encodeURL(abi.encodePacked(hash)));
+    }
+
+    function _noPermit() private pure returns (Permit memory p) {}
+
+    /// @dev A batch entry that cannot proceed: revert in strict mode, else report it and go on.
+    function _skip(bytes32 id, bytes memory err, bool strict) private {
+        if (strict) _bubble(err);
+        emit OrderSkipped(id, err);
+    }
+
+    /// @dev Reverts with `err` (an ABI-encoded custom error) unless it is empty.
+    function _bubble(bytes memory err) private pure {
+        if (err.length != 0) {
+            assembly ("memory-safe") {
+                revert(add(err, 0x20), mload(err))
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Idempotent project setup. Safe to run often: each step is skipped when already up to date.
+#   bash scripts/bootstrap.sh              app venv (.venv), node_modules (solc, OpenZeppelin, anvil, forge), var/
+#   bash scripts/bootstrap.sh --with-lint  also the tool venv .venv-tools (slither; pins web3<8, so kept apart)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PYTHON="${PYTHON:-python3}"
+SLITHER_VERSION="0.11.6"
+WITH_LINT=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-lint) WITH_LINT=1 ;;
+    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    *) echo "bootstrap: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "bootstrap: $*"; }
+# Run quietly; show the output only if the command fails.
+quiet() {
+  local log rc=0
+  log="$(mktemp)"
+  "$@" >"$log" 2>&1 || rc=$?
+  if [[ $rc -ne 0 ]]; then cat "$log" >&2; rm -f "$log"; echo "bootstrap: failed: $*" >&2; exit "$rc"; fi
+  rm -f "$log"
+}
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# A venv that exists and whose interpreter still runs (a moved or half-made one is rebuilt).
+ensure_venv() {
+  local dir="$1"
+  if [[ -x "$dir/bin/python" ]] && "$dir/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    return 0
+  fi
+  say "creating $dir ($("$PYTHON" --version 2>&1))"
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  quiet "$dir/bin/python" -m pip install --disable-pip-version-check --upgrade pip
+}
+
+# 1. Python app venv + editable install of the project with dev extras.
+ensure_venv .venv
+stamp=.venv/.bootstrap-pyproject.sha256
+want="$(hash_of pyproject.toml)"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  say "pip install -e '.[dev]' into .venv"
+  quiet .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]'
+  echo "$want" > "$stamp"
+else
+  say ".venv up to date"
+fi
+
+# 2. Node toolchain: solc (solcjs), OpenZeppelin, anvil, forge, exactly as package-lock.json says.
+command -v npm >/dev/null || { echo "bootstrap: npm not found (apt-get install nodejs npm)" >&2; exit 1; }
+stamp=node_modules/.bootstrap-package-lock.sha256
+want="$(hash_of package.json package-lock.json)"
+if [[ ! -d node_modules || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  say "npm ci"
+  quiet npm ci --no-audit --no-fund
+  echo "$want" > "$stamp"
+else
+  say "node_modules up to date"
+fi
+FOUNDRY_BINS=(
+  node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+  node_modules/@foundry-rs/forge-linux-amd64/bin/forge
+)
+for bin in "${FOUNDRY_BINS[@]}"; do
+  [[ -f "$bin" ]] || { echo "bootstrap: missing $bin (is this linux x64?)" >&2; exit 1; }
+  [[ -x "$bin" ]] || chmod +x "$bin"
+done
+chmod +x tools/solc tools/solc-shim.js
+
+# 3. Scratch space: forge output/cache, anvil state, logs.
+mkdir -p var
+
+# 4. Optional lint tools in their own venv.
+if [[ "$WITH_LINT" == 1 ]]; then
+  ensure_venv .venv-tools
+  stamp=.venv-tools/.bootstrap-tools
+  want="slither-analyzer==$SLITHER_VERSION"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    say "pip install $want into .venv-tools"
+    quiet .venv-tools/bin/python -m pip install --disable-pip-version-check "$want"
+    echo "$want" > "$stamp"
+  else
+    say ".venv-tools up to date"
+  fi
+fi
+
+say "ready"

@@ -41,6 +41,8 @@ run: setup
 	$(VENV)/bin/tradeguard demo
 
 test: setup
+	$(PY) -m app.chain.compiler --check
+	forge test --match-path 'contracts/forge/*'
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup-lint

@@ -18,29 +18,28 @@ export PATH="$ROOT/node_modules/@foundry-rs/forge-linux-amd64/bin:$PATH"
 export FOUNDRY_SOLC="$ROOT/tools/solc"
 mkdir -p var
 INPUT="var/slither-input.json"
-# Same settings as app/chain/compiler.py (viaIR: legacy codegen may not fit the stack).
-node - "$INPUT" <<'JS'
-const fs = require('fs');
-const path = require('path');
-const walk = (dir) => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-  const p = path.posix.join(dir, e.name);
-  return e.isDirectory() ? walk(p) : (e.name.endsWith('.sol') ? [p] : []);
-});
-const files = walk('contracts/src').sort();
-if (files.length === 0) { console.error('slither: no .sol files under contracts/src'); process.exit(1); }
-const input = {
-  language: 'Solidity',
-  sources: Object.fromEntries(files.map((f) => [f, { urls: [f] }])),
-  settings: {
-    optimizer: { enabled: true, runs: 10000 },
-    viaIR: true,
-    evmVersion: 'cancun',
-    remappings: ['@openzeppelin/=node_modules/@openzeppelin/'],
-  },
-};
-fs.writeFileSync(process.argv[2], JSON.stringify(input, null, 2));
-console.log(`slither: analysing ${files.length} files under contracts/src`);
-JS
+PY="$ROOT/.venv/bin/python"
+[[ -x "$PY" ]] || { echo "slither: .venv missing; run: bash scripts/bootstrap.sh" >&2; exit 1; }
+# Same compiler settings as app/chain/compiler.py (the single source of truth); slither picks its own outputs.
+"$PY" - "$INPUT" <<'PY'
+import json
+import sys
+from pathlib import Path
+
+from app.chain.compiler import SETTINGS
+
+files = sorted(p.as_posix() for p in Path("contracts/src").rglob("*.sol") if p.is_file())
+if not files:
+    sys.exit("slither: no .sol files under contracts/src")
+settings = {k: v for k, v in SETTINGS.items() if k != "outputSelection"}
+source_input = {
+    "language": "Solidity",
+    "sources": {f: {"urls": [f]} for f in files},
+    "settings": settings,
+}
+Path(sys.argv[1]).write_text(json.dumps(source_input, indent=2))
+print(f"slither: analysing {len(files)} files under contracts/src")
+PY
 
 exec "$SLITHER" "$INPUT" \
   --compile-force-framework solc-json \

@@ -43,6 +43,7 @@ Backend = Literal["embedded", "rpc", "anvil"]
 
 #: Chain ids of development chains (anvil/hardhat, geth --dev, eth-tester).
 DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
+EMBEDDED_ACCOUNTS = 20
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 _ERROR_STRING = bytes.fromhex("08c379a0")
@@ -177,8 +178,14 @@ class AnvilProcess:
     """An anvil node owned by this process: started on a free port, stopped on :meth:`stop`."""
 
     def __init__(
-        self, *, port: int | None = None, state_file: Path | None = None, chain_id: int = 31337
+        self,
+        *,
+        port: int | None = None,
+        state_file: Path | None = None,
+        chain_id: int = 31337,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        self.extra_args = list(extra_args)
         self.port = port or _free_port()
         self.state_file = state_file
         self.chain_id = chain_id
@@ -215,6 +222,7 @@ class AnvilProcess:
         if self.state_file is not None:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--state", str(self.state_file)]
+        cmd += self.extra_args
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 2}))
         deadline = time.monotonic() + timeout
@@ -282,7 +290,8 @@ class ChainClient:
         from web3 import EthereumTesterProvider
 
         genesis = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000})
-        tester = EthereumTester(PyEVMBackend(genesis_parameters=genesis))
+        state = PyEVMBackend.generate_genesis_state(num_accounts=EMBEDDED_ACCOUNTS)
+        tester = EthereumTester(PyEVMBackend(genesis_parameters=genesis, genesis_state=state))
         return cls(Web3(EthereumTesterProvider(tester)), "embedded", tester=tester)
 
     @classmethod
@@ -291,9 +300,11 @@ class ChainClient:
         return cls(Web3(HTTPProvider(url, request_kwargs={"timeout": timeout})), "rpc")
 
     @classmethod
-    def start_anvil(cls, state_file: Path | None = None, port: int | None = None) -> ChainClient:
+    def start_anvil(
+        cls, state_file: Path | None = None, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> ChainClient:
         """Start an anvil node owned by the returned client (stopped by :meth:`close`)."""
-        node = AnvilProcess(port=port, state_file=state_file)
+        node = AnvilProcess(port=port, state_file=state_file, extra_args=extra_args)
         node.start()
         try:
             return cls(Web3(HTTPProvider(node.url, request_kwargs={"timeout": 60})), "anvil", anvil=node)

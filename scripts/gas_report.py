@@ -3,8 +3,8 @@
 Usage: ``python scripts/gas_report.py [--json] [--chain embedded|anvil]``
 
 Every transaction any party sends is counted (a signature costs nothing). Warm state, as peers are measured:
-the buyer and seller are repeat users (the buyer's permit nonce and token balance are non-zero, the seller,
-treasury and tax recipient already hold credits) and the escrow already holds tokens. The buyer's own credit
+the buyer and seller are repeat users (the buyer's permit nonce and token balance are non-zero, the seller has
+been paid out before and, like the treasury and the tax recipient, already holds credits) and the escrow already holds tokens. The buyer's own credit
 starts at zero, so a ruling's refund pays for a fresh slot.
 
 Batches: ``batched_100_all_steps`` is one buyer's cart of 100 orders over 10 sellers (orders grouped by seller,
@@ -125,6 +125,10 @@ def setup(chain: ChainClient) -> Bench:
         orders.append(o)
     chain.advance_time(HOLD)
     b.esc.release(orders, relayer)
+    # Repeat sellers have been paid out before: their token balances are not zero.
+    token = str(dep.token.address)
+    for s in sellers:
+        b.esc.withdraw(token, s, b.esc.credit(token, s.address) // 2)
     return b
 
 
@@ -162,19 +166,25 @@ def measure(chain: ChainClient) -> dict[str, Any]:
     dispute_gas = b.esc.submit_buyer_decision(o, Decision.OPEN_DISPUTE, ev, valid, sig, b.relayer).gas_used
     o = b.esc.orders[o.order_id]
     seller_ev = content_hash(b"carrier proof of delivery")
-    sig = b.esc.sign_evidence(b.sellers[0].key, o.order_id, b.sellers[0].address, seller_ev, valid)
-    evidence_gas = b.esc.submit_evidence_signed(
-        o, b.sellers[0].address, seller_ev, valid, sig, b.relayer
-    ).gas_used
+    evidence_gas = b.esc.submit_evidence(o, b.sellers[0], seller_ev).gas_used
     o = b.esc.orders[o.order_id]
     rationale = content_hash(b"ruling: 40% refund")
     sig = b.esc.sign_ruling(b.arbitrator.key, o.order_id, 4000, rationale, valid)
     rule_gas = b.esc.submit_ruling(o, 4000, rationale, valid, sig, b.relayer).gas_used
+    # The same evidence relayed from the seller's signature instead (pays for replay protection).
+    o2, _ = b.fund_one()
+    o2, _ = b.attest(o2)
+    b.esc.open_dispute(o2, b.buyer, ev)
+    o2 = b.esc.orders[o2.order_id]
+    sig = b.esc.sign_evidence(b.sellers[0].key, o2.order_id, b.sellers[0].address, seller_ev, valid)
+    relayed_evidence_gas = b.esc.submit_evidence_signed(
+        o2, b.sellers[0].address, seller_ev, valid, sig, b.relayer
+    ).gas_used
     steps["dispute_path"] = {
         "fund_permit": fund_gas,
         "attest_delivered": attest_gas,
         "open_dispute_signed": dispute_gas,
-        "seller_evidence_signed": evidence_gas,
+        "seller_evidence_direct": evidence_gas,
         "split_ruling_signed": rule_gas,
     }
 
@@ -244,6 +254,9 @@ def measure(chain: ChainClient) -> dict[str, Any]:
         "steps": steps,
         "comparisons": {
             "happy_path_plus_seller_withdraw_div_10": per_order["happy_path"] + withdraw_gas // 10,
+        "dispute_path_with_relayed_seller_evidence": per_order["dispute_path"]
+        - evidence_gas
+        + relayed_evidence_gas,
             **PEERS,
         },
         "targets": TARGETS,

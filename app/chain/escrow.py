@@ -450,6 +450,7 @@ class Escrow:
             "response_seconds",
             "arbitration_seconds",
             "meta_evidence_id",
+            "paused",
         )
         return dict(zip(keys, c, strict=True))
 

@@ -6,7 +6,6 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Base64} from "@openzeppelin/contracts/utils/Base64.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
@@ -22,7 +21,7 @@ import {OrderState} from "./libraries/OrderState.sol";
 /// @dev One storage slot per order holds `keccak256(abi.encode(terms, state))`. The platform (admin) cannot move
 ///      escrowed money: releases need oracles registered before the order was funded, the buyer, or an arbitrator;
 ///      refunds need a timeout, the seller or an arbitrator. New oracles and arbitrators wait `ROLE_DELAY`.
-contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, ReentrancyGuardTransient, EIP712 {
+contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
     using OrderState for uint256;
     using EscrowRegistry for EscrowRegistry.Registry;
@@ -61,6 +60,10 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
     /// @notice Seconds a newly added oracle or arbitrator waits before it counts.
     uint32 public immutable ROLE_DELAY;
 
+    /// @dev Receives commission credits. Fixed at deployment (use a multisig or splitter) so that a release
+    ///      does not pay a cold storage read for it.
+    address private immutable _TREASURY;
+
     /// @dev Credits of one release batched in memory so that a batch writes each recipient once.
     struct Pending {
         address token;
@@ -78,7 +81,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
     mapping(bytes32 digest => bool) private _usedDigests;
 
     /// @param admin holder of the admin role (platform multisig)
-    /// @param treasury_ receives commission credits
+    /// @param treasury_ receives commission credits (immutable)
     /// @param commissionBps platform commission for new orders
     /// @param roleDelay seconds before a new oracle or arbitrator counts (at most 30 days)
     /// @param responseSeconds seller's dispute response window for new orders
@@ -93,11 +96,13 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
         uint32 arbitrationSeconds,
         string memory metaEvidenceURI
     ) EIP712("TradeGuard", "1") {
-        if (admin == address(0)) revert ZeroAddress();
+        if (admin == address(0) || treasury_ == address(0)) revert ZeroAddress();
         if (roleDelay > MAX_FREEZE_SECONDS) revert InvalidDuration(roleDelay);
         ROLE_DELAY = roleDelay;
+        _TREASURY = treasury_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _reg.initialize(treasury_, commissionBps, responseSeconds, arbitrationSeconds, metaEvidenceURI);
+        _reg.initialize(commissionBps, responseSeconds, arbitrationSeconds, metaEvidenceURI);
+        emit TreasurySet(treasury_);
     }
 
     // =========================================================================================== funding
@@ -106,7 +111,6 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
     function fund(OrderAuthorization[] calldata auths, bytes[] calldata signatures, Permit calldata permit)
         external
         nonReentrant
-        whenNotPaused
     {
         uint256 n = auths.length;
         if (n == 0 || n > MAX_BATCH || signatures.length != n) revert InvalidBatch(n);
@@ -373,11 +377,6 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
         _reg.setCommission(commissionBps);
     }
 
-    /// @notice Set the treasury that receives future commission credits.
-    function setTreasury(address newTreasury) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _reg.setTreasury(newTreasury);
-    }
-
     /// @notice Set the dispute windows for new orders.
     function setDisputeWindows(uint32 responseSeconds, uint32 arbitrationSeconds)
         external
@@ -393,12 +392,12 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
 
     /// @notice Stop new orders. Funded orders keep every exit.
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _pause();
+        _reg.setPaused(true);
     }
 
     /// @notice Accept new orders again.
     function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _unpause();
+        _reg.setPaused(false);
     }
 
     // ============================================================================================= views
@@ -420,7 +419,12 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
 
     /// @notice The treasury receiving commission.
     function treasury() external view returns (address) {
-        return _reg.treasury;
+        return _TREASURY;
+    }
+
+    /// @notice Whether new orders are paused.
+    function paused() external view returns (bool) {
+        return _reg.config.paused;
     }
 
     /// @notice An oracle's registry entry.
@@ -470,6 +474,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
             revert InvalidParties(a.buyer, a.seller);
         }
         EscrowRegistry.Config memory c = _reg.config;
+        if (c.paused) revert EnforcedPause();
         if (a.commissionBps != c.commissionBps) revert CommissionMismatch(a.commissionBps, c.commissionBps);
         if (a.taxBps == 0 ? a.taxRecipient != address(0) : a.taxBps > _reg.taxCaps[a.taxRecipient]) {
             revert TaxNotAllowed(a.taxRecipient, a.taxBps);
@@ -658,10 +663,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
         _orders[id] = _commit(t, next);
         emit DisputeOpened(id, next, evidenceHash);
         emit Dispute(address(this), uint256(id), _reg.config.metaEvidenceId, uint256(id));
-        if (evidenceHash != bytes32(0)) {
-            emit EvidenceSubmitted(id, t.buyer, evidenceHash, next);
-            emit Evidence(address(this), uint256(id), t.buyer, _evidenceURI(evidenceHash));
-        }
+        // DisputeOpened carries the buyer's evidence hash; ERC-1497 readers get it as Evidence too.
+        if (evidenceHash != bytes32(0)) emit Evidence(address(this), uint256(id), t.buyer, _evidenceURI(evidenceHash));
     }
 
     /// @dev Anchors a party's evidence; a seller's evidence inside the response window answers the dispute.
@@ -749,7 +752,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
     /// @dev Writes all pending credits.
     function _flush(Pending memory p) private {
         if (p.commission != 0) {
-            _credits[p.token][_reg.treasury] += p.commission;
+            _credits[p.token][_TREASURY] += p.commission;
             p.commission = 0;
         }
         _flushTax(p);
@@ -790,8 +793,16 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, Pausable, Reentra
         if (validUntil < block.timestamp) revert SignatureExpired(validUntil, block.timestamp);
     }
 
-    function _commit(Terms calldata t, uint256 s) private pure returns (bytes32) {
-        return keccak256(abi.encode(t, s));
+    /// @dev keccak256(abi.encode(t, s)) hashed straight from calldata. Not re-encoding is safe: a caller who
+    ///      passes non-canonical bytes (dirty high bits) gets a hash that matches no commitment, since every
+    ///      commitment was computed from clean values at funding.
+    function _commit(Terms calldata t, uint256 s) private pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 448)
+            mstore(add(ptr, 448), s)
+            h := keccak256(ptr, 480)
+        }
     }
 
     /// @dev Recovers an EIP-712 signer; malformed or malleable signatures give an encoded error.

@@ -216,6 +216,10 @@ interface ITradeGuardEscrow {
     error InvalidBatch(uint256 length);
     /// @notice A content hash that must be set is zero.
     error EmptyHash();
+    /// @notice New orders are paused (same selector as OpenZeppelin's Pausable).
+    error EnforcedPause();
+    /// @notice The escrow is not paused (same selector as OpenZeppelin's Pausable).
+    error ExpectedPause();
 
     // ------------------------------------------------------------------ events
 
@@ -281,8 +285,12 @@ interface ITradeGuardEscrow {
     event TaxRecipientSet(address indexed recipient, uint16 maxTaxBps);
     /// @notice The platform commission for new orders changed.
     event CommissionSet(uint16 commissionBps);
-    /// @notice The treasury receiving commission changed.
+    /// @notice The treasury receiving commission (fixed at deployment).
     event TreasurySet(address treasury);
+    /// @notice New orders were paused (same signature as OpenZeppelin's Pausable).
+    event Paused(address account);
+    /// @notice New orders are accepted again (same signature as OpenZeppelin's Pausable).
+    event Unpaused(address account);
     /// @notice Dispute windows for new orders changed.
     event DisputeWindowsSet(uint32 responseSeconds, uint32 arbitrationSeconds);
 

@@ -28,6 +28,8 @@ library EscrowRegistry {
         uint32 arbitrationSeconds;
         /// @dev current ERC-1497 meta-evidence id
         uint64 metaEvidenceId;
+        /// @dev new orders refused while set (kept here so funding reads one settings slot)
+        bool paused;
     }
 
     /// @notice A registered oracle; `index` is its bit in partial-attestation bitmaps and is never reused.
@@ -43,7 +45,6 @@ library EscrowRegistry {
     /// @notice Everything the admin configures.
     struct Registry {
         Config config;
-        address treasury;
         mapping(address oracle => OracleInfo) oracles;
         address[] oracleList;
         mapping(address arbitrator => uint64 activeFrom) arbitrators;
@@ -54,13 +55,11 @@ library EscrowRegistry {
     /// @notice Initial settings; called once from the escrow's constructor.
     function initialize(
         Registry storage r,
-        address treasury,
         uint16 commissionBps,
         uint32 responseSeconds,
         uint32 arbitrationSeconds,
         string memory metaEvidenceURI
     ) external {
-        setTreasury(r, treasury);
         setCommission(r, commissionBps);
         setDisputeWindows(r, responseSeconds, arbitrationSeconds);
         r.config.threshold = 1;
@@ -137,11 +136,15 @@ library EscrowRegistry {
         emit ITradeGuardEscrow.CommissionSet(commissionBps);
     }
 
-    /// @notice Set the treasury that receives future commission credits.
-    function setTreasury(Registry storage r, address treasury) public {
-        if (treasury == address(0)) revert ITradeGuardEscrow.ZeroAddress();
-        r.treasury = treasury;
-        emit ITradeGuardEscrow.TreasurySet(treasury);
+    /// @notice Stop (true) or resume (false) accepting new orders; funded orders are never affected.
+    function setPaused(Registry storage r, bool paused) external {
+        if (r.config.paused == paused) {
+            if (paused) revert ITradeGuardEscrow.EnforcedPause();
+            revert ITradeGuardEscrow.ExpectedPause();
+        }
+        r.config.paused = paused;
+        if (paused) emit ITradeGuardEscrow.Paused(msg.sender);
+        else emit ITradeGuardEscrow.Unpaused(msg.sender);
     }
 
     /// @notice Set the dispute windows for new orders (response ≥ 1 hour, arbitration longer, both bounded).

@@ -43,6 +43,7 @@ Backend = Literal["embedded", "rpc", "anvil"]
 
 #: Chain ids of development chains (anvil/hardhat, geth --dev, eth-tester).
 DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
+#: Pre-funded dev accounts on the embedded chain and on anvils we start.
 EMBEDDED_ACCOUNTS = 20
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -216,6 +217,8 @@ class AnvilProcess:
             "--chain-id",
             str(self.chain_id),
             "--silent",
+            "--accounts",
+            str(EMBEDDED_ACCOUNTS),
             "--gas-limit",
             "60000000",
         ]

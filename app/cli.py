@@ -1,7 +1,8 @@
 """``tradeguard`` command line.
 
 ``tradeguard demo`` runs one order's whole life on a development chain and prints each step with its gas and
-the final split; ``tradeguard compile`` builds the contract artifacts. Errors print one line and exit non-zero.
+the final split; ``tradeguard compile`` builds the contract artifacts. Errors print one line and exit
+non-zero.
 """
 
 from __future__ import annotations
@@ -92,8 +93,10 @@ def _demo(chain: ChainClient, amount: int, hold: int) -> int:
         )
         return esc.attest([(esc.orders[oid], [att])], relayer)
 
-    print(f"\n1) happy path: order SO-1001, {_usd(amount)}, commission {commission_bps} bps, "
-          f"tax {tax_bps} bps, T+{hold // DAY}")
+    print(
+        f"\n1) happy path: order SO-1001, {_usd(amount)}, commission {commission_bps} bps, "
+        f"tax {tax_bps} bps, T+{hold // DAY}"
+    )
     auth, sig, permit = authorize("SO-1001")
     total = _step("buyer's signed authorization + permit, relayed", esc.fund([auth], [sig], relayer, permit))
     total += _step("oracle attests DELIVERED (1 of 1)", deliver(auth.order_id))
@@ -102,23 +105,33 @@ def _demo(chain: ChainClient, amount: int, hold: int) -> int:
     total += _step(f"keeper releases after T+{hold // DAY}", res)
     ev = res.named("OrderReleased")[0].args
     print(f"  {'total':<46} gas {total:>9,}")
-    print(f"  split on chain: seller {_usd(ev['sellerNet'])}, commission {_usd(ev['commission'])}, "
-          f"tax {_usd(ev['tax'])}")
-    if (ev["commission"], ev["tax"], ev["sellerNet"]) != _legs(release_split(amount, commission_bps, tax_bps)):
+    print(
+        f"  split on chain: seller {_usd(ev['sellerNet'])}, commission {_usd(ev['commission'])}, "
+        f"tax {_usd(ev['tax'])}"
+    )
+    if (ev["commission"], ev["tax"], ev["sellerNet"]) != _legs(
+        release_split(amount, commission_bps, tax_bps)
+    ):
         raise TradeGuardError("the chain's split differs from SPEC §3")
 
-    print("\n2) dispute: order SO-1002, buyer disputes with evidence, seller answers, arbitrator splits 40/60")
+    print(
+        "\n2) dispute: order SO-1002, buyer disputes with evidence, seller answers, arbitrator splits 40/60"
+    )
     auth, sig, permit = authorize("SO-1002")
     total = _step("funded", esc.fund([auth], [sig], relayer, permit))
     total += _step("delivered", deliver(auth.order_id))
     valid = chain.now() + DAY
-    ev = content_hash(b"photo: crushed box")
-    dsig = esc.sign_buyer_decision(buyer.key, auth.order_id, Decision.OPEN_DISPUTE, ev, valid)
+    evidence = content_hash(b"photo: crushed box")
+    dsig = esc.sign_buyer_decision(buyer.key, auth.order_id, Decision.OPEN_DISPUTE, evidence, valid)
     o = esc.orders[auth.order_id]
-    total += _step("buyer's signed dispute + evidence hash", esc.submit_buyer_decision(
-        o, Decision.OPEN_DISPUTE, ev, valid, dsig, relayer))
-    total += _step("seller's evidence (direct call)", esc.submit_evidence(
-        esc.orders[auth.order_id], seller, content_hash(b"carrier POD scan")))
+    total += _step(
+        "buyer's signed dispute + evidence hash",
+        esc.submit_buyer_decision(o, Decision.OPEN_DISPUTE, evidence, valid, dsig, relayer),
+    )
+    total += _step(
+        "seller's evidence (direct call)",
+        esc.submit_evidence(esc.orders[auth.order_id], seller, content_hash(b"carrier POD scan")),
+    )
     rsig = esc.sign_ruling(arbitrator.key, auth.order_id, 4000, content_hash(b"ruling text"), valid)
     res = esc.submit_ruling(
         esc.orders[auth.order_id], 4000, content_hash(b"ruling text"), valid, rsig, relayer
@@ -126,11 +139,14 @@ def _demo(chain: ChainClient, amount: int, hold: int) -> int:
     total += _step("arbitrator's signed ruling: 40% to the buyer", res)
     ev = res.named("DisputeResolved")[0].args
     print(f"  {'total':<46} gas {total:>9,}")
-    print(f"  split on chain: buyer refund {_usd(ev['buyerRefund'])}, seller {_usd(ev['sellerNet'])}, "
-          f"commission {_usd(ev['commission'])}, tax {_usd(ev['tax'])}")
+    print(
+        f"  split on chain: buyer refund {_usd(ev['buyerRefund'])}, seller {_usd(ev['sellerNet'])}, "
+        f"commission {_usd(ev['commission'])}, tax {_usd(ev['tax'])}"
+    )
     rs = ruling_split(amount, 4000, commission_bps, tax_bps)
     if (ev["buyerRefund"], ev["commission"], ev["tax"], ev["sellerNet"]) != (
-        rs.buyer_refund, *_legs(rs)
+        rs.buyer_refund,
+        *_legs(rs),
     ):
         raise TradeGuardError("the chain's ruling split differs from SPEC §3")
 
@@ -143,7 +159,12 @@ def _demo(chain: ChainClient, amount: int, hold: int) -> int:
 
     tok = str(token.address)
     print("\ncredits held by the escrow (pull payments):")
-    for name, who in (("seller", seller), ("buyer", buyer), ("treasury", treasury), ("customs", customs)):
+    for name, who in (
+        ("seller", seller),
+        ("buyer", buyer),
+        ("treasury", treasury),
+        ("customs", customs),
+    ):
         print(f"  {name:<10} {_usd(esc.credit(tok, who.address)):>22}")
     res = esc.withdraw(tok, seller, esc.credit(tok, seller.address) - 1)
     _step("seller withdraws (leaves 1 unit)", res)

@@ -58,9 +58,7 @@ class ContractRevert(ChainError):
     ``data`` the raw revert data and ``tx_hash`` the mined transaction, if there was one.
     """
 
-    def __init__(
-        self, name: str, args: dict[str, Any], data: bytes, tx_hash: str | None = None
-    ) -> None:
+    def __init__(self, name: str, args: dict[str, Any], data: bytes, tx_hash: str | None = None) -> None:
         shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
         super().__init__(f"{name}({shown})")
         self.name = name

@@ -3,14 +3,14 @@
 Usage: ``python scripts/gas_report.py [--json] [--chain embedded|anvil]``
 
 Every transaction any party sends is counted (a signature costs nothing). Warm state, as peers are measured:
-the buyer and seller are repeat users (the buyer's permit nonce and token balance are non-zero, the seller has
-been paid out before and, like the treasury and the tax recipient, already holds credits) and the escrow already holds tokens. The buyer's own credit
-starts at zero, so a ruling's refund pays for a fresh slot.
+the buyer and seller are repeat users (the buyer's permit nonce and token balance are non-zero, the seller
+has been paid out before and, like the treasury and the tax recipient, already holds credits) and the escrow
+already holds tokens. The buyer's own credit starts at zero, so a ruling's refund pays for a fresh slot.
 
-Batches: ``batched_100_all_steps`` is one buyer's cart of 100 orders over 10 sellers (orders grouped by seller,
-as the keeper sorts them), funded with one permit in one transaction, then one attestation batch and one
-release batch. ``batched_100_attest_release`` funds each order in its own transaction (permit each) and batches
-attestation and release.
+Batches: ``batched_100_all_steps`` is one buyer's cart of 100 orders over 10 sellers (orders grouped by
+seller, as the keeper sorts them), funded with one permit in one transaction, then one attestation batch and
+one release batch. ``batched_100_attest_release`` funds each order in its own transaction (permit each) and
+batches attestation and release.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ TARGETS = {
     "batched_100_attest_release": 130_000,
     "dispute_path": 300_000,
 }
-PEERS = {"coinbase_commerce_payments_usdc_authorization": 195_157, "kleros_escrow_with_fees": 588_010}
+PEERS = {
+    "coinbase_commerce_payments_usdc_authorization": 195_157,
+    "kleros_escrow_with_fees": 588_010,
+}
 
 
 @dataclass
@@ -141,7 +144,11 @@ def measure(chain: ChainClient) -> dict[str, Any]:
     o, attest_gas = b.attest(o)
     chain.advance_time(HOLD)
     release_gas = b.esc.release([o], b.relayer).gas_used
-    steps["happy_path"] = {"fund_permit": fund_gas, "attest_delivered": attest_gas, "release": release_gas}
+    steps["happy_path"] = {
+        "fund_permit": fund_gas,
+        "attest_delivered": attest_gas,
+        "release": release_gas,
+    }
 
     # Ended by the buyer's confirm-receipt (signed BuyerDecision, relayed).
     o, fund_gas = b.fund_one()
@@ -254,9 +261,9 @@ def measure(chain: ChainClient) -> dict[str, Any]:
         "steps": steps,
         "comparisons": {
             "happy_path_plus_seller_withdraw_div_10": per_order["happy_path"] + withdraw_gas // 10,
-        "dispute_path_with_relayed_seller_evidence": per_order["dispute_path"]
-        - evidence_gas
-        + relayed_evidence_gas,
+            "dispute_path_with_relayed_seller_evidence": per_order["dispute_path"]
+            - evidence_gas
+            + relayed_evidence_gas,
             **PEERS,
         },
         "targets": TARGETS,

@@ -343,8 +343,7 @@ class ChainClient:
             return [Account.from_key(k.to_bytes()) for k in keys]
         Account.enable_unaudited_hdwallet_features()
         return [
-            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
-            for i in range(count)
+            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)
         ]
 
     # ------------------------------------------------------------------ artifacts and deployment
@@ -401,7 +400,9 @@ class ChainClient:
     def _next_nonce(self, address: str) -> int:
         with self._nonce_lock:
             if address not in self._nonces:
-                self._nonces[address] = int(self.w3.eth.get_transaction_count(address, "pending"))
+                self._nonces[address] = int(
+                    self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")
+                )
             nonce = self._nonces[address]
             self._nonces[address] = nonce + 1
             return nonce

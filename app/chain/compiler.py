@@ -321,9 +321,7 @@ def load_artifact(name: str, root: Path = PROJECT_ROOT, build_dir: Path | None =
     build = build_dir if build_dir is not None else root / BUILD_DIR
     where = build / f"{name}.json"
     if not where.is_file():
-        raise MissingArtifactError(
-            f"no artifact for {name} at {where}; run `make compile`", str(where)
-        )
+        raise MissingArtifactError(f"no artifact for {name} at {where}; run `make compile`", str(where))
     try:
         artifact: JSON = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -351,9 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m app.chain.compiler", description="Compile the Solidity contracts."
     )
-    parser.add_argument(
-        "--check", action="store_true", help="only check the artifacts are up to date"
-    )
+    parser.add_argument("--check", action="store_true", help="only check the artifacts are up to date")
     args = parser.parse_args(argv)
     if args.check:
         try:

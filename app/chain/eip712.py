@@ -43,16 +43,12 @@ TYPES: dict[str, list[dict[str, str]]] = {
         "bytes32 orderId,uint8 milestone,uint64 eventTime,bytes32 trackingHash,bytes32 evidenceHash"
     ),
     "BuyerDecision": _fields("bytes32 orderId,uint8 decision,bytes32 evidenceHash,uint64 validUntil"),
-    "EvidenceSubmission": _fields(
-        "bytes32 orderId,address party,bytes32 evidenceHash,uint64 validUntil"
-    ),
+    "EvidenceSubmission": _fields("bytes32 orderId,address party,bytes32 evidenceHash,uint64 validUntil"),
     "Ruling": _fields("bytes32 orderId,uint16 buyerShareBps,bytes32 rationaleHash,uint64 validUntil"),
 }
 
 PERMIT_TYPES = {
-    "Permit": _fields(
-        "address owner,address spender,uint256 value,uint256 nonce,uint256 deadline"
-    )
+    "Permit": _fields("address owner,address spender,uint256 value,uint256 nonce,uint256 deadline")
 }
 
 

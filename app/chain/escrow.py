@@ -1,6 +1,7 @@
 """Typed access to a deployed TradeGuard escrow: orders, signing, every party action, deployment.
 
-An order on chain is one commitment slot; to act on it a caller passes the order's terms and packed state back.
+An order on chain is one commitment slot; to act on it a caller passes the order's terms and packed state
+back.
 :class:`Escrow` keeps each order it has seen (:attr:`Escrow.orders`) up to date from the events of the
 transactions it sends, and :meth:`Escrow.sync` rebuilds them from the chain alone.
 """
@@ -158,7 +159,13 @@ class Attestation:
 
     def as_tuple(self) -> tuple[Any, ...]:
         """ABI tuple for the contract."""
-        return (self.milestone, self.event_time, self.tracking_hash, self.evidence_hash, self.signature)
+        return (
+            self.milestone,
+            self.event_time,
+            self.tracking_hash,
+            self.evidence_hash,
+            self.signature,
+        )
 
 
 NO_PERMIT: tuple[Any, ...] = (0, 0, 0, ZERO_HASH, ZERO_HASH)
@@ -230,7 +237,12 @@ class Escrow:
         return Attestation(milestone, event_time, tracking_hash, evidence_hash, sig)
 
     def sign_buyer_decision(
-        self, key: bytes | str, order_id: bytes, decision: int, evidence_hash: bytes, valid_until: int
+        self,
+        key: bytes | str,
+        order_id: bytes,
+        decision: int,
+        evidence_hash: bytes,
+        valid_until: int,
     ) -> bytes:
         """The buyer's signed BuyerDecision."""
         msg = {
@@ -254,7 +266,12 @@ class Escrow:
         return eip712.sign_typed_data(key, self.typed_data("EvidenceSubmission", msg))
 
     def sign_ruling(
-        self, key: bytes | str, order_id: bytes, share_bps: int, rationale_hash: bytes, valid_until: int
+        self,
+        key: bytes | str,
+        order_id: bytes,
+        share_bps: int,
+        rationale_hash: bytes,
+        valid_until: int,
     ) -> bytes:
         """An arbitrator's signed Ruling."""
         msg = {
@@ -330,13 +347,19 @@ class Escrow:
         return self._send(self.contract.functions.attest(payload, strict), sender, gas)
 
     def release(
-        self, orders: Sequence[Order], sender: LocalAccount, strict: bool = True, gas: int | None = None
+        self,
+        orders: Sequence[Order],
+        sender: LocalAccount,
+        strict: bool = True,
+        gas: int | None = None,
     ) -> TxResult:
         """Release delivered orders past their hold window."""
         fn = self.contract.functions.release([o.ref() for o in orders], strict)
         return self._send(fn, sender, gas)
 
-    def confirm_receipt(self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH) -> TxResult:
+    def confirm_receipt(
+        self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH
+    ) -> TxResult:
         """The buyer confirms receipt directly."""
         fn = self.contract.functions.confirmReceipt(*order.ref(), evidence_hash)
         return self._send(fn, buyer)
@@ -407,9 +430,7 @@ class Escrow:
         """Anyone refunds an order whose deadline passed."""
         return self._send(self.contract.functions.timeoutRefund(*order.ref()), sender)
 
-    def freeze(
-        self, order: Order, regulator: LocalAccount, duration: int, reason_hash: bytes
-    ) -> TxResult:
+    def freeze(self, order: Order, regulator: LocalAccount, duration: int, reason_hash: bytes) -> TxResult:
         """A regulator freezes an order."""
         fn = self.contract.functions.freeze(*order.ref(), duration, reason_hash)
         return self._send(fn, regulator)

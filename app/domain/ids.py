@@ -12,9 +12,7 @@ def order_id(seller: str, order_ref: str) -> bytes:
     """``keccak256(abi.encode(seller, keccak256(bytes(order_ref))))``."""
     if not order_ref:
         raise ValueError("order_ref must not be empty")
-    return keccak(
-        encode(["address", "bytes32"], [to_canonical_address(seller), keccak(order_ref.encode())])
-    )
+    return keccak(encode(["address", "bytes32"], [to_canonical_address(seller), keccak(order_ref.encode())]))
 
 
 def tracking_hash(carrier: str, tracking_number: str) -> bytes:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
+from app.chain import eip712
 from app.chain.client import ChainClient
 from app.chain.escrow import (
+    NO_PERMIT,
     ZERO_ADDRESS,
     Attestation,
     Escrow,
@@ -19,7 +26,8 @@ from app.chain.escrow import (
     TxResult,
 )
 from app.domain.ids import content_hash, order_id, tracking_hash
-from app.domain.order_state import Milestone
+from app.domain.order_state import Milestone, Status
+from app.errors import ContractRevert
 
 DAY = 86_400
 HOLD = 3 * DAY
@@ -145,3 +153,127 @@ class OrderFactory:
 
     def send(self, result: TxResult) -> TxResult:
         return result
+
+    # ------------------------------------------------------------------ per-operation test helpers
+
+    def admin(self, fn_name: str, *args: Any) -> TxResult:
+        """Call an admin function of the escrow as the admin."""
+        fn = getattr(self.escrow.contract.functions, fn_name)(*args)
+        receipt = self.chain.send(fn, self.actors.admin)
+        return TxResult(receipt, self.chain.events(receipt))
+
+    def account(self, address: str) -> LocalAccount:
+        """The named actor owning ``address``."""
+        for name in Actors.__dataclass_fields__:
+            acct: LocalAccount = getattr(self.actors, name)
+            if acct.address.lower() == address.lower():
+                return acct
+        raise KeyError(address)
+
+    def prepare(self, auths: Sequence[OrderAuthorization]) -> None:
+        """Mint each buyer's total and approve it to the escrow."""
+        totals: dict[str, int] = {}
+        for a in auths:
+            totals[a.buyer] = totals.get(a.buyer, 0) + a.amount
+        for buyer, total in totals.items():
+            self.mint(self.account(buyer), total)
+            self.approve(self.account(buyer), total)
+
+    def fund_batch(
+        self,
+        auths: Sequence[OrderAuthorization],
+        sender: LocalAccount | None = None,
+        *,
+        signatures: Sequence[bytes] | None = None,
+        permit: tuple[Any, ...] = NO_PERMIT,
+        prepare: bool = True,
+        gas: int | None = None,
+    ) -> TxResult:
+        """Fund several orders in one call.
+
+        By default each buyer's total is minted and approved and every auth is signed by its buyer.
+        """
+        if prepare:
+            self.prepare(auths)
+        if signatures is None:
+            signatures = [self.escrow.sign_authorization(self.account(a.buyer).key, a) for a in auths]
+        return self.escrow.fund(auths, signatures, sender or self.actors.relayer, permit, gas=gas)
+
+    def in_status(self, status: int, **overrides: Any) -> Order:
+        """A fresh order driven to ``status`` by its ordinary path (k=1, no freeze)."""
+        a = self.actors
+        order = self.fund(**overrides)
+        if status == Status.FUNDED:
+            return order
+        if status == Status.SHIPPED:
+            return self.ship(order)
+        if status in (Status.DELIVERED, Status.RELEASED):
+            order = self.deliver(order)
+            if status == Status.RELEASED:
+                self.escrow.confirm_receipt(order, a.buyer)
+            return self.current(order)
+        if status == Status.REFUNDED:
+            self.escrow.refund_by_seller(order, a.seller)
+            return self.current(order)
+        order = self.dispute(order)
+        if status == Status.RESOLVED:
+            self.escrow.rule(order, a.arbitrator, 5_000, content_hash(b"ruling"))
+            return self.current(order)
+        assert status == Status.DISPUTED, status
+        return order
+
+    def balance(self, address: str) -> int:
+        """tUSD balance of ``address``."""
+        return int(self.chain.call(self.token.functions.balanceOf(address)))
+
+    def partial(self, order: Order, milestone: int) -> int:
+        """Bitmap of oracle indices recorded below threshold for ``milestone``."""
+        fn = self.escrow.contract.functions.partialAttestations(order.order_id, milestone)
+        return int(self.chain.call(fn))
+
+    def digest(self, primary_type: str, message: dict[str, Any]) -> bytes:
+        """The EIP-712 digest the escrow computes for ``message``."""
+        return eip712.digest(self.escrow.typed_data(primary_type, message))
+
+
+#: Order of the secp256k1 group; ``n - s`` is the malleable twin of ``s``.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@contextmanager
+def reverts(name: str, **args: Any) -> Iterator[pytest.ExceptionInfo[ContractRevert]]:
+    """Expect a :class:`ContractRevert` with exactly this error name and all of these arguments."""
+    with pytest.raises(ContractRevert) as info:
+        yield info
+    assert info.value.name == name, f"expected {name}, got {info.value}"
+    assert info.value.args_by_name == args, f"expected {name}{args}, got {info.value}"
+
+
+def malleable(signature: bytes) -> bytes:
+    """The high-s twin of a 65-byte ``r || s || v`` signature (s -> n - s, v flipped)."""
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    return r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+
+
+def recover(digest: bytes, signature: bytes) -> str:
+    """What ``ecrecover(digest, signature)`` gives (checksummed)."""
+    return str(Account._recover_hash(digest, signature=signature))
+
+
+def skipped(chain: ChainClient, result: TxResult) -> dict[bytes, ContractRevert]:
+    """The ``OrderSkipped`` entries of a batch, by order id, with their decoded custom errors."""
+    out: dict[bytes, ContractRevert] = {}
+    for ev in result.named("OrderSkipped"):
+        decoded = chain.abis.decode_error(bytes(ev.args["reason"]))
+        assert decoded is not None, ev
+        out[bytes(ev.args["orderId"])] = decoded
+    return out
+
+
+def ni_hash(uri: str) -> bytes:
+    """The SHA-256 digest named by an RFC 6920 ``ni:///sha-256;<base64url>`` URI (no padding allowed)."""
+    prefix = "ni:///sha-256;"
+    assert uri.startswith(prefix), uri
+    b64 = uri[len(prefix) :]
+    assert "=" not in b64 and len(b64) == 43, uri
+    return base64.urlsafe_b64decode(b64 + "=")

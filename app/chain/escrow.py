@@ -472,6 +472,8 @@ class Escrow:
             "arbitration_seconds",
             "meta_evidence_id",
             "paused",
+            "pending_oracles",
+            "pending_until",
         )
         return dict(zip(keys, c, strict=True))
 

@@ -484,7 +484,9 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
             a.shipBy <= block.timestamp || a.deliverBy <= a.shipBy || a.deliverBy > block.timestamp + MAX_SCHEDULE
                 || a.holdSeconds < MIN_HOLD_SECONDS || a.holdSeconds > MAX_HOLD_SECONDS
         ) revert InvalidSchedule(a.shipBy, a.deliverBy, a.holdSeconds);
-        if (c.threshold > c.activeOracles) revert InvalidThreshold(c.threshold, c.activeOracles);
+        // k must be reachable by oracles that count for this order (active before it is funded).
+        uint256 usable = EscrowRegistry.usableOracles(c, block.timestamp);
+        if (c.threshold > usable) revert InvalidThreshold(c.threshold, usable);
         if (msg.sender != a.buyer) {
             _requireSigner(_hashTypedDataV4(keccak256(abi.encode(ORDER_AUTHORIZATION_TYPEHASH, a))), signature, a.buyer);
         }
@@ -544,6 +546,10 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
             else return (abi.encodeWithSelector(InvalidStatus.selector, id, st), false);
         } else {
             return (abi.encodeWithSelector(InvalidMilestone.selector, milestone), false);
+        }
+        // A freeze stops attestations too: otherwise a freeze begun after a missed deadline would reopen it.
+        if (s.isFrozen(block.timestamp)) {
+            return (abi.encodeWithSelector(OrderIsFrozen.selector, id, s.frozenUntil()), false);
         }
         deadline += s.frozenSeconds();
         if (block.timestamp > deadline) return (abi.encodeWithSelector(DeadlinePassed.selector, id, deadline), false);

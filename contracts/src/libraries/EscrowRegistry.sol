@@ -30,6 +30,10 @@ library EscrowRegistry {
         uint64 metaEvidenceId;
         /// @dev new orders refused while set (kept here so funding reads one settings slot)
         bool paused;
+        /// @dev oracles added but possibly not yet active (counted until `pendingUntil`)
+        uint16 pendingOracles;
+        /// @dev the latest `activeFrom` of an added oracle
+        uint40 pendingUntil;
     }
 
     /// @notice A registered oracle; `index` is its bit in partial-attestation bitmaps and is never reused.
@@ -50,6 +54,12 @@ library EscrowRegistry {
         mapping(address arbitrator => uint64 activeFrom) arbitrators;
         mapping(address token => bool) allowedTokens;
         mapping(address recipient => uint16 maxTaxBps) taxCaps;
+    }
+
+    /// @notice Oracles that count for an order funded at `nowTime`. Conservative: while any added oracle may
+    ///         still be pending, every oracle added in that period is left out.
+    function usableOracles(Config memory c, uint256 nowTime) internal pure returns (uint256) {
+        return nowTime < c.pendingUntil ? c.activeOracles - c.pendingOracles : c.activeOracles;
     }
 
     /// @notice Initial settings; called once from the escrow's constructor.
@@ -73,6 +83,11 @@ library EscrowRegistry {
         Config memory c = r.config;
         if (r.oracles[oracle].active || c.oracleCount >= MAX_ORACLES) revert ITradeGuardEscrow.OracleConfig(oracle);
         uint64 activeFrom = uint64(block.timestamp + delay);
+        if (block.timestamp >= c.pendingUntil) c.pendingOracles = 0;
+        if (delay != 0) {
+            ++c.pendingOracles;
+            c.pendingUntil = uint40(activeFrom);
+        }
         // Cannot truncate: oracleCount < MAX_ORACLES = 256 was checked above.
         uint8 index = uint8(c.oracleCount);
         r.oracles[oracle] = OracleInfo({index: index, active: true, activeFrom: activeFrom});
@@ -85,9 +100,11 @@ library EscrowRegistry {
 
     /// @notice Remove an oracle; its attestations stop counting at once, for open orders too.
     function removeOracle(Registry storage r, address oracle) external {
-        if (!r.oracles[oracle].active) revert ITradeGuardEscrow.OracleConfig(oracle);
+        OracleInfo memory o = r.oracles[oracle];
+        if (!o.active) revert ITradeGuardEscrow.OracleConfig(oracle);
         r.oracles[oracle].active = false;
         --r.config.activeOracles;
+        if (o.activeFrom > block.timestamp && block.timestamp < r.config.pendingUntil) --r.config.pendingOracles;
         emit ITradeGuardEscrow.OracleRemoved(oracle);
     }
 

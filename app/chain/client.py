@@ -6,7 +6,11 @@ sending with local nonce handling, receipts, event decoding and the translation 
 a :class:`~app.errors.ContractRevert` carrying the decoded custom error. Both revert shapes are handled:
 eth-tester's ``TransactionFailed("execution reverted: b'…'")`` and a node's ``ContractCustomError`` /
 ``ContractLogicError`` with ``.data``. A mined transaction with status 0 (eth-tester does not raise when an
-explicit gas limit is given) is replayed with ``eth_call`` at its block to recover the reason.
+explicit gas limit is given) is explained by the node's ``debug_traceTransaction`` where it has one, else
+replayed with ``eth_call`` at its own block (its timestamp), then at the block before.
+
+Nonces are counted locally per sender; a nonce error from the node (another process sending from the same
+account, a reverted snapshot) makes the client re-read the nonce and send again, a few times at most.
 """
 
 from __future__ import annotations
@@ -17,18 +21,22 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import IO, Any, Literal, cast
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
+from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -36,7 +44,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhaust
 from web3.types import TxReceipt
 
 from app.chain import compiler
-from app.errors import ChainUnavailable, ContractRevert, TransactionFailed
+from app.errors import ChainError, ChainUnavailable, ContractRevert, TransactionFailed
 
 PROJECT_ROOT = compiler.PROJECT_ROOT
 Backend = Literal["embedded", "rpc", "anvil"]
@@ -50,7 +58,15 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 _ERROR_STRING = bytes.fromhex("08c379a0")
 _PANIC = bytes.fromhex("4e487b71")
 _BYTES_LITERAL = re.compile(r"(b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\")")
-_HEX_DATA = re.compile(r"0x[0-9a-fA-F]{8,}")
+_HEX_DATA = re.compile(r"0x[0-9a-fA-F]{8,}(?![0-9a-zA-Z])")
+#: web3's eth-tester provider message: ``execution reverted: <b'raw data' | decoded Error(string) reason>``.
+_REVERTED = re.compile(r"execution reverted(?:: (.*))?", re.DOTALL)
+#: py-evm's messages for VM errors that are not a REVERT (they reach the same message slot as a reason).
+_VM_ERROR = re.compile(
+    r"(Out of gas|Invalid opcode|Invalid Jump Destination|Jump resulted in invalid|Insufficient (stack|funds)"
+    r"|Wanted \d+ stack item|Stack (depth )?limit|Cannot modify state|Return data length|Contract code"
+    r"|Net-metered SSTORE)"
+)
 
 
 @dataclass(frozen=True)
@@ -77,16 +93,24 @@ def _signature(item: dict[str, Any]) -> str:
     return f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
 
 
+def _named_value(item: dict[str, Any], value: Any) -> Any:
+    """A decoded value made readable: tuples as dicts by component name, addresses checksummed."""
+    typ = str(item["type"])
+    if typ.endswith("]") and isinstance(value, list | tuple):
+        inner = {**item, "type": typ[: typ.rindex("[")]}
+        return [_named_value(inner, v) for v in value]
+    if typ == "tuple":
+        return _named(item["components"], value)
+    if typ == "address" and isinstance(value, str):
+        return to_checksum_address(value)
+    return value
+
+
 def _named(items: Sequence[dict[str, Any]], values: Sequence[Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for i, (item, value) in enumerate(zip(items, values, strict=True)):
-        name = item.get("name") or f"arg{i}"
-        if str(item["type"]) == "tuple":
-            value = _named(item["components"], value)
-        elif isinstance(value, str) and item["type"] == "address":
-            value = to_checksum_address(value)
-        out[name] = value
-    return out
+    return {
+        item.get("name") or f"arg{i}": _named_value(item, value)
+        for i, (item, value) in enumerate(zip(items, values, strict=True))
+    }
 
 
 class AbiRegistry:
@@ -107,72 +131,160 @@ class AbiRegistry:
         if len(data) < 4:
             return None
         selector, body = data[:4], data[4:]
-        if selector == _ERROR_STRING:
-            (reason,) = abi_decode(["string"], body)
-            return ContractRevert("Error", {"reason": reason}, data, tx_hash)
-        if selector == _PANIC:
-            (code,) = abi_decode(["uint256"], body)
-            return ContractRevert("Panic", {"code": code}, data, tx_hash)
-        item = self.errors.get(selector)
-        if item is None:
+        # A body that does not decode (truncated data, or a foreign error sharing a selector) is not ours.
+        try:
+            if selector == _ERROR_STRING:
+                (reason,) = abi_decode(["string"], body)
+                return ContractRevert("Error", {"reason": reason}, data, tx_hash)
+            if selector == _PANIC:
+                (code,) = abi_decode(["uint256"], body)
+                return ContractRevert("Panic", {"code": code}, data, tx_hash)
+            item = self.errors.get(selector)
+            if item is None:
+                return None
+            values = abi_decode([_abi_type(i) for i in item["inputs"]], body)
+        except (DecodingError, ValueError, TypeError):
             return None
-        values = abi_decode([_abi_type(i) for i in item["inputs"]], body)
         return ContractRevert(item["name"], _named(item["inputs"], values), data, tx_hash)
 
     def decode_log(self, log: Any) -> Event | None:
-        """Decode one raw log; None if its event is not one of ours."""
+        """Decode one raw log; None if its event is not one of ours.
+
+        A log whose topic count does not match our declaration of its event (another contract's event with
+        the same signature but other ``indexed`` flags, like ERC-721's ``Transfer``) is not ours either.
+        Indexed arguments of dynamic types are only stored as their keccak hash: they come back as that hash.
+        """
         topics = [bytes(t) for t in log["topics"]]
         if not topics:
             return None
         item = self.events.get(topics[0])
         if item is None:
             return None
-        indexed = [i for i in item["inputs"] if i["indexed"]]
-        plain = [i for i in item["inputs"] if not i["indexed"]]
-        args: dict[str, Any] = {}
-        for inp, topic in zip(indexed, topics[1:], strict=True):
-            (value,) = abi_decode([_abi_type(inp)], topic)
-            args.update(_named([inp], [value]))
-        args.update(_named(plain, abi_decode([_abi_type(i) for i in plain], bytes(log["data"]))))
+        inputs: list[dict[str, Any]] = item["inputs"]
+        indexed = [n for n, i in enumerate(inputs) if i["indexed"]]
+        plain = [n for n, i in enumerate(inputs) if not i["indexed"]]
+        if len(indexed) != len(topics) - 1:
+            return None
+        raw: dict[int, Any] = {}
+        try:
+            for n, topic in zip(indexed, topics[1:], strict=True):
+                raw[n] = topic if _is_dynamic(inputs[n]) else abi_decode([_abi_type(inputs[n])], topic)[0]
+            raw.update(
+                zip(plain, abi_decode([_abi_type(inputs[n]) for n in plain], bytes(log["data"])), strict=True)
+            )
+        except (DecodingError, ValueError, TypeError):
+            return None
         # keep the ABI's argument order
-        ordered = {i["name"]: args[i["name"]] for i in item["inputs"]}
+        args = {inp.get("name") or f"arg{n}": _named_value(inp, raw[n]) for n, inp in enumerate(inputs)}
         return Event(
             name=item["name"],
             address=to_checksum_address(log["address"]),
-            args=ordered,
+            args=args,
             tx_hash="0x" + bytes(log["transactionHash"]).hex(),
             block_number=int(log["blockNumber"]),
             log_index=int(log["logIndex"]),
         )
 
 
+def _is_dynamic(item: dict[str, Any]) -> bool:
+    """Whether an ABI type is stored hashed when indexed (strings, bytes, arrays, tuples)."""
+    typ = str(item["type"])
+    return typ in ("string", "bytes") or typ.endswith("]") or typ.startswith("tuple")
+
+
+def _hex_bytes(text: str) -> bytes | None:
+    """``0x``-prefixed hex to bytes; None if it is not well-formed hex of whole bytes."""
+    if not text.startswith(("0x", "0X")) or len(text) % 2:
+        return None
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        return None
+
+
 def revert_data_from_exception(exc: BaseException) -> bytes | None:
-    """Pull raw revert data out of whatever exception web3 or eth-tester raised."""
+    """Pull raw revert data out of whatever exception web3 or eth-tester raised.
+
+    Looks, in order, at ``exc.data`` (bytes, a ``0x`` hex string, or a JSON-RPC error object with a
+    ``data`` member), then at an ``execution reverted: …`` message as web3's eth-tester provider words it
+    (a ``b'…'`` bytes literal, or the reason of an ``Error(string)`` it already decoded: re-encoded here),
+    then at any ``b'…'`` literal or ``0x`` hex run of at least four bytes in the message. Returns None when
+    there is no revert data (``0x``, ``b''``, a bare ``execution reverted``, a VM error such as out of gas).
+    """
     data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
     if isinstance(data, bytes | bytearray) and data:
         return bytes(data)
-    if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
-        return bytes.fromhex(data[2:])
-    if isinstance(data, dict):
-        inner = data.get("data")
-        if isinstance(inner, str) and inner.startswith("0x"):
-            return bytes.fromhex(inner[2:])
-    text = " ".join(str(a) for a in getattr(exc, "args", ())) or str(exc)
-    match = _BYTES_LITERAL.search(text)
-    if match:
-        value = ast.literal_eval(match.group(1))
+    if isinstance(data, str):
+        decoded = _hex_bytes(data.strip())
+        if decoded:
+            return decoded
+    args = getattr(exc, "args", ())
+    first = args[0] if args and isinstance(args[0], str) else str(exc)
+    reverted = _REVERTED.fullmatch(first)
+    if reverted is not None:
+        return _tester_reason_data(reverted.group(1) or "")
+    text = " ".join(str(a) for a in args) or str(exc)
+    for match in _BYTES_LITERAL.finditer(text):
+        try:
+            value = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            continue
         if isinstance(value, bytes) and value:
             return value
-    match = _HEX_DATA.search(text)
-    if match:
-        return bytes.fromhex(match.group(0)[2:])
+    for match in _HEX_DATA.finditer(text):
+        decoded = _hex_bytes(match.group(0))
+        if decoded:
+            return decoded
     return None
 
 
-def _eth_tester_failure() -> type[BaseException]:
-    from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+def _tester_reason_data(reason: str) -> bytes | None:
+    """Revert data behind the reason of an ``execution reverted: <reason>`` message."""
+    if not reason or _VM_ERROR.match(reason):
+        return None
+    if _BYTES_LITERAL.fullmatch(reason):
+        try:
+            value = ast.literal_eval(reason)
+        except (ValueError, SyntaxError):
+            value = None
+        return value if isinstance(value, bytes) and value else None
+    # eth-tester decodes Error(string) itself and hands over only the text: encode it back
+    return _ERROR_STRING + abi_encode(["string"], [reason])
 
-    return cast(type[BaseException], TesterTransactionFailed)
+
+def _eth_tester_failure() -> tuple[type[BaseException], ...]:
+    try:
+        from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
+    except ImportError:  # a production install without eth-tester never sees its exceptions
+        return ()
+    return (cast(type[BaseException], TesterTransactionFailed),)
+
+
+#: Phrases of node errors that mean "this nonce is taken or out of order" (anvil, geth, besu, eth-tester).
+_NONCE_ERRORS = (
+    "nonce too low",
+    "nonce too high",
+    "invalid transaction nonce",
+    "replacement transaction underpriced",
+    "nonce is too low",
+    "invalid nonce",
+)
+#: Node answers meaning "this very transaction is already in the pool": it was sent, wait for it.
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported")
+#: How often a send is retried with a nonce re-read from the chain after a nonce error.
+NONCE_RETRIES = 3
+
+
+def _is_nonce_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _NONCE_ERRORS)
+
+
+def _is_already_known(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _ALREADY_KNOWN)
 
 
 class AnvilProcess:
@@ -191,6 +303,7 @@ class AnvilProcess:
         self.state_file = state_file
         self.chain_id = chain_id
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -226,13 +339,18 @@ class AnvilProcess:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             cmd += ["--state", str(self.state_file)]
         cmd += self.extra_args
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # stderr goes to a file, not a pipe nobody drains (a full pipe would block the node)
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
         w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 2}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                raise ChainUnavailable(f"anvil exited with {self._proc.returncode}: {err.strip()}")
+                code = self._proc.returncode
+                self._stderr.seek(0)
+                err = self._stderr.read().decode(errors="replace")
+                self.stop()
+                raise ChainUnavailable(f"anvil exited with {code}: {err.strip()}")
             with suppress(Exception):
                 if w3.eth.chain_id == self.chain_id:
                     return
@@ -250,6 +368,9 @@ class AnvilProcess:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
 
 def _free_port() -> int:
@@ -349,7 +470,7 @@ class ChainClient:
     # ------------------------------------------------------------------ artifacts and deployment
 
     def _all_abis(self) -> list[list[dict[str, Any]]]:
-        build = PROJECT_ROOT / compiler.BUILD_DIR
+        build = compiler.artifacts_dir()
         abis = []
         for path in sorted(build.glob("*.json")):
             abis.append(json.loads(path.read_text())["abi"])
@@ -424,46 +545,95 @@ class ChainClient:
         tx["data"] = fn._encode_transaction_data()
         if gas is None:
             try:
-                gas = int(self.w3.eth.estimate_gas(cast(Any, tx))) * 5 // 4 + 20_000
+                gas = self._estimate(tx)
             except Exception as exc:
                 raise self._translate(exc) from exc
         tx["gas"] = gas
         return self._send_tx(tx, sender)
 
+    def _estimate(self, tx: dict[str, Any]) -> int:
+        """Gas for ``tx`` with a margin, estimated against the pending block: the block it will be mined in
+        (its timestamp included, which a dev node's ``evm_setNextBlockTimestamp`` may have set ahead).
+        eth-tester takes no block argument here and estimates against its pending block anyway."""
+        if self.backend == "embedded":
+            gas = self.w3.eth.estimate_gas(cast(Any, tx))
+        else:
+            gas = self.w3.eth.estimate_gas(cast(Any, tx), "pending")
+        return int(gas) * 5 // 4 + 20_000
+
     def _send_tx(self, tx: dict[str, Any], sender: LocalAccount) -> TxReceipt:
         tx = dict(tx)
         if "gas" not in tx:
             try:
-                tx["gas"] = int(self.w3.eth.estimate_gas(cast(Any, tx))) * 5 // 4 + 20_000
+                tx["gas"] = self._estimate(tx)
             except Exception as exc:
                 raise self._translate(exc) from exc
-        tx["nonce"] = self._next_nonce(sender.address)
-        signed = sender.sign_transaction(tx)
-        try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            self.reset_nonce(sender.address)
-            raise self._translate(exc) from exc
+        attempt = 0
+        while True:
+            tx["nonce"] = self._next_nonce(sender.address)
+            signed = sender.sign_transaction(tx)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                break
+            except Exception as exc:
+                if _is_already_known(exc):
+                    tx_hash = HexBytes(signed.hash)
+                    break
+                # Whatever went wrong, the local nonce may now be wrong: re-read it on the next send. Another
+                # sender of this account (a second process, a reverted snapshot) makes nonce errors: retry.
+                self.reset_nonce(sender.address)
+                attempt += 1
+                if attempt > NONCE_RETRIES or not _is_nonce_error(exc):
+                    raise self._translate(exc) from exc
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self._receipt_timeout, poll_latency=0.05
             )
         except TimeExhausted as exc:
-            raise ChainUnavailable(f"no receipt for {tx_hash.hex()} in time") from exc
+            # The transaction may sit in the pool behind a nonce gap: let the next send re-read the nonce.
+            self.reset_nonce(sender.address)
+            raise ChainUnavailable(f"no receipt for {tx_hash.to_0x_hex()} in time") from exc
         if receipt["status"] != 1:
             raise self._explain_failure(tx, receipt)
         return receipt
 
     def _explain_failure(self, tx: dict[str, Any], receipt: TxReceipt) -> Exception:
+        """Why a mined transaction failed: its exact revert output from a node that traces, else a replay.
+
+        The replay runs at the transaction's own block first, so that it sees that block's timestamp (a
+        deadline or ``validUntil`` that had just passed when the transaction was mined would not revert
+        one block earlier), then at the block before, whose state precedes the transaction.
+        """
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        if self.backend != "embedded":
+            output = self._traced_output(tx_hash)
+            if output:
+                decoded = self.abis.decode_error(output, tx_hash)
+                if decoded is not None:
+                    return decoded
         call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
-        try:
-            self.w3.eth.call(cast(Any, call), block_identifier=receipt["blockNumber"] - 1)
-        except Exception as exc:
-            translated = self._translate(exc, tx_hash)
-            if isinstance(translated, ContractRevert):
-                return translated
+        block = int(receipt["blockNumber"])
+        for at in (block, block - 1):
+            try:
+                self.w3.eth.call(cast(Any, call), block_identifier=at)
+            except Exception as exc:
+                translated = self._translate(exc, tx_hash)
+                if isinstance(translated, ContractRevert):
+                    return translated
         return TransactionFailed(tx_hash)
+
+    def _traced_output(self, tx_hash: str) -> bytes | None:
+        """The top call's output of a mined transaction (its revert data), if the node traces."""
+        try:
+            response = self.w3.provider.make_request(
+                cast(Any, "debug_traceTransaction"), [tx_hash, {"tracer": "callTracer"}]
+            )
+        except Exception:  # tracing is optional: a node without it still gets the replay
+            return None
+        result = response.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("output"), str):
+            return None
+        return _hex_bytes(result["output"])
 
     def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
         """``eth_call`` a view or a would-be transaction; reverts raise :class:`ContractRevert`."""
@@ -475,7 +645,7 @@ class ChainClient:
     def _translate(self, exc: BaseException, tx_hash: str | None = None) -> Exception:
         if isinstance(exc, ContractRevert | ChainUnavailable):
             return exc
-        if isinstance(exc, ContractCustomError | ContractLogicError | _eth_tester_failure()):
+        if isinstance(exc, (ContractCustomError, ContractLogicError, *_eth_tester_failure())):
             data = revert_data_from_exception(exc)
             if data is not None:
                 decoded = self.abis.decode_error(data, tx_hash)
@@ -504,12 +674,25 @@ class ChainClient:
                 out.append(ev)
         return out
 
-    def get_events(self, address: str, from_block: int, to_block: int) -> list[Event]:
-        """Decoded events emitted by ``address`` in a block range."""
-        logs = self.w3.eth.get_logs(
-            {"address": to_checksum_address(address), "fromBlock": from_block, "toBlock": to_block}
-        )
-        return [ev for log in logs if (ev := self.abis.decode_log(log)) is not None]
+    def get_events(
+        self, address: str, from_block: int, to_block: int, *, chunk_size: int = 5_000
+    ) -> list[Event]:
+        """Decoded events emitted by ``address`` in a block range (both ends included), in chain order.
+
+        The range is queried ``chunk_size`` blocks at a time: public nodes cap the range of ``eth_getLogs``.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        out: list[Event] = []
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + chunk_size - 1)
+            logs = self.w3.eth.get_logs(
+                {"address": to_checksum_address(address), "fromBlock": start, "toBlock": end}
+            )
+            out.extend(ev for log in logs if (ev := self.abis.decode_log(log)) is not None)
+            start = end + 1
+        return out
 
     # ------------------------------------------------------------------ time and snapshots
 
@@ -530,8 +713,8 @@ class ChainClient:
             self._tester.time_travel(max(target, pending))
             self._tester.mine_blocks(1)
         else:
-            self.w3.provider.make_request(cast(Any, "evm_setNextBlockTimestamp"), [target])
-            self.w3.provider.make_request(cast(Any, "evm_mine"), [])
+            self._dev_rpc("evm_setNextBlockTimestamp", target)
+            self._dev_rpc("evm_mine")
         return self.now()
 
     def set_next_block_time(self, timestamp: int) -> None:
@@ -540,7 +723,7 @@ class ChainClient:
         if self.backend == "embedded":
             self._tester.time_travel(timestamp)
         else:
-            self.w3.provider.make_request(cast(Any, "evm_setNextBlockTimestamp"), [timestamp])
+            self._dev_rpc("evm_setNextBlockTimestamp", timestamp)
 
     def mine(self, blocks: int = 1) -> None:
         """Dev chains only: mine empty blocks."""
@@ -549,14 +732,14 @@ class ChainClient:
             self._tester.mine_blocks(blocks)
         else:
             for _ in range(blocks):
-                self.w3.provider.make_request(cast(Any, "evm_mine"), [])
+                self._dev_rpc("evm_mine")
 
     def snapshot(self) -> Any:
         """Dev chains only: snapshot the chain (anvil snapshots are one-shot)."""
         self._require_dev()
         if self.backend == "embedded":
             return self._tester.take_snapshot()
-        return self.w3.provider.make_request(cast(Any, "evm_snapshot"), [])["result"]
+        return self._dev_rpc("evm_snapshot")
 
     def revert(self, snapshot_id: Any) -> None:
         """Dev chains only: go back to a snapshot; local nonces are re-read afterwards."""
@@ -564,9 +747,27 @@ class ChainClient:
         if self.backend == "embedded":
             self._tester.revert_to_snapshot(snapshot_id)
         else:
-            self.w3.provider.make_request(cast(Any, "evm_revert"), [snapshot_id])
+            try:
+                reverted = self._dev_rpc("evm_revert", snapshot_id)
+            finally:
+                with self._nonce_lock:
+                    self._nonces.clear()
+            if reverted is not True:
+                # anvil snapshots are one-shot: reverting to one twice (or to an unknown id) does nothing
+                raise ChainError(f"no snapshot {snapshot_id!r} to revert to (anvil snapshots are one-shot)")
+            return
         with self._nonce_lock:
             self._nonces.clear()
+
+    def _dev_rpc(self, method: str, *params: Any) -> Any:
+        """Call a dev-node JSON-RPC method; an error answer raises :class:`ChainError`."""
+        try:
+            response = self.w3.provider.make_request(cast(Any, method), list(params))
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise ChainUnavailable(f"{method}: {exc}") from exc
+        if response.get("error"):
+            raise ChainError(f"{method}{list(params)} failed: {response['error']}")
+        return response.get("result")
 
     def _require_dev(self) -> None:
         if not self.is_dev_chain:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -35,6 +36,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIM = PROJECT_ROOT / "tools" / "solc"
 SOURCE_DIRS: tuple[str, ...] = ("contracts/src", "contracts/test")
 BUILD_DIR = "contracts/build"
+#: Environment overrides for tools that build a copy of the contracts elsewhere (scripts/mutation_check.py):
+#: the tree holding the ``contracts/src`` and ``contracts/test`` the artifacts were built from, and the folder
+#: the artifacts are read from (default ``<that tree>/contracts/build``).
+ENV_CONTRACTS_ROOT = "TRADEGUARD_CONTRACTS_ROOT"
+ENV_BUILD_DIR = "TRADEGUARD_BUILD_DIR"
 
 OUTPUT_SELECTION: list[str] = [
     "abi",
@@ -316,9 +322,30 @@ def _check(artifact: JSON, where: Path, root: Path) -> None:
             raise StaleArtifactError(f"{where}: source {unit} was added after the build", unit)
 
 
-def load_artifact(name: str, root: Path = PROJECT_ROOT, build_dir: Path | None = None) -> JSON:
-    """Read ``contracts/build/<name>.json``; raise :class:`StaleArtifactError` if out of date."""
-    build = build_dir if build_dir is not None else root / BUILD_DIR
+def artifacts_root() -> Path:
+    """The source tree artifacts are checked against: ``$TRADEGUARD_CONTRACTS_ROOT`` or the project."""
+    override = os.environ.get(ENV_CONTRACTS_ROOT)
+    return Path(override).resolve() if override else PROJECT_ROOT
+
+
+def artifacts_dir(root: Path | None = None) -> Path:
+    """Where artifacts are read: ``$TRADEGUARD_BUILD_DIR``, else ``<root>/contracts/build``.
+
+    With an explicit ``root`` the environment is ignored.
+    """
+    if root is not None:
+        return root / BUILD_DIR
+    override = os.environ.get(ENV_BUILD_DIR)
+    return Path(override).resolve() if override else artifacts_root() / BUILD_DIR
+
+
+def load_artifact(name: str, root: Path | None = None, build_dir: Path | None = None) -> JSON:
+    """Read ``contracts/build/<name>.json``; raise :class:`StaleArtifactError` if out of date.
+
+    Defaults come from :func:`artifacts_root` and :func:`artifacts_dir` (environment overrides).
+    """
+    build = build_dir if build_dir is not None else artifacts_dir(root)
+    root = root if root is not None else artifacts_root()
     where = build / f"{name}.json"
     if not where.is_file():
         raise MissingArtifactError(f"no artifact for {name} at {where}; run `make compile`", str(where))
@@ -330,9 +357,10 @@ def load_artifact(name: str, root: Path = PROJECT_ROOT, build_dir: Path | None =
     return artifact
 
 
-def check_artifacts(root: Path = PROJECT_ROOT, build_dir: Path | None = None) -> list[str]:
+def check_artifacts(root: Path | None = None, build_dir: Path | None = None) -> list[str]:
     """Check every artifact in the build folder; return their names, raise if any is stale."""
-    build = build_dir if build_dir is not None else root / BUILD_DIR
+    build = build_dir if build_dir is not None else artifacts_dir(root)
+    root = root if root is not None else artifacts_root()
     names = sorted(p.stem for p in build.glob("*.json")) if build.is_dir() else []
     if not names:
         raise MissingArtifactError(f"no artifacts in {build}; run `make compile`", str(build))

@@ -63,18 +63,42 @@ def domain(chain_id: int, escrow: str) -> dict[str, Any]:
 
 
 def typed_data(primary_type: str, message: dict[str, Any], chain_id: int, escrow: str) -> dict[str, Any]:
-    """A complete EIP-712 document (as ``eth_signTypedData_v4`` takes it) for one of :data:`TYPES`."""
+    """A complete EIP-712 document (as ``eth_signTypedData_v4`` takes it) for one of :data:`TYPES`.
+
+    Refuses an unknown type, a message with missing or unknown fields, and ``bytesN`` values of another
+    length (``ValueError``); eth-account checks the ranges of integers and addresses when signing.
+    """
     if primary_type not in TYPES:
         raise ValueError(f"unknown message type {primary_type!r}")
     expected = {f["name"] for f in TYPES[primary_type]}
     if set(message) != expected:
         raise ValueError(f"{primary_type} needs exactly the fields {sorted(expected)}")
+    for f in TYPES[primary_type]:
+        _check_fixed_bytes(primary_type, f, message[f["name"]])
     return {
         "types": {"EIP712Domain": EIP712_DOMAIN, primary_type: TYPES[primary_type]},
         "primaryType": primary_type,
         "domain": domain(chain_id, escrow),
         "message": message,
     }
+
+
+def _check_fixed_bytes(primary_type: str, field: dict[str, str], value: Any) -> None:
+    """A ``bytesN`` value must be exactly N bytes: eth-account would silently pad a short one."""
+    typ = field["type"]
+    if not (typ.startswith("bytes") and typ[5:].isdigit()):
+        return
+    size = int(typ[5:])
+    if isinstance(value, str):
+        if not value.startswith("0x"):
+            raise ValueError(f"{primary_type}.{field['name']} must be {typ} as bytes or 0x-hex")
+        length = (len(value) - 2) / 2
+    elif isinstance(value, bytes | bytearray):
+        length = len(value)
+    else:
+        raise ValueError(f"{primary_type}.{field['name']} must be {typ} as bytes or 0x-hex")
+    if length != size:
+        raise ValueError(f"{primary_type}.{field['name']} must be exactly {size} bytes, got {length:g}")
 
 
 def permit_typed_data(

@@ -659,7 +659,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     function _openDispute(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash) private {
         _requireOrder(id, t, s);
         uint8 st = s.status();
-        uint256 ext = s.frozenSeconds();
+        // Windows are checked with the freeze time elapsed so far: a freeze does not reopen a closed window.
+        uint256 ext = s.elapsedFrozen(block.timestamp);
         if (st == OrderState.FUNDED) {
             if (block.timestamp > t.shipBy + ext) revert DeadlinePassed(id, t.shipBy + ext);
         } else if (st == OrderState.SHIPPED) {
@@ -670,7 +671,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         } else {
             revert InvalidStatus(id, Status(st));
         }
-        uint256 next = s.withStatus(OrderState.DISPUTED).withAnchor(s.timerStart(block.timestamp) - ext);
+        uint256 next =
+            s.withStatus(OrderState.DISPUTED).withAnchor(s.timerStart(block.timestamp) - s.frozenSeconds());
         _orders[id] = _commit(t, next);
         emit DisputeOpened(id, next, evidenceHash);
         emit Dispute(address(this), uint256(id), _reg.config.metaEvidenceId, uint256(id));
@@ -687,7 +689,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         uint256 next = s;
         if (
             party == t.seller && s.status() == OrderState.DISPUTED && !s.responded()
-                && block.timestamp <= s.anchor() + s.frozenSeconds() + t.responseSeconds
+                && block.timestamp <= s.anchor() + s.elapsedFrozen(block.timestamp) + t.responseSeconds
         ) {
             next = s.withResponded();
             _orders[id] = _commit(t, next);

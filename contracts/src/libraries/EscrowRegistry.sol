@@ -59,7 +59,9 @@ library EscrowRegistry {
     /// @notice Oracles that count for an order funded at `nowTime`. Conservative: while any added oracle may
     ///         still be pending, every oracle added in that period is left out.
     function usableOracles(Config memory c, uint256 nowTime) internal pure returns (uint256) {
-        return nowTime < c.pendingUntil ? c.activeOracles - c.pendingOracles : c.activeOracles;
+        if (nowTime >= c.pendingUntil) return c.activeOracles;
+        // Removing an oracle that is already active leaves pendingOracles as is: floor at zero.
+        return c.activeOracles > c.pendingOracles ? c.activeOracles - c.pendingOracles : 0;
     }
 
     /// @notice Initial settings; called once from the escrow's constructor.

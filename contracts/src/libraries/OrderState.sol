@@ -51,6 +51,13 @@ library OrderState {
         return (s >> _ANCHOR_SHIFT) & _MASK_64;
     }
 
+    /// @notice Frozen seconds that have actually gone by at `nowTime` (the rest of a running freeze excluded),
+    ///         so that a freeze never reopens a window that had closed before it began.
+    function elapsedFrozen(uint256 s, uint256 nowTime) internal pure returns (uint256) {
+        uint256 until = frozenUntil(s);
+        return nowTime < until ? frozenSeconds(s) - (until - nowTime) : frozenSeconds(s);
+    }
+
     /// @notice Whether a regulator freeze is in force at `nowTime`.
     function isFrozen(uint256 s, uint256 nowTime) internal pure returns (bool) {
         return nowTime < frozenUntil(s);

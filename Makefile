@@ -15,7 +15,7 @@ FORGE_DIR := $(ROOT)/node_modules/@foundry-rs/forge-linux-amd64/bin
 export PATH := $(ROOT)/node_modules/.bin:$(ANVIL_DIR):$(FORGE_DIR):$(PATH)
 export FOUNDRY_SOLC := $(ROOT)/tools/solc
 
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: help setup setup-lint compile run test lint gas fuzz
 

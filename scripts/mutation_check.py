@@ -113,7 +113,8 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "late_seller_answer_counts",
-        "\n                && block.timestamp <= s.anchor() + s.frozenSeconds() + t.responseSeconds",
+        "\n                && block.timestamp <= s.anchor() + s.elapsedFrozen(block.timestamp)"
+        " + t.responseSeconds",
         "",
     ),
     Mutant(
@@ -144,8 +145,19 @@ MUTANTS: tuple[Mutant, ...] = (
     # refuses frozen orders; a dispute, though, may open during a freeze and its timers must start after it.)
     Mutant(
         "dispute_timers_start_during_freeze",
-        "withAnchor(s.timerStart(block.timestamp) - ext)",
-        "withAnchor(block.timestamp - ext)",
+        "withAnchor(s.timerStart(block.timestamp) - s.frozenSeconds())",
+        "withAnchor(block.timestamp - s.frozenSeconds())",
+    ),
+    # A freeze must not reopen a window that closed before it began (counting the whole freeze would).
+    Mutant(
+        "dispute_window_counts_whole_freeze",
+        "uint256 ext = s.elapsedFrozen(block.timestamp);",
+        "uint256 ext = s.frozenSeconds();",
+    ),
+    Mutant(
+        "response_window_counts_whole_freeze",
+        "s.anchor() + s.elapsedFrozen(block.timestamp) + t.responseSeconds",
+        "s.anchor() + s.frozenSeconds() + t.responseSeconds",
     ),
     Mutant("freeze_cap_per_freeze", "total > MAX_FREEZE_SECONDS", "duration > MAX_FREEZE_SECONDS"),
     # oracles and signatures

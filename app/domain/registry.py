@@ -94,9 +94,12 @@ class Registry:
         """How many oracles an order funded at ``now`` may count on, as the contract reckons it.
 
         Conservative: while the latest added oracle is still inside its role delay, every oracle added since
-        the previous such period ended is left out, even one whose own delay is already over.
+        the previous such period ended is left out, even one whose own delay is already over. Removing such an
+        oracle once it is active does not lower the pending count, so the result floors at zero.
         """
-        return self.active_oracles - self.pending_oracles if now < self.pending_until else self.active_oracles
+        if now >= self.pending_until:
+            return self.active_oracles
+        return max(0, self.active_oracles - self.pending_oracles)
 
     def counts_for(self, oracle: str, funded_at: int) -> bool:
         """Whether ``oracle``'s attestation counts for an order funded at ``funded_at``."""

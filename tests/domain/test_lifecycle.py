@@ -251,6 +251,29 @@ def test_delivery_during_a_freeze_starts_the_hold_when_the_freeze_ends(d: int, i
     assert disputed.disputed_at == T0 + d
 
 
+def test_a_freeze_never_reopens_a_closed_dispute_or_response_window() -> None:
+    delivered = funded().attest(votes(Milestone.DELIVERED, ORACLES[0]), registry(), T0)
+    late = delivered.release_at + HOUR  # type: ignore[operator]
+    frozen = delivered.freeze(DAY, b"\x22" * 32, late)
+    assert code(lambda: frozen.open_dispute(BUYER, late + 1)) == "DeadlinePassed"
+    # A freeze begun before the window closed still extends it by the time that went by.
+    early = delivered.freeze(DAY, b"\x22" * 32, T0 + HOUR)
+    assert early.open_dispute(BUYER, delivered.release_at + HOUR).status == Status.DISPUTED  # type: ignore[operator]
+    disputed = funded().open_dispute(BUYER, T0)
+    silent = disputed.freeze(DAY, b"\x22" * 32, T0 + 3 * DAY + 1)
+    assert not silent.submit_evidence(SELLER, b"\x11" * 32, T0 + 3 * DAY + 2).responded
+
+
+def test_usable_oracles_floor_at_zero() -> None:
+    reg = registry().remove_oracle(ORACLES[0], T0).add_oracle(ORACLES[0], T0)
+    later = T0 + DAY // 2
+    reg = reg.remove_oracle(ORACLES[1], later).add_oracle(ORACLES[1], later)  # two pending now
+    reg = reg.remove_oracle(ORACLES[2], T0 + DAY).remove_oracle(ORACLES[0], T0 + DAY)  # 0 is active by then
+    assert reg.active_oracles == 1 and reg.pending_oracles == 2
+    assert reg.usable_oracles(T0 + DAY) == 0
+    assert reg.usable_oracles(later + DAY) == 1
+
+
 def test_a_freeze_after_a_missed_deadline_does_not_reopen_attestation() -> None:
     order, reg = funded(), registry()
     late = order.ship_deadline + 10

@@ -19,6 +19,7 @@ from web3.types import TxReceipt
 
 from app.chain import eip712
 from app.chain.client import ChainClient, Event
+from app.domain.lifecycle import OrderTerms
 from app.domain.order_state import OrderState, Status
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
@@ -65,24 +66,8 @@ class OrderAuthorization:
         return tuple(self.message().values())
 
 
-@dataclass(frozen=True)
-class Terms:
-    """The terms an order was funded with (the contract's ``Terms`` struct)."""
-
-    buyer: str
-    seller: str
-    token: str
-    amount: int
-    commission_bps: int
-    tax_bps: int
-    tax_recipient: str
-    ship_by: int
-    deliver_by: int
-    hold_seconds: int
-    threshold: int
-    response_seconds: int
-    arbitration_seconds: int
-    funded_at: int
+class Terms(OrderTerms):
+    """The terms an order was funded with (:class:`OrderTerms`), with the contract's ``Terms`` ABI tuple."""
 
     @classmethod
     def from_event(cls, t: dict[str, Any]) -> Terms:

@@ -15,6 +15,11 @@ import {EscrowTestBase, Vm} from "./EscrowTestBase.sol";
 /// @dev Ghost variables: open amounts per token, credits per (token, recipient), payout legs per order (observed
 ///      from credit deltas and events, never from the model), and success counters per action.
 contract EscrowHandler is EscrowTestBase {
+    /// @notice An address the handler did not create as a buyer or seller.
+    error UnknownParty(address account);
+    /// @notice The escrow still holds `amount` of `token` after every order was closed and every credit paid.
+    error EscrowNotDrained(address token, uint256 amount);
+
     // ------------------------------------------------------------------------- success counters
 
     uint256 internal constant FUND_DIRECT = 0;
@@ -1231,14 +1236,14 @@ contract EscrowHandler is EscrowTestBase {
         for (uint256 k; k < 4; ++k) {
             if (_buyers[k] == a) return k;
         }
-        revert("not a buyer");
+        revert UnknownParty(a);
     }
 
     function _sellerIndex(address a) internal view returns (uint256) {
         for (uint256 k; k < 4; ++k) {
             if (_sellers[k] == a) return k;
         }
-        revert("not a seller");
+        revert UnknownParty(a);
     }
 
     function _balance(address token, address a) internal view returns (uint256) {
@@ -1386,7 +1391,8 @@ contract EscrowHandler is EscrowTestBase {
                 ghostCredit[token][a] = 0;
                 ghostCreditSum[token] -= credit;
             }
-            if (_balance(token, address(escrow)) != 0) revert("drain: escrow not empty after every exit and withdrawal");
+            uint256 left = _balance(token, address(escrow));
+            if (left != 0) revert EscrowNotDrained(token, left);
         }
         this.checkInvariants();
         checkAllPayouts();

@@ -6,7 +6,13 @@ and the CLI can print it without a stack trace::
 
     TradeGuardError
     ├── ConfigError                 bad or missing configuration
-    ├── DomainError                 a rule of SPEC §2–§3 refuses the request (pure, no I/O involved)
+    ├── DomainError                 a rule of SPEC §2–§3 refuses the request (HTTP 409 or 422)
+    │   ├── NotFound                no such object, or not visible to the caller (HTTP 404)
+    │   ├── InvalidInput            the request is well-formed but its content is refused (HTTP 422)
+    │   └── IdempotencyConflict     Idempotency-Key reused with another request (422) or still running (409)
+    ├── AuthError                   no or a bad API key (HTTP 401)
+    │   └── Forbidden               the principal's role may not do this (HTTP 403)
+    ├── FeedError                   a logistics input is malformed or its signature is bad (HTTP 400/401/422)
     └── ChainError                  anything that went wrong talking to the chain
         ├── ChainUnavailable        the node does not answer (HTTP 503)
         ├── TransactionFailed       mined with status 0 and no decodable reason
@@ -28,6 +34,63 @@ class ConfigError(TradeGuardError):
 
 class DomainError(TradeGuardError):
     """A business rule refuses the request."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class NotFound(DomainError):
+    """The object does not exist or the caller may not see it (both answer 404, so nothing leaks)."""
+
+    def __init__(self, resource: str, ident: str) -> None:
+        super().__init__("not_found", f"{resource} {ident} not found", resource=resource, id=ident)
+
+
+class InvalidInput(DomainError):
+    """The request parsed but its content is refused; ``errors`` lists ``{"field", "message"}`` items."""
+
+    def __init__(self, code: str, message: str, errors: list[dict[str, str]] | None = None, **details: Any):
+        super().__init__(code, message, **details)
+        self.errors = errors or []
+
+
+class IdempotencyConflict(DomainError):
+    """An ``Idempotency-Key`` was reused with a different request, or its first request is still running."""
+
+    def __init__(self, key: str, *, in_flight: bool = False) -> None:
+        message = (
+            f"a request with Idempotency-Key {key!r} is still being processed"
+            if in_flight
+            else f"Idempotency-Key {key!r} was already used with a different request"
+        )
+        super().__init__("idempotency_key_in_flight" if in_flight else "idempotency_key_reused", message)
+        self.key = key
+        self.in_flight = in_flight
+
+
+class AuthError(TradeGuardError):
+    """The request carries no API key or an unknown one."""
+
+    def __init__(self, message: str = "a valid API key is required (Authorization: Bearer <key>)") -> None:
+        super().__init__(message)
+
+
+class Forbidden(AuthError):
+    """The principal is known but its role may not do this."""
+
+    def __init__(self, role: str, action: str) -> None:
+        super().__init__(f"role {role!r} may not {action}")
+        self.role = role
+        self.action = action
+
+
+class FeedError(TradeGuardError):
+    """A logistics input (EPCIS document, carrier webhook, attestation) is refused.
+
+    ``code`` is machine-readable: ``malformed``, ``unsupported_event``, ``too_large``, ``bad_signature``, …
+    """
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)

@@ -79,3 +79,6 @@ def escrow(deployment: Deployment) -> Escrow:
 @pytest.fixture
 def factory(chain: ChainClient, deployment: Deployment, actors: Actors) -> OrderFactory:
     return OrderFactory(chain, deployment.escrow, deployment.token, actors)
+
+
+pytest_plugins = ["tests.service_fixtures"]

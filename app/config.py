@@ -1,0 +1,108 @@
+"""All configuration, read once from ``TRADEGUARD_*`` environment variables (and an optional ``.env``).
+
+Nothing else in the project reads ``os.environ``: call :func:`get_settings`. Every variable is listed in the
+README; :meth:`Settings.describe` prints them for ``tradeguard run --help``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """TradeGuard's settings. Secrets are :class:`SecretStr` so they never show in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEGUARD_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    chain: str = Field(
+        "local", description="'embedded' (eth-tester in process), 'local' (anvil) or an RPC URL"
+    )
+    database_url: str = Field("", description="SQLAlchemy URL; default sqlite under state_dir")
+    broker_url: str | None = Field(None, description="Celery broker (redis://…); unset = tasks run eagerly")
+    admin_api_key: SecretStr | None = Field(None, description="bootstraps the first admin principal")
+    hold_seconds: int = Field(259_200, ge=0, le=90 * 86_400, description="T+N hold window (T+3)")
+    dev: bool | None = Field(None, description="dev routes and faucet; default on for embedded/local chains")
+    state_dir: Path = Field(ROOT / "var", description="anvil state, SQLite file, deployment record")
+    key_file: Path | None = Field(None, description="JSON file with relayer_key / oracle_key / deployer_key")
+    relayer_key: SecretStr | None = None
+    oracle_key: SecretStr | None = None
+    deployer_key: SecretStr | None = None
+    escrow_address: str | None = Field(None, description="deployed escrow (production); dev chains deploy")
+    confirmations: int | None = Field(
+        None, ge=0, le=1000, description="indexer depth; default 0 dev, 12 else"
+    )
+    aftership_secret: SecretStr | None = None
+    easypost_secret: SecretStr | None = None
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    idempotency_ttl_seconds: int = Field(48 * 3600, ge=24 * 3600)
+    webhook_retry_hours: int = Field(72, ge=72)
+    sweep_seconds: float = Field(2.0, gt=0, description="how often beat (or the eager sweeper) sweeps")
+    relayer_max_attempts: int = Field(8, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, v: str) -> str:
+        if v in ("embedded", "local") or v.startswith(("http://", "https://", "ws://", "wss://")):
+            return v
+        raise ValueError("TRADEGUARD_CHAIN must be 'embedded', 'local' or a JSON-RPC URL")
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'tradeguard.db'}"
+
+    @property
+    def is_dev_chain_mode(self) -> bool:
+        return self.chain in ("embedded", "local")
+
+    @property
+    def dev_enabled(self) -> bool:
+        return self.is_dev_chain_mode if self.dev is None else self.dev
+
+    @property
+    def confirmation_depth(self) -> int:
+        if self.confirmations is not None:
+            return self.confirmations
+        return 0 if self.is_dev_chain_mode else 12
+
+    @property
+    def eager(self) -> bool:
+        return not self.broker_url
+
+    def secret(self, name: Literal["relayer_key", "oracle_key", "deployer_key"]) -> str | None:
+        """A private key from the environment, else from ``key_file``; ``None`` when neither has it."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        if self.key_file is None:
+            return None
+        try:
+            data = json.loads(self.key_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read key file {self.key_file}: {exc}") from exc
+        found = data.get(name) if isinstance(data, dict) else None
+        return str(found) if found else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings (cached; tests call ``get_settings.cache_clear()`` after changing env)."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -1,0 +1,1 @@
+"""Orchestration: each service takes a database session factory and the chain runtime and does one job."""

@@ -15,6 +15,7 @@ and the CLI can print it without a stack trace::
     ├── FeedError                   a logistics input is malformed or its signature is bad (HTTP 400/401/422)
     └── ChainError                  anything that went wrong talking to the chain
         ├── ChainUnavailable        the node does not answer (HTTP 503)
+        ├── NonceTooLow             the node refused a transaction: its sender's nonce is already used
         ├── TransactionFailed       mined with status 0 and no decodable reason
         └── ContractRevert          a custom error decoded by selector against our ABIs (HTTP 409/422)
 """
@@ -104,6 +105,14 @@ class ChainError(TradeGuardError):
 
 class ChainUnavailable(ChainError):
     """The node cannot be reached or did not answer in time."""
+
+
+class NonceTooLow(ChainError):
+    """The node refused a signed transaction because its nonce is already used (mined or replaced)."""
+
+    def __init__(self, tx_hash: str, message: str) -> None:
+        super().__init__(f"nonce too low for {tx_hash}: {message}")
+        self.tx_hash = tx_hash
 
 
 class TransactionFailed(ChainError):

@@ -40,11 +40,17 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
+from web3.exceptions import (
+    BlockNotFound,
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+)
 from web3.types import TxReceipt
 
 from app.chain import compiler
-from app.errors import ChainError, ChainUnavailable, ContractRevert, TransactionFailed
+from app.errors import ChainError, ChainUnavailable, ContractRevert, NonceTooLow, TransactionFailed
 
 PROJECT_ROOT = compiler.PROJECT_ROOT
 Backend = Literal["embedded", "rpc", "anvil"]
@@ -79,6 +85,18 @@ class Event:
     tx_hash: str
     block_number: int
     log_index: int
+    #: hash of the block the log was read from ("" when the node did not say)
+    block_hash: str = ""
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    """What the indexer needs of a block: its number, hash, parent hash and timestamp."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
 
 
 def _abi_type(item: dict[str, Any]) -> str:
@@ -176,6 +194,7 @@ class AbiRegistry:
             return None
         # keep the ABI's argument order
         args = {inp.get("name") or f"arg{n}": _named_value(inp, raw[n]) for n, inp in enumerate(inputs)}
+        block_hash = log.get("blockHash")
         return Event(
             name=item["name"],
             address=to_checksum_address(log["address"]),
@@ -183,6 +202,7 @@ class AbiRegistry:
             tx_hash="0x" + bytes(log["transactionHash"]).hex(),
             block_number=int(log["blockNumber"]),
             log_index=int(log["logIndex"]),
+            block_hash="0x" + bytes(block_hash).hex() if block_hash else "",
         )
 
 
@@ -285,6 +305,31 @@ def _is_nonce_error(exc: BaseException) -> bool:
 def _is_already_known(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(phrase in text for phrase in _ALREADY_KNOWN)
+
+
+#: Node answers meaning "this nonce is already used" (geth/anvil, besu, nethermind); eth-tester words it as
+#: ``Invalid transaction nonce: Expected 5, but got 3``.
+_NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "nonce_too_low", "oldnonce")
+_TESTER_NONCE = re.compile(r"invalid transaction nonce: expected (\d+), but got (\d+)")
+
+
+def _is_nonce_too_low(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    if any(phrase in text for phrase in _NONCE_TOO_LOW):
+        return True
+    found = _TESTER_NONCE.search(text)
+    return found is not None and int(found.group(2)) < int(found.group(1))
+
+
+@dataclass(frozen=True)
+class PreparedTx:
+    """A signed transaction not yet broadcast: what a relayer records before it lets go of it."""
+
+    raw: bytes
+    tx_hash: str
+    sender: str
+    nonce: int
+    gas: int
 
 
 class AnvilProcess:
@@ -642,6 +687,119 @@ class ChainClient:
         except Exception as exc:
             raise self._translate(exc) from exc
 
+    # ------------------------------------------------------------------ relaying: sign, record, broadcast
+
+    def simulate(self, fn: ContractFunction, sender: LocalAccount | str) -> Any:
+        """``eth_call`` ``fn`` as a transaction from ``sender`` would run it; writes nothing.
+
+        A revert raises :class:`ContractRevert`, an unreachable node :class:`ChainUnavailable`.
+        """
+        return self.call(fn, sender if isinstance(sender, str) else sender.address)
+
+    def estimate(self, fn: ContractFunction, sender: LocalAccount, *, value: int = 0) -> int:
+        """Gas for ``fn`` sent by ``sender``, estimated against the pending block with :meth:`send`'s margin.
+
+        A revert raises :class:`ContractRevert`, an unreachable node :class:`ChainUnavailable`.
+        """
+        try:
+            tx = {**self._base_tx(sender), "to": fn.address, "value": value}
+            tx["data"] = fn._encode_transaction_data()
+            return self._estimate(tx)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def prepare(
+        self,
+        fn: ContractFunction,
+        sender: LocalAccount,
+        nonce: int,
+        gas: int | None = None,
+        *,
+        value: int = 0,
+    ) -> PreparedTx:
+        """Sign ``fn`` from ``sender`` with ``nonce`` without sending it (estimating gas when not given).
+
+        The caller records the raw bytes before :meth:`broadcast`, so that a crash in between loses nothing.
+        """
+        try:
+            tx = {**self._base_tx(sender), "to": fn.address, "value": value}
+            tx["data"] = fn._encode_transaction_data()
+            tx["gas"] = self._estimate(tx) if gas is None else gas
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        tx["nonce"] = nonce
+        signed = sender.sign_transaction(tx)
+        return PreparedTx(
+            raw=bytes(signed.raw_transaction),
+            tx_hash="0x" + bytes(signed.hash).hex(),
+            sender=sender.address,
+            nonce=nonce,
+            gas=int(tx["gas"]),
+        )
+
+    def broadcast(self, raw: bytes) -> str:
+        """Hand a signed transaction to the node; returns its hash. Safe to repeat with the same bytes.
+
+        "Already known" counts as success; a used nonce raises :class:`~app.errors.NonceTooLow`; an
+        unreachable node :class:`ChainUnavailable`; any other refusal a :class:`ChainError`.
+        """
+        tx_hash = "0x" + keccak(raw).hex()
+        try:
+            self.w3.eth.send_raw_transaction(raw)
+        except Exception as exc:
+            if _is_already_known(exc):
+                return tx_hash
+            if _is_nonce_too_low(exc):
+                raise NonceTooLow(tx_hash, str(exc)) from exc
+            translated = self._translate(exc, tx_hash)
+            if isinstance(translated, ChainError):
+                raise translated from exc
+            raise ChainError(f"the node refused {tx_hash}: {exc}") from exc
+        return tx_hash
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt of a mined transaction; None while it is not mined (or unknown)."""
+        try:
+            return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+        except Exception as exc:
+            raise self._translate(exc, tx_hash) from exc
+
+    def is_known(self, tx_hash: str) -> bool:
+        """Whether the node knows the transaction at all (in its pool or mined)."""
+        try:
+            self.w3.eth.get_transaction(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return False
+        except Exception as exc:
+            raise self._translate(exc, tx_hash) from exc
+        return True
+
+    def nonce(self, address: str, block: Literal["pending", "latest"] = "pending") -> int:
+        """The next nonce of ``address``: counting transactions in the node's pool (pending) or mined only."""
+        try:
+            return int(self.w3.eth.get_transaction_count(to_checksum_address(address), block))
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def explain_failure(self, receipt: TxReceipt, tx: dict[str, Any] | None = None) -> Exception:
+        """Why a mined transaction has status 0: a :class:`ContractRevert` when the reason decodes, else a
+        :class:`TransactionFailed`. ``tx`` (from, to, data, value, gas) is read from the node if not given."""
+        if tx is None:
+            try:
+                mined = self.w3.eth.get_transaction(receipt["transactionHash"])
+            except Exception as exc:
+                raise self._translate(exc) from exc
+            tx = {
+                "from": mined["from"],
+                "to": mined["to"],
+                "data": mined["input"],
+                "value": mined["value"],
+                "gas": mined["gas"],
+            }
+        return self._explain_failure(tx, receipt)
+
     def _translate(self, exc: BaseException, tx_hash: str | None = None) -> Exception:
         if isinstance(exc, ContractRevert | ChainUnavailable):
             return exc
@@ -694,6 +852,55 @@ class ChainClient:
             start = end + 1
         return out
 
+    def find_events(
+        self,
+        address: str,
+        topics: Sequence[bytes | Sequence[bytes] | None],
+        from_block: int,
+        to_block: int | None = None,
+        *,
+        chunk_size: int = 50_000,
+    ) -> list[Event]:
+        """Decoded events of ``address`` whose topics match (the node filters), in chain order.
+
+        ``topics[i]`` is one topic, a list of alternatives, or None for any; ``to_block`` defaults to the
+        latest block. Queried ``chunk_size`` blocks at a time; an unreachable node raises
+        :class:`ChainUnavailable`.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+
+        def hex_topic(t: bytes | Sequence[bytes] | None) -> Any:
+            if t is None:
+                return None
+            if isinstance(t, bytes | bytearray):
+                return "0x" + bytes(t).hex()
+            return ["0x" + bytes(x).hex() for x in t]
+
+        wanted = [hex_topic(t) for t in topics]
+        out: list[Event] = []
+        try:
+            last = self.block_number() if to_block is None else to_block
+            start = from_block
+            while start <= last:
+                end = min(last, start + chunk_size - 1)
+                logs = self.w3.eth.get_logs(
+                    cast(
+                        Any,
+                        {
+                            "address": to_checksum_address(address),
+                            "fromBlock": start,
+                            "toBlock": end,
+                            "topics": wanted,
+                        },
+                    )
+                )
+                out.extend(ev for log in logs if (ev := self.abis.decode_log(log)) is not None)
+                start = end + 1
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        return out
+
     # ------------------------------------------------------------------ time and snapshots
 
     def now(self) -> int:
@@ -703,6 +910,19 @@ class ChainClient:
     def block_number(self) -> int:
         """Number of the latest block."""
         return int(self.w3.eth.block_number)
+
+    def get_block(self, number: int) -> BlockHeader | None:
+        """Hash, parent hash and timestamp of block ``number``; None if the chain has no such block (yet)."""
+        try:
+            block = self.w3.eth.get_block(number)
+        except BlockNotFound:
+            return None
+        return BlockHeader(
+            number=int(block["number"]),
+            hash="0x" + bytes(block["hash"]).hex(),
+            parent_hash="0x" + bytes(block["parentHash"]).hex(),
+            timestamp=int(block["timestamp"]),
+        )
 
     def advance_time(self, seconds: int) -> int:
         """Dev chains only: mine a block ``seconds`` after the latest one; returns its timestamp."""
@@ -759,6 +979,20 @@ class ChainClient:
         with self._nonce_lock:
             self._nonces.clear()
 
+    def reorg(self, depth: int) -> None:
+        """anvil only: replace the latest ``depth`` blocks with as many empty ones (``anvil_reorg``).
+
+        The transactions of the dropped blocks are gone (not back in the pool); local nonces are re-read.
+        """
+        self._require_dev()
+        if self.backend == "embedded":
+            raise ChainError("reorg needs anvil (eth-tester can only revert to a snapshot)")
+        try:
+            self._dev_rpc("anvil_reorg", depth, [])
+        finally:
+            with self._nonce_lock:
+                self._nonces.clear()
+
     def _dev_rpc(self, method: str, *params: Any) -> Any:
         """Call a dev-node JSON-RPC method; an error answer raises :class:`ChainError`."""
         try:
@@ -787,8 +1021,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 __all__ = [
     "AbiRegistry",
     "AnvilProcess",
+    "BlockHeader",
     "ChainClient",
     "Event",
+    "PreparedTx",
     "revert_data_from_exception",
     "wait_until",
 ]

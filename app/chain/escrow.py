@@ -15,6 +15,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from app.chain import eip712
@@ -25,6 +26,19 @@ from app.domain.order_state import OrderState, Status
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = b"\x00" * 32
 DEFAULT_HOLD_SECONDS = 259_200  # T+3
+#: Escrow events that carry an order's new packed state (``OrderFunded`` also carries its terms).
+STATE_EVENTS = (
+    "OrderFunded",
+    "OrderShipped",
+    "OrderDelivered",
+    "OrderReleased",
+    "DisputeOpened",
+    "EvidenceSubmitted",
+    "DisputeResolved",
+    "OrderRefunded",
+    "OrderFrozen",
+    "OrderUnfrozen",
+)
 
 
 @dataclass(frozen=True)
@@ -308,6 +322,77 @@ class Escrow:
         self.orders.clear()
         self.apply(self.chain.get_events(self.address, from_block, self.chain.block_number()))
 
+    def load_order(self, order_id: bytes, from_block: int = 0) -> Order | None:
+        """The order as the chain has it now, from its own events only (None if it was never funded).
+
+        Terms come from ``OrderFunded``, the state from the newest state-carrying event; the node filters the
+        logs by the indexed ``orderId`` topic, so this reads only the order's own events.
+        """
+        topics: list[bytes | Sequence[bytes] | None] = [self._state_topics(), order_id]
+        order: Order | None = None
+        for ev in self.chain.find_events(self.address, topics, from_block):
+            if ev.name == "OrderFunded":
+                order = Order(order_id, Terms.from_event(ev.args["terms"]), ev.args["state"])
+            elif order is not None and "state" in ev.args:
+                order = replace(order, state=ev.args["state"])
+        return order
+
+    def _state_topics(self) -> list[bytes]:
+        by_name = {item["name"]: topic for topic, item in self.chain.abis.events.items()}
+        return [by_name[name] for name in STATE_EVENTS]
+
+    # ------------------------------------------------------------------ calls (built, not sent)
+
+    def fund_call(
+        self,
+        auths: Sequence[OrderAuthorization],
+        signatures: Sequence[bytes],
+        permit: tuple[Any, ...] = NO_PERMIT,
+    ) -> ContractFunction:
+        """``fund(auths, signatures, permit)``."""
+        return self.contract.functions.fund([a.as_tuple() for a in auths], list(signatures), permit)
+
+    def attest_call(
+        self, items: Sequence[tuple[Order, Sequence[Attestation]]], strict: bool = True
+    ) -> ContractFunction:
+        """``attest(items, strict)``: attestations for one milestone per order."""
+        payload = [(o.ref(), [a.as_tuple() for a in atts]) for o, atts in items]
+        return self.contract.functions.attest(payload, strict)
+
+    def release_call(self, orders: Sequence[Order], strict: bool = True) -> ContractFunction:
+        """``release(orders, strict)``."""
+        return self.contract.functions.release([o.ref() for o in orders], strict)
+
+    def buyer_decision_call(
+        self, order: Order, decision: int, evidence_hash: bytes, valid_until: int, signature: bytes
+    ) -> ContractFunction:
+        """``submitBuyerDecision``: relay the buyer's signed BuyerDecision."""
+        return self.contract.functions.submitBuyerDecision(
+            *order.ref(), decision, evidence_hash, valid_until, signature
+        )
+
+    def evidence_call(
+        self, order: Order, party: str, evidence_hash: bytes, valid_until: int, signature: bytes
+    ) -> ContractFunction:
+        """``submitEvidenceSigned``: relay a party's signed EvidenceSubmission."""
+        return self.contract.functions.submitEvidenceSigned(
+            *order.ref(), to_checksum_address(party), evidence_hash, valid_until, signature
+        )
+
+    def ruling_call(
+        self, order: Order, share_bps: int, rationale_hash: bytes, valid_until: int, signature: bytes
+    ) -> ContractFunction:
+        """``submitRuling``: relay an arbitrator's signed Ruling."""
+        return self.contract.functions.submitRuling(
+            *order.ref(), share_bps, rationale_hash, valid_until, signature
+        )
+
+    def timeout_refund_call(self, order: Order) -> ContractFunction:
+        """``timeoutRefund``: refund an order whose deadline passed."""
+        return self.contract.functions.timeoutRefund(*order.ref())
+
+    # ------------------------------------------------------------------ sending
+
     def fund(
         self,
         auths: Sequence[OrderAuthorization],
@@ -317,8 +402,7 @@ class Escrow:
         gas: int | None = None,
     ) -> TxResult:
         """Fund orders (all or nothing)."""
-        fn = self.contract.functions.fund([a.as_tuple() for a in auths], list(signatures), permit)
-        return self._send(fn, sender, gas)
+        return self._send(self.fund_call(auths, signatures, permit), sender, gas)
 
     def attest(
         self,
@@ -328,8 +412,7 @@ class Escrow:
         gas: int | None = None,
     ) -> TxResult:
         """Submit attestations for one or more orders."""
-        payload = [(o.ref(), [a.as_tuple() for a in atts]) for o, atts in items]
-        return self._send(self.contract.functions.attest(payload, strict), sender, gas)
+        return self._send(self.attest_call(items, strict), sender, gas)
 
     def release(
         self,
@@ -339,8 +422,7 @@ class Escrow:
         gas: int | None = None,
     ) -> TxResult:
         """Release delivered orders past their hold window."""
-        fn = self.contract.functions.release([o.ref() for o in orders], strict)
-        return self._send(fn, sender, gas)
+        return self._send(self.release_call(orders, strict), sender, gas)
 
     def confirm_receipt(
         self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH
@@ -363,10 +445,9 @@ class Escrow:
         sender: LocalAccount,
     ) -> TxResult:
         """Relay a signed BuyerDecision."""
-        fn = self.contract.functions.submitBuyerDecision(
-            *order.ref(), decision, evidence_hash, valid_until, signature
+        return self._send(
+            self.buyer_decision_call(order, decision, evidence_hash, valid_until, signature), sender
         )
-        return self._send(fn, sender)
 
     def submit_evidence(self, order: Order, party: LocalAccount, evidence_hash: bytes) -> TxResult:
         """A party anchors evidence directly."""
@@ -382,10 +463,7 @@ class Escrow:
         sender: LocalAccount,
     ) -> TxResult:
         """Relay a signed EvidenceSubmission."""
-        fn = self.contract.functions.submitEvidenceSigned(
-            *order.ref(), to_checksum_address(party), evidence_hash, valid_until, signature
-        )
-        return self._send(fn, sender)
+        return self._send(self.evidence_call(order, party, evidence_hash, valid_until, signature), sender)
 
     def rule(self, order: Order, arbitrator: LocalAccount, share_bps: int, rationale_hash: bytes) -> TxResult:
         """An arbitrator rules directly."""
@@ -402,10 +480,7 @@ class Escrow:
         sender: LocalAccount,
     ) -> TxResult:
         """Relay an arbitrator's signed Ruling."""
-        fn = self.contract.functions.submitRuling(
-            *order.ref(), share_bps, rationale_hash, valid_until, signature
-        )
-        return self._send(fn, sender)
+        return self._send(self.ruling_call(order, share_bps, rationale_hash, valid_until, signature), sender)
 
     def refund_by_seller(self, order: Order, seller: LocalAccount) -> TxResult:
         """The seller gives the order up."""
@@ -413,7 +488,7 @@ class Escrow:
 
     def timeout_refund(self, order: Order, sender: LocalAccount) -> TxResult:
         """Anyone refunds an order whose deadline passed."""
-        return self._send(self.contract.functions.timeoutRefund(*order.ref()), sender)
+        return self._send(self.timeout_refund_call(order), sender)
 
     def freeze(self, order: Order, regulator: LocalAccount, duration: int, reason_hash: bytes) -> TxResult:
         """A regulator freezes an order."""

@@ -1,0 +1,117 @@
+"""The keeper: submits the releases and timeout refunds that the chain's clock has made due (SPEC §2).
+
+Celery beat runs :func:`sweep` every few seconds (business timers never ride on ETA messages). It reads the
+``orders`` table as the indexer keeps it and, at the chain's time, submits a ``release`` intent for every
+delivered order past its release time and a ``timeout_refund`` intent for every order whose current timer ran
+out, exactly as the contract's ``release`` and ``timeoutRefund`` decide:
+
+- no action while a regulator freeze is in force (``now < frozen_until``);
+- delivered: release once ``now >= release_at`` (the hold counts from after any freeze in force at delivery,
+  and every later freeze moves it: ``release_at = anchor + frozen_seconds`` of the state word);
+- funded: refund once ``now > ship_by + frozen_seconds``; shipped: once ``now > deliver_by + frozen_seconds``;
+- disputed: refund once ``now > response_deadline`` if the seller has not answered in time, else once
+  ``now > arbitration_deadline`` (both move with freezes, like ``disputed_at``).
+
+When the row carries the packed ``state_word`` the keeper takes status, freeze, anchor and the responded flag
+from it (the chain's own data); otherwise it uses the projected columns. It only submits intents, idempotent
+per (kind, order): sweeping twice submits nothing new. An intent that failed earlier (say the order was frozen
+just before it went out) is revived once the order is due again and the failure is older than
+:data:`REVIVE_AFTER_SECONDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select
+
+from app.db.models import Intent, Order, utcnow
+from app.db.session import transaction
+from app.domain.order_state import OrderState
+from app.services import relayer
+from app.services.runtime import Runtime
+
+OPEN_STATUSES = ("funded", "shipped", "delivered", "disputed")
+#: A failed keeper intent is put back to pending at most this often while its order stays due.
+REVIVE_AFTER_SECONDS = 300
+
+
+@dataclass
+class KeeperReport:
+    """What one sweep did: intents submitted (new or revived), and which."""
+
+    now: int
+    checked: int = 0
+    submitted: int = 0
+    revived: int = 0
+    already: int = 0
+    intents: list[tuple[str, str]] = field(default_factory=list)
+
+
+def due_action(order: Order, now: int) -> str | None:
+    """``"release"``, ``"timeout_refund"`` or None: what anyone may do to ``order`` at chain time ``now``."""
+    state = OrderState.unpack(order.state_word) if order.state_word is not None else None
+    status = state.status.name.lower() if state is not None else order.status
+    frozen_until = state.frozen_until if state is not None else order.frozen_until or 0
+    if now < frozen_until:
+        return None
+    frozen = state.frozen_seconds if state is not None else 0
+    if status == "delivered":
+        release_at = state.release_at if state is not None else order.release_at
+        return "release" if release_at is not None and now >= release_at else None
+    if status == "funded":
+        return "timeout_refund" if now > order.ship_by + frozen else None
+    if status == "shipped":
+        return "timeout_refund" if now > order.deliver_by + frozen else None
+    if status != "disputed" or order.disputed_at is None:
+        return None
+    # The deadlines count from disputed_at; the state word has its current value (freezes included).
+    shift = (state.disputed_at or order.disputed_at) - order.disputed_at if state is not None else 0
+    responded = state.responded if state is not None else order.seller_evidence
+    deadlines = [d + shift for d in (order.arbitration_deadline,) if d is not None]
+    if not responded and order.response_deadline is not None:
+        deadlines.append(order.response_deadline + shift)
+    return "timeout_refund" if deadlines and now > min(deadlines) else None
+
+
+def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
+    """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
+    block's timestamp). Only writes intents; the relayer sends them."""
+    now = rt.chain.now() if now is None else now
+    report = KeeperReport(now)
+    revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
+    # Necessary conditions only (every timer is at least its column): the exact rule runs in due_action.
+    candidates = select(Order).where(
+        Order.status.in_(OPEN_STATUSES),
+        or_(
+            and_(Order.status == "delivered", or_(Order.release_at.is_(None), Order.release_at <= now)),
+            and_(Order.status == "funded", Order.ship_by < now),
+            and_(Order.status == "shipped", Order.deliver_by < now),
+            and_(Order.status == "disputed", Order.disputed_at < now),
+        ),
+    )
+    with transaction(rt.db) as s:
+        for order in s.scalars(candidates.order_by(Order.id)):
+            report.checked += 1
+            kind = due_action(order, now)
+            if kind is None:
+                continue
+            payload = {"orderId": order.id}
+            digest = relayer.compute_intent_hash(kind, payload)
+            existing = s.scalar(select(Intent).where(Intent.intent_hash == digest))
+            if existing is None:
+                intent = relayer.submit(s, kind, payload, order_id=order.id)
+            elif existing.status == relayer.FAILED and existing.updated_at <= revive_before:
+                relayer.revive(existing)
+                intent = existing
+                report.revived += 1
+            else:
+                report.already += 1
+                continue
+            report.submitted += 1
+            report.intents.append((kind, intent.order_id or order.id))
+    return report
+
+
+__all__ = ["KeeperReport", "OPEN_STATUSES", "REVIVE_AFTER_SECONDS", "due_action", "sweep"]

@@ -1,0 +1,103 @@
+"""Nonces of the relayer's hot wallet, allocated in the database so that they survive restarts and processes.
+
+The next nonce per sender is a :class:`~app.db.models.KeyValue` row ``nonce:<address>`` (``{"next": n}``). A
+nonce is allocated inside the caller's transaction, the same one that records the signed transaction on its
+intents, under a lock on that row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already
+serialises writers). If the transaction rolls back, so does the allocation: an allocated nonce always belongs
+to a recorded transaction.
+
+Every allocation reconciles with the chain:
+
+- the chain's pending nonce is higher than the stored one (someone else sent from the key, or our own
+  transactions were mined): jump forward to it;
+- a nonce between the chain's pending nonce and the stored one that no ``sent`` intent holds is a gap (its
+  transaction was abandoned, or the chain lost it): it is handed out again, lowest first, because every later
+  transaction waits behind it;
+- nonces held by ``sent`` intents whose transaction the node does not know (a crash between commit and
+  broadcast) are skipped: the relayer re-broadcasts those stored raw transactions instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.chain.client import ChainClient
+from app.db.models import Intent, KeyValue, utcnow
+
+SENT = "sent"
+
+
+def nonce_key(address: str) -> str:
+    """The ``KeyValue`` key of ``address``'s next nonce."""
+    return f"nonce:{to_checksum_address(address)}"
+
+
+def _locked_row(session: Session, key: str) -> KeyValue:
+    """The row of ``key``, created if missing, locked until the end of the caller's transaction."""
+    dialect = session.get_bind().dialect.name
+    values: dict[str, Any] = {"key": key, "value": {}, "updated_at": utcnow()}
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(KeyValue).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(KeyValue).values(**values).on_conflict_do_nothing())
+    elif session.get(KeyValue, key) is None:
+        session.add(KeyValue(**values))
+        session.flush()
+    stmt = select(KeyValue).where(KeyValue.key == key).with_for_update()
+    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+def held_nonces(session: Session, address: str, from_nonce: int = 0) -> set[int]:
+    """Nonces (at least ``from_nonce``) of transactions recorded on ``sent`` intents of ``address``."""
+    rows = session.scalars(
+        select(Intent.nonce).where(
+            Intent.sender == to_checksum_address(address),
+            Intent.status == SENT,
+            Intent.nonce >= from_nonce,
+        )
+    )
+    return {int(n) for n in rows if n is not None}
+
+
+def allocate(session: Session, chain: ChainClient, address: str) -> int:
+    """Allocate ``address``'s next nonce inside the caller's (write) transaction.
+
+    Call it in the transaction that records the signed transaction; the row lock is held until it ends.
+    Reads the chain's pending nonce under the lock; raises :class:`~app.errors.ChainUnavailable` if the node
+    does not answer (the caller's transaction then rolls back and nothing is allocated).
+    """
+    row = _locked_row(session, nonce_key(address))
+    stored = int(row.value.get("next", 0))
+    on_chain = chain.nonce(address, "pending")
+    candidate = max(stored, on_chain)
+    held = held_nonces(session, address, on_chain)
+    gaps = [n for n in range(on_chain, candidate) if n not in held]
+    nonce = gaps[0] if gaps else candidate
+    while nonce in held:  # the stored counter is behind recorded transactions (it never should be)
+        nonce += 1
+    row.value = {"next": max(candidate, nonce + 1), "chain": on_chain}
+    return nonce
+
+
+def sync(session: Session, chain: ChainClient, address: str) -> int:
+    """Reconcile the stored next nonce with the chain (jump forward only); returns the stored value."""
+    row = _locked_row(session, nonce_key(address))
+    stored = int(row.value.get("next", 0))
+    on_chain = chain.nonce(address, "pending")
+    nxt = max(stored, on_chain)
+    row.value = {"next": nxt, "chain": on_chain}
+    return nxt
+
+
+def peek(session: Session, address: str) -> int | None:
+    """The stored next nonce of ``address`` (None before the first allocation)."""
+    row = session.get(KeyValue, nonce_key(address))
+    return None if row is None or "next" not in row.value else int(row.value["next"])
+
+
+__all__ = ["allocate", "held_nonces", "nonce_key", "peek", "sync"]

@@ -1,0 +1,762 @@
+"""The relayer: puts signed messages on chain from the one hot wallet (``runtime.relayer``) that pays gas.
+
+Work arrives as :class:`~app.db.models.Intent` rows (the outbox), idempotent by ``intent_hash``. The database
+is the record; a worker may be killed at any point and restarted:
+
+- ``pending`` intents are built against the order's current on-chain state, estimated (a revert is a
+  permanent ``failed`` with the decoded error name), then a nonce is allocated and the signed raw transaction,
+  its hash and nonce are committed with status ``sent`` in one transaction, *before* the broadcast;
+- ``sent`` intents are reconciled on every pass: a receipt settles them (``confirmed``, or ``failed`` with the
+  decoded reason); a transaction the node does not know is re-broadcast byte for byte (same hash), never
+  re-signed, unless its nonce was taken by another transaction (then it is signed again from ``pending``);
+- transient trouble (node unreachable, a refusal) costs an attempt and backs off exponentially; after
+  ``settings.relayer_max_attempts`` the intent is ``failed``. A sent transaction is never failed while the
+  node might still mine it.
+
+Releases and attestations are batched (``release(orders, strict=False)``, ``attest(items, strict=False)``): an
+``OrderSkipped`` event fails only its own order's intents. One transaction per order is in flight at a time,
+so that each is built against the state the previous one left. Two relayers never send the same intent:
+rows are claimed with a guarded ``UPDATE … WHERE status = 'pending'`` in the transaction that allocates the
+nonce, and the loser rolls back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import rfc8785
+from eth_utils import keccak, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+)
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from app.chain import eip712
+from app.chain.client import PreparedTx
+from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Attestation, Order, OrderAuthorization, Terms
+from app.db.models import Intent, utcnow
+from app.db.session import transaction
+from app.errors import (
+    ChainError,
+    ChainUnavailable,
+    ContractRevert,
+    InvalidInput,
+    NonceTooLow,
+    TransactionFailed,
+)
+from app.services import nonce_manager
+from app.services.runtime import Runtime
+
+PENDING, SENT, CONFIRMED, FAILED = "pending", "sent", "confirmed", "failed"
+INTENT_KINDS = (
+    "fund",
+    "attest",
+    "confirm_receipt",
+    "open_dispute",
+    "evidence",
+    "ruling",
+    "release",
+    "timeout_refund",
+)
+#: Kinds that go out together in one non-strict transaction.
+BATCHED = frozenset({"attest", "release"})
+MAX_BATCH = 50
+BACKOFF_BASE_SECONDS = 4
+BACKOFF_CAP_SECONDS = 900
+_MAX_SAFE_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers are hashed as strings
+
+
+# ---------------------------------------------------------------------------------------- payloads
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be an integer or a decimal string")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 78:
+            raise ValueError("must be a decimal string")
+        return int(value)
+    return value
+
+
+def _small(value: int) -> int | str:
+    return value if value <= _MAX_SAFE_INT else str(value)
+
+
+def _checksum(value: str) -> str:
+    return str(to_checksum_address(value))
+
+
+# Unsigned integers come as JSON numbers or decimal strings; uint256 is stored as a decimal string.
+_INT, _AS_STR, _AS_NUM = BeforeValidator(_to_int), PlainSerializer(str), PlainSerializer(_small)
+Uint8 = Annotated[int, _INT, Field(ge=0, le=2**8 - 1), _AS_NUM]
+Uint16 = Annotated[int, _INT, Field(ge=0, le=2**16 - 1), _AS_NUM]
+Uint32 = Annotated[int, _INT, Field(ge=0, le=2**32 - 1), _AS_NUM]
+Uint64 = Annotated[int, _INT, Field(ge=0, le=2**64 - 1), _AS_NUM]
+Uint256 = Annotated[int, _INT, Field(ge=0, le=2**256 - 1), _AS_STR]
+Bytes32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$"), AfterValidator(str.lower)]
+Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$"), AfterValidator(str.lower)]
+Address = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksum)]
+
+
+def _b(hex_str: str) -> bytes:
+    return bytes.fromhex(hex_str[2:])
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def order_id(self) -> str:
+        """The order this payload acts on (0x-hex)."""
+        return str(getattr(self, "orderId"))  # noqa: B009 (every payload but fund has the field)
+
+
+class AuthorizationIn(_Payload):
+    """The buyer's OrderAuthorization (SPEC §4 field names)."""
+
+    orderId: Bytes32
+    buyer: Address
+    seller: Address
+    token: Address
+    amount: Uint256
+    commissionBps: Uint16
+    taxBps: Uint16
+    taxRecipient: Address
+    shipBy: Uint64
+    deliverBy: Uint64
+    holdSeconds: Uint32
+    validUntil: Uint64
+
+    def to_authorization(self) -> OrderAuthorization:
+        """As the chain package's :class:`OrderAuthorization`."""
+        return OrderAuthorization(
+            _b(self.orderId), self.buyer, self.seller, self.token, self.amount, self.commissionBps,
+            self.taxBps, self.taxRecipient, self.shipBy, self.deliverBy, self.holdSeconds, self.validUntil,
+        )  # fmt: skip
+
+
+class PermitIn(_Payload):
+    """An EIP-2612 permit for the escrow."""
+
+    value: Uint256
+    deadline: Uint256
+    v: Uint8
+    r: Bytes32
+    s: Bytes32
+
+
+class FundPayload(_Payload):
+    """``fund``: the authorization, the buyer's signature and an optional permit (else a prior allowance)."""
+
+    authorization: AuthorizationIn
+    signature: Signature
+    permit: PermitIn | None = None
+
+    @property
+    def order_id(self) -> str:
+        return self.authorization.orderId
+
+
+class AttestPayload(_Payload):
+    """``attest``: one oracle's signed DeliveryAttestation."""
+
+    orderId: Bytes32
+    milestone: Uint8
+    eventTime: Uint64
+    trackingHash: Bytes32
+    evidenceHash: Bytes32
+    signature: Signature
+
+
+class BuyerDecisionPayload(_Payload):
+    """``confirm_receipt`` / ``open_dispute``: the buyer's signed BuyerDecision."""
+
+    orderId: Bytes32
+    decision: Uint8
+    evidenceHash: Bytes32
+    validUntil: Uint64
+    signature: Signature
+
+
+class EvidencePayload(_Payload):
+    """``evidence``: a party's signed EvidenceSubmission."""
+
+    orderId: Bytes32
+    party: Address
+    evidenceHash: Bytes32
+    validUntil: Uint64
+    signature: Signature
+
+
+class RulingPayload(_Payload):
+    """``ruling``: an arbitrator's signed Ruling."""
+
+    orderId: Bytes32
+    buyerShareBps: Uint16
+    rationaleHash: Bytes32
+    validUntil: Uint64
+    signature: Signature
+
+
+class OrderPayload(_Payload):
+    """``release`` / ``timeout_refund``: just the order."""
+
+    orderId: Bytes32
+
+
+PAYLOADS: dict[str, type[_Payload]] = {
+    "fund": FundPayload,
+    "attest": AttestPayload,
+    "confirm_receipt": BuyerDecisionPayload,
+    "open_dispute": BuyerDecisionPayload,
+    "evidence": EvidencePayload,
+    "ruling": RulingPayload,
+    "release": OrderPayload,
+    "timeout_refund": OrderPayload,
+}
+_DECISION = {"confirm_receipt": 1, "open_dispute": 2}
+
+
+def parse_payload(kind: str, payload: Mapping[str, Any] | _Payload) -> _Payload:
+    """Validate an intent payload; raises :class:`InvalidInput` (with field errors) when it is refused."""
+    model = PAYLOADS.get(kind)
+    if model is None:
+        raise InvalidInput("unknown_intent_kind", f"unknown intent kind {kind!r}; one of {INTENT_KINDS}")
+    if isinstance(payload, model):
+        return payload
+    try:
+        parsed = model.model_validate(payload.model_dump() if isinstance(payload, _Payload) else payload)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise InvalidInput("invalid_payload", f"invalid {kind} payload", errors=errors) from exc
+    if kind in _DECISION and getattr(parsed, "decision", None) != _DECISION[kind]:
+        raise InvalidInput(
+            "invalid_payload",
+            f"{kind} needs decision {_DECISION[kind]}",
+            errors=[{"field": "decision", "message": f"must be {_DECISION[kind]}"}],
+        )
+    return parsed
+
+
+def normalize_payload(kind: str, payload: Mapping[str, Any] | _Payload) -> dict[str, Any]:
+    """The payload as stored and hashed: checksummed addresses, lowercase hex, uint256 as decimal strings."""
+    return parse_payload(kind, payload).model_dump(mode="json")
+
+
+def compute_intent_hash(kind: str, payload: Mapping[str, Any] | _Payload) -> str:
+    """``keccak256`` of the RFC 8785 canonical JSON of ``{"kind", "payload"}`` (payload normalised)."""
+    doc: dict[str, Any] = {"kind": kind, "payload": normalize_payload(kind, payload)}
+    return "0x" + keccak(rfc8785.dumps(doc)).hex()
+
+
+# ---------------------------------------------------------------------------------------- calls
+
+
+def _placeholder(order_id: bytes) -> Order:
+    """An order the chain does not have: the contract answers ``UnknownOrder`` for it."""
+    z = ZERO_ADDRESS
+    return Order(order_id, Terms(z, z, z, 0, 0, 0, z, 0, 0, 0, 0, 0, 0, 0), 0)
+
+
+def _order(rt: Runtime, oid: str, orders: Mapping[str, Order | None] | None) -> Order:
+    if orders is not None and oid in orders:
+        found = orders[oid]
+    else:
+        found = rt.escrow.load_order(_b(oid), rt.deployment_block)
+    return found if found is not None else _placeholder(_b(oid))
+
+
+def build_call(
+    rt: Runtime,
+    kind: str,
+    payload_or_payloads: Mapping[str, Any] | _Payload | Sequence[Mapping[str, Any] | _Payload],
+    *,
+    orders: Mapping[str, Order | None] | None = None,
+) -> ContractFunction:
+    """The contract call for one payload (strict) or a list of ``attest``/``release`` payloads (a non-strict
+    batch), built against each order's current on-chain state (``orders`` may supply it, by 0x order id).
+
+    Raises :class:`InvalidInput` for a bad payload; nothing is sent or written.
+    """
+    raw: list[Mapping[str, Any] | _Payload]
+    if isinstance(payload_or_payloads, Mapping | _Payload):
+        raw, batch = [payload_or_payloads], False
+    else:
+        raw, batch = list(payload_or_payloads), True
+    if not raw or len(raw) > MAX_BATCH or (batch and kind not in BATCHED):
+        raise InvalidInput("invalid_batch", f"{kind}: one payload, or 1..{MAX_BATCH} attest/release payloads")
+    ps = [parse_payload(kind, p) for p in raw]
+    esc, p = rt.escrow, ps[0]
+    if isinstance(p, FundPayload):
+        permit = NO_PERMIT
+        if p.permit is not None:
+            permit = (p.permit.value, p.permit.deadline, p.permit.v, _b(p.permit.r), _b(p.permit.s))
+        return esc.fund_call([p.authorization.to_authorization()], [_b(p.signature)], permit)
+    if kind == "attest":
+        items: dict[tuple[str, int], list[Attestation]] = {}
+        for a in ps:
+            assert isinstance(a, AttestPayload)
+            att = Attestation(
+                a.milestone, a.eventTime, _b(a.trackingHash), _b(a.evidenceHash), _b(a.signature)
+            )
+            items.setdefault((a.orderId, a.milestone), []).append(att)
+        pairs = [(_order(rt, oid, orders), atts) for (oid, _), atts in items.items()]
+        return esc.attest_call(pairs, not batch)
+    if kind == "release":
+        return esc.release_call([_order(rt, q.order_id, orders) for q in ps], not batch)
+    order = _order(rt, p.order_id, orders)
+    if isinstance(p, BuyerDecisionPayload):
+        return esc.buyer_decision_call(order, p.decision, _b(p.evidenceHash), p.validUntil, _b(p.signature))
+    if isinstance(p, EvidencePayload):
+        return esc.evidence_call(order, p.party, _b(p.evidenceHash), p.validUntil, _b(p.signature))
+    if isinstance(p, RulingPayload):
+        return esc.ruling_call(order, p.buyerShareBps, _b(p.rationaleHash), p.validUntil, _b(p.signature))
+    return esc.timeout_refund_call(order)
+
+
+def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | _Payload) -> None:
+    """Simulate the intent from the relayer's address against the chain as it is now; writes nothing.
+
+    Raises :class:`ContractRevert` (the API answers 409/422), :class:`InvalidInput` for a bad payload, or
+    :class:`~app.errors.ChainUnavailable`.
+    """
+    rt.chain.simulate(build_call(rt, kind, payload), rt.relayer.address)
+
+
+# ---------------------------------------------------------------------------------------- the outbox
+
+
+def submit(
+    session: Session, kind: str, payload: Mapping[str, Any] | _Payload, order_id: str | None = None
+) -> Intent:
+    """Record an intent in the caller's transaction, or return the existing row for the same intent.
+
+    Idempotent by ``intent_hash`` (:func:`compute_intent_hash`); the payload is stored normalised.
+    ``order_id`` defaults to the payload's order and must match it when given.
+    """
+    parsed = parse_payload(kind, payload)
+    oid = parsed.order_id
+    if order_id is not None and order_id.lower() != oid:
+        raise InvalidInput("order_mismatch", f"intent for order {oid} filed under {order_id}")
+    digest = compute_intent_hash(kind, parsed)
+    existing = session.scalar(select(Intent).where(Intent.intent_hash == digest))
+    if existing is not None:
+        return existing
+    intent = Intent(kind=kind, order_id=oid, intent_hash=digest, payload=parsed.model_dump(mode="json"))
+    try:
+        with session.begin_nested():  # a concurrent submit of the same intent loses the race here
+            session.add(intent)
+    except IntegrityError:
+        found = session.scalar(select(Intent).where(Intent.intent_hash == digest))
+        if found is None:
+            raise
+        return found
+    return intent
+
+
+def revive(intent: Intent, now: datetime | None = None) -> bool:
+    """Put a ``failed`` intent back to ``pending`` (its transaction, if any, is forgotten): the keeper does
+    this when an order it failed for earlier (frozen, not yet due) is due again. False if not failed."""
+    if intent.status != FAILED:
+        return False
+    intent.status, intent.attempts, intent.next_attempt_at = PENDING, 0, now or utcnow()
+    intent.error = intent.error_name = intent.sender = intent.tx_hash = None
+    intent.nonce = intent.raw_tx = intent.block_number = intent.gas_used = None
+    return True
+
+
+@dataclass
+class RelayReport:
+    """What one :func:`relay` pass did: counts of intents, except ``transactions`` (new ones broadcast) and
+    ``rebroadcast``; ``mined`` counts intents settled by a receipt (the indexer has something to read)."""
+
+    sent: int = 0
+    transactions: int = 0
+    rebroadcast: int = 0
+    mined: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    retried: int = 0
+    deferred: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before attempt ``attempts + 1``: exponential, bounded by :data:`BACKOFF_CAP_SECONDS`."""
+    return timedelta(seconds=min(BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS))
+
+
+def relay(
+    rt: Runtime, limit: int = 50, *, now: datetime | None = None, wait_seconds: float | None = None
+) -> RelayReport:
+    """One relayer pass: reconcile ``sent`` intents, send due ``pending`` ones, wait briefly for receipts.
+
+    Safe to run concurrently and to kill at any point. ``now`` (UTC) overrides the clock for backoff;
+    ``wait_seconds`` how long to poll for receipts of what this pass sent (short on dev chains).
+    """
+    return _Pass(rt, now or utcnow()).run(limit, wait_seconds)
+
+
+# ---------------------------------------------------------------------------------------- one pass
+
+
+class _Claimed(Exception):
+    """Another relayer claimed (some of) the intents first."""
+
+
+@dataclass
+class _Unit:
+    """Intents that go out in one transaction."""
+
+    kind: str
+    intents: list[Intent]
+
+    @property
+    def ids(self) -> list[str]:
+        return [i.id for i in self.intents]
+
+
+class _Pass:
+    def __init__(self, rt: Runtime, now: datetime) -> None:
+        self.rt, self.now, self.report = rt, now, RelayReport()
+        self.sender = rt.relayer.address
+        self.max_attempts = rt.settings.relayer_max_attempts
+
+    def run(self, limit: int, wait_seconds: float | None) -> RelayReport:
+        hashes = self.reconcile()
+        hashes += [h for unit in self.plan(limit) for h in self.dispatch(unit)]
+        if hashes:
+            wait = (5.0 if self.rt.chain.is_dev_chain else 20.0) if wait_seconds is None else wait_seconds
+            self.await_receipts(hashes, wait)
+        return self.report
+
+    # ------------------------------------------------------------------ (a) sent intents
+
+    def reconcile(self) -> list[str]:
+        """Settle mined ``sent`` transactions; re-broadcast the due ones the node does not know (returned)."""
+        with transaction(self.rt.db) as s:
+            rows = s.execute(
+                select(Intent.tx_hash, Intent.nonce, Intent.raw_tx, Intent.next_attempt_at)
+                .where(Intent.status == SENT, Intent.sender == self.sender)
+                .order_by(Intent.nonce)
+            ).all()
+        seen: set[str] = set()
+        again: list[str] = []
+        gap_below = False
+        for tx_hash, nonce, raw, due_at in rows:
+            if tx_hash is None or tx_hash in seen:
+                continue
+            seen.add(tx_hash)
+            receipt = self.rt.chain.receipt(tx_hash)
+            if receipt is not None:
+                self.settle(tx_hash, receipt)
+            elif gap_below or raw is None or nonce is None or due_at > self.now:
+                continue
+            elif not self.rt.chain.is_known(tx_hash):
+                # the crash-between-commit-and-broadcast case, or a node that dropped it: same bytes again
+                gap_below = not self.broadcast(tx_hash, int(nonce), bytes(raw), again=True)
+                again += [] if gap_below else [tx_hash]
+        return again
+
+    def settle(self, tx_hash: str, receipt: TxReceipt) -> None:
+        """Mark the intents of a mined transaction confirmed or failed (per order for a non-strict batch)."""
+        failure: Exception | None = None
+        skipped: dict[str, Exception] = {}
+        if int(receipt["status"]) == 1:
+            for ev in self.rt.chain.events(receipt):
+                if ev.name == "OrderSkipped" and ev.address == self.rt.escrow.address:
+                    reason = bytes(ev.args["reason"])
+                    decoded = self.rt.chain.abis.decode_error(reason, tx_hash)
+                    oid = "0x" + bytes(ev.args["orderId"]).hex()
+                    skipped[oid] = decoded or ChainError(f"OrderSkipped(0x{reason.hex()})")
+        else:
+            failure = self.rt.chain.explain_failure(receipt)
+        with transaction(self.rt.db) as s:
+            stmt = select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT).with_for_update()
+            for it in s.scalars(stmt):
+                self.report.mined += 1
+                it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
+                error = failure or (skipped.get(it.order_id or "") if it.kind in BATCHED else None)
+                if error is None:
+                    it.status, it.error, it.error_name = CONFIRMED, None, None
+                    self.report.confirmed += 1
+                else:
+                    _set_failed(it, error)
+                    self.report.failed += 1
+
+    # ------------------------------------------------------------------ (b) pending intents
+
+    def plan(self, limit: int) -> list[_Unit]:
+        """Due pending intents, grouped into transactions; one transaction per order at a time.
+
+        Fundings go first (nothing else can act on an order before it exists), then by age; intents of an
+        order with a transaction in flight wait for its receipt.
+        """
+        in_flight = aliased(Intent)
+        busy = select(in_flight.order_id).where(in_flight.status == SENT, in_flight.order_id.is_not(None))
+        with transaction(self.rt.db) as s:
+            due = list(
+                s.scalars(
+                    select(Intent)
+                    .where(
+                        Intent.status == PENDING,
+                        Intent.next_attempt_at <= self.now,
+                        Intent.order_id.not_in(busy),
+                    )
+                    .order_by(case((Intent.kind == "fund", 0), else_=1), Intent.created_at, Intent.id)
+                    .limit(limit)
+                )
+            )
+        claimed: dict[str, tuple[Any, ...]] = {}
+        groups: dict[tuple[Any, ...], list[Intent]] = {}
+        signers: dict[tuple[Any, ...], set[str]] = {}
+        for it in due:
+            oid = it.order_id or it.id
+            if it.kind == "attest":
+                key: tuple[Any, ...] = ("attest", oid, it.payload["milestone"])
+                signer = self.attestation_signer(it)
+                if signer is None:
+                    key = (it.id,)  # unrecoverable signature: alone, so that it fails alone
+                elif signer in signers.setdefault(key, set()):
+                    self.report.deferred += 1  # the same oracle twice: the second waits for a later pass
+                    continue
+                else:
+                    signers[key].add(signer)
+            else:
+                key = ("release",) if it.kind == "release" else (it.id,)
+            if claimed.setdefault(oid, key) != key:
+                self.report.deferred += 1
+                continue
+            groups.setdefault(key, []).append(it)
+        units: list[_Unit] = []
+        batch: list[Intent] = []  # attestations: up to MAX_BATCH (order, milestone) items per transaction
+        items = 0
+        for key, its in groups.items():
+            if key[0] == "release":
+                units += [_Unit("release", its[i : i + MAX_BATCH]) for i in range(0, len(its), MAX_BATCH)]
+            elif key[0] == "attest":
+                if items == MAX_BATCH:
+                    units.append(_Unit("attest", batch))
+                    batch, items = [], 0
+                batch += its
+                items += 1
+            else:
+                units.append(_Unit(its[0].kind, its))
+        if batch:
+            units.append(_Unit("attest", batch))
+        return units
+
+    def attestation_signer(self, it: Intent) -> str | None:
+        p = it.payload
+        msg = {k: p[k] for k in ("orderId", "milestone", "eventTime", "trackingHash", "evidenceHash")}
+        msg["milestone"], msg["eventTime"] = int(msg["milestone"]), int(msg["eventTime"])
+        try:
+            doc = self.rt.escrow.typed_data("DeliveryAttestation", msg)
+            return eip712.recover_signer(doc, _b(p["signature"]))
+        except Exception:  # malformed signature or payload: the contract names the error
+            return None
+
+    def dispatch(self, unit: _Unit) -> list[str]:
+        """Build, estimate, record and broadcast one unit; returns the hashes it broadcast."""
+        try:
+            orders = self.load_orders(unit)
+            if not unit.intents:
+                return []
+            payloads = [i.payload for i in unit.intents]
+            fn = build_call(self.rt, unit.kind, payloads if len(payloads) > 1 else payloads[0], orders=orders)
+            gas = self.rt.chain.estimate(fn, self.rt.relayer)
+        except (ContractRevert, TransactionFailed, InvalidInput) as exc:
+            if len(unit.intents) > 1:  # a whole batch refused: one intent per order on its own, strict
+                first = {i.order_id: i for i in reversed(unit.intents)}.values()
+                self.report.deferred += len(unit.intents) - len(first)
+                return [h for it in first for h in self.dispatch(_Unit(unit.kind, [it]))]
+            self.fail(unit.ids, exc)
+            return []
+        except Exception as exc:  # node unreachable, or a refusal we cannot classify: try again later
+            self.retry(unit.ids, exc)
+            return []
+        try:
+            with transaction(self.rt.db) as s:
+                nonce = nonce_manager.allocate(s, self.rt.chain, self.sender)
+                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas)
+                self.record(s, unit, tx)
+        except _Claimed:
+            self.report.deferred += len(unit.intents)
+            return []
+        except Exception as exc:
+            self.retry(unit.ids, exc)
+            return []
+        self.report.sent += len(unit.intents)
+        return [tx.tx_hash] if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False) else []
+
+    def load_orders(self, unit: _Unit) -> dict[str, Order | None]:
+        """Current on-chain orders of the unit; intents for an order whose funding is still in flight wait."""
+        if unit.kind == "fund":
+            return {}
+        orders = {
+            oid: self.rt.escrow.load_order(_b(oid), self.rt.deployment_block)
+            for oid in {i.order_id for i in unit.intents if i.order_id}
+        }
+        missing = [oid for oid, o in orders.items() if o is None]
+        if missing:
+            with transaction(self.rt.db) as s:
+                funding = set(
+                    s.scalars(
+                        select(Intent.order_id).where(
+                            Intent.kind == "fund",
+                            Intent.status.in_((PENDING, SENT)),
+                            Intent.order_id.in_(missing),
+                        )
+                    )
+                )
+            waiting = [i for i in unit.intents if i.order_id in funding]
+            self.report.deferred += len(waiting)
+            unit.intents = [i for i in unit.intents if i.order_id not in funding]
+        return orders
+
+    def record(self, s: Session, unit: _Unit, tx: PreparedTx) -> None:
+        """Claim the unit's intents (still pending) and store the signed transaction on them."""
+        result = s.execute(
+            update(Intent)
+            .where(Intent.id.in_(unit.ids), Intent.status == PENDING)
+            .values(
+                status=SENT,
+                sender=tx.sender,
+                nonce=tx.nonce,
+                tx_hash=tx.tx_hash,
+                raw_tx=tx.raw,
+                error=None,
+                error_name=None,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != len(unit.ids):
+            raise _Claimed
+
+    def broadcast(self, tx_hash: str, nonce: int, raw: bytes, *, again: bool) -> bool:
+        """Hand a recorded transaction to the node; False if it did not get there (it stays recorded)."""
+        try:
+            self.rt.chain.broadcast(raw)
+        except NonceTooLow as exc:
+            receipt = self.rt.chain.receipt(tx_hash)
+            if receipt is not None:
+                self.settle(tx_hash, receipt)
+                return True
+            self.requeue(tx_hash, exc)  # another transaction took the nonce: sign again from pending
+            return False
+        except Exception as exc:
+            self.sent_trouble(tx_hash, exc, count=not self.is_gap(exc, nonce))
+            return False
+        if again:
+            self.report.rebroadcast += 1
+        else:
+            self.report.transactions += 1
+        return True
+
+    def is_gap(self, exc: Exception, nonce: int) -> bool:
+        """Whether a refusal only means that a lower nonce has not reached the node yet (not counted)."""
+        if isinstance(exc, ChainUnavailable):
+            return False
+        try:
+            return self.rt.chain.nonce(self.sender) < nonce
+        except ChainError:
+            return False
+
+    def await_receipts(self, hashes: list[str], wait: float) -> None:
+        deadline = time.monotonic() + wait
+        remaining = list(dict.fromkeys(hashes))
+        while remaining:
+            for h in list(remaining):
+                receipt = self.rt.chain.receipt(h)
+                if receipt is not None:
+                    self.settle(h, receipt)
+                    remaining.remove(h)
+            if not remaining or time.monotonic() >= deadline:
+                return
+            time.sleep(0.05 if self.rt.chain.is_dev_chain else 1.0)
+
+    # ------------------------------------------------------------------ (c) outcomes
+
+    def fail(self, ids: list[str], exc: Exception) -> None:
+        with transaction(self.rt.db) as s:
+            for it in s.scalars(select(Intent).where(Intent.id.in_(ids), Intent.status == PENDING)):
+                _set_failed(it, exc)
+                self.report.failed += 1
+
+    def retry(self, ids: list[str], exc: Exception) -> None:
+        """A transient failure before anything was recorded: back off, or give up after the last attempt."""
+        with transaction(self.rt.db) as s:
+            for it in s.scalars(select(Intent).where(Intent.id.in_(ids), Intent.status == PENDING)):
+                self.count_attempt(it, exc)
+
+    def requeue(self, tx_hash: str, exc: Exception) -> None:
+        with transaction(self.rt.db) as s:
+            for it in s.scalars(select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT)):
+                it.status = PENDING
+                it.sender = it.nonce = it.tx_hash = it.raw_tx = None
+                self.count_attempt(it, exc)
+
+    def sent_trouble(self, tx_hash: str, exc: Exception, *, count: bool) -> None:
+        """A recorded transaction did not reach the node: it stays ``sent`` (the node may still have it)
+        unless the node explicitly refused it ``max_attempts`` times; its nonce is then free again."""
+        with transaction(self.rt.db) as s:
+            for it in s.scalars(select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT)):
+                it.error = str(exc)[:2000]
+                if not count:
+                    continue
+                it.attempts += 1
+                if it.attempts >= self.max_attempts and not isinstance(exc, ChainUnavailable):
+                    _set_failed(it, exc)
+                    self.report.failed += 1
+                else:
+                    it.next_attempt_at = self.now + backoff(it.attempts)
+                    self.report.retried += 1
+
+    def count_attempt(self, it: Intent, exc: Exception) -> None:
+        it.attempts += 1
+        if it.attempts >= self.max_attempts:
+            _set_failed(it, exc)
+            self.report.failed += 1
+        else:
+            it.error = str(exc)[:2000]
+            it.next_attempt_at = self.now + backoff(it.attempts)
+            self.report.retried += 1
+
+
+def _set_failed(it: Intent, exc: Exception) -> None:
+    it.status = FAILED
+    it.error_name = exc.name if isinstance(exc, ContractRevert) else type(exc).__name__
+    it.error = str(exc)[:2000]
+
+
+__all__ = [
+    "BATCHED",
+    "INTENT_KINDS",
+    "MAX_BATCH",
+    "PAYLOADS",
+    "RelayReport",
+    "build_call",
+    "compute_intent_hash",
+    "normalize_payload",
+    "parse_payload",
+    "preflight",
+    "relay",
+    "revive",
+    "submit",
+]

@@ -1,0 +1,470 @@
+"""The indexer: follows the escrow's events into the database, behind the confirmation depth, through reorgs.
+
+Each :func:`sync` pass works in block ranges of at most ``max_blocks``, one database transaction per range:
+
+- **fetch** (no transaction open): the range's logs, and the header of the range's last block and of every
+  block with an escrow event; every log must carry the hash of the header read for its block, else the chain
+  moved while we read and the range is fetched again;
+- **apply**: lock the cursor (a ``SELECT … FOR UPDATE`` of the ``kv`` row ``indexer`` on PostgreSQL; SQLite's
+  ``BEGIN IMMEDIATE`` serialises writers anyway), check that nobody moved it meanwhile and that the cursor
+  block and the range's last block still have the hashes we saw, then store each event as a
+  :class:`~app.db.models.ChainEvent`, the headers as :class:`~app.db.models.IndexedBlock` rows, replay every
+  touched order from all of its events (:mod:`app.services.projection`), emit merchant webhooks for its
+  transitions (stable ids: replays emit nothing twice) and move the cursor.
+
+**Reorgs.** Before each range the stored hash of the cursor block is compared with the chain. On a mismatch
+the indexer walks its stored blocks downwards to the highest one whose hash the chain still has: a block hash
+commits to every ancestor, so that block is a common ancestor, even though only the blocks that carry escrow
+events and the last block of each range are stored. Events and blocks above it are deleted, the orders they
+touched are replayed from their remaining events (so each equals what a fresh index of the new chain gives),
+the cursor goes back, and indexing goes on along the new chain. Webhooks already emitted for events the reorg
+removed stay emitted (they may have been delivered); the merchant gets an ``order.reorged`` event listing them
+and the order's status now. Stored blocks older than :data:`BLOCK_HISTORY` behind the cursor are pruned; a
+reorg deeper than that (nothing stored matches) re-indexes from the deployment block.
+
+Orders funded directly on chain (without our API) get a row when a merchant principal has the seller's
+address; otherwise only their events are kept, and a row the API creates later is caught up on the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.chain.client import BlockHeader, Event
+from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, TimelineEntry, WebhookEvent
+from app.db.session import transaction
+from app.errors import ChainUnavailable
+from app.services import projection, webhooks
+from app.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "indexer"
+#: Blocks of hash history kept behind the cursor to find a reorg's common ancestor.
+BLOCK_HISTORY = 10_000
+#: Stored blocks read per step of the walk back to a common ancestor.
+_WALK_BATCH = 500
+#: Steps in a row without progress (the chain moving under a fetch, a lost race) before a pass gives up.
+MAX_STALLS = 5
+
+
+@dataclass
+class IndexReport:
+    """What one :func:`sync` pass did."""
+
+    head: int = 0
+    target: int = 0
+    cursor: int = 0
+    ranges: int = 0
+    events: int = 0
+    orders: int = 0
+    webhooks: int = 0
+    reorgs: int = 0
+    rolled_back_to: int | None = None
+    removed_events: int = 0
+    caught_up: bool = False
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    end: int
+    events: list[Event]
+    headers: dict[int, BlockHeader]
+    symbols: dict[str, str] = field(default_factory=dict)
+
+
+class _ChainMoved(Exception):
+    """The chain changed while a range was read or applied: read it again."""
+
+
+# ------------------------------------------------------------------------------------------------ cursor
+
+
+def _ensure_cursor(rt: Runtime) -> None:
+    try:
+        with transaction(rt.db) as s:
+            if s.get(KeyValue, CURSOR_KEY) is None:
+                s.add(KeyValue(key=CURSOR_KEY, value={"block": rt.deployment_block - 1}))
+    except IntegrityError:  # another indexer created it first
+        pass
+
+
+def _read_cursor(rt: Runtime) -> int:
+    with transaction(rt.db) as s:
+        row = s.get(KeyValue, CURSOR_KEY)
+        assert row is not None
+        return int(row.value["block"])
+
+
+def _lock_cursor(s: Session) -> KeyValue:
+    row = s.scalars(
+        select(KeyValue)
+        .where(KeyValue.key == CURSOR_KEY)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    return row
+
+
+def _set_cursor(row: KeyValue, block: int, block_hash: str | None) -> None:
+    row.value = {"block": block, "hash": block_hash}
+
+
+def cursor(session: Session) -> int | None:
+    """The last block indexed (None before the first pass)."""
+    row = session.get(KeyValue, CURSOR_KEY)
+    return None if row is None else int(row.value["block"])
+
+
+# ------------------------------------------------------------------------------------------------- sync
+
+
+def sync(rt: Runtime, max_blocks: int = 5000, *, max_ranges: int | None = None) -> IndexReport:
+    """Index the escrow's events up to ``confirmation_depth`` blocks behind the head; returns what it did.
+
+    Safe to run twice (the second pass changes nothing) and from two processes at once (the cursor lock makes
+    one of them skip each range the other applied).
+    """
+    if max_blocks < 1:
+        raise ValueError("max_blocks must be at least 1")
+    report = IndexReport()
+    try:
+        _sync(rt, max_blocks, max_ranges, report)
+    except OSError as exc:  # requests' connection errors and timeouts are OSErrors
+        raise ChainUnavailable(f"indexer: {exc}") from exc
+    return report
+
+
+def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexReport) -> None:
+    _ensure_cursor(rt)
+    stalls = 0
+    while (max_ranges is None or report.ranges < max_ranges) and stalls <= MAX_STALLS:
+        report.head = rt.chain.block_number()
+        report.target = report.head - rt.settings.confirmation_depth
+        at = report.cursor = _read_cursor(rt)
+        ancestor = _find_fork(rt, at)
+        if ancestor is not None:
+            _roll_back(rt, at, ancestor, report)
+            stalls += 1  # progress comes with the next range; a chain that keeps reorging ends the pass
+            continue
+        if at >= report.target:
+            _catch_up_rows(rt, report)
+            report.caught_up = True
+            break
+        end = min(report.target, at + max_blocks)
+        try:
+            applied = _apply(rt, at, _fetch(rt, at + 1, end), report)
+        except _ChainMoved as exc:
+            log.info(
+                "indexer: the chain moved while reading blocks %d..%d (%s); reading again", at + 1, end, exc
+            )
+            stalls += 1
+            continue
+        if applied:
+            report.ranges += 1
+            report.cursor = end
+            stalls = 0
+        # else another indexer applied the range first: progress all the same, go on from its cursor
+
+
+def _fetch(rt: Runtime, start: int, end: int) -> _Chunk:
+    chain = rt.chain
+    last = chain.get_block(end)
+    if last is None:
+        raise _ChainMoved(f"block {end} is gone")
+    events = chain.get_events(rt.escrow.address, start, end)
+    headers = {end: last}
+    for number in sorted({e.block_number for e in events}):
+        header = headers.get(number) or chain.get_block(number)
+        if header is None:
+            raise _ChainMoved(f"block {number} is gone")
+        headers[number] = header
+    for e in events:
+        if e.block_hash and e.block_hash != headers[e.block_number].hash:
+            raise _ChainMoved(f"log of block {e.block_number} from another fork")
+    symbols: dict[str, str] = {}
+    for e in events:
+        if e.name == "OrderFunded":
+            token = to_checksum_address(e.args["terms"]["token"])
+            if token not in rt.tokens and token not in symbols:
+                symbols[token] = _symbol(rt, token)
+    return _Chunk(start, end, events, headers, symbols)
+
+
+def _symbol(rt: Runtime, token: str) -> str:
+    try:
+        return str(rt.chain.call(rt.chain.contract("TestUSD", token).functions.symbol()))[:16]
+    except Exception:  # a token without symbol() still gets its orders indexed
+        return ""
+
+
+def _still_there(rt: Runtime, number: int, block_hash: str) -> bool:
+    header = rt.chain.get_block(number)
+    return header is not None and header.hash == block_hash
+
+
+def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bool:
+    with transaction(rt.db) as s:
+        row = _lock_cursor(s)
+        if int(row.value["block"]) != expected:
+            return False  # another indexer applied this range (or rolled back) meanwhile
+        below = s.get(IndexedBlock, expected)
+        if below is not None and not _still_there(rt, below.number, below.hash):
+            raise _ChainMoved(f"block {expected} was replaced")
+        first = chunk.headers.get(chunk.start)
+        if below is not None and first is not None and first.parent_hash != below.hash:
+            raise _ChainMoved(f"block {chunk.start} does not follow block {expected}")
+        if not _still_there(rt, chunk.end, chunk.headers[chunk.end].hash):
+            raise _ChainMoved(f"block {chunk.end} was replaced")
+        touched: set[str] = set()
+        for e in chunk.events:
+            header = chunk.headers[e.block_number]
+            order_id = projection.event_order_id(e.name, e.args)
+            s.add(
+                ChainEvent(
+                    block_number=e.block_number,
+                    block_hash=header.hash,
+                    block_time=header.timestamp,
+                    tx_hash=e.tx_hash,
+                    log_index=e.log_index,
+                    name=e.name,
+                    order_id=order_id,
+                    args=projection.json_safe(e.args),
+                )
+            )
+            if order_id is not None:
+                touched.add(order_id)
+        for header in chunk.headers.values():
+            s.merge(IndexedBlock(number=header.number, hash=header.hash, parent_hash=header.parent_hash))
+        s.flush()
+        touched.update(_rows_to_catch_up(s))
+        symbols = {**{a: t.symbol for a, t in rt.tokens.items()}, **chunk.symbols}
+        for order_id in sorted(touched):
+            _project(s, order_id, symbols, report)
+        _set_cursor(row, chunk.end, chunk.headers[chunk.end].hash)
+        s.execute(delete(IndexedBlock).where(IndexedBlock.number < chunk.end - BLOCK_HISTORY))
+        report.events += len(chunk.events)
+    return True
+
+
+def _catch_up_rows(rt: Runtime, report: IndexReport) -> None:
+    """Project rows the API created after their order was indexed, when no new range does it."""
+    with transaction(rt.db) as s:
+        if not _rows_to_catch_up(s):
+            return
+        _lock_cursor(s)
+        symbols = {a: t.symbol for a, t in rt.tokens.items()}
+        for order_id in _rows_to_catch_up(s):
+            _project(s, order_id, symbols, report)
+
+
+def _rows_to_catch_up(s: Session) -> list[str]:
+    """Rows the API created after their order was already funded (and indexed) on chain."""
+    funded = select(ChainEvent.order_id).where(ChainEvent.name == "OrderFunded")
+    return list(
+        s.scalars(select(Order.id).where(Order.status == projection.AWAITING_FUNDING, Order.id.in_(funded)))
+    )
+
+
+def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
+    return s.scalars(
+        select(ChainEvent)
+        .where(ChainEvent.order_id == order_id)
+        .order_by(ChainEvent.block_number, ChainEvent.log_index)
+    ).all()
+
+
+def _merchant_for(s: Session, seller: str) -> Principal | None:
+    return s.scalars(
+        select(Principal)
+        .where(Principal.role == "merchant", func.lower(Principal.address) == seller.lower())
+        .order_by(Principal.created_at, Principal.id)
+        .limit(1)
+    ).first()
+
+
+def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexReport) -> None:
+    """Replay one order from all its events onto its row and emit webhooks for transitions not yet emitted."""
+    result, transitions = projection.replay(_events_of(s, order_id))
+    order = s.get(Order, order_id)
+    terms = result.terms
+    if order is None:
+        merchant = None if terms is None else _merchant_for(s, terms.seller)
+        if terms is None or merchant is None:
+            return  # nobody of ours to own it: its ChainEvents are kept all the same
+        currency = symbols.get(to_checksum_address(terms.token), "")
+        order = projection.new_order_row(order_id, merchant.id, terms, currency)
+        s.add(order)
+    elif terms is not None and not order.needs_review:
+        mismatch = projection.terms_mismatch(order, terms)
+        if mismatch:
+            log.warning(
+                "order %s was funded with other terms than its row: %s", order_id, ", ".join(mismatch)
+            )
+            order.needs_review = True
+    if projection.apply(order, result):
+        report.orders += 1
+    s.flush()
+    for t in transitions:
+        event_id = t.webhook_id
+        if s.get(WebhookEvent, event_id) is None:
+            webhooks.emit(
+                s,
+                order.merchant_id,
+                t.type,
+                order_id,
+                projection.webhook_data(order_id, order.currency, t),
+                event_id,
+            )
+            report.webhooks += 1
+
+
+# ------------------------------------------------------------------------------------------------ reorgs
+
+
+def _find_fork(rt: Runtime, at: int) -> int | None:
+    """None if block ``at`` is still the one indexed; else the block to roll back to (a common ancestor)."""
+    upper = at
+    while True:
+        with transaction(rt.db) as s:
+            stored = s.execute(
+                select(IndexedBlock.number, IndexedBlock.hash)
+                .where(IndexedBlock.number <= upper)
+                .order_by(IndexedBlock.number.desc())
+                .limit(_WALK_BATCH)
+            ).all()
+        if not stored:
+            # nothing stored at or below: either nothing indexed yet, or a fork deeper than the history
+            return None if upper == at else rt.deployment_block - 1
+        for number, block_hash in stored:
+            if _still_there(rt, number, block_hash):
+                return None if number == at else number
+        upper = stored[-1][0] - 1
+
+
+def _roll_back(rt: Runtime, expected: int, ancestor: int, report: IndexReport) -> bool:
+    """Forget everything above ``ancestor`` and replay the orders it touched."""
+    with transaction(rt.db) as s:
+        row = _lock_cursor(s)
+        if int(row.value["block"]) != expected:
+            return False
+        order_ids = sorted(
+            {
+                oid
+                for oid in s.scalars(select(ChainEvent.order_id).where(ChainEvent.block_number > ancestor))
+                if oid
+            }
+        )
+        before = {
+            oid: {t.webhook_id: t for t in projection.replay(_events_of(s, oid))[1]} for oid in order_ids
+        }
+        removed = len(s.scalars(select(ChainEvent.id).where(ChainEvent.block_number > ancestor)).all())
+        s.execute(delete(ChainEvent).where(ChainEvent.block_number > ancestor))
+        s.execute(delete(IndexedBlock).where(IndexedBlock.number > ancestor))
+        s.expire_all()
+        symbols = {a: t.symbol for a, t in rt.tokens.items()}
+        for oid in order_ids:
+            _project(s, oid, symbols, report)
+            _announce_reorg(s, oid, before[oid], ancestor, report)
+        kept = s.get(IndexedBlock, ancestor)
+        _set_cursor(row, ancestor, None if kept is None else kept.hash)
+        log.warning(
+            "indexer: reorg below block %d; rolled back to block %d (%d events, %d orders)",
+            expected,
+            ancestor,
+            removed,
+            len(order_ids),
+        )
+        report.rolled_back_to = ancestor
+        report.removed_events += removed
+        report.reorgs += 1
+    return True
+
+
+def _announce_reorg(
+    s: Session, order_id: str, before: dict[str, projection.Transition], ancestor: int, report: IndexReport
+) -> None:
+    """``order.reorged`` for an order whose already-emitted webhooks a reorg took back."""
+    order = s.get(Order, order_id)
+    if order is None:
+        return
+    now_ids = {t.webhook_id for t in projection.replay(_events_of(s, order_id))[1]}
+    gone = [wid for wid in before if wid not in now_ids]
+    emitted = (
+        set(s.scalars(select(WebhookEvent.id).where(WebhookEvent.id.in_(gone))).all()) if gone else set()
+    )
+    withdrawn = [before[wid] for wid in gone if wid in emitted]
+    if not withdrawn:
+        return
+    ids = sorted(t.webhook_id for t in withdrawn)
+    event_id = projection.stable_id("reorged", order_id, *ids)
+    if s.get(WebhookEvent, event_id) is not None:
+        return
+    data = {
+        "order_id": order_id,
+        "status": order.status,
+        "common_ancestor_block": ancestor,
+        "withdrawn": [
+            {
+                "event_id": t.webhook_id,
+                "type": t.type,
+                "tx_hash": t.event.tx_hash,
+                "block_number": t.event.block_number,
+            }
+            for t in withdrawn
+        ],
+    }
+    webhooks.emit(s, order.merchant_id, "order.reorged", order_id, data, event_id)
+    report.webhooks += 1
+
+
+# ---------------------------------------------------------------------------------------------- timeline
+
+
+def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
+    """An order's on-chain facts (indexed events) and off-chain facts (timeline entries), oldest first.
+
+    Each item: ``source`` (``chain`` | ``service``), ``kind`` (event name or entry kind), ``at`` (RFC 3339
+    UTC), ``tx_hash``, ``block_number``, ``log_index`` (None off chain) and ``data`` (key arguments, amounts
+    as decimal strings). ERC-1497 mirror events (``Dispute``, ``Evidence``) are left out.
+    """
+    keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
+    for e in _events_of(session, order_id):
+        if e.name in projection.TIMELINE_DUPLICATES:
+            continue
+        item = {
+            "source": "chain",
+            "kind": e.name,
+            "at": projection.rfc3339(e.block_time),
+            "tx_hash": e.tx_hash,
+            "block_number": e.block_number,
+            "log_index": e.log_index,
+            "data": projection.timeline_args(e.name, e.args),
+        }
+        keyed.append(((float(e.block_time), 0, e.block_number, e.log_index, 0), item))
+    entries = session.scalars(select(TimelineEntry).where(TimelineEntry.order_id == order_id)).all()
+    for entry in entries:
+        item = {
+            "source": "service",
+            "kind": entry.kind,
+            "at": webhooks.rfc3339(entry.at),
+            "tx_hash": None,
+            "block_number": None,
+            "log_index": None,
+            "data": dict(entry.data or {}),
+        }
+        keyed.append(((entry.at.timestamp(), 1, 0, 0, entry.id), item))
+    keyed.sort(key=lambda pair: pair[0])
+    return [item for _, item in keyed]
+
+
+__all__ = ["BLOCK_HISTORY", "CURSOR_KEY", "IndexReport", "cursor", "sync", "timeline"]

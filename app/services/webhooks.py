@@ -1,0 +1,433 @@
+"""Merchant webhooks: an outbox of events, delivered at least once, signed, retried with backoff.
+
+:func:`emit` writes a :class:`~app.db.models.WebhookEvent` and one pending
+:class:`~app.db.models.WebhookDelivery` per matching endpoint in the caller's transaction, so an event exists
+exactly when the change it reports was committed. :func:`deliver_due` sends what is due:
+
+1. **claim** one due delivery in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's
+   ``BEGIN IMMEDIATE`` serialises): it becomes ``sending`` with a lease (``next_attempt_at = now + lease``)
+   and its attempt counter, which fences the outcome, goes up;
+2. **POST** it with no transaction open: JSON body ``{"id", "type", "created", "data"}``, headers
+   ``TradeGuard-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`` and ``TradeGuard-Event-Id``;
+   5 s timeouts, redirects not followed, only ``http``/``https`` URLs;
+3. **record** the outcome in a second transaction, with one :class:`~app.db.models.WebhookAttempt` row per
+   attempt: a 2xx is ``delivered``; anything else is retried after 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
+   then every 8 h, the last try exactly ``webhook_retry_hours`` (≥ 72 h) after the event; a failure at or past
+   that horizon makes the delivery ``exhausted``.
+
+Delivery is **at least once**: a worker that dies between sending and recording leaves the delivery
+``sending``; once its lease runs out another worker sends it again (and logs the lost attempt). Receivers must
+deduplicate by the event id (``id`` in the body, ``TradeGuard-Event-Id`` header), which never changes across
+retries. Statuses: ``pending`` → ``sending`` → ``delivered`` | ``pending`` (retry) | ``exhausted``; ``failed``
+for an endpoint URL that is not http(s) (never sent), ``cancelled`` when the endpoint was disabled meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from app.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, new_id, utcnow
+from app.db.session import transaction
+from app.errors import InvalidInput
+from app.feeds.outbound import SIGNATURE_HEADER, sign_webhook
+from app.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_HEADER = "TradeGuard-Event-Id"
+#: Seconds to wait after the n-th failed attempt (the last value repeats).
+BACKOFF_SECONDS = (30, 120, 600, 1800, 3600, 7200, 14400, 28800)
+#: How long a claimed delivery belongs to its worker before another may send it again.
+CLAIM_LEASE = timedelta(minutes=2)
+TIMEOUT = httpx.Timeout(5.0)
+USER_AGENT = "TradeGuard-Webhooks/1"
+#: Payload keys holding token amounts: always decimal strings in JSON.
+AMOUNT_KEYS = frozenset({"amount", "buyer_refund", "commission", "tax", "seller_net"})
+MAX_LOG_LIMIT = 100
+_ERROR_CHARS = 500
+
+
+def rfc3339(at: datetime) -> str:
+    """RFC 3339 UTC with second precision (``2025-01-02T03:04:05Z``)."""
+    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _amounts_as_strings(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _amounts_as_strings(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_amounts_as_strings(v, key) for v in value]
+    if key in AMOUNT_KEYS and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def endpoint_types(endpoint: WebhookEndpoint) -> list[str]:
+    """The endpoint's event-type filter (a JSON list, or ``{"types": [...]}``); empty means every type."""
+    raw: Any = endpoint.event_types
+    if isinstance(raw, Mapping):
+        raw = raw.get("types", [])
+    return [str(t) for t in raw] if isinstance(raw, list) else []
+
+
+def wants(endpoint: WebhookEndpoint, type_: str) -> bool:
+    """Whether ``endpoint`` subscribes to ``type_`` (exact names, ``order.*`` prefixes or ``*``)."""
+    types = endpoint_types(endpoint)
+    if not types:
+        return True
+    for t in types:
+        if t in ("*", type_) or (t.endswith(".*") and type_.startswith(t[:-1])):
+            return True
+    return False
+
+
+def emit(
+    session: Session,
+    principal_id: str,
+    type: str,
+    order_id: str | None,
+    payload: Mapping[str, Any],
+    event_id: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> WebhookEvent:
+    """Record an event for a merchant and queue it for each enabled endpoint that wants it.
+
+    Runs in the caller's transaction. With ``event_id`` the call is idempotent: an event that already exists
+    is returned as it is and queued nowhere again. Amount fields of ``payload`` become decimal strings.
+    """
+    if event_id is not None:
+        existing = session.get(WebhookEvent, event_id)
+        if existing is not None:
+            return existing
+    created = now or utcnow()
+    event = WebhookEvent(
+        id=event_id or new_id("evt"),
+        principal_id=principal_id,
+        type=type,
+        order_id=order_id,
+        payload=_amounts_as_strings(dict(payload)),
+        created_at=created,
+    )
+    session.add(event)
+    session.flush()
+    endpoints = session.scalars(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.principal_id == principal_id, WebhookEndpoint.enabled.is_(True))
+        .order_by(WebhookEndpoint.id)
+    )
+    for endpoint in endpoints:
+        if wants(endpoint, type):
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=created,
+                    created_at=created,
+                )
+            )
+    session.flush()
+    return event
+
+
+def event_body(event: WebhookEvent) -> bytes:
+    """The exact bytes POSTed for ``event`` (the same on every retry)."""
+    doc = {"id": event.id, "type": event.type, "created": rfc3339(event.created_at), "data": event.payload}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def backoff(failed_attempts: int) -> timedelta:
+    """Wait after the ``failed_attempts``-th failure (1-based)."""
+    index = min(max(failed_attempts, 1), len(BACKOFF_SECONDS)) - 1
+    return timedelta(seconds=BACKOFF_SECONDS[index])
+
+
+def url_refusal(url: str) -> str | None:
+    """Why ``url`` may not receive webhooks, or None when it may (absolute http or https URL with a host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"malformed URL: {exc}"
+    if parts.scheme not in ("http", "https"):
+        return f"refused: URL scheme {parts.scheme or '(none)'!r} is not http or https"
+    if not parts.hostname:
+        return "refused: URL has no host"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- delivery
+
+
+@dataclass
+class DeliveryReport:
+    """What one :func:`deliver_due` pass did."""
+
+    attempted: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    exhausted: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    delivery_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    delivery_id: str
+    attempt: int
+    url: str
+    secret: str
+    event_id: str
+    body: bytes
+    horizon: datetime
+
+
+def _claim(rt: Runtime, now: datetime, report: DeliveryReport) -> _Claim | Literal["none_due", "settled"]:
+    """Take the next due delivery to send, or say that none is due or that this one was settled unsent."""
+    with transaction(rt.db) as s:
+        delivery = s.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.status.in_(("pending", "sending")), WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if delivery is None:
+            return "none_due"
+        if delivery.status == "sending":
+            # its worker took it and never said how it went: it may have been sent, so this is a re-send
+            s.add(WebhookAttempt(delivery_id=delivery.id, at=now, error="no outcome recorded (worker lost)"))
+        endpoint = s.get(WebhookEndpoint, delivery.endpoint_id)
+        event = s.get(WebhookEvent, delivery.event_id)
+        assert endpoint is not None and event is not None  # foreign keys
+        report.delivery_ids.append(delivery.id)
+        if not endpoint.enabled:
+            delivery.status, delivery.last_error = "cancelled", "endpoint disabled"
+            report.cancelled += 1
+            return "settled"
+        refusal = url_refusal(endpoint.url)
+        if refusal is not None:
+            delivery.status, delivery.last_error = "failed", refusal
+            s.add(WebhookAttempt(delivery_id=delivery.id, at=now, error=refusal))
+            report.failed += 1
+            return "settled"
+        delivery.status = "sending"
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + CLAIM_LEASE
+        horizon = event.created_at + timedelta(hours=rt.settings.webhook_retry_hours)
+        return _Claim(
+            delivery.id,
+            delivery.attempts,
+            endpoint.url,
+            endpoint.secret,
+            event.id,
+            event_body(event),
+            horizon,
+        )
+
+
+def _post(client: httpx.Client, claim: _Claim, now: datetime) -> tuple[int | None, str | None, int]:
+    """POST one delivery; (status code, error, duration in ms). Never raises for the receiver's faults."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign_webhook(claim.secret, claim.body, int(now.timestamp())),
+        EVENT_ID_HEADER: claim.event_id,
+    }
+    started = time.monotonic()
+    code: int | None = None
+    error: str | None = None
+    try:
+        # stream: only the status line and headers are read, never a body the receiver may make huge
+        with client.stream(
+            "POST", claim.url, content=claim.body, headers=headers, timeout=TIMEOUT, follow_redirects=False
+        ) as response:
+            code = response.status_code
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    except (ValueError, OSError) as exc:  # a URL httpx cannot use, a socket-level failure
+        error = f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+    duration = int((time.monotonic() - started) * 1000)
+    if code is not None and not 200 <= code < 300:
+        error = f"HTTP {code}"
+    return code, error, duration
+
+
+def _record(
+    rt: Runtime,
+    claim: _Claim,
+    at: datetime,
+    result: tuple[int | None, str | None, int],
+    report: DeliveryReport,
+) -> None:
+    code, error, duration = result
+    with transaction(rt.db) as s:
+        s.add(
+            WebhookAttempt(
+                delivery_id=claim.delivery_id, at=at, status_code=code, error=error, duration_ms=duration
+            )
+        )
+        delivery = s.get(WebhookDelivery, claim.delivery_id, with_for_update=True)
+        if delivery is None or delivery.status != "sending" or delivery.attempts != claim.attempt:
+            # our lease ran out and another worker re-claimed it: its outcome is the one that counts
+            log.warning("webhook delivery %s: outcome of a lapsed claim only logged", claim.delivery_id)
+            return
+        delivery.last_status_code = code
+        delivery.last_error = error
+        if error is None:
+            delivery.status, delivery.delivered_at = "delivered", at
+            report.delivered += 1
+        elif at >= claim.horizon:
+            delivery.status = "exhausted"
+            report.exhausted += 1
+        else:
+            delivery.status = "pending"
+            delivery.next_attempt_at = min(at + backoff(delivery.attempts), claim.horizon)
+            report.retrying += 1
+
+
+def deliver_due(
+    rt: Runtime, client: httpx.Client | None = None, now: datetime | None = None, limit: int = 100
+) -> DeliveryReport:
+    """Send up to ``limit`` due deliveries, one at a time: claim, POST (no transaction open), record.
+
+    ``now`` fixes the clock (tests); by default each step reads the wall clock.
+    """
+    report = DeliveryReport()
+    own = client is None
+    http = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+    try:
+        for _ in range(limit):
+            claim = _claim(rt, now or utcnow(), report)
+            if claim == "none_due":
+                break
+            if not isinstance(claim, _Claim):
+                continue
+            report.attempted += 1
+            sent_at = now or utcnow()
+            result = _post(http, claim, sent_at)
+            _record(rt, claim, now or utcnow(), result, report)
+    finally:
+        if own:
+            http.close()
+    return report
+
+
+# --------------------------------------------------------------------------------------------- the log
+
+
+def _encode_cursor(created_at: datetime, ident: str) -> str:
+    raw = json.dumps([created_at.isoformat(), ident], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, ident = json.loads(raw)
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not isinstance(ident, str):
+            raise ValueError("bad cursor")
+        return at, ident
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            "invalid_cursor",
+            "cursor is not one this API returned",
+            errors=[{"field": "cursor", "message": "bad"}],
+        ) from exc
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def delivery_log(
+    session: Session, endpoint_id: str, limit: int = 50, cursor: str | None = None
+) -> dict[str, Any]:
+    """One page of an endpoint's deliveries, newest first, each with its attempts (oldest first), for the API.
+
+    Returns ``{"items": [...], "next_cursor": str | None}``; pass ``next_cursor`` back as ``cursor`` for the
+    next page. Each item: ``id``, ``event_id``, ``event_type``, ``order_id``, ``status``, ``attempts``,
+    ``next_attempt_at`` (while pending), ``last_status_code``, ``last_error``, ``delivered_at``,
+    ``created_at`` and ``log`` (``at``, ``status_code``, ``error``, ``duration_ms`` per attempt); times
+    RFC 3339 UTC. The caller checks that the endpoint belongs to whoever asks.
+    """
+    limit = max(1, min(limit, MAX_LOG_LIMIT))
+    query = (
+        select(WebhookDelivery, WebhookEvent)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.endpoint_id == endpoint_id)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+    )
+    if cursor:
+        created, ident = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                WebhookDelivery.created_at < created,
+                and_(WebhookDelivery.created_at == created, WebhookDelivery.id < ident),
+            )
+        )
+    rows = [(d, e) for d, e in session.execute(query.limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    attempts: dict[str, list[dict[str, Any]]] = {d.id: [] for d, _ in rows}
+    if rows:
+        for a in session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.id)
+        ):
+            attempts[a.delivery_id].append(
+                {
+                    "at": _iso(a.at),
+                    "status_code": a.status_code,
+                    "error": a.error,
+                    "duration_ms": a.duration_ms,
+                }
+            )
+    items = [
+        {
+            "id": d.id,
+            "event_id": e.id,
+            "event_type": e.type,
+            "order_id": e.order_id,
+            "status": d.status,
+            "attempts": d.attempts,
+            "next_attempt_at": _iso(d.next_attempt_at) if d.status == "pending" else None,
+            "last_status_code": d.last_status_code,
+            "last_error": d.last_error,
+            "delivered_at": _iso(d.delivered_at),
+            "created_at": _iso(d.created_at),
+            "log": attempts[d.id],
+        }
+        for d, e in rows
+    ]
+    next_cursor = _encode_cursor(rows[-1][0].created_at, rows[-1][0].id) if more else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+__all__ = [
+    "BACKOFF_SECONDS",
+    "DeliveryReport",
+    "backoff",
+    "deliver_due",
+    "delivery_log",
+    "emit",
+    "event_body",
+    "url_refusal",
+    "wants",
+]

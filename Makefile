@@ -17,12 +17,13 @@ export FOUNDRY_SOLC := $(ROOT)/tools/solc
 
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help setup setup-lint compile run test lint gas fuzz
+.PHONY: help setup setup-lint compile run demo test lint gas fuzz
 
 help:
 	@echo "make setup    install .venv, node_modules (solc, OpenZeppelin, anvil, forge), var/"
 	@echo "make compile  compile contracts/src + contracts/test into contracts/build/"
-	@echo "make run      run the demo (tradeguard demo)"
+	@echo "make run      run the service (tradeguard run: anvil, SQLite, eager tasks unless a broker is set)"
+	@echo "make demo     drive three orders through the HTTP API of an in-process service (tradeguard demo)"
 	@echo "make test     run the test suite (PYTEST_ARGS='...' to pass pytest options)"
 	@echo "make lint     ruff, ruff format --check, mypy --strict, slither"
 	@echo "make gas      gas report"
@@ -38,12 +39,17 @@ compile: setup
 	$(PY) -m app.chain.compiler
 
 run: setup
+	$(VENV)/bin/tradeguard run
+
+demo: setup
 	$(VENV)/bin/tradeguard demo
 
 test: setup
 	$(PY) -m app.chain.compiler --check
 	forge test --match-path 'contracts/forge/*'
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@echo "the database-backed tests again, on PostgreSQL (127.0.0.1:5432/test)"
+	TRADEGUARD_TEST_DB=postgresql $(PY) -m pytest -q $(PYTEST_ARGS) -m "not sqlite_only" tests/api tests/services tests/workers
 
 lint: setup-lint
 	$(VENV)/bin/ruff check .

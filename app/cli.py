@@ -1,193 +1,293 @@
 """``tradeguard`` command line.
 
-``tradeguard demo`` runs one order's whole life on a development chain and prints each step with its gas and
-the final split; ``tradeguard compile`` builds the contract artifacts. Errors print one line and exit
-non-zero.
+- ``run``: the service in local mode (an anvil it starts and owns, SQLite under ``var/``, Celery on Redis
+  when ``TRADEGUARD_BROKER_URL`` is set, else eager with an in-process sweeper), seeded with demo principals
+  on a dev chain; prints the URL and the demo API keys.
+- ``demo``: starts the service in process and drives three orders through its HTTP API only.
+- ``worker`` / ``beat``: the Celery worker and scheduler (need ``TRADEGUARD_BROKER_URL``).
+- ``keys create``: a principal and its API key (e.g. the first admin).
+- ``compile``: build the contract artifacts; ``chain-demo``: the contract-level demo with gas per step.
+
+Errors print one line and exit non-zero; configuration comes from ``TRADEGUARD_*`` (see the README).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Sequence
-from decimal import Decimal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from app.chain import compiler
 from app.chain.client import ChainClient
-from app.chain.escrow import Deployment, OrderAuthorization, TxResult, deploy_stack
-from app.domain.ids import content_hash, order_id, tracking_hash
-from app.domain.money import Split, release_split, ruling_split
-from app.domain.order_state import Decision, Milestone
+from app.config import Settings, get_settings
 from app.errors import TradeGuardError
+from app.services.runtime import Runtime, build_runtime, set_runtime, start_local_anvil
 
-DAY = 86_400
-DECIMALS = 6
-
-
-def _usd(units: int) -> str:
-    return f"{Decimal(units).scaleb(-DECIMALS):,.2f} tUSD"
+log = logging.getLogger("tradeguard")
 
 
-def _legs(split: Split) -> tuple[int, int, int]:
-    return split.commission, split.tax, split.seller_net
+def _open_chain(settings: Settings) -> ChainClient:
+    if settings.chain == "local":
+        return start_local_anvil(settings)
+    if settings.chain == "embedded":
+        return ChainClient.embedded()
+    return ChainClient.rpc(settings.chain, timeout=60)
 
 
-def _step(label: str, res: TxResult) -> int:
-    print(f"  {label:<46} gas {res.gas_used:>9,}  tx {res.tx_hash[:18]}…")
-    return res.gas_used
+@contextmanager
+def service_runtime(settings: Settings) -> Iterator[Runtime]:
+    """The process runtime for ``run`` and ``demo``: chain (started here in local mode), database, escrow."""
+    from app.services.bootstrap import prepare
+    from workers.celery_app import celery_app, configure
 
-
-def demo(chain_kind: str, amount: int, hold_seconds: int) -> int:
-    """Drive a happy path, a dispute with a split ruling and a timeout refund; print steps and splits."""
-    chain = ChainClient.start_anvil() if chain_kind == "anvil" else ChainClient.embedded()
+    chain = _open_chain(settings)
     try:
-        return _demo(chain, amount, hold_seconds)
-    finally:
+        rt = build_runtime(settings, chain=chain)
+    except BaseException:
         chain.close()
+        raise
+    set_runtime(rt)
+    configure(celery_app, settings)
+    try:
+        prepare(rt)
+        yield rt
+    finally:
+        set_runtime(None)
+        rt.close()
 
 
-def _demo(chain: ChainClient, amount: int, hold: int) -> int:
-    acc = chain.dev_accounts(10)
-    admin, treasury, buyer, seller, oracle, arbitrator, customs, relayer = acc[:8]
-    print(f"chain: {chain.backend} (chain id {chain.chain_id}); deploying escrow, registry and tUSD …")
-    dep: Deployment = deploy_stack(
-        chain,
-        admin=admin,
-        treasury=treasury.address,
-        oracles=[oracle.address],
-        arbitrators=[arbitrator.address],
-        tax_recipients={customs.address: 2000},
-    )
-    esc, token = dep.escrow, dep.token
-    print(f"  escrow {esc.address}   tUSD {token.address}")
-    chain.send(token.functions.faucet(buyer.address, 3 * amount), admin)
-    commission_bps, tax_bps = esc.config()["commission_bps"], 1300
+def _sweeper(rt: Runtime, stop: threading.Event) -> threading.Thread:
+    """Eager mode's beat: every sweep, every ``sweep_seconds``, in this process."""
+    from workers.tasks import sweep_all
 
-    def authorize(ref: str) -> tuple[OrderAuthorization, bytes, tuple[object, ...]]:
-        now = chain.now()
-        auth = OrderAuthorization(
-            order_id(seller.address, ref),
-            buyer.address,
-            seller.address,
-            str(token.address),
-            amount,
-            commission_bps,
-            tax_bps,
-            customs.address,
-            now + 5 * DAY,
-            now + 30 * DAY,
-            hold,
-            now + DAY,
+    def loop() -> None:
+        while not stop.wait(rt.settings.sweep_seconds):
+            try:
+                with rt.lock if rt.chain.backend == "embedded" else _nothing():
+                    sweep_all()
+            except Exception as exc:  # the next sweep retries; the database is the record
+                log.warning("sweep failed: %s", exc)
+
+    thread = threading.Thread(target=loop, name="tradeguard-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]:
+    import uvicorn
+
+    from app.api.main import create_app
+
+    config = uvicorn.Config(create_app(), host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="tradeguard-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise TradeGuardError(f"the HTTP server did not start on {host}:{port} (port taken?)")
+        time.sleep(0.05)
+    return server, thread
+
+
+def cmd_run(settings: Settings) -> int:
+    """Run the service until interrupted."""
+    from app.services.bootstrap import seed_demo
+
+    children: list[subprocess.Popen[bytes]] = []
+    with service_runtime(settings) as rt:
+        url = f"http://{settings.host}:{settings.port}"
+        print(f"TradeGuard on {url}  (docs {url}/docs)")
+        print(f"  chain {rt.chain.backend} id {rt.chain.chain_id}, escrow {rt.escrow.address}")
+        print(f"  database {settings.db_url}")
+        print(
+            "  tasks: " + (f"Celery on {settings.broker_url}" if settings.broker_url else "eager, in process")
         )
-        permit = esc.sign_permit(buyer, token, amount, now + DAY)
-        return auth, esc.sign_authorization(buyer.key, auth), permit
+        if rt.chain.is_dev_chain:
+            print("  demo API keys (new on every start; stored hashed):")
+            for k in seed_demo(rt):
+                print(f"    {k.role:<10} {k.address or '-':<42}  {k.api_key}")
+        stop = threading.Event()
+        if settings.eager:
+            _sweeper(rt, stop)
+        else:
+            env = {**os.environ, "TRADEGUARD_CHAIN": rt.settings.chain}
+            for what in ("worker", "beat"):
+                children.append(subprocess.Popen([sys.executable, "-m", "app.cli", what], env=env))
+        server, thread = _serve(rt, settings.host, settings.port)
+        print("ready; Ctrl-C stops it", flush=True)
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            while thread.is_alive() and not stop.is_set():
+                stop.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.set()
+            server.should_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=10)
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+    return 0
 
-    def deliver(oid: bytes) -> TxResult:
-        att = esc.sign_attestation(
-            oracle.key,
-            oid,
-            Milestone.DELIVERED,
-            chain.now(),
-            tracking_hash("DHL", "JD014600003828"),
-            content_hash(b'{"bizStep":"receiving"}'),
+
+def cmd_demo(settings: Settings) -> int:
+    """Start the service in process and drive the three demo orders through its HTTP API."""
+    import httpx
+
+    from app.client import demo
+
+    admin_key = "tg_admin_" + secrets.token_urlsafe(24)
+    settings = settings.model_copy(update={"admin_api_key": _secret(admin_key)})
+    with service_runtime(settings) as rt:
+        if not rt.chain.is_dev_chain or not rt.is_dev:
+            raise TradeGuardError("the demo needs a dev chain with TRADEGUARD_DEV on (faucet and dev clock)")
+        stop = threading.Event()
+        if settings.eager:
+            _sweeper(rt, stop)
+        server, thread = _serve(rt, settings.host, settings.port)
+        url = f"http://{settings.host}:{settings.port}"
+        print(f"demo against {url} (chain {rt.chain.backend}, escrow {rt.escrow.address})")
+        wallets = demo.Wallets(
+            merchant=rt.dev_accounts["merchant"],
+            buyer=rt.dev_accounts["buyer"],
+            arbitrator=rt.dev_accounts["arbitrator"],
+            oracle_address=rt.dev_accounts["oracle"].address,
         )
-        return esc.attest([(esc.orders[oid], [att])], relayer)
+        try:
+            with httpx.Client(base_url=url, timeout=120) as client:
+                demo.run(client, admin_key, wallets)
+        finally:
+            stop.set()
+            server.should_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=10)
+    return 0
 
-    print(
-        f"\n1) happy path: order SO-1001, {_usd(amount)}, commission {commission_bps} bps, "
-        f"tax {tax_bps} bps, T+{hold // DAY}"
-    )
-    auth, sig, permit = authorize("SO-1001")
-    total = _step("buyer's signed authorization + permit, relayed", esc.fund([auth], [sig], relayer, permit))
-    total += _step("oracle attests DELIVERED (1 of 1)", deliver(auth.order_id))
-    chain.advance_time(hold)
-    res = esc.release([esc.orders[auth.order_id]], relayer)
-    total += _step(f"keeper releases after T+{hold // DAY}", res)
-    ev = res.named("OrderReleased")[0].args
-    print(f"  {'total':<46} gas {total:>9,}")
-    print(
-        f"  split on chain: seller {_usd(ev['sellerNet'])}, commission {_usd(ev['commission'])}, "
-        f"tax {_usd(ev['tax'])}"
-    )
-    if (ev["commission"], ev["tax"], ev["sellerNet"]) != _legs(
-        release_split(amount, commission_bps, tax_bps)
-    ):
-        raise TradeGuardError("the chain's split differs from SPEC §3")
 
-    print(
-        "\n2) dispute: order SO-1002, buyer disputes with evidence, seller answers, arbitrator splits 40/60"
-    )
-    auth, sig, permit = authorize("SO-1002")
-    total = _step("funded", esc.fund([auth], [sig], relayer, permit))
-    total += _step("delivered", deliver(auth.order_id))
-    valid = chain.now() + DAY
-    evidence = content_hash(b"photo: crushed box")
-    dsig = esc.sign_buyer_decision(buyer.key, auth.order_id, Decision.OPEN_DISPUTE, evidence, valid)
-    o = esc.orders[auth.order_id]
-    total += _step(
-        "buyer's signed dispute + evidence hash",
-        esc.submit_buyer_decision(o, Decision.OPEN_DISPUTE, evidence, valid, dsig, relayer),
-    )
-    total += _step(
-        "seller's evidence (direct call)",
-        esc.submit_evidence(esc.orders[auth.order_id], seller, content_hash(b"carrier POD scan")),
-    )
-    rsig = esc.sign_ruling(arbitrator.key, auth.order_id, 4000, content_hash(b"ruling text"), valid)
-    res = esc.submit_ruling(
-        esc.orders[auth.order_id], 4000, content_hash(b"ruling text"), valid, rsig, relayer
-    )
-    total += _step("arbitrator's signed ruling: 40% to the buyer", res)
-    ev = res.named("DisputeResolved")[0].args
-    print(f"  {'total':<46} gas {total:>9,}")
-    print(
-        f"  split on chain: buyer refund {_usd(ev['buyerRefund'])}, seller {_usd(ev['sellerNet'])}, "
-        f"commission {_usd(ev['commission'])}, tax {_usd(ev['tax'])}"
-    )
-    rs = ruling_split(amount, 4000, commission_bps, tax_bps)
-    if (ev["buyerRefund"], ev["commission"], ev["tax"], ev["sellerNet"]) != (
-        rs.buyer_refund,
-        *_legs(rs),
-    ):
-        raise TradeGuardError("the chain's ruling split differs from SPEC §3")
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
-    print("\n3) ship-by timeout: order SO-1003 never ships; anyone refunds the buyer after shipBy")
-    auth, sig, permit = authorize("SO-1003")
-    total = _step("funded", esc.fund([auth], [sig], relayer, permit))
-    chain.advance_time(5 * DAY + 1)
-    total += _step("timeout refund", esc.timeout_refund(esc.orders[auth.order_id], relayer))
-    print(f"  {'total':<46} gas {total:>9,}")
 
-    tok = str(token.address)
-    print("\ncredits held by the escrow (pull payments):")
-    for name, who in (
-        ("seller", seller),
-        ("buyer", buyer),
-        ("treasury", treasury),
-        ("customs", customs),
-    ):
-        print(f"  {name:<10} {_usd(esc.credit(tok, who.address)):>22}")
-    res = esc.withdraw(tok, seller, esc.credit(tok, seller.address) - 1)
-    _step("seller withdraws (leaves 1 unit)", res)
+def _secret(value: str) -> object:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
+    if not settings.broker_url:
+        raise TradeGuardError(
+            f"tradeguard {what} needs TRADEGUARD_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"
+        )
+    from workers.celery_app import celery_app
+
+    if what == "worker":
+        argv = [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--pool",
+            "solo",
+            "--queues",
+            "tradeguard",
+            *extra,
+        ]
+    else:
+        schedule = settings.state_dir / "celerybeat-schedule"
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        argv = ["beat", "--loglevel", settings.log_level, "--schedule", str(schedule), *extra]
+    celery_app.start(argv)
+    return 0
+
+
+def cmd_keys(settings: Settings, role: str, address: str | None, name: str) -> int:
+    from app.db.migrate import upgrade
+    from app.db.session import make_engine, make_session_factory, transaction
+    from app.services import principals
+
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        with transaction(make_session_factory(engine)) as s:
+            issued = principals.create_principal(s, role, address, name)
+    finally:
+        engine.dispose()
+    print(f"{issued.principal.role} {issued.principal.id} {issued.principal.address or ''}".rstrip())
+    print(f"api key (shown once): {issued.api_key}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tradeguard`` console script."""
-    parser = argparse.ArgumentParser(prog="tradeguard", description="TradeGuard escrow settlement")
+    parser = argparse.ArgumentParser(prog="tradeguard", description="TradeGuard escrow settlement service")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="run an order lifecycle demo on a dev chain")
-    p_demo.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
-    p_demo.add_argument("--amount", type=int, default=129_990_000, help="base units (6 decimals)")
-    p_demo.add_argument("--hold-seconds", type=int, default=3 * DAY)
+    p_run = sub.add_parser("run", help="run the service (local mode: anvil, SQLite, eager tasks by default)")
+    p_run.add_argument("--host", help="default TRADEGUARD_HOST (127.0.0.1)")
+    p_run.add_argument("--port", type=int, help="default TRADEGUARD_PORT (8000)")
+    p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
+    p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
+    sub.add_parser("worker", help="Celery worker (needs TRADEGUARD_BROKER_URL)")
+    sub.add_parser("beat", help="Celery beat: re-enqueues every sweep (needs TRADEGUARD_BROKER_URL)")
+    p_keys = sub.add_parser("keys", help="API keys")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="create a principal and print its API key once")
+    p_create.add_argument(
+        "--role", required=True, choices=("admin", "merchant", "buyer", "oracle", "arbitrator")
+    )
+    p_create.add_argument("--address", help="0x address (required except for admin)")
+    p_create.add_argument("--name", default="")
     p_compile = sub.add_parser("compile", help="compile the contracts into contracts/build")
     p_compile.add_argument("--check", action="store_true", help="only check artifacts are fresh")
-    args = parser.parse_args(argv)
+    p_chain = sub.add_parser("chain-demo", help="contract-level demo with the gas of each step")
+    p_chain.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("worker", "beat"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "compile":
+            return compiler.main(["--check"] if args.check else [])
+        if args.command == "chain-demo":
+            from app.client.chain_demo import demo
+
+            return demo(args.chain, 129_990_000, 3 * 86_400)
+        settings = get_settings()
+        if args.command == "run":
+            updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            return cmd_run(settings.model_copy(update=updates))
         if args.command == "demo":
-            if args.amount <= 0 or args.amount >= 2**128:
-                parser.error("--amount must be between 1 and 2^128-1 base units")
-            return demo(args.chain, args.amount, args.hold_seconds)
-        return compiler.main(["--check"] if args.check else [])
+            updates2: dict[str, object] = {"chain": args.chain, "dev": True, "port": _free_port()}
+            if args.chain == "embedded" and not settings.database_url:
+                # the in-process chain is new every time, so is its database
+                with tempfile.TemporaryDirectory(prefix="tradeguard-demo-") as tmp:
+                    updates2["database_url"] = f"sqlite:///{tmp}/demo.db"
+                    return cmd_demo(settings.model_copy(update=updates2))
+            return cmd_demo(settings.model_copy(update=updates2))
+        if args.command in ("worker", "beat"):
+            return cmd_celery(settings, args.command, extra)
+        return cmd_keys(settings, args.role, args.address, args.name)
     except (TradeGuardError, compiler.CompilerError) as exc:
         print(f"tradeguard: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -146,3 +146,23 @@ def sign_typed_data(private_key: bytes | str, document: dict[str, Any]) -> bytes
 def recover_signer(document: dict[str, Any], signature: bytes) -> str:
     """The address that signed ``document`` (checksummed)."""
     return str(Account.recover_message(encode_typed_data(full_message=document), signature=signature))
+
+
+def jsonable(document: dict[str, Any]) -> dict[str, Any]:
+    """A typed-data document as JSON for wallets: bytes as 0x-hex, integers ≥ 2**53 as decimal strings."""
+
+    def conv(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return "0x" + value.hex()
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and abs(value) >= 2**53:
+            return str(value)
+        if isinstance(value, dict):
+            return {k: conv(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [conv(v) for v in value]
+        return value
+
+    result: dict[str, Any] = conv(document)
+    return result

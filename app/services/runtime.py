@@ -70,7 +70,8 @@ class Runtime:
     tokens: dict[str, TokenInfo]
     deployment_block: int
     dev_accounts: dict[str, LocalAccount] = field(default_factory=dict)
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    #: On the in-process chain (eth-tester is single-threaded) requests and the eager sweeper take turns.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def is_dev(self) -> bool:
@@ -159,6 +160,13 @@ def build_runtime(
     chain = chain or _open_chain(settings)
     if settings.dev is True and not chain.is_dev_chain:
         raise ConfigError(f"TRADEGUARD_DEV is refused on chain id {chain.chain_id}: not a development chain")
+    # defaults that depend on the chain itself, not on how it was named (an anvil URL is a dev chain too)
+    defaults: dict[str, Any] = {}
+    if settings.confirmations is None:
+        defaults["confirmations"] = 0 if chain.is_dev_chain else 12
+    if settings.dev is None:
+        defaults["dev"] = chain.is_dev_chain
+    settings = settings.model_copy(update=defaults)
     dev = {}
     if chain.is_dev_chain:
         accounts = chain.dev_accounts(10)

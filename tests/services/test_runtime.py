@@ -28,3 +28,9 @@ def test_refuses_a_database_of_another_chain(runtime: Runtime, tmp_path: Path) -
             build_runtime(make_settings(runtime.settings.db_url, tmp_path), chain=other)
     finally:
         other.close()
+
+
+def test_migrations_match_the_models(runtime: Runtime) -> None:
+    from app.db.migrate import check
+
+    check(runtime.engine)  # raises if a model changed without a migration

@@ -1,0 +1,30 @@
+"""The FastAPI application: routers, problem+json handlers, idempotency and body limits, OpenAPI at
+``/openapi.json`` and docs at ``/docs``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.api import problems
+from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
+from app.api.routes import logistics, orders, settlements, system, webhook_endpoints
+
+DESCRIPTION = """
+TradeGuard holds a buyer's payment in an on-chain escrow until delivery is attested and the T+N hold window
+passes, then splits it into commission, cross-border tax and the seller's net.
+
+Authenticate with `Authorization: Bearer <api key>`. Every POST honours `Idempotency-Key`. Errors are
+RFC 9457 `application/problem+json`; a contract revert names the decoded custom error. Amounts are token base
+units as decimal strings; times are RFC 3339 UTC.
+"""
+
+
+def create_app() -> FastAPI:
+    """A new application over the process runtime (:func:`app.services.runtime.get_runtime`)."""
+    app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION)
+    problems.install(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(EmbeddedChainLock)  # outermost: idempotency bookkeeping runs inside the turn
+    for module in (system, orders, settlements, logistics, webhook_endpoints):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,257 @@
+"""ASGI middleware: request body limits, and ``Idempotency-Key`` on every POST.
+
+An idempotent POST is recorded before it runs and its answer afterwards (kept ``idempotency_ttl_seconds``,
+at least 24 h). The same key again replays the stored answer (header ``Idempotent-Replayed: true``); the same
+key with another request is a 422; a key whose first request is still running is a 409. A 5xx answer is not
+kept, so the client can retry. Keys are scoped to the caller's API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db.models import IdempotencyRecord, utcnow
+from app.db.session import transaction
+from app.errors import FeedError
+from app.feeds.hashing import check_nesting
+from app.services.runtime import Runtime, get_runtime
+
+PROBLEM = b"application/problem+json"
+#: JSON bodies nest at most this deep. py-evm raises Python's recursion limit to 100 000, so a deeply
+#: nested body would overflow the C stack inside ``json.loads`` (a crash, not an exception): refuse it first.
+JSON_MAX_DEPTH = 64
+
+
+def _problem(status: int, code: str, detail: str) -> tuple[int, bytes]:
+    body = {
+        "type": f"https://tradeguard.dev/problems/{code}",
+        "title": {413: "Content Too Large", 409: "Conflict", 422: "Unprocessable Content"}.get(
+            status, "Error"
+        ),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    return status, json.dumps(body).encode()
+
+
+async def _send_problem(send: Send, status: int, code: str, detail: str) -> None:
+    status, body = _problem(status, code, detail)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class IdempotencyMiddleware:
+    """Body limits and idempotent POSTs (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        rt = get_runtime()
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        ctype = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = rt.settings.max_upload_bytes if ctype.startswith("multipart/") else rt.settings.max_body_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_problem(send, 413, "too_large", f"the request body is larger than {limit} bytes")
+            return
+        try:
+            body = await self._read(receive, limit)
+        except BodyTooLarge:
+            await _send_problem(send, 413, "too_large", f"the request body is larger than {limit} bytes")
+            return
+        if "json" in ctype and body:
+            try:
+                check_nesting(body.decode("utf-8", errors="replace"), JSON_MAX_DEPTH)
+            except FeedError as exc:
+                await _send_problem(send, 413 if exc.code == "too_large" else 400, exc.code, str(exc))
+                return
+        replay = _replayer(body, receive)
+        key = headers.get(b"idempotency-key")
+        if key is None:
+            await self.app(scope, replay, send)
+            return
+        key_text = key.decode("latin-1").strip()
+        if not 1 <= len(key_text) <= 255:
+            await _send_problem(
+                send, 422, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"
+            )
+            return
+        owner = hashlib.sha256(headers.get(b"authorization", b"anonymous")).hexdigest()[:40]
+        request_hash = hashlib.sha256(
+            b"\n".join(
+                [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+            )
+        ).hexdigest()
+        outcome = await anyio.to_thread.run_sync(self._claim, rt, owner, key_text, request_hash, scope)
+        if outcome is not None:
+            status, content_type, stored = outcome
+            if status == -1:
+                await _send_problem(
+                    send, 409, "idempotency_key_in_flight", f"{key_text!r} is still being processed"
+                )
+            elif status == -2:
+                await _send_problem(
+                    send,
+                    422,
+                    "idempotency_key_reused",
+                    f"Idempotency-Key {key_text!r} was used with another request",
+                )
+            else:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            (b"content-type", content_type.encode()),
+                            (b"content-length", str(len(stored)).encode()),
+                            (b"idempotent-replayed", b"true"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": stored})
+            return
+        captured: dict[str, Any] = {"status": 500, "content_type": "application/json", "body": []}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"content-type":
+                        captured["content_type"] = v.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                captured["body"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay, capture)
+        finally:
+            await anyio.to_thread.run_sync(
+                self._finish,
+                rt,
+                owner,
+                key_text,
+                captured["status"],
+                captured["content_type"],
+                b"".join(captured["body"]),
+            )
+
+    @staticmethod
+    async def _read(receive: Receive, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    @staticmethod
+    def _claim(
+        rt: Runtime, owner: str, key: str, request_hash: str, scope: Scope
+    ) -> tuple[int, str, bytes] | None:
+        """Record the key as in flight (``None``), or return what to answer instead."""
+        now = utcnow()
+        try:
+            with transaction(rt.db) as s:
+                s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+                s.add(
+                    IdempotencyRecord(
+                        principal_id=owner,
+                        key=key,
+                        request_hash=request_hash,
+                        method=scope["method"],
+                        path=scope["path"][:500],
+                        expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
+                    )
+                )
+            return None
+        except IntegrityError:
+            pass
+        with transaction(rt.db) as s:
+            row = s.scalar(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
+                )
+            )
+            if row is None:  # expired and deleted between the two transactions: treat as new
+                return (-1, "", b"")
+            if row.request_hash != request_hash:
+                return (-2, "", b"")
+            if row.status_code is None:
+                return (-1, "", b"")
+            return (row.status_code, row.content_type or "application/json", row.response_body or b"")
+
+    @staticmethod
+    def _finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes) -> None:
+        with transaction(rt.db) as s:
+            row = s.get(IdempotencyRecord, (owner, key))
+            if row is None:
+                return
+            if status >= 500:
+                s.delete(row)
+                return
+            row.status_code = status
+            row.content_type = content_type
+            row.response_body = body
+
+
+def _replayer(body: bytes, upstream: Receive) -> Receive:
+    """Hand the app the buffered body once, then the real stream (which reports a disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await upstream()
+
+    return receive
+
+
+class EmbeddedChainLock:
+    """On the in-process chain, one request at a time (eth-tester is not thread-safe); no-op on a node."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = get_runtime() if scope["type"] == "http" else None
+        if rt is None or rt.chain.backend != "embedded":
+            await self.app(scope, receive, send)
+            return
+        await anyio.to_thread.run_sync(rt.lock.acquire)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            rt.lock.release()

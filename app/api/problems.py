@@ -1,0 +1,170 @@
+"""RFC 9457 problem details: every error the API returns, mapped from the exception tree in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import (
+    AuthError,
+    ChainError,
+    ChainUnavailable,
+    ConfigError,
+    ContractRevert,
+    DomainError,
+    FeedError,
+    Forbidden,
+    IdempotencyConflict,
+    InvalidInput,
+    NotFound,
+    TradeGuardError,
+    TransactionFailed,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://tradeguard.dev/problems/"
+
+#: Custom errors that mean "the order is not in a state for this" (409); the rest are bad input (422).
+STATE_CONFLICTS = frozenset(
+    {
+        "OrderAlreadyExists",
+        "UnknownOrder",
+        "OrderDataMismatch",
+        "InvalidStatus",
+        "DeadlinePassed",
+        "DeadlineNotReached",
+        "OrderIsFrozen",
+        "OrderNotFrozen",
+        "FreezeTooLong",
+        "SignatureReplayed",
+        "DuplicateAttestation",
+        "EnforcedPause",
+        "ExpectedPause",
+        "InsufficientCredit",
+    }
+)
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response; ``code`` becomes the ``type`` URI's last segment."""
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def from_exception(exc: Exception) -> JSONResponse:
+    """Map any exception to a problem response (the single table of the project)."""
+    if isinstance(exc, ContractRevert):
+        status = 409 if exc.name in STATE_CONFLICTS else 422
+        return problem(
+            status,
+            "contract_revert",
+            f"the escrow refused: {exc}",
+            error=exc.name,
+            arguments=_jsonable(exc.args_by_name),
+            tx_hash=exc.tx_hash,
+        )
+    if isinstance(exc, NotFound):
+        return problem(404, "not_found", str(exc))
+    if isinstance(exc, IdempotencyConflict):
+        return problem(409 if exc.in_flight else 422, exc.code, str(exc))
+    if isinstance(exc, InvalidInput):
+        return problem(422, exc.code, str(exc), errors=exc.errors or None, **_jsonable(exc.details))
+    if isinstance(exc, DomainError):
+        status = 409 if exc.code.endswith(("_conflict", "_exists", "_state")) else 422
+        return problem(status, exc.code, str(exc), **_jsonable(exc.details))
+    if isinstance(exc, Forbidden):
+        return problem(403, "forbidden", str(exc))
+    if isinstance(exc, AuthError):
+        return problem(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, FeedError):
+        status = {"bad_signature": 401, "too_large": 413, "not_configured": 404}.get(exc.code, 422)
+        return problem(status, exc.code, str(exc), **_jsonable(exc.details))
+    if isinstance(exc, ChainUnavailable):
+        return problem(503, "chain_unavailable", f"the chain is not reachable: {exc}")
+    if isinstance(exc, TransactionFailed):
+        return problem(409, "transaction_failed", str(exc), tx_hash=exc.tx_hash)
+    if isinstance(exc, ChainError | ConfigError | TradeGuardError):
+        log.error("unexpected %s: %s", type(exc).__name__, exc)
+        return problem(503, "service_unavailable", "the service cannot do this right now")
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers: our errors, request validation, routing errors and a last resort."""
+
+    async def on_error(_request: Request, exc: Exception) -> JSONResponse:
+        return from_exception(exc)
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "body",
+                "message": str(err.get("msg", "invalid")),
+            }
+            for err in exc.errors()
+        ]
+        return problem(422, "validation_error", "the request does not match the schema", errors=errors)
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(exc.status_code, "error")
+        return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(TradeGuardError, on_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_error)

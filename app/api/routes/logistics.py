@@ -1,0 +1,122 @@
+"""Logistics inputs (SPEC §5): EPCIS capture, carrier webhooks, independent oracles' attestations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.routes import PROBLEMS
+from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
+from app.db.models import InboxItem, Principal
+from app.db.session import transaction
+from app.services import ingestion
+from app.services.orders import intent_public
+from app.services.runtime import Runtime
+from workers.tasks import kick
+
+router = APIRouter(tags=["logistics"], responses=PROBLEMS)
+
+
+@router.post(
+    "/v1/epcis/capture",
+    status_code=202,
+    response_model=CaptureAccepted,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/ld+json": {"schema": {"type": "object"}},
+            },
+        }
+    },
+)
+async def capture_epcis(request: Request, me: CurrentPrincipal, rt: RuntimeDep) -> JSONResponse:
+    """Oracle: capture an EPCISDocument, stored before the 202 (``GET /v1/epcis/capture/{id}``: outcome).
+
+    The same document again answers with the original capture (``duplicate: true``).
+    """
+    body = await request.body()
+    ctype = request.headers.get("content-type", "application/json")
+    answer = await anyio.to_thread.run_sync(_capture, rt, me, body, ctype)
+    return JSONResponse(
+        answer, status_code=202, headers={"Location": f"/v1/epcis/capture/{answer['capture_id']}"}
+    )
+
+
+def _capture(rt: Runtime, me: Principal, body: bytes, ctype: str) -> dict[str, Any]:
+    return _answer(rt, ingestion.accept_epcis(rt, me, body, ctype))
+
+
+def _carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    return _answer(rt, ingestion.accept_carrier(rt, carrier, body, headers))
+
+
+def _answer(rt: Runtime, accepted: ingestion.Accepted) -> dict[str, Any]:
+    """Wake the inbox worker for a new input; answer with the input's id and current status."""
+    if not accepted.duplicate:
+        kick("inbox")
+    return {
+        "capture_id": accepted.item.id,
+        "status": _status(rt, accepted.item.id),
+        "duplicate": accepted.duplicate,
+    }
+
+
+def _status(rt: Runtime, item_id: str) -> str:
+    with transaction(rt.db) as s:
+        item = s.get(InboxItem, item_id)
+        return item.status if item else "received"
+
+
+@router.get("/v1/epcis/capture/{capture_id}", response_model=CapturePublic)
+def get_capture(
+    capture_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
+) -> dict[str, Any]:
+    """The outcome of a capture: status, events read, orders matched, attestations queued."""
+    with transaction(rt.db) as s:
+        return ingestion.capture_public(ingestion.capture(s, me, capture_id))
+
+
+@router.post(
+    "/v1/carriers/{carrier}/webhooks",
+    response_model=CaptureAccepted,
+    responses={202: {"model": CaptureAccepted, "description": "stored"}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    },
+)
+async def carrier_webhook(
+    carrier: Annotated[str, Path(pattern="^(aftership|easypost)$")], request: Request, rt: RuntimeDep
+) -> JSONResponse:
+    """Carrier webhooks, each verified by its own scheme (AfterShip ``aftership-hmac-sha256``, EasyPost
+    ``X-Hmac-Signature``). Stored before the answer; a redelivery answers with the original outcome (200)."""
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    answer = await anyio.to_thread.run_sync(_carrier, rt, carrier, body, headers)
+    return JSONResponse(answer, status_code=200 if answer["duplicate"] else 202)
+
+
+@router.post("/v1/attestations", status_code=202)
+def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Oracle: post your own signed DeliveryAttestation; it counts towards the order's k-of-n threshold."""
+    payload = {
+        "orderId": body.order_id.lower(),
+        "milestone": body.milestone,
+        "eventTime": body.event_time,
+        "trackingHash": body.tracking_hash.lower(),
+        "evidenceHash": body.evidence_hash.lower(),
+        "signature": body.signature.lower(),
+    }
+    accepted, intent = ingestion.accept_attestation(rt, me, payload)
+    if intent is not None:
+        kick("relay")
+    return {
+        "capture_id": accepted.item.id,
+        "duplicate": accepted.duplicate,
+        "intent": intent_public(intent) if intent is not None else None,
+    }

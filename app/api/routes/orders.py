@@ -1,0 +1,293 @@
+"""Orders: create, fund, ship, confirm, dispute, evidence, ruling; lists and details with a timeline."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from app.api import pagination
+from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.routes import PROBLEMS
+from app.api.schemas import (
+    ActionAccepted,
+    BuyerDecisionCreate,
+    EvidenceList,
+    FundingCreate,
+    OrderCreate,
+    OrderCreated,
+    OrderPublic,
+    OrdersPage,
+    RulingCreate,
+    ShipmentCreate,
+    ShipmentPublic,
+)
+from app.db.models import ChainEvent, Evidence, Intent, Order
+from app.db.session import transaction
+from app.domain.order_state import Decision
+from app.errors import InvalidInput, NotFound
+from app.services import orders
+from workers.tasks import kick
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=PROBLEMS)
+OrderIdPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="orderId, 0x + 64 hex")]
+STATUSES = (
+    "awaiting_funding",
+    "funded",
+    "shipped",
+    "delivered",
+    "disputed",
+    "released",
+    "refunded",
+    "resolved",
+)
+
+
+def _ts(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def _signature(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text[2:])
+
+
+def _order_view(rt: RuntimeDep, oid: str, me: CurrentPrincipal, with_timeline: bool = True) -> dict[str, Any]:
+    from app.services import indexer
+
+    with transaction(rt.db) as s:
+        order = orders.get_visible(s, me, oid)
+        timeline = indexer.timeline(s, order.id) if with_timeline else None
+        return orders.public(order, timeline)
+
+
+def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) -> dict[str, Any]:
+    kick("relay")
+    with transaction(rt.db) as s:
+        fresh = s.get(Intent, intent.id)
+        assert fresh is not None
+        order = orders.get_visible(s, me, oid)
+        return {"order": orders.public(order), "intent": orders.intent_public(fresh)}
+
+
+@router.post("", status_code=201, response_model=OrderCreated)
+def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Merchant: create an order. The answer carries the EIP-712 typed data the buyer signs (and a permit)."""
+    order = orders.create(
+        rt,
+        me,
+        orders.NewOrder(
+            order_ref=body.order_ref,
+            buyer=body.buyer,
+            amount=int(body.amount),
+            currency=body.currency,
+            destination_country=body.destination_country,
+            goods_category=body.goods_category,
+            ship_by=_ts(body.ship_by),
+            deliver_by=_ts(body.deliver_by),
+            hold_seconds=body.hold_seconds,
+            valid_for_seconds=body.valid_for_seconds,
+        ),
+    )
+    return {"order": orders.public(order), "sign": orders.signing_documents(rt, order)}
+
+
+@router.get("", response_model=OrdersPage)
+def list_orders(
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
+) -> dict[str, Any]:
+    """The caller's orders, newest first (merchant, buyer: their own; arbitrator: disputed ones)."""
+    query = orders.visible_query(me)
+    if status:
+        query = query.where(Order.status == status)
+    query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
+    with transaction(rt.db) as s:
+        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
+        return {"items": [orders.public(o) for o in rows], "next_cursor": next_cursor}
+
+
+@router.get("/{order_id}", response_model=OrderPublic)
+def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Status, split, ``release_at`` and the timeline of on- and off-chain facts (with tx hashes)."""
+    return _order_view(rt, order_id, me)
+
+
+@router.get("/{order_id}/signing", tags=["orders"])
+def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """The typed data to sign for funding (again), e.g. after the permit nonce changed."""
+    with transaction(rt.db) as s:
+        order = orders.get_visible(s, me, order_id)
+    return orders.signing_documents(rt, order)
+
+
+@router.post("/{order_id}/funding", status_code=202, response_model=ActionAccepted)
+def fund_order(
+    order_id: OrderIdPath, body: FundingCreate, rt: RuntimeDep, me: CurrentPrincipal
+) -> dict[str, Any]:
+    """Buyer: submit the signed OrderAuthorization (and permit); the relayer funds the order on chain."""
+    permit = None
+    if body.permit is not None:
+        sig = _signature(body.permit.signature)
+        with transaction(rt.db) as s:
+            amount = orders.get_visible(s, me, order_id).amount
+        permit = {
+            "value": str(amount),
+            "deadline": body.permit.deadline,
+            "v": sig[64] if sig[64] >= 27 else sig[64] + 27,
+            "r": "0x" + sig[:32].hex(),
+            "s": "0x" + sig[32:64].hex(),
+        }
+    intent = orders.fund(rt, me, order_id, _signature(body.signature), permit)
+    return _accepted(rt, me, order_id, intent)
+
+
+@router.post("/{order_id}/shipments", status_code=201, response_model=ShipmentPublic)
+def add_shipment(order_id: OrderIdPath, body: ShipmentCreate, rt: RuntimeDep, me: CurrentPrincipal) -> Any:
+    """Merchant: register the shipment (carrier + tracking number, or SSCC) that logistics events match."""
+    return orders.add_shipment(rt, me, order_id, body.carrier, body.tracking_number, body.sscc)
+
+
+def _decision(
+    rt: RuntimeDep, me: CurrentPrincipal, order_id: str, body: BuyerDecisionCreate, decision: Decision
+) -> dict[str, Any]:
+    intent = orders.buyer_decision(
+        rt,
+        me,
+        order_id,
+        decision,
+        _signature(body.signature),
+        body.valid_until,
+        bytes.fromhex(body.evidence_hash[2:]),
+    )
+    return _accepted(rt, me, order_id, intent)
+
+
+@router.post("/{order_id}/confirm-receipt", status_code=202, response_model=ActionAccepted)
+def confirm_receipt(
+    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
+) -> dict[str, Any]:
+    """Buyer: confirm receipt with a signed BuyerDecision (decision 1): the order releases now."""
+    return _decision(rt, me, order_id, body, Decision.CONFIRM_RECEIPT)
+
+
+@router.post("/{order_id}/disputes", status_code=202, response_model=ActionAccepted)
+def open_dispute(
+    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
+) -> dict[str, Any]:
+    """Buyer: open a dispute with a signed BuyerDecision (decision 2), before ``release_at``."""
+    return _decision(rt, me, order_id, body, Decision.OPEN_DISPUTE)
+
+
+@router.post("/{order_id}/evidence", status_code=202, response_model=ActionAccepted)
+def submit_evidence(
+    order_id: OrderIdPath,
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    file: Annotated[UploadFile, File(description="the evidence file; its SHA-256 is anchored on chain")],
+    signature: Annotated[str, Form(pattern=r"^0x[0-9a-fA-F]{130}$")],
+    valid_until: Annotated[int, Form(ge=0, le=2**63 - 1)],
+) -> dict[str, Any]:
+    """Buyer or merchant: upload evidence with a signed EvidenceSubmission over the file's SHA-256."""
+    data = file.file.read(rt.settings.max_upload_bytes + 1)
+    if len(data) > rt.settings.max_upload_bytes:
+        raise InvalidInput("too_large", f"evidence files are limited to {rt.settings.max_upload_bytes} bytes")
+    if not data:
+        raise InvalidInput(
+            "empty_file", "the evidence file is empty", errors=[{"field": "file", "message": "empty"}]
+        )
+    _evidence, intent = orders.add_evidence(
+        rt,
+        me,
+        order_id,
+        filename=file.filename or "evidence",
+        content_type=file.content_type or "application/octet-stream",
+        data=data,
+        signature=_signature(signature),
+        valid_until=valid_until,
+    )
+    return _accepted(rt, me, order_id, intent)
+
+
+@router.get("/{order_id}/evidence", response_model=EvidenceList)
+def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Evidence with its SHA-256, anchor tx, and whether the stored file still matches the hash on chain."""
+    with transaction(rt.db) as s:
+        order = orders.get_visible(s, me, order_id)
+        anchored = {
+            (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
+            for e in s.scalars(
+                select(ChainEvent).where(
+                    ChainEvent.order_id == order.id, ChainEvent.name == "EvidenceSubmitted"
+                )
+            )
+        }
+        items = []
+        for ev in s.scalars(
+            select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)
+        ):
+            intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
+            recomputed = "0x" + hashlib.sha256(ev.data).hexdigest()
+            tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
+            items.append(
+                {
+                    "id": ev.id,
+                    "party": ev.party,
+                    "filename": ev.filename,
+                    "content_type": ev.content_type,
+                    "size": ev.size,
+                    "sha256": ev.sha256,
+                    "intent": orders.intent_public(intent) if intent else None,
+                    "anchor_tx": tx,
+                    "anchored": tx is not None,
+                    "matches_chain": tx is not None and recomputed == ev.sha256,
+                    "created_at": ev.created_at,
+                }
+            )
+        return {"items": items}
+
+
+@router.get("/{order_id}/evidence/{evidence_id}/content", response_class=Response)
+def evidence_content(
+    order_id: OrderIdPath,
+    evidence_id: Annotated[str, Path(max_length=40)],
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+) -> Response:
+    """The stored evidence file, byte for byte (re-hash it to check it against the chain)."""
+    with transaction(rt.db) as s:
+        order = orders.get_visible(s, me, order_id)
+        ev = s.get(Evidence, evidence_id)
+        if ev is None or ev.order_id != order.id:
+            raise NotFound("evidence", evidence_id)
+        return Response(
+            ev.data,
+            media_type=ev.content_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{ev.id}"',
+                "Digest": f"sha-256={ev.sha256}",
+            },
+        )
+
+
+@router.post("/{order_id}/ruling", status_code=202, response_model=ActionAccepted)
+def submit_ruling(
+    order_id: OrderIdPath, body: RulingCreate, rt: RuntimeDep, me: CurrentPrincipal
+) -> dict[str, Any]:
+    """Arbitrator: rule on a dispute with a signed Ruling (10000 = full refund, 0 = full release)."""
+    intent = orders.rule(
+        rt,
+        me,
+        order_id,
+        body.buyer_share_bps,
+        bytes.fromhex(body.rationale_hash[2:]),
+        body.valid_until,
+        _signature(body.signature),
+    )
+    return _accepted(rt, me, order_id, intent)

@@ -1,0 +1,71 @@
+"""Merchant webhook endpoints and their delivery log."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import select
+
+from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.routes import PROBLEMS
+from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
+from app.db.models import WebhookEndpoint
+from app.db.session import transaction
+from app.errors import NotFound
+from app.services import webhooks
+from app.services.orders import require_role
+
+router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"], responses=PROBLEMS)
+
+
+def _public(ep: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": ep.id,
+        "url": ep.url,
+        "event_types": list(ep.event_types.get("types", [])),
+        "enabled": ep.enabled,
+        "created_at": ep.created_at,
+    }
+
+
+@router.post("", status_code=201, response_model=WebhookEndpointCreated)
+def create_endpoint(body: WebhookEndpointCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Merchant: register a URL for signed order events; the signing secret is in this answer only."""
+    require_role(me, "register webhook endpoints", "merchant")
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    with transaction(rt.db) as s:
+        ep = WebhookEndpoint(
+            principal_id=me.id,
+            url=body.url,
+            secret=secret,
+            event_types={"types": sorted(set(body.event_types))},
+        )
+        s.add(ep)
+        s.flush()
+        return {**_public(ep), "secret": secret}
+
+
+@router.get("", response_model=list[WebhookEndpointPublic])
+def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]:
+    """The caller's endpoints."""
+    with transaction(rt.db) as s:
+        rows = s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.principal_id == me.id))
+        return [_public(ep) for ep in rows]
+
+
+@router.get("/{endpoint_id}/deliveries")
+def deliveries(
+    endpoint_id: Annotated[str, Path(max_length=40)],
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """The delivery log of one endpoint: each event, its attempts, status codes and errors."""
+    with transaction(rt.db) as s:
+        ep = s.get(WebhookEndpoint, endpoint_id)
+        if ep is None or ep.principal_id != me.id:
+            raise NotFound("webhook endpoint", endpoint_id)
+        return webhooks.delivery_log(s, ep.id, limit, cursor)

@@ -1,0 +1,268 @@
+"""Request and response bodies, one family per resource. Amounts are decimal strings, never JSON numbers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from eth_utils import is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+
+def _checksummed(value: str) -> str:
+    """EIP-55: an all-lower or all-upper address is taken as is; a mixed-case one needs a valid checksum."""
+    body = value[2:]
+    if body != body.lower() and body != body.upper() and not is_checksum_address(value):
+        raise ValueError("mixed-case address with an invalid EIP-55 checksum")
+    return str(to_checksum_address(value))
+
+
+Address = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksummed)]
+Hex32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
+Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
+Amount = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,76}$")]
+OrderId = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
+Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, str]] | None = None
+
+
+# --- principals -----------------------------------------------------------------------------------
+
+
+class PrincipalCreate(Strict):
+    role: Literal["admin", "merchant", "buyer", "oracle", "arbitrator"]
+    address: Address | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+class PrincipalPublic(BaseModel):
+    id: str
+    role: str
+    address: str | None
+    name: str
+    created_at: datetime
+
+
+class PrincipalCreated(PrincipalPublic):
+    api_key: str = Field(description="shown once; store it now")
+
+
+# --- orders ---------------------------------------------------------------------------------------
+
+
+class OrderCreate(Strict):
+    order_ref: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+    buyer: Address
+    amount: Amount = Field(description="token base units, as a decimal string")
+    currency: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    destination_country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
+    goods_category: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
+    ship_by: datetime | None = None
+    deliver_by: datetime | None = None
+    hold_seconds: Annotated[int, Field(ge=0, le=90 * 86_400)] | None = None
+    valid_for_seconds: Annotated[int, Field(ge=60, le=30 * 86_400)] = 86_400
+
+
+class Split(BaseModel):
+    final: bool
+    buyer_refund: str
+    commission: str
+    tax: str
+    seller_net: str
+
+
+class TimelineItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at: str
+    kind: str
+    source: Literal["chain", "offchain"]
+    tx_hash: str | None = None
+
+
+class OrderPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    order_ref: str
+    status: str
+    buyer: str
+    seller: str
+    currency: str
+    token: str
+    amount: str
+    split: Split
+    release_at: str | None
+    ship_by: str | None
+    deliver_by: str | None
+    timeline: list[dict[str, Any]] | None = None
+
+
+class OrderCreated(BaseModel):
+    order: OrderPublic
+    sign: dict[str, Any] = Field(description="EIP-712 typed data: `authorization` and `permit` for the buyer")
+
+
+class OrdersPage(BaseModel):
+    items: list[OrderPublic]
+    next_cursor: str | None
+
+
+class PermitIn(Strict):
+    deadline: Uint64
+    signature: Signature
+
+
+class FundingCreate(Strict):
+    signature: Signature = Field(description="the buyer's OrderAuthorization signature")
+    permit: PermitIn | None = Field(
+        None, description="EIP-2612 permit; without it the escrow needs an allowance"
+    )
+
+
+class IntentPublic(BaseModel):
+    id: str
+    kind: str
+    status: str
+    tx_hash: str | None
+    error: str | None
+
+
+class ActionAccepted(BaseModel):
+    order: OrderPublic
+    intent: IntentPublic
+
+
+class BuyerDecisionCreate(Strict):
+    signature: Signature
+    valid_until: Uint64
+    evidence_hash: Hex32 = "0x" + "00" * 32
+
+
+class RulingCreate(Strict):
+    buyer_share_bps: Annotated[int, Field(ge=0, le=10_000)]
+    rationale_hash: Hex32
+    valid_until: Uint64
+    signature: Signature
+
+
+class ShipmentCreate(Strict):
+    carrier: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+    tracking_number: Annotated[
+        str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")
+    ]
+    sscc: Annotated[str, StringConstraints(pattern=r"^[0-9]{18}$")] | None = None
+
+
+class ShipmentPublic(BaseModel):
+    id: str
+    order_id: str
+    carrier: str
+    tracking_number: str
+    tracking_hash: str
+    sscc: str | None
+
+
+class EvidencePublic(BaseModel):
+    id: str
+    party: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    intent: IntentPublic | None
+    anchor_tx: str | None
+    anchored: bool
+    matches_chain: bool
+    created_at: datetime
+
+
+class EvidenceList(BaseModel):
+    items: list[EvidencePublic]
+
+
+# --- logistics ------------------------------------------------------------------------------------
+
+
+class CaptureAccepted(BaseModel):
+    capture_id: str
+    status: str
+    duplicate: bool = False
+
+
+class CapturePublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    capture_id: str
+    source: str
+    status: str
+    received_at: datetime
+    raw_sha256: str
+    outcome: dict[str, Any] | None
+    error: str | None
+
+
+class AttestationCreate(Strict):
+    order_id: OrderId
+    milestone: Literal[1, 2]
+    event_time: Uint64
+    tracking_hash: Hex32
+    evidence_hash: Hex32
+    signature: Signature
+
+
+# --- merchant webhooks ----------------------------------------------------------------------------
+
+
+class WebhookEndpointCreate(Strict):
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://")]
+    event_types: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: str
+    url: str
+    event_types: list[str]
+    enabled: bool
+    created_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpointPublic):
+    secret: str = Field(description="signing secret, shown once")
+
+
+# --- dev ------------------------------------------------------------------------------------------
+
+
+class FaucetRequest(Strict):
+    address: Address
+    amount: Amount
+    currency: str = "tUSD"
+
+
+class AdvanceTime(Strict):
+    seconds: Annotated[int, Field(ge=1, le=365 * 86_400)]
+
+
+class CorridorIn(Strict):
+    country: Annotated[str, StringConstraints(pattern=r"^([A-Za-z]{2}|\*)$")]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    tax_bps: Annotated[int, Field(ge=0, le=5000)]
+    recipient: Address
+
+
+class CorridorsPut(Strict):
+    items: list[CorridorIn] = Field(max_length=500)

@@ -1,0 +1,438 @@
+"""Logistics ingestion: inputs are validated, stored durably (raw bytes, hash, time) and acknowledged; a
+worker later maps them to milestones, signs the platform oracle's DeliveryAttestation and queues it.
+
+Duplicates (same document hash, carrier event id or attestation signature) answer with the original item and
+change nothing. An EPCIS ``errorDeclaration`` retracts the event it names: the record stays; an attestation
+not yet sent is cancelled and one already on chain flags the order for review (SPEC §5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.chain import eip712
+from app.db.models import InboxItem, Intent, LogisticsEvent, Order, Principal, Shipment, TimelineEntry, utcnow
+from app.db.session import transaction
+from app.domain.order_state import Milestone
+from app.errors import ConfigError, FeedError, InvalidInput, NotFound
+from app.feeds import carriers, epcis
+from app.feeds.hashing import canonical_bytes
+from app.services import relayer
+from app.services.orders import require_role
+from app.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+CARRIERS = ("aftership", "easypost")
+MAX_ATTEMPTS = 5
+#: Order statuses in which a milestone can still count (SHIPPED from funded; DELIVERED from funded/shipped).
+ACCEPTS = {Milestone.SHIPPED: ("funded",), Milestone.DELIVERED: ("funded", "shipped")}
+ZERO32 = b"\x00" * 32
+
+
+@dataclass
+class Accepted:
+    """An input as stored; ``duplicate`` when it had been received before."""
+
+    item: InboxItem
+    duplicate: bool
+
+
+@dataclass
+class IngestReport:
+    """What one :func:`process_pending` pass did."""
+
+    processed: int = 0
+    events: int = 0
+    intents: int = 0
+    retracted: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _store(
+    rt: Runtime, source: str, dedupe_key: str, raw: bytes, principal_id: str | None, ctype: str
+) -> Accepted:
+    """Insert the inbox row, or return the existing one for the same key (answering with its outcome)."""
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        with transaction(rt.db) as s:
+            item = InboxItem(
+                source=source,
+                dedupe_key=dedupe_key[:200],
+                principal_id=principal_id,
+                raw=raw,
+                raw_sha256=digest,
+                content_type=ctype[:100],
+            )
+            s.add(item)
+            s.flush()
+            return Accepted(item, False)
+    except IntegrityError:
+        with transaction(rt.db) as s:
+            existing = s.scalar(
+                select(InboxItem).where(InboxItem.source == source, InboxItem.dedupe_key == dedupe_key[:200])
+            )
+            assert existing is not None
+            return Accepted(existing, True)
+
+
+def accept_epcis(rt: Runtime, principal: Principal, body: bytes, content_type: str) -> Accepted:
+    """Validate an EPCISDocument (malformed → 4xx, nothing stored) and store it before answering."""
+    require_role(principal, "capture EPCIS events", "oracle", "admin")
+    epcis.parse_document(body, with_cbv_hash=False)
+    return _store(rt, "epcis", hashlib.sha256(body).hexdigest(), body, principal.id, content_type)
+
+
+def accept_carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) -> Accepted:
+    """Verify a carrier webhook by the carrier's own scheme, parse it, and store it before answering."""
+    if carrier not in CARRIERS:
+        raise NotFound("carrier", carrier)
+    secret = rt.settings.aftership_secret if carrier == "aftership" else rt.settings.easypost_secret
+    if secret is None:
+        raise FeedError("not_configured", f"no webhook secret is configured for {carrier}")
+    try:
+        if carrier == "aftership":
+            carriers.verify_aftership(body, headers.get("aftership-hmac-sha256"), secret.get_secret_value())
+            event = carriers.parse_aftership(body)
+        else:
+            carriers.verify_easypost(body, headers.get("x-hmac-signature"), secret.get_secret_value())
+            event = carriers.parse_easypost(body)
+    except ConfigError as exc:
+        raise FeedError("not_configured", str(exc)) from exc
+    return _store(rt, carrier, f"{carrier}:{event.event_id}", body, None, "application/json")
+
+
+def accept_attestation(
+    rt: Runtime, oracle: Principal, payload: dict[str, Any]
+) -> tuple[Accepted, Intent | None]:
+    """An independent oracle's signed DeliveryAttestation: checked, stored, and queued for the relayer."""
+    require_role(oracle, "post attestations", "oracle")
+    assert oracle.address is not None
+    message = {
+        "orderId": bytes.fromhex(payload["orderId"][2:]),
+        "milestone": int(payload["milestone"]),
+        "eventTime": int(payload["eventTime"]),
+        "trackingHash": bytes.fromhex(payload["trackingHash"][2:]),
+        "evidenceHash": bytes.fromhex(payload["evidenceHash"][2:]),
+    }
+    try:
+        signer = eip712.recover_signer(
+            rt.escrow.typed_data("DeliveryAttestation", message), bytes.fromhex(payload["signature"][2:])
+        )
+    except Exception as exc:  # eth-account raises several types for malformed signatures
+        raise InvalidInput("invalid_signature", f"the signature cannot be recovered: {exc}") from exc
+    if signer != to_checksum_address(oracle.address):
+        raise InvalidInput(
+            "invalid_signature",
+            f"signed by {signer}, not by this oracle ({oracle.address})",
+            recovered=signer,
+        )
+    raw = canonical_bytes(payload)
+    relayer.preflight(rt, "attest", payload)
+    accepted = _store(rt, "attestation", payload["signature"].lower(), raw, oracle.id, "application/json")
+    if accepted.duplicate:
+        return accepted, None
+    with transaction(rt.db) as s:
+        intent = relayer.submit(s, "attest", payload, order_id=payload["orderId"].lower())
+        item = s.get(InboxItem, accepted.item.id)
+        assert item is not None
+        item.status = "processed"
+        item.processed_at = utcnow()
+        item.outcome = {"intents": [intent.id], "order_id": payload["orderId"].lower()}
+        s.add(
+            TimelineEntry(
+                order_id=payload["orderId"].lower(),
+                kind="attestation.received",
+                data={"oracle": oracle.address, "milestone": message["milestone"], "intent_id": intent.id},
+            )
+        )
+    return accepted, intent
+
+
+def capture(session: Session, principal: Principal, capture_id: str) -> InboxItem:
+    """An EPCIS capture as its poster (or an admin) may see it."""
+    item = session.get(InboxItem, capture_id)
+    if (
+        item is None
+        or item.source != "epcis"
+        or (principal.role != "admin" and item.principal_id != principal.id)
+    ):
+        raise NotFound("capture", capture_id)
+    return item
+
+
+# --- the worker side ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fact:
+    """One logistics event, whatever its source, as the mapper needs it."""
+
+    source: str
+    event_id: str | None
+    kind: str
+    milestone: Milestone | None
+    event_time: int
+    canonical: bytes
+    content_hash: bytes
+    cbv_hash: str | None
+    retracted: bool
+    sscc: tuple[str, ...] = ()
+    order_refs: tuple[str, ...] = ()
+    carrier: str | None = None
+    tracking_number: str | None = None
+    test_mode: bool = False
+
+
+def _facts(item: InboxItem) -> list[_Fact]:
+    if item.source == "epcis":
+        return [
+            _Fact(
+                "epcis",
+                ev.event_id,
+                ev.biz_step or ev.event_type,
+                ev.milestone if ev.event_type in epcis.MILESTONE_EVENT_TYPES else None,
+                ev.event_time,
+                ev.canonical,
+                ev.content_hash,
+                ev.cbv_hash,
+                ev.retracted,
+                sscc=ev.sscc,
+                order_refs=epcis.order_refs(ev),
+            )
+            for ev in epcis.parse_document(item.raw)
+        ]
+    parse = carriers.parse_aftership if item.source == "aftership" else carriers.parse_easypost
+    ev = parse(item.raw)
+    return [
+        _Fact(
+            item.source,
+            f"{item.source}:{ev.event_id}",
+            ev.status,
+            ev.milestone,
+            ev.event_time,
+            ev.canonical,
+            ev.content_hash,
+            None,
+            False,
+            carrier=ev.carrier,
+            tracking_number=ev.tracking_number,
+            test_mode=ev.test_mode,
+        )
+    ]
+
+
+def _match(session: Session, fact: _Fact) -> tuple[Order, Shipment | None] | None:
+    """The order a fact belongs to: by (carrier, tracking number), SSCC, or an unambiguous order reference."""
+    if fact.carrier and fact.tracking_number:
+        shipment = session.scalar(
+            select(Shipment).where(
+                Shipment.carrier.in_({fact.carrier, carriers.normalise_carrier(fact.carrier)}),
+                Shipment.tracking_number.in_(
+                    {fact.tracking_number, carriers.normalise_tracking_number(fact.tracking_number)}
+                ),
+            )
+        )
+        if shipment is None and fact.source in CARRIERS:
+            shipment = session.scalar(
+                select(Shipment).where(
+                    Shipment.tracking_number == carriers.normalise_tracking_number(fact.tracking_number)
+                )
+            )
+        if shipment is not None:
+            order = session.get(Order, shipment.order_id)
+            return (order, shipment) if order else None
+    if fact.sscc:
+        shipment = session.scalar(select(Shipment).where(Shipment.sscc.in_(fact.sscc)))
+        if shipment is not None:
+            order = session.get(Order, shipment.order_id)
+            return (order, shipment) if order else None
+    if fact.order_refs:
+        found = list(session.scalars(select(Order).where(or_(Order.order_ref.in_(fact.order_refs))).limit(2)))
+        if len(found) == 1:
+            shipment = session.scalar(select(Shipment).where(Shipment.order_id == found[0].id))
+            return found[0], shipment
+    return None
+
+
+def _retract(session: Session, fact: _Fact) -> int:
+    """Mark the events the declaration names as retracted; cancel or flag their attestations."""
+    if not fact.event_id:
+        return 0
+    count = 0
+    for prior in session.scalars(
+        select(LogisticsEvent).where(
+            LogisticsEvent.event_id == fact.event_id, LogisticsEvent.retracted.is_(False)
+        )
+    ):
+        prior.retracted = True
+        count += 1
+        intent = session.get(Intent, prior.intent_id) if prior.intent_id else None
+        if intent is not None and intent.status == "pending":
+            intent.status = "failed"
+            intent.error_name = "Retracted"
+            intent.error = f"EPCIS errorDeclaration retracted event {fact.event_id}"
+        elif intent is not None and prior.order_id:
+            order = session.get(Order, prior.order_id)
+            if order is not None:
+                order.needs_review = True
+        if prior.order_id:
+            session.add(
+                TimelineEntry(
+                    order_id=prior.order_id,
+                    kind="logistics.retracted",
+                    data={
+                        "event_id": fact.event_id,
+                        "attestation": intent.status if intent else None,
+                        "needs_review": bool(intent is not None and intent.status != "failed"),
+                    },
+                )
+            )
+    return count
+
+
+def _process_item(rt: Runtime, session: Session, item: InboxItem, report: IngestReport) -> dict[str, Any]:
+    outcome: dict[str, Any] = {"events": 0, "matched": [], "intents": [], "retracted": 0, "unmatched": 0}
+    now = rt.chain.now()
+    for fact in _facts(item):
+        digest = "0x" + fact.content_hash.hex()
+        if fact.retracted:
+            outcome["retracted"] += _retract(session, fact)
+        duplicate = session.scalar(
+            select(LogisticsEvent).where(
+                LogisticsEvent.source == fact.source, LogisticsEvent.content_hash == digest
+            )
+        )
+        if duplicate is not None:
+            continue
+        matched = _match(session, fact)
+        order, shipment = matched if matched else (None, None)
+        row = LogisticsEvent(
+            inbox_id=item.id,
+            source=fact.source,
+            order_id=order.id if order else None,
+            event_id=fact.event_id,
+            cbv_hash=fact.cbv_hash,
+            content_hash=digest,
+            canonical=fact.canonical,
+            event_time=fact.event_time,
+            kind=fact.kind[:60],
+            milestone=int(fact.milestone) if fact.milestone else None,
+            retracted=fact.retracted,
+        )
+        session.add(row)
+        outcome["events"] += 1
+        report.events += 1
+        if order is None:
+            outcome["unmatched"] += 1
+            continue
+        outcome["matched"].append(order.id)
+        session.add(
+            TimelineEntry(
+                order_id=order.id,
+                kind=f"logistics.{fact.kind}"[:40],
+                data={
+                    "source": fact.source,
+                    "event_id": fact.event_id,
+                    "event_time": fact.event_time,
+                    "content_hash": digest,
+                    "cbv_hash": fact.cbv_hash,
+                    "milestone": int(fact.milestone) if fact.milestone else None,
+                    "retracted": fact.retracted,
+                },
+            )
+        )
+        if fact.retracted or fact.milestone is None or rt.oracle is None:
+            continue
+        if fact.test_mode and not rt.is_dev:  # a carrier's simulated parcel never moves real money
+            continue
+        if order.status not in ACCEPTS[fact.milestone]:
+            continue
+        tracking = bytes.fromhex(shipment.tracking_hash[2:]) if shipment else ZERO32
+        event_time = min(fact.event_time, now)
+        attestation = rt.escrow.sign_attestation(
+            rt.oracle.key,
+            bytes.fromhex(order.id[2:]),
+            int(fact.milestone),
+            event_time,
+            tracking,
+            fact.content_hash,
+        )
+        payload = {
+            "orderId": order.id,
+            "milestone": int(fact.milestone),
+            "eventTime": event_time,
+            "trackingHash": "0x" + tracking.hex(),
+            "evidenceHash": digest,
+            "signature": "0x" + attestation.signature.hex(),
+        }
+        intent = relayer.submit(session, "attest", payload, order_id=order.id)
+        session.flush()
+        row.intent_id = intent.id
+        outcome["intents"].append(intent.id)
+        report.intents += 1
+    report.retracted += outcome["retracted"]
+    return outcome
+
+
+def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
+    """Process stored inputs that are still ``received`` (each in its own transaction)."""
+    report = IngestReport()
+    with transaction(rt.db) as s:
+        ids = list(
+            s.scalars(
+                select(InboxItem.id)
+                .where(InboxItem.status == "received", InboxItem.source != "attestation")
+                .order_by(InboxItem.received_at)
+                .limit(limit)
+            )
+        )
+    for item_id in ids:
+        try:
+            with transaction(rt.db) as s:
+                item = s.get(InboxItem, item_id)
+                if item is None or item.status != "received":
+                    continue
+                item.outcome = _process_item(rt, s, item, report)
+                item.status = "processed"
+                item.processed_at = utcnow()
+                report.processed += 1
+        except FeedError as exc:  # validated at intake, so only a parser change could get here
+            _record_failure(rt, item_id, f"{exc.code}: {exc}", permanent=True)
+            report.failed.append(item_id)
+        except Exception as exc:  # transient (chain, database): retried by the next sweep
+            log.warning("inbox %s: %s", item_id, exc)
+            _record_failure(rt, item_id, f"{type(exc).__name__}: {exc}", permanent=False)
+            report.failed.append(item_id)
+    return report
+
+
+def _record_failure(rt: Runtime, item_id: str, error: str, *, permanent: bool) -> None:
+    with transaction(rt.db) as s:
+        item = s.get(InboxItem, item_id)
+        if item is None:
+            return
+        item.attempts += 1
+        item.error = error[:2000]
+        if permanent or item.attempts >= MAX_ATTEMPTS:
+            item.status = "failed"
+
+
+def capture_public(item: InboxItem) -> dict[str, Any]:
+    return {
+        "capture_id": item.id,
+        "source": item.source,
+        "status": item.status,
+        "received_at": item.received_at,
+        "raw_sha256": item.raw_sha256,
+        "outcome": item.outcome,
+        "error": item.error,
+    }

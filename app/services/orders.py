@@ -1,0 +1,478 @@
+"""Orders: creation (with the exact typed data the buyer signs), the buyer's, merchant's and arbitrator's
+signed actions, and what each principal may see.
+
+Every action that reaches the chain is checked off chain first (the signer must be the right party), then
+simulated from the relayer (a revert answers 409/422 at once and nothing is stored), then written as a relayer
+intent in the same transaction as its off-chain facts (evidence bytes, timeline). The relayer sends it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.chain import eip712
+from app.db.models import Evidence, Intent, Order, Principal, Shipment, TimelineEntry
+from app.db.session import transaction
+from app.domain.ids import content_hash, order_id, tracking_hash
+from app.domain.money import Split, release_split
+from app.domain.order_state import Decision
+from app.errors import DomainError, Forbidden, InvalidInput, NotFound
+from app.feeds.carriers import normalise_carrier, normalise_tracking_number
+from app.services import corridors, relayer
+from app.services.runtime import Runtime
+
+DAY = 86_400
+FINAL = frozenset({"released", "refunded", "resolved"})
+ZERO32 = "0x" + "00" * 32
+
+
+def hex32(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def iso(ts: int | None) -> str | None:
+    """Unix seconds as RFC 3339 UTC."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- access -----------------------------------------------------------------------------------------------
+
+
+def can_see(principal: Principal, order: Order) -> bool:
+    """Object-level access: others' orders answer 404, never 403."""
+    if principal.role == "admin":
+        return True
+    if principal.role == "merchant":
+        return order.merchant_id == principal.id
+    if principal.role == "buyer":
+        return order.buyer == principal.address
+    if principal.role == "arbitrator":
+        return order.disputed_at is not None
+    return False
+
+
+def get_visible(session: Session, principal: Principal, oid: str) -> Order:
+    order = session.get(Order, oid.lower())
+    if order is None or not can_see(principal, order):
+        raise NotFound("order", oid)
+    return order
+
+
+def visible_query(principal: Principal) -> Any:
+    """A select of the orders ``principal`` may list."""
+    q = select(Order)
+    if principal.role == "merchant":
+        return q.where(Order.merchant_id == principal.id)
+    if principal.role == "buyer":
+        return q.where(Order.buyer == principal.address)
+    if principal.role == "arbitrator":
+        return q.where(Order.disputed_at.is_not(None))
+    if principal.role == "admin":
+        return q
+    return q.where(Order.id == "")  # oracles see only what they posted (logistics inputs), no orders
+
+
+def require_role(principal: Principal, action: str, *roles: str) -> None:
+    if principal.role not in roles:
+        raise Forbidden(principal.role, action)
+
+
+# --- creation ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """What a merchant asks for; times are unix seconds (``None`` = defaults from chain time)."""
+
+    order_ref: str
+    buyer: str
+    amount: int
+    currency: str
+    destination_country: str
+    goods_category: str
+    ship_by: int | None = None
+    deliver_by: int | None = None
+    hold_seconds: int | None = None
+    valid_for_seconds: int = DAY
+
+
+def authorization_message(order: Order) -> dict[str, Any]:
+    """The OrderAuthorization message of SPEC §4 for ``order`` (bytes as bytes, for signing/recovery)."""
+    return {
+        "orderId": bytes.fromhex(order.id[2:]),
+        "buyer": to_checksum_address(order.buyer),
+        "seller": to_checksum_address(order.seller),
+        "token": to_checksum_address(order.token),
+        "amount": order.amount,
+        "commissionBps": order.commission_bps,
+        "taxBps": order.tax_bps,
+        "taxRecipient": to_checksum_address(order.tax_recipient),
+        "shipBy": order.ship_by,
+        "deliverBy": order.deliver_by,
+        "holdSeconds": order.hold_seconds,
+        "validUntil": order.valid_until,
+    }
+
+
+def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
+    """The typed data the buyer signs: the OrderAuthorization and an EIP-2612 permit for the amount."""
+    auth = rt.escrow.typed_data("OrderAuthorization", authorization_message(order))
+    token = rt.chain.contract("TestUSD", order.token)
+    permit = eip712.permit_typed_data(
+        token_name=str(rt.chain.call(token.functions.name())),
+        chain_id=rt.chain.chain_id,
+        token=order.token,
+        owner=order.buyer,
+        spender=rt.escrow.address,
+        value=order.amount,
+        nonce=int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer)))),
+        deadline=order.valid_until,
+    )
+    return {"authorization": eip712.jsonable(auth), "permit": eip712.jsonable(permit)}
+
+
+def create(rt: Runtime, merchant: Principal, req: NewOrder) -> Order:
+    """Create an order awaiting the buyer's signature. Terms are fixed here and signed by the buyer."""
+    require_role(merchant, "create orders", "merchant")
+    assert merchant.address is not None
+    token = rt.token_by_symbol(req.currency)
+    if token is None:
+        raise InvalidInput(
+            "unknown_currency",
+            f"currency {req.currency!r} is not a settlement token here",
+            errors=[
+                {"field": "currency", "message": f"one of {sorted(t.symbol for t in rt.tokens.values())}"}
+            ],
+        )
+    buyer = to_checksum_address(req.buyer)
+    if buyer == merchant.address:
+        raise InvalidInput("invalid_parties", "the buyer and the seller must differ")
+    now = rt.chain.now()
+    ship_by = req.ship_by if req.ship_by is not None else now + 5 * DAY
+    deliver_by = req.deliver_by if req.deliver_by is not None else ship_by + 25 * DAY
+    hold = req.hold_seconds if req.hold_seconds is not None else rt.settings.hold_seconds
+    errors = []
+    if ship_by <= now:
+        errors.append({"field": "ship_by", "message": "must be in the future"})
+    if deliver_by <= ship_by:
+        errors.append({"field": "deliver_by", "message": "must be after ship_by"})
+    if errors:
+        raise InvalidInput("invalid_schedule", "the shipping schedule is not possible", errors=errors)
+    commission_bps = int(rt.escrow.config()["commission_bps"])
+    oid = hex32(order_id(merchant.address, req.order_ref))
+    with transaction(rt.db) as s:
+        corridor = corridors.resolve(s, req.destination_country, req.goods_category)
+        if s.get(Order, oid) is not None:
+            raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists", order_id=oid)
+        order = Order(
+            id=oid,
+            order_ref=req.order_ref,
+            merchant_id=merchant.id,
+            buyer=buyer,
+            seller=merchant.address,
+            token=token.address,
+            currency=token.symbol,
+            amount=req.amount,
+            commission_bps=commission_bps,
+            tax_bps=corridor.tax_bps,
+            tax_recipient=corridor.recipient,
+            destination_country=req.destination_country.upper(),
+            goods_category=req.goods_category.lower(),
+            ship_by=ship_by,
+            deliver_by=deliver_by,
+            hold_seconds=hold,
+            valid_until=now + req.valid_for_seconds,
+            status="awaiting_funding",
+        )
+        s.add(order)
+        s.add(TimelineEntry(order_id=oid, kind="order.created", data={"order_ref": req.order_ref}))
+        try:
+            s.flush()
+        except IntegrityError as exc:
+            raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists") from exc
+    return order
+
+
+# --- actions that go on chain ------------------------------------------------------------------------------
+
+
+def _check_signer(
+    document: dict[str, Any], signature: bytes, expected: str, field: str = "signature"
+) -> None:
+    try:
+        signer = eip712.recover_signer(document, signature)
+    except Exception as exc:  # eth-account raises several types for malformed signatures
+        raise InvalidInput(
+            "invalid_signature",
+            f"the signature cannot be recovered: {exc}",
+            errors=[{"field": field, "message": "bad"}],
+        ) from exc
+    if signer != to_checksum_address(expected):
+        raise InvalidInput(
+            "invalid_signature",
+            f"signed by {signer}, expected {to_checksum_address(expected)}",
+            errors=[{"field": field, "message": "wrong signer"}],
+            expected=to_checksum_address(expected),
+            recovered=signer,
+        )
+
+
+def _submit(rt: Runtime, kind: str, payload: dict[str, Any], oid: str, fact: dict[str, Any]) -> Intent:
+    relayer.preflight(rt, kind, payload)
+    with transaction(rt.db) as s:
+        intent = relayer.submit(s, kind, payload, order_id=oid)
+        s.add(TimelineEntry(order_id=oid, kind=f"{kind}.submitted", data={"intent_id": intent.id, **fact}))
+    return intent
+
+
+def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: dict[str, Any] | None) -> Intent:
+    """The buyer's signed authorization (and optional permit) → a ``fund`` intent."""
+    require_role(buyer, "fund orders", "buyer")
+    with transaction(rt.db) as s:
+        order = get_visible(s, buyer, oid)
+    if order.status != "awaiting_funding":
+        raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")
+    message = authorization_message(order)
+    _check_signer(rt.escrow.typed_data("OrderAuthorization", message), signature, order.buyer)
+    payload = {
+        "authorization": {
+            k: (hex32(v) if isinstance(v, bytes) else str(v) if k == "amount" else v)
+            for k, v in message.items()
+        },
+        "signature": hex32(signature),
+        "permit": permit,
+    }
+    return _submit(rt, "fund", payload, order.id, {})
+
+
+def buyer_decision(
+    rt: Runtime,
+    buyer: Principal,
+    oid: str,
+    decision: Decision,
+    signature: bytes,
+    valid_until: int,
+    evidence_hash: bytes,
+) -> Intent:
+    """Confirm receipt or open a dispute with the buyer's signed BuyerDecision."""
+    require_role(buyer, "confirm receipt or dispute", "buyer")
+    with transaction(rt.db) as s:
+        order = get_visible(s, buyer, oid)
+    message = {
+        "orderId": bytes.fromhex(order.id[2:]),
+        "decision": int(decision),
+        "evidenceHash": evidence_hash,
+        "validUntil": valid_until,
+    }
+    _check_signer(rt.escrow.typed_data("BuyerDecision", message), signature, order.buyer)
+    kind = "confirm_receipt" if decision == Decision.CONFIRM_RECEIPT else "open_dispute"
+    payload = {
+        "orderId": order.id,
+        "decision": int(decision),
+        "evidenceHash": hex32(evidence_hash),
+        "validUntil": valid_until,
+        "signature": hex32(signature),
+    }
+    return _submit(rt, kind, payload, order.id, {})
+
+
+def add_evidence(
+    rt: Runtime,
+    party: Principal,
+    oid: str,
+    *,
+    filename: str,
+    content_type: str,
+    data: bytes,
+    signature: bytes,
+    valid_until: int,
+) -> tuple[Evidence, Intent]:
+    """Store an evidence file and anchor its SHA-256 with the party's signed EvidenceSubmission."""
+    require_role(party, "submit evidence", "buyer", "merchant")
+    assert party.address is not None
+    with transaction(rt.db) as s:
+        order = get_visible(s, party, oid)
+    if order.status in FINAL or order.status == "awaiting_funding":
+        raise DomainError("invalid_state", f"order {oid} is {order.status}: evidence is closed")
+    digest = content_hash(data)
+    message = {
+        "orderId": bytes.fromhex(order.id[2:]),
+        "party": party.address,
+        "evidenceHash": digest,
+        "validUntil": valid_until,
+    }
+    _check_signer(rt.escrow.typed_data("EvidenceSubmission", message), signature, party.address)
+    payload = {
+        "orderId": order.id,
+        "party": party.address,
+        "evidenceHash": hex32(digest),
+        "validUntil": valid_until,
+        "signature": hex32(signature),
+    }
+    relayer.preflight(rt, "evidence", payload)
+    with transaction(rt.db) as s:
+        intent = relayer.submit(s, "evidence", payload, order_id=order.id)
+        evidence = Evidence(
+            order_id=order.id,
+            principal_id=party.id,
+            party=party.address,
+            filename=filename[:255] or "evidence",
+            content_type=content_type[:100] or "application/octet-stream",
+            size=len(data),
+            sha256=hex32(digest),
+            data=data,
+            intent_id=intent.id,
+        )
+        s.add(evidence)
+        s.add(
+            TimelineEntry(
+                order_id=order.id,
+                kind="evidence.submitted",
+                data={"party": party.address, "sha256": hex32(digest), "intent_id": intent.id},
+            )
+        )
+    return evidence, intent
+
+
+def rule(
+    rt: Runtime,
+    arbitrator: Principal,
+    oid: str,
+    share_bps: int,
+    rationale_hash: bytes,
+    valid_until: int,
+    signature: bytes,
+) -> Intent:
+    """The arbitrator's signed Ruling → a ``ruling`` intent."""
+    require_role(arbitrator, "rule on disputes", "arbitrator")
+    assert arbitrator.address is not None
+    with transaction(rt.db) as s:
+        order = get_visible(s, arbitrator, oid)
+    message = {
+        "orderId": bytes.fromhex(order.id[2:]),
+        "buyerShareBps": share_bps,
+        "rationaleHash": rationale_hash,
+        "validUntil": valid_until,
+    }
+    _check_signer(rt.escrow.typed_data("Ruling", message), signature, arbitrator.address)
+    payload = {
+        "orderId": order.id,
+        "buyerShareBps": share_bps,
+        "rationaleHash": hex32(rationale_hash),
+        "validUntil": valid_until,
+        "signature": hex32(signature),
+    }
+    return _submit(rt, "ruling", payload, order.id, {"buyer_share_bps": share_bps})
+
+
+def add_shipment(
+    rt: Runtime, merchant: Principal, oid: str, carrier: str, tracking_number: str, sscc: str | None
+) -> Shipment:
+    """Register the shipment through which logistics events find the order."""
+    require_role(merchant, "register shipments", "merchant")
+    # the same normalisation carrier webhooks get, so that both sides meet (and trackingHash is stable)
+    carrier = normalise_carrier(carrier)
+    tracking_number = normalise_tracking_number(tracking_number)
+    with transaction(rt.db) as s:
+        order = get_visible(s, merchant, oid)
+        if order.status in FINAL:
+            raise DomainError("invalid_state", f"order {oid} is {order.status}")
+        taken = s.scalar(
+            select(Shipment).where(Shipment.carrier == carrier, Shipment.tracking_number == tracking_number)
+        )
+        if taken is not None:
+            raise DomainError(
+                "shipment_exists",
+                f"{carrier}:{tracking_number} is already registered",
+                order_id=taken.order_id,
+            )
+        shipment = Shipment(
+            order_id=order.id,
+            carrier=carrier,
+            tracking_number=tracking_number,
+            tracking_hash=hex32(tracking_hash(carrier, tracking_number)),
+            sscc=sscc,
+        )
+        s.add(shipment)
+        s.add(
+            TimelineEntry(
+                order_id=order.id,
+                kind="shipment.registered",
+                data={"carrier": carrier, "tracking_number": tracking_number, "sscc": sscc},
+            )
+        )
+        s.flush()
+    return shipment
+
+
+# --- views ------------------------------------------------------------------------------------------------
+
+
+def split_of(order: Order) -> tuple[Split, bool]:
+    """The actual split of a closed order, else the split a release would make (``final`` False)."""
+    if order.status in FINAL and order.seller_net is not None:
+        return (
+            Split(order.buyer_refund or 0, order.commission or 0, order.tax or 0, order.seller_net or 0),
+            True,
+        )
+    return release_split(order.amount, order.commission_bps, order.tax_bps), False
+
+
+def public(order: Order, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The API's view of an order (amounts as decimal strings, times RFC 3339 UTC)."""
+    split, final = split_of(order)
+    out: dict[str, Any] = {
+        "id": order.id,
+        "order_ref": order.order_ref,
+        "status": order.status,
+        "buyer": order.buyer,
+        "seller": order.seller,
+        "currency": order.currency,
+        "token": order.token,
+        "amount": str(order.amount),
+        "split": {
+            "final": final,
+            "buyer_refund": str(split.buyer_refund),
+            "commission": str(split.commission),
+            "tax": str(split.tax),
+            "seller_net": str(split.seller_net),
+        },
+        "commission_bps": order.commission_bps,
+        "tax_bps": order.tax_bps,
+        "tax_recipient": order.tax_recipient,
+        "destination_country": order.destination_country,
+        "goods_category": order.goods_category,
+        "ship_by": iso(order.ship_by),
+        "deliver_by": iso(order.deliver_by),
+        "hold_seconds": order.hold_seconds,
+        "valid_until": iso(order.valid_until),
+        "funded_at": iso(order.funded_at),
+        "release_at": iso(order.release_at),
+        "disputed_at": iso(order.disputed_at),
+        "frozen_until": iso(order.frozen_until),
+        "closed_at": iso(order.closed_at),
+        "needs_review": order.needs_review,
+        "created_at": order.created_at.isoformat().replace("+00:00", "Z"),
+    }
+    if timeline is not None:
+        out["timeline"] = timeline
+    return out
+
+
+def intent_public(intent: Intent) -> dict[str, Any]:
+    return {
+        "id": intent.id,
+        "kind": intent.kind,
+        "status": intent.status,
+        "tx_hash": intent.tx_hash,
+        "error": intent.error_name,
+    }

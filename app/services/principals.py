@@ -1,0 +1,108 @@
+"""Principals and API keys. A key is shown once, at creation; only its SHA-256 is stored.
+
+Keys are 256-bit random strings (``tg_<role>_<43 chars>``), so a fast hash is the right tool here (as with
+GitHub or Stripe tokens): there is nothing for a slow hash to protect against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from eth_utils import is_address, to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import ApiKey, Principal, utcnow
+from app.errors import AuthError, InvalidInput
+
+ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(role: str) -> str:
+    return f"tg_{role}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A principal and its new API key (the only time the key is visible)."""
+
+    principal: Principal
+    api_key: str
+
+
+def create_principal(session: Session, role: str, address: str | None, name: str = "") -> IssuedKey:
+    """A principal with one role and (except admins) one chain address, and its first API key."""
+    if role not in ROLES:
+        raise InvalidInput("invalid_role", f"role must be one of {', '.join(ROLES)}")
+    if role != "admin":
+        if not address or not is_address(address):
+            raise InvalidInput(
+                "invalid_address",
+                f"a {role} needs a 0x-prefixed 20-byte address",
+                errors=[{"field": "address", "message": "required: a checksummed or lower-case address"}],
+            )
+        address = to_checksum_address(address)
+    elif address is not None and not is_address(address):
+        raise InvalidInput("invalid_address", "address is not a valid address")
+    principal = Principal(role=role, address=to_checksum_address(address) if address else None, name=name)
+    session.add(principal)
+    session.flush()
+    return IssuedKey(principal, issue_key(session, principal))
+
+
+def issue_key(session: Session, principal: Principal, key: str | None = None) -> str:
+    """Add an API key to ``principal`` (a given ``key`` is for the admin bootstrap from the environment)."""
+    key = key or new_key(principal.role)
+    session.add(ApiKey(principal_id=principal.id, prefix=key[:12], key_hash=hash_key(key)))
+    session.flush()
+    return key
+
+
+def revoke_keys(session: Session, principal: Principal) -> None:
+    for row in session.scalars(select(ApiKey).where(ApiKey.principal_id == principal.id)):
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+
+
+def authenticate(session: Session, key: str) -> Principal:
+    """The principal owning ``key``; unknown, revoked or disabled keys raise :class:`AuthError`."""
+    digest = hash_key(key)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    # compare_digest keeps the final comparison constant-time; the lookup is by a hash, not the key.
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+        raise AuthError("unknown or revoked API key")
+    principal = session.get(Principal, row.principal_id)
+    if principal is None or principal.disabled:
+        raise AuthError("this API key's principal is disabled")
+    row.last_used_at = utcnow()
+    return principal
+
+
+def bootstrap_admin(session: Session, key: str) -> Principal:
+    """Make sure the admin key from ``TRADEGUARD_ADMIN_API_KEY`` exists (idempotent)."""
+    if len(key) < 24:
+        raise InvalidInput("weak_admin_key", "TRADEGUARD_ADMIN_API_KEY must be at least 24 characters")
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is not None:
+        principal = session.get(Principal, row.principal_id)
+        assert principal is not None
+        return principal
+    principal = Principal(role="admin", address=None, name="bootstrap admin")
+    session.add(principal)
+    session.flush()
+    issue_key(session, principal, key)
+    return principal
+
+
+def find_by_role_address(session: Session, role: str, address: str) -> Principal | None:
+    return session.scalar(
+        select(Principal).where(Principal.role == role, Principal.address == to_checksum_address(address))
+    )

@@ -1,0 +1,57 @@
+"""The Celery application. Redis only wakes workers: every task re-reads its work from the database.
+
+Without ``TRADEGUARD_BROKER_URL`` tasks run eagerly, in the caller's process. With it, workers acknowledge
+late, take one task at a time, re-queue a task whose worker died, and beat re-enqueues the sweeps every
+``TRADEGUARD_SWEEP_SECONDS``: whatever a lost message would have done, the next sweep does (TOOLCHAIN.md).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+SWEEPS = {
+    "relay": "workers.tasks.relay_intents",
+    "index": "workers.tasks.index_chain",
+    "keeper": "workers.tasks.keeper_sweep",
+    "inbox": "workers.tasks.process_inbox",
+    "webhooks": "workers.tasks.deliver_webhooks",
+}
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    """(Re)apply the settings to ``app``: the CLI and tests call this after changing the settings.
+
+    Connections made under the old settings are dropped (as Celery does after a fork), so that a changed
+    broker URL takes effect: otherwise the cached producer pool keeps publishing to the old broker.
+    """
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        task_always_eager=settings.eager,
+        task_eager_propagates=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 120, "unacked_restore_throttle": 1},
+        task_default_queue="tradeguard",
+        timezone="UTC",
+        beat_schedule={
+            f"sweep-{name}": {
+                "task": task,
+                "schedule": settings.sweep_seconds,
+                "options": {"expires": max(settings.sweep_seconds * 5, 10)},
+            }
+            for name, task in SWEEPS.items()
+        },
+    )
+
+
+celery_app = Celery("tradeguard", include=["workers.tasks"])
+configure(celery_app, get_settings())

@@ -266,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command not in ("worker", "beat"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kombu warns about the in-memory transport that eager mode never uses for sending
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)
     try:
         if args.command == "compile":
             return compiler.main(["--check"] if args.check else [])

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
@@ -135,6 +136,14 @@ def from_exception(exc: Exception) -> JSONResponse:
         return problem(503, "chain_unavailable", f"the chain is not reachable: {exc}")
     if isinstance(exc, TransactionFailed):
         return problem(409, "transaction_failed", str(exc), tx_hash=exc.tx_hash)
+    if isinstance(exc, OSError | TimeoutError):  # a node or a database that does not answer
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return problem(
+            503, "unavailable", "a dependency (chain node or database) is not reachable; retry later"
+        )
+    if isinstance(exc, OperationalError):
+        log.warning("database unavailable: %s", exc.orig)
+        return problem(503, "database_unavailable", "the database is not available; retry later")
     if isinstance(exc, ChainError | ConfigError | TradeGuardError):
         log.error("unexpected %s: %s", type(exc).__name__, exc)
         return problem(503, "service_unavailable", "the service cannot do this right now")

@@ -353,7 +353,7 @@ class Demo:
         lines = [
             f"{'order_ref':<22} {'status':<9} {'amount':>10} {'commission':>11} {'tax':>9} "
             f"{'seller_net':>11} "
-            f"{'refund':>9}  release_at",
+            f"{'refund':>9}  release_at / closed_at",
         ]
         for row in report["items"]:
             refund = int(row["buyer_refund"])
@@ -361,7 +361,7 @@ class Demo:
                 f"{row['order_ref']:<22} {row['status']:<9} {self.money(row['amount']):>10} "
                 f"{self.money(row['commission']):>11} {self.money(row['tax']):>9} "
                 f"{self.money(row['seller_net']):>11} "
-                f"{self.money(refund):>9}  {row['release_at'] or '-'}"
+                f"{self.money(refund):>9}  {row['release_at'] or row['closed_at'] or '-'}"
             )
         return "\n".join(lines)
 

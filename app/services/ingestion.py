@@ -101,12 +101,34 @@ def accept_carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, st
     try:
         if carrier == "aftership":
             carriers.verify_aftership(body, headers.get("aftership-hmac-sha256"), secret.get_secret_value())
-            event = carriers.parse_aftership(body)
         else:
             carriers.verify_easypost(body, headers.get("x-hmac-signature"), secret.get_secret_value())
-            event = carriers.parse_easypost(body)
     except ConfigError as exc:
         raise FeedError("not_configured", str(exc)) from exc
+    try:
+        event = carriers.parse_aftership(body) if carrier == "aftership" else carriers.parse_easypost(body)
+    except FeedError as exc:
+        if exc.code != "unsupported_event":
+            raise
+        # A genuine, signed event of a kind we do not use (an AfterShip "tracking_created", say): kept, and
+        # answered 2xx so the carrier stops retrying, but never mapped to a milestone.
+        accepted = _store(
+            rt,
+            carrier,
+            f"{carrier}:sha256:{hashlib.sha256(body).hexdigest()}",
+            body,
+            None,
+            "application/json",
+        )
+        if not accepted.duplicate:
+            with transaction(rt.db) as s:
+                item = s.get(InboxItem, accepted.item.id)
+                assert item is not None
+                item.status = "ignored"
+                item.outcome = {"ignored": str(exc)}
+                item.processed_at = utcnow()
+                accepted.item = item
+        return accepted
     return _store(rt, carrier, f"{carrier}:{event.event_id}", body, None, "application/json")
 
 

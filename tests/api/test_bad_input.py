@@ -322,3 +322,19 @@ def test_idempotency_key_replays_and_refuses_another_body(
 def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
     assert_problem(client.get("/v1/nope"), 404)
     assert_problem(client.delete("/v1/chain"), 405)
+
+
+def test_signed_event_of_an_unused_kind_is_kept_and_acknowledged(
+    client: TestClient, runtime: Runtime
+) -> None:
+    body = json.dumps(
+        {"event": "tracking_created", "event_id": "evt-9", "msg": {"tracking_number": "1Z1"}}
+    ).encode()
+    good = base64.b64encode(hmac.digest(b"aftership-test-secret", body, "sha256")).decode()
+    resp = client.post(
+        "/v1/carriers/aftership/webhooks", content=body, headers={"aftership-hmac-sha256": good}
+    )
+    assert resp.status_code == 202 and resp.json()["status"] == "ignored", resp.text
+    with runtime.db() as s:
+        item = s.scalars(select(InboxItem)).one()
+        assert item.raw == body and item.status == "ignored" and item.outcome and "ignored" in item.outcome

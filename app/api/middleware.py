@@ -18,16 +18,19 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db.models import IdempotencyRecord, utcnow
+from app.db.models import ApiKey, IdempotencyRecord, utcnow
 from app.db.session import transaction
 from app.errors import FeedError
 from app.feeds.hashing import check_nesting
+from app.services.principals import hash_key
 from app.services.runtime import Runtime, get_runtime
 
 PROBLEM = b"application/problem+json"
 #: JSON bodies nest at most this deep. py-evm raises Python's recursion limit to 100 000, so a deeply
 #: nested body would overflow the C stack inside ``json.loads`` (a crash, not an exception): refuse it first.
 JSON_MAX_DEPTH = 64
+#: A key whose first request has run this long without an answer is taken over by the next attempt.
+IN_FLIGHT_LEASE_SECONDS = 120
 
 
 def _problem(status: int, code: str, detail: str) -> tuple[int, bytes]:
@@ -99,7 +102,10 @@ class IdempotencyMiddleware:
                 send, 422, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"
             )
             return
-        owner = hashlib.sha256(headers.get(b"authorization", b"anonymous")).hexdigest()[:40]
+        owner = await anyio.to_thread.run_sync(_principal_of, rt, headers.get(b"authorization"))
+        if owner is None:  # not authenticated: the app answers 401 and nothing is kept
+            await self.app(scope, replay, send)
+            return
         request_hash = hashlib.sha256(
             b"\n".join(
                 [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
@@ -111,6 +117,14 @@ class IdempotencyMiddleware:
             if status == -1:
                 await _send_problem(
                     send, 409, "idempotency_key_in_flight", f"{key_text!r} is still being processed"
+                )
+            elif status == -3:
+                await _send_problem(
+                    send,
+                    409,
+                    "idempotent_replay_withheld",
+                    f"the request with Idempotency-Key {key_text!r} succeeded; its answer carried a "
+                    "secret that is shown only once",
                 )
             elif status == -2:
                 await _send_problem(
@@ -133,7 +147,12 @@ class IdempotencyMiddleware:
                 )
                 await send({"type": "http.response.body", "body": stored})
             return
-        captured: dict[str, Any] = {"status": 500, "content_type": "application/json", "body": []}
+        captured: dict[str, Any] = {
+            "status": 500,
+            "content_type": "application/json",
+            "body": [],
+            "keep": True,
+        }
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -141,6 +160,8 @@ class IdempotencyMiddleware:
                 for k, v in message.get("headers", []):
                     if k.lower() == b"content-type":
                         captured["content_type"] = v.decode("latin-1")
+                    if k.lower() == b"cache-control" and b"no-store" in v.lower():
+                        captured["keep"] = False  # a secret shown once is never stored
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
             await send(message)
@@ -148,15 +169,16 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay, capture)
         finally:
-            await anyio.to_thread.run_sync(
-                self._finish,
-                rt,
-                owner,
-                key_text,
-                captured["status"],
-                captured["content_type"],
-                b"".join(captured["body"]),
-            )
+            with anyio.CancelScope(shield=True):  # a cancelled request must still release its key
+                await anyio.to_thread.run_sync(
+                    self._finish,
+                    rt,
+                    owner,
+                    key_text,
+                    captured["status"],
+                    captured["content_type"],
+                    b"".join(captured["body"]) if captured["keep"] else None,
+                )
 
     @staticmethod
     async def _read(receive: Receive, limit: int) -> bytes:
@@ -203,16 +225,24 @@ class IdempotencyMiddleware:
                     IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
                 )
             )
-            if row is None:  # expired and deleted between the two transactions: treat as new
+            if row is None:  # expired and deleted between the two transactions: ask for a retry
                 return (-1, "", b"")
             if row.request_hash != request_hash:
                 return (-2, "", b"")
             if row.status_code is None:
-                return (-1, "", b"")
-            return (row.status_code, row.content_type or "application/json", row.response_body or b"")
+                if row.created_at > now - timedelta(seconds=IN_FLIGHT_LEASE_SECONDS):
+                    return (-1, "", b"")
+                # the first attempt died mid-request (a crash, a kill): this one takes the key over
+                row.created_at = now
+                return None
+            if row.response_body is None:
+                return (-3, "", b"")
+            return (row.status_code, row.content_type or "application/json", row.response_body)
 
     @staticmethod
-    def _finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes) -> None:
+    def _finish(
+        rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None
+    ) -> None:
         with transaction(rt.db) as s:
             row = s.get(IdempotencyRecord, (owner, key))
             if row is None:
@@ -223,6 +253,16 @@ class IdempotencyMiddleware:
             row.status_code = status
             row.content_type = content_type
             row.response_body = body
+
+
+def _principal_of(rt: Runtime, authorization: bytes | None) -> str | None:
+    """The principal id of a valid bearer API key (idempotency keys are scoped to the principal)."""
+    if not authorization or not authorization.lower().startswith(b"bearer "):
+        return None
+    digest = hash_key(authorization[7:].decode("latin-1").strip())
+    with transaction(rt.db) as s:
+        row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+        return row.principal_id if row is not None else None
 
 
 def _replayer(body: bytes, upstream: Receive) -> Receive:

@@ -164,6 +164,11 @@ class ShipmentCreate(Strict):
         str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")
     ]
     sscc: Annotated[str, StringConstraints(pattern=r"^[0-9]{18}$")] | None = None
+    destination: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        None,
+        description="the destination's location id as EPCIS events name it (SGLN URI or GS1 Digital Link); "
+        "when set, only a receiving event there counts as DELIVERED",
+    )
 
 
 class ShipmentPublic(BaseModel):
@@ -173,6 +178,7 @@ class ShipmentPublic(BaseModel):
     tracking_number: str
     tracking_hash: str
     sscc: str | None
+    destination: str | None
 
 
 class EvidencePublic(BaseModel):

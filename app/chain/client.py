@@ -11,29 +11,22 @@ replayed with ``eth_call`` at its own block (its timestamp), then at the block b
 
 Nonces are counted locally per sender; a nonce error from the node (another process sending from the same
 account, a reverted snapshot) makes the client re-read the nonce and send again, a few times at most.
+
+Beside it: :mod:`app.chain.abi` (decoding errors and logs), :mod:`app.chain.reverts` (revert data and node
+refusals read out of exceptions), :mod:`app.chain.anvil` (the anvil process) and :mod:`app.chain.devchain`
+(dev accounts, time travel, snapshots and reorgs, mixed into the client).
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal, cast
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
@@ -50,43 +43,20 @@ from web3.exceptions import (
 from web3.types import TxReceipt
 
 from app.chain import compiler
+from app.chain.abi import AbiRegistry, Event
+from app.chain.anvil import AnvilProcess
+from app.chain.devchain import EMBEDDED_ACCOUNTS, DevChainControls
+from app.chain.reverts import (
+    eth_tester_failure,
+    hex_data,
+    is_already_known,
+    is_nonce_error,
+    is_nonce_too_low,
+    revert_data_from_exception,
+)
 from app.errors import ChainError, ChainUnavailable, ContractRevert, NonceTooLow, TransactionFailed
 
-PROJECT_ROOT = compiler.PROJECT_ROOT
 Backend = Literal["embedded", "rpc", "anvil"]
-
-#: Chain ids of development chains (anvil/hardhat, geth --dev, eth-tester).
-DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
-#: Pre-funded dev accounts on the embedded chain and on anvils we start.
-EMBEDDED_ACCOUNTS = 20
-ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
-
-_ERROR_STRING = bytes.fromhex("08c379a0")
-_PANIC = bytes.fromhex("4e487b71")
-_BYTES_LITERAL = re.compile(r"(b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\")")
-_HEX_DATA = re.compile(r"0x[0-9a-fA-F]{8,}(?![0-9a-zA-Z])")
-#: web3's eth-tester provider message: ``execution reverted: <b'raw data' | decoded Error(string) reason>``.
-_REVERTED = re.compile(r"execution reverted(?:: (.*))?", re.DOTALL)
-#: py-evm's messages for VM errors that are not a REVERT (they reach the same message slot as a reason).
-_VM_ERROR = re.compile(
-    r"(Out of gas|Invalid opcode|Invalid Jump Destination|Jump resulted in invalid|Insufficient (stack|funds)"
-    r"|Wanted \d+ stack item|Stack (depth )?limit|Cannot modify state|Return data length|Contract code"
-    r"|Net-metered SSTORE)"
-)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One decoded log of a contract we know."""
-
-    name: str
-    address: str
-    args: dict[str, Any]
-    tx_hash: str
-    block_number: int
-    log_index: int
-    #: hash of the block the log was read from ("" when the node did not say)
-    block_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,226 +69,8 @@ class BlockHeader:
     timestamp: int
 
 
-def _abi_type(item: dict[str, Any]) -> str:
-    typ = str(item["type"])
-    if typ.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item["components"])
-        return f"({inner}){typ[5:]}"
-    return typ
-
-
-def _signature(item: dict[str, Any]) -> str:
-    return f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
-
-
-def _named_value(item: dict[str, Any], value: Any) -> Any:
-    """A decoded value made readable: tuples as dicts by component name, addresses checksummed."""
-    typ = str(item["type"])
-    if typ.endswith("]") and isinstance(value, list | tuple):
-        inner = {**item, "type": typ[: typ.rindex("[")]}
-        return [_named_value(inner, v) for v in value]
-    if typ == "tuple":
-        return _named(item["components"], value)
-    if typ == "address" and isinstance(value, str):
-        return to_checksum_address(value)
-    return value
-
-
-def _named(items: Sequence[dict[str, Any]], values: Sequence[Any]) -> dict[str, Any]:
-    return {
-        item.get("name") or f"arg{i}": _named_value(item, value)
-        for i, (item, value) in enumerate(zip(items, values, strict=True))
-    }
-
-
-class AbiRegistry:
-    """Custom errors by selector and events by topic, gathered from every artifact we build."""
-
-    def __init__(self, abis: Sequence[Sequence[dict[str, Any]]]) -> None:
-        self.errors: dict[bytes, dict[str, Any]] = {}
-        self.events: dict[bytes, dict[str, Any]] = {}
-        for abi in abis:
-            for item in abi:
-                if item["type"] == "error":
-                    self.errors[keccak(text=_signature(item))[:4]] = item
-                elif item["type"] == "event" and not item.get("anonymous"):
-                    self.events[keccak(text=_signature(item))] = item
-
-    def decode_error(self, data: bytes, tx_hash: str | None = None) -> ContractRevert | None:
-        """Decode revert data into a :class:`ContractRevert`; None if the selector is unknown."""
-        if len(data) < 4:
-            return None
-        selector, body = data[:4], data[4:]
-        # A body that does not decode (truncated data, or a foreign error sharing a selector) is not ours.
-        try:
-            if selector == _ERROR_STRING:
-                (reason,) = abi_decode(["string"], body)
-                return ContractRevert("Error", {"reason": reason}, data, tx_hash)
-            if selector == _PANIC:
-                (code,) = abi_decode(["uint256"], body)
-                return ContractRevert("Panic", {"code": code}, data, tx_hash)
-            item = self.errors.get(selector)
-            if item is None:
-                return None
-            values = abi_decode([_abi_type(i) for i in item["inputs"]], body)
-        except (DecodingError, ValueError, TypeError):
-            return None
-        return ContractRevert(item["name"], _named(item["inputs"], values), data, tx_hash)
-
-    def decode_log(self, log: Any) -> Event | None:
-        """Decode one raw log; None if its event is not one of ours.
-
-        A log whose topic count does not match our declaration of its event (another contract's event with
-        the same signature but other ``indexed`` flags, like ERC-721's ``Transfer``) is not ours either.
-        Indexed arguments of dynamic types are only stored as their keccak hash: they come back as that hash.
-        """
-        topics = [bytes(t) for t in log["topics"]]
-        if not topics:
-            return None
-        item = self.events.get(topics[0])
-        if item is None:
-            return None
-        inputs: list[dict[str, Any]] = item["inputs"]
-        indexed = [n for n, i in enumerate(inputs) if i["indexed"]]
-        plain = [n for n, i in enumerate(inputs) if not i["indexed"]]
-        if len(indexed) != len(topics) - 1:
-            return None
-        raw: dict[int, Any] = {}
-        try:
-            for n, topic in zip(indexed, topics[1:], strict=True):
-                raw[n] = topic if _is_dynamic(inputs[n]) else abi_decode([_abi_type(inputs[n])], topic)[0]
-            raw.update(
-                zip(plain, abi_decode([_abi_type(inputs[n]) for n in plain], bytes(log["data"])), strict=True)
-            )
-        except (DecodingError, ValueError, TypeError):
-            return None
-        # keep the ABI's argument order
-        args = {inp.get("name") or f"arg{n}": _named_value(inp, raw[n]) for n, inp in enumerate(inputs)}
-        block_hash = log.get("blockHash")
-        return Event(
-            name=item["name"],
-            address=to_checksum_address(log["address"]),
-            args=args,
-            tx_hash="0x" + bytes(log["transactionHash"]).hex(),
-            block_number=int(log["blockNumber"]),
-            log_index=int(log["logIndex"]),
-            block_hash="0x" + bytes(block_hash).hex() if block_hash else "",
-        )
-
-
-def _is_dynamic(item: dict[str, Any]) -> bool:
-    """Whether an ABI type is stored hashed when indexed (strings, bytes, arrays, tuples)."""
-    typ = str(item["type"])
-    return typ in ("string", "bytes") or typ.endswith("]") or typ.startswith("tuple")
-
-
-def _hex_bytes(text: str) -> bytes | None:
-    """``0x``-prefixed hex to bytes; None if it is not well-formed hex of whole bytes."""
-    if not text.startswith(("0x", "0X")) or len(text) % 2:
-        return None
-    try:
-        return bytes.fromhex(text[2:])
-    except ValueError:
-        return None
-
-
-def revert_data_from_exception(exc: BaseException) -> bytes | None:
-    """Pull raw revert data out of whatever exception web3 or eth-tester raised.
-
-    Looks, in order, at ``exc.data`` (bytes, a ``0x`` hex string, or a JSON-RPC error object with a
-    ``data`` member), then at an ``execution reverted: …`` message as web3's eth-tester provider words it
-    (a ``b'…'`` bytes literal, or the reason of an ``Error(string)`` it already decoded: re-encoded here),
-    then at any ``b'…'`` literal or ``0x`` hex run of at least four bytes in the message. Returns None when
-    there is no revert data (``0x``, ``b''``, a bare ``execution reverted``, a VM error such as out of gas).
-    """
-    data = getattr(exc, "data", None)
-    if isinstance(data, dict):
-        data = data.get("data")
-    if isinstance(data, bytes | bytearray) and data:
-        return bytes(data)
-    if isinstance(data, str):
-        decoded = _hex_bytes(data.strip())
-        if decoded:
-            return decoded
-    args = getattr(exc, "args", ())
-    first = args[0] if args and isinstance(args[0], str) else str(exc)
-    reverted = _REVERTED.fullmatch(first)
-    if reverted is not None:
-        return _tester_reason_data(reverted.group(1) or "")
-    text = " ".join(str(a) for a in args) or str(exc)
-    for match in _BYTES_LITERAL.finditer(text):
-        try:
-            value = ast.literal_eval(match.group(1))
-        except (ValueError, SyntaxError):
-            continue
-        if isinstance(value, bytes) and value:
-            return value
-    for match in _HEX_DATA.finditer(text):
-        decoded = _hex_bytes(match.group(0))
-        if decoded:
-            return decoded
-    return None
-
-
-def _tester_reason_data(reason: str) -> bytes | None:
-    """Revert data behind the reason of an ``execution reverted: <reason>`` message."""
-    if not reason or _VM_ERROR.match(reason):
-        return None
-    if _BYTES_LITERAL.fullmatch(reason):
-        try:
-            value = ast.literal_eval(reason)
-        except (ValueError, SyntaxError):
-            value = None
-        return value if isinstance(value, bytes) and value else None
-    # eth-tester decodes Error(string) itself and hands over only the text: encode it back
-    return _ERROR_STRING + abi_encode(["string"], [reason])
-
-
-def _eth_tester_failure() -> tuple[type[BaseException], ...]:
-    try:
-        from eth_tester.exceptions import TransactionFailed as TesterTransactionFailed
-    except ImportError:  # a production install without eth-tester never sees its exceptions
-        return ()
-    return (cast(type[BaseException], TesterTransactionFailed),)
-
-
-#: Phrases of node errors that mean "this nonce is taken or out of order" (anvil, geth, besu, eth-tester).
-_NONCE_ERRORS = (
-    "nonce too low",
-    "nonce too high",
-    "invalid transaction nonce",
-    "replacement transaction underpriced",
-    "nonce is too low",
-    "invalid nonce",
-)
-#: Node answers meaning "this very transaction is already in the pool": it was sent, wait for it.
-_ALREADY_KNOWN = ("already known", "known transaction", "already imported")
 #: How often a send is retried with a nonce re-read from the chain after a nonce error.
 NONCE_RETRIES = 3
-
-
-def _is_nonce_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(phrase in text for phrase in _NONCE_ERRORS)
-
-
-def _is_already_known(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(phrase in text for phrase in _ALREADY_KNOWN)
-
-
-#: Node answers meaning "this nonce is already used" (geth/anvil, besu, nethermind); eth-tester words it as
-#: ``Invalid transaction nonce: Expected 5, but got 3``.
-_NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "nonce_too_low", "oldnonce")
-_TESTER_NONCE = re.compile(r"invalid transaction nonce: expected (\d+), but got (\d+)")
-
-
-def _is_nonce_too_low(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    if any(phrase in text for phrase in _NONCE_TOO_LOW):
-        return True
-    found = _TESTER_NONCE.search(text)
-    return found is not None and int(found.group(2)) < int(found.group(1))
 
 
 @dataclass(frozen=True)
@@ -332,100 +84,14 @@ class PreparedTx:
     gas: int
 
 
-class AnvilProcess:
-    """An anvil node owned by this process: started on a free port, stopped on :meth:`stop`."""
+class ChainClient(DevChainControls):
+    """Provider, deployments, sending, receipts, events and typed reverts for one chain.
 
-    def __init__(
-        self,
-        *,
-        port: int | None = None,
-        state_file: Path | None = None,
-        chain_id: int = 31337,
-        extra_args: Sequence[str] = (),
-    ) -> None:
-        self.extra_args = list(extra_args)
-        self.port = port or _free_port()
-        self.state_file = state_file
-        self.chain_id = chain_id
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+    On development chains also dev accounts, time travel, snapshots and reorgs
+    (:class:`~app.chain.devchain.DevChainControls`).
+    """
 
-    @property
-    def url(self) -> str:
-        """JSON-RPC URL of the node."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @staticmethod
-    def binary() -> str:
-        """Path of the anvil binary (npm package first, then PATH)."""
-        local = PROJECT_ROOT / "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
-        if local.exists():
-            return str(local)
-        found = shutil.which("anvil")
-        if not found:
-            raise ChainUnavailable("anvil not found: run `make setup` (npm package @foundry-rs/anvil)")
-        return found
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start anvil and wait until it answers JSON-RPC."""
-        cmd = [
-            self.binary(),
-            "--port",
-            str(self.port),
-            "--chain-id",
-            str(self.chain_id),
-            "--silent",
-            "--accounts",
-            str(EMBEDDED_ACCOUNTS),
-            "--gas-limit",
-            "60000000",
-        ]
-        if self.state_file is not None:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            cmd += ["--state", str(self.state_file)]
-        cmd += self.extra_args
-        # stderr goes to a file, not a pipe nobody drains (a full pipe would block the node)
-        self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
-        w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 2}))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._stderr.seek(0)
-                err = self._stderr.read().decode(errors="replace")
-                self.stop()
-                raise ChainUnavailable(f"anvil exited with {code}: {err.strip()}")
-            with suppress(Exception):
-                if w3.eth.chain_id == self.chain_id:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout}s")
-
-    def stop(self) -> None:
-        """Stop anvil (it writes its state file on a clean exit)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ChainClient:
-    """Provider, deployments, sending, receipts, events and typed reverts for one chain."""
+    backend: Backend
 
     def __init__(
         self,
@@ -492,25 +158,6 @@ class ChainClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def is_dev_chain(self) -> bool:
-        """Whether this is a development chain (faucet and time travel allowed)."""
-        return self.chain_id in DEV_CHAIN_IDS
-
-    def dev_accounts(self, count: int = 10) -> list[LocalAccount]:
-        """The pre-funded accounts of a development chain, with their (public, well-known) keys."""
-        if not self.is_dev_chain:
-            raise ChainUnavailable("dev accounts exist only on development chains")
-        if self.backend == "embedded":
-            from eth_tester.backends.pyevm.main import get_default_account_keys
-
-            keys = get_default_account_keys(quantity=count)
-            return [Account.from_key(k.to_bytes()) for k in keys]
-        Account.enable_unaudited_hdwallet_features()
-        return [
-            Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)
-        ]
 
     # ------------------------------------------------------------------ artifacts and deployment
 
@@ -621,14 +268,14 @@ class ChainClient:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
                 break
             except Exception as exc:
-                if _is_already_known(exc):
+                if is_already_known(exc):
                     tx_hash = HexBytes(signed.hash)
                     break
                 # Whatever went wrong, the local nonce may now be wrong: re-read it on the next send. Another
                 # sender of this account (a second process, a reverted snapshot) makes nonce errors: retry.
                 self.reset_nonce(sender.address)
                 attempt += 1
-                if attempt > NONCE_RETRIES or not _is_nonce_error(exc):
+                if attempt > NONCE_RETRIES or not is_nonce_error(exc):
                     raise self._translate(exc) from exc
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
@@ -678,7 +325,7 @@ class ChainClient:
         result = response.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("output"), str):
             return None
-        return _hex_bytes(result["output"])
+        return hex_data(result["output"])
 
     def call(self, fn: ContractFunction, sender: str | None = None) -> Any:
         """``eth_call`` a view or a would-be transaction; reverts raise :class:`ContractRevert`."""
@@ -747,9 +394,9 @@ class ChainClient:
         try:
             self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
-            if _is_already_known(exc):
+            if is_already_known(exc):
                 return tx_hash
-            if _is_nonce_too_low(exc):
+            if is_nonce_too_low(exc):
                 raise NonceTooLow(tx_hash, str(exc)) from exc
             translated = self._translate(exc, tx_hash)
             if isinstance(translated, ChainError):
@@ -803,7 +450,7 @@ class ChainClient:
     def _translate(self, exc: BaseException, tx_hash: str | None = None) -> Exception:
         if isinstance(exc, ContractRevert | ChainUnavailable):
             return exc
-        if isinstance(exc, (ContractCustomError, ContractLogicError, *_eth_tester_failure())):
+        if isinstance(exc, (ContractCustomError, ContractLogicError, *eth_tester_failure())):
             data = revert_data_from_exception(exc)
             if data is not None:
                 decoded = self.abis.decode_error(data, tx_hash)
@@ -924,89 +571,6 @@ class ChainClient:
             timestamp=int(block["timestamp"]),
         )
 
-    def advance_time(self, seconds: int) -> int:
-        """Dev chains only: mine a block ``seconds`` after the latest one; returns its timestamp."""
-        self._require_dev()
-        target = self.now() + seconds
-        if self.backend == "embedded":
-            pending = int(self._tester.get_block_by_number("pending")["timestamp"])
-            self._tester.time_travel(max(target, pending))
-            self._tester.mine_blocks(1)
-        else:
-            self._dev_rpc("evm_setNextBlockTimestamp", target)
-            self._dev_rpc("evm_mine")
-        return self.now()
-
-    def set_next_block_time(self, timestamp: int) -> None:
-        """Dev chains only: the next mined block gets exactly ``timestamp``."""
-        self._require_dev()
-        if self.backend == "embedded":
-            self._tester.time_travel(timestamp)
-        else:
-            self._dev_rpc("evm_setNextBlockTimestamp", timestamp)
-
-    def mine(self, blocks: int = 1) -> None:
-        """Dev chains only: mine empty blocks."""
-        self._require_dev()
-        if self.backend == "embedded":
-            self._tester.mine_blocks(blocks)
-        else:
-            for _ in range(blocks):
-                self._dev_rpc("evm_mine")
-
-    def snapshot(self) -> Any:
-        """Dev chains only: snapshot the chain (anvil snapshots are one-shot)."""
-        self._require_dev()
-        if self.backend == "embedded":
-            return self._tester.take_snapshot()
-        return self._dev_rpc("evm_snapshot")
-
-    def revert(self, snapshot_id: Any) -> None:
-        """Dev chains only: go back to a snapshot; local nonces are re-read afterwards."""
-        self._require_dev()
-        if self.backend == "embedded":
-            self._tester.revert_to_snapshot(snapshot_id)
-        else:
-            try:
-                reverted = self._dev_rpc("evm_revert", snapshot_id)
-            finally:
-                with self._nonce_lock:
-                    self._nonces.clear()
-            if reverted is not True:
-                # anvil snapshots are one-shot: reverting to one twice (or to an unknown id) does nothing
-                raise ChainError(f"no snapshot {snapshot_id!r} to revert to (anvil snapshots are one-shot)")
-            return
-        with self._nonce_lock:
-            self._nonces.clear()
-
-    def reorg(self, depth: int) -> None:
-        """anvil only: replace the latest ``depth`` blocks with as many empty ones (``anvil_reorg``).
-
-        The transactions of the dropped blocks are gone (not back in the pool); local nonces are re-read.
-        """
-        self._require_dev()
-        if self.backend == "embedded":
-            raise ChainError("reorg needs anvil (eth-tester can only revert to a snapshot)")
-        try:
-            self._dev_rpc("anvil_reorg", depth, [])
-        finally:
-            with self._nonce_lock:
-                self._nonces.clear()
-
-    def _dev_rpc(self, method: str, *params: Any) -> Any:
-        """Call a dev-node JSON-RPC method; an error answer raises :class:`ChainError`."""
-        try:
-            response = self.w3.provider.make_request(cast(Any, method), list(params))
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            raise ChainUnavailable(f"{method}: {exc}") from exc
-        if response.get("error"):
-            raise ChainError(f"{method}{list(params)} failed: {response['error']}")
-        return response.get("result")
-
-    def _require_dev(self) -> None:
-        if not self.is_dev_chain:
-            raise ChainUnavailable("time travel and snapshots exist only on development chains")
-
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass."""
@@ -1019,12 +583,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 
 __all__ = [
-    "AbiRegistry",
-    "AnvilProcess",
     "BlockHeader",
     "ChainClient",
-    "Event",
     "PreparedTx",
-    "revert_data_from_exception",
     "wait_until",
 ]

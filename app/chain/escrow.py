@@ -19,7 +19,8 @@ from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from app.chain import eip712
-from app.chain.client import ChainClient, Event
+from app.chain.abi import Event
+from app.chain.client import ChainClient
 from app.domain.lifecycle import OrderTerms
 from app.domain.order_state import OrderState, Status
 

@@ -174,6 +174,10 @@ class Demo:
         )
         return sscc
 
+    def order_urn(self, order_ref: str) -> str:
+        """How an EPCIS bizTransaction names one of this merchant's orders."""
+        return f"urn:tradeguard:order:{self.wallets.merchant.address.lower()}:{order_ref}"
+
     def epcis(
         self, sscc: str, biz_step: str, when: int, *, order_ref: str, event_id: str | None = None
     ) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class Demo:
             "bizStep": biz_step,
             "disposition": "in_transit" if biz_step == "shipping" else "in_progress",
             "readPoint": {"id": f"https://id.gs1.org/414/{GS1_COMPANY}000000"},
-            "bizTransactionList": [{"type": "po", "bizTransaction": f"urn:tradeguard:order:{order_ref}"}],
+            "bizTransactionList": [{"type": "po", "bizTransaction": self.order_urn(order_ref)}],
         }
         if event_id is not None:
             event["eventID"] = event_id

@@ -38,7 +38,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.chain.client import BlockHeader, Event
+from app.chain.abi import Event
+from app.chain.client import BlockHeader
 from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, TimelineEntry, WebhookEvent
 from app.db.session import transaction
 from app.errors import ChainUnavailable

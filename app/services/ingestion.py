@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import or_, select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,8 @@ MAX_ATTEMPTS = 5
 #: Order statuses in which a milestone can still count (SHIPPED from funded; DELIVERED from funded/shipped).
 ACCEPTS = {Milestone.SHIPPED: ("funded",), Milestone.DELIVERED: ("funded", "shipped")}
 ZERO32 = b"\x00" * 32
+#: How far an event's time may be off the chain's clock (ahead of now, or before the funding).
+CLOCK_SKEW_SECONDS = 300
 
 
 @dataclass
@@ -88,7 +90,10 @@ def accept_epcis(rt: Runtime, principal: Principal, body: bytes, content_type: s
     """Validate an EPCISDocument (malformed → 4xx, nothing stored) and store it before answering."""
     require_role(principal, "capture EPCIS events", "oracle", "admin")
     epcis.parse_document(body, with_cbv_hash=False)
-    return _store(rt, "epcis", hashlib.sha256(body).hexdigest(), body, principal.id, content_type)
+    # the same document from two oracles is two captures (each sees, and may retract, only its own)
+    return _store(
+        rt, "epcis", f"{principal.id}:{hashlib.sha256(body).hexdigest()}", body, principal.id, content_type
+    )
 
 
 def accept_carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) -> Accepted:
@@ -212,6 +217,7 @@ class _Fact:
     carrier: str | None = None
     tracking_number: str | None = None
     test_mode: bool = False
+    locations: tuple[str, ...] = ()
 
 
 def _facts(item: InboxItem) -> list[_Fact]:
@@ -229,6 +235,9 @@ def _facts(item: InboxItem) -> list[_Fact]:
                 ev.retracted,
                 sscc=ev.sscc,
                 order_refs=epcis.order_refs(ev),
+                locations=tuple(
+                    v for v in (ev.read_point, ev.biz_location, *(d for _, d in ev.destinations)) if v
+                ),
             )
             for ev in epcis.parse_document(item.raw)
         ]
@@ -252,57 +261,93 @@ def _facts(item: InboxItem) -> list[_Fact]:
     ]
 
 
+def order_reference(seller: str, order_ref: str) -> str:
+    """The bizTransaction value that names an order: namespaced by the seller, so no other merchant's
+    reference (nor a short number that happens to match) can reach it."""
+    return f"urn:tradeguard:order:{to_checksum_address(seller).lower()}:{order_ref}"
+
+
+def _one(rows: list[Shipment]) -> Shipment | None:
+    """The shipment if exactly one matches; an ambiguous match moves no order (it stays a fact)."""
+    return rows[0] if len(rows) == 1 else None
+
+
 def _match(session: Session, fact: _Fact) -> tuple[Order, Shipment | None] | None:
-    """The order a fact belongs to: by (carrier, tracking number), SSCC, or an unambiguous order reference."""
+    """The order a fact belongs to: the registered shipment (carrier + tracking number, or SSCC), or a
+    bizTransaction naming the order exactly (its orderId, or :func:`order_reference`)."""
+    shipment: Shipment | None = None
     if fact.carrier and fact.tracking_number:
-        shipment = session.scalar(
-            select(Shipment).where(
-                Shipment.carrier.in_({fact.carrier, carriers.normalise_carrier(fact.carrier)}),
-                Shipment.tracking_number.in_(
-                    {fact.tracking_number, carriers.normalise_tracking_number(fact.tracking_number)}
-                ),
-            )
-        )
-        if shipment is None and fact.source in CARRIERS:
-            shipment = session.scalar(
-                select(Shipment).where(
-                    Shipment.tracking_number == carriers.normalise_tracking_number(fact.tracking_number)
+        shipment = _one(
+            list(
+                session.scalars(
+                    select(Shipment).where(
+                        Shipment.carrier == carriers.normalise_carrier(fact.carrier),
+                        Shipment.tracking_number == carriers.normalise_tracking_number(fact.tracking_number),
+                    )
                 )
             )
-        if shipment is not None:
-            order = session.get(Order, shipment.order_id)
-            return (order, shipment) if order else None
-    if fact.sscc:
-        shipment = session.scalar(select(Shipment).where(Shipment.sscc.in_(fact.sscc)))
-        if shipment is not None:
-            order = session.get(Order, shipment.order_id)
-            return (order, shipment) if order else None
-    if fact.order_refs:
-        found = list(session.scalars(select(Order).where(or_(Order.order_ref.in_(fact.order_refs))).limit(2)))
-        if len(found) == 1:
-            shipment = session.scalar(select(Shipment).where(Shipment.order_id == found[0].id))
-            return found[0], shipment
+        )
+    elif fact.sscc:
+        shipment = _one(list(session.scalars(select(Shipment).where(Shipment.sscc.in_(fact.sscc)).limit(2))))
+    if shipment is not None:
+        order = session.get(Order, shipment.order_id)
+        return (order, shipment) if order else None
+    for ref in fact.order_refs:
+        order = None
+        if ref.lower().startswith("0x") and len(ref) == 66:
+            order = session.get(Order, ref.lower())
+        elif ref.startswith("urn:tradeguard:order:0x"):
+            seller, _, order_ref = ref.removeprefix("urn:tradeguard:order:").partition(":")
+            if order_ref and len(seller) == 42:
+                order = session.scalar(
+                    select(Order).where(
+                        Order.seller == to_checksum_address(seller), Order.order_ref == order_ref
+                    )
+                )
+        if order is not None:
+            return order, session.scalar(select(Shipment).where(Shipment.order_id == order.id).limit(1))
     return None
 
 
-def _retract(session: Session, fact: _Fact) -> int:
-    """Mark the events the declaration names as retracted; cancel or flag their attestations."""
+def _at_destination(fact: _Fact, shipment: Shipment | None) -> bool:
+    """DELIVERED counts at the destination only: where the merchant registered one, the event's business
+    location, read point or destination list must name it; without one, any receiving event counts."""
+    if shipment is None or not shipment.destination:
+        return True
+    return shipment.destination in fact.locations
+
+
+def _retract(session: Session, fact: _Fact, poster: str | None, is_admin: bool) -> int:
+    """Mark the events the declaration names as retracted (only the poster's own, or any for an admin);
+    cancel an attestation not yet sent, flag the order when one may be on chain."""
     if not fact.event_id:
         return 0
     count = 0
-    for prior in session.scalars(
-        select(LogisticsEvent).where(
-            LogisticsEvent.event_id == fact.event_id, LogisticsEvent.retracted.is_(False)
-        )
-    ):
+    query = (
+        select(LogisticsEvent)
+        .join(InboxItem, InboxItem.id == LogisticsEvent.inbox_id)
+        .where(LogisticsEvent.event_id == fact.event_id, LogisticsEvent.retracted.is_(False))
+    )
+    if not is_admin:
+        query = query.where(InboxItem.principal_id == poster)
+    for prior in session.scalars(query):
         prior.retracted = True
         count += 1
-        intent = session.get(Intent, prior.intent_id) if prior.intent_id else None
-        if intent is not None and intent.status == "pending":
-            intent.status = "failed"
-            intent.error_name = "Retracted"
-            intent.error = f"EPCIS errorDeclaration retracted event {fact.event_id}"
-        elif intent is not None and prior.order_id:
+        cancelled = False
+        if prior.intent_id:
+            # guarded: the relayer may be sending it right now (then it is on its way: flag instead)
+            result: Any = session.execute(
+                update(Intent)
+                .where(Intent.id == prior.intent_id, Intent.status == "pending")
+                .values(
+                    status="failed",
+                    error_name="Retracted",
+                    error=f"EPCIS errorDeclaration retracted event {fact.event_id}",
+                )
+            )
+            cancelled = result.rowcount == 1
+        flagged = bool(prior.intent_id) and not cancelled
+        if flagged and prior.order_id:
             order = session.get(Order, prior.order_id)
             if order is not None:
                 order.needs_review = True
@@ -313,28 +358,72 @@ def _retract(session: Session, fact: _Fact) -> int:
                     kind="logistics.retracted",
                     data={
                         "event_id": fact.event_id,
-                        "attestation": intent.status if intent else None,
-                        "needs_review": bool(intent is not None and intent.status != "failed"),
+                        "attestation_cancelled": cancelled,
+                        "needs_review": flagged,
                     },
                 )
             )
     return count
 
 
+def _tombstoned(session: Session, fact: _Fact) -> bool:
+    """An event whose id was already retracted (the declaration arrived first) never counts."""
+    if not fact.event_id:
+        return False
+    return (
+        session.scalar(
+            select(LogisticsEvent.id)
+            .where(LogisticsEvent.event_id == fact.event_id, LogisticsEvent.retracted.is_(True))
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _why_not(rt: Runtime, fact: _Fact, order: Order, shipment: Shipment | None, now: int) -> str | None:
+    """Why this fact must not be attested (``None``: it may be)."""
+    assert fact.milestone is not None
+    if rt.oracle is None:
+        return "no platform oracle key"
+    if fact.test_mode and not rt.is_dev:  # a carrier's simulated parcel never moves real money
+        return "carrier test mode"
+    if order.status not in ACCEPTS[fact.milestone]:
+        return f"order is {order.status}"
+    if fact.event_time > now + CLOCK_SKEW_SECONDS:
+        return "event time is in the future"
+    if order.funded_at is not None and fact.event_time < order.funded_at - CLOCK_SKEW_SECONDS:
+        return "event happened before the order was funded"
+    if fact.milestone == Milestone.DELIVERED and not _at_destination(fact, shipment):
+        return "received somewhere other than the registered destination"
+    return None
+
+
 def _process_item(rt: Runtime, session: Session, item: InboxItem, report: IngestReport) -> dict[str, Any]:
-    outcome: dict[str, Any] = {"events": 0, "matched": [], "intents": [], "retracted": 0, "unmatched": 0}
+    outcome: dict[str, Any] = {
+        "events": 0,
+        "matched": [],
+        "intents": [],
+        "retracted": 0,
+        "unmatched": 0,
+        "not_attested": [],
+    }
     now = rt.chain.now()
+    poster = session.get(Principal, item.principal_id) if item.principal_id else None
     for fact in _facts(item):
         digest = "0x" + fact.content_hash.hex()
         if fact.retracted:
-            outcome["retracted"] += _retract(session, fact)
-        duplicate = session.scalar(
-            select(LogisticsEvent).where(
-                LogisticsEvent.source == fact.source, LogisticsEvent.content_hash == digest
+            outcome["retracted"] += _retract(
+                session, fact, item.principal_id, bool(poster and poster.role == "admin")
             )
-        )
-        if duplicate is not None:
-            continue
+        same = select(LogisticsEvent.id).where(LogisticsEvent.source == fact.source)
+        if session.scalar(same.where(LogisticsEvent.content_hash == digest).limit(1)) is not None:
+            continue  # the same bytes again
+        if (
+            not fact.retracted
+            and fact.event_id
+            and session.scalar(same.where(LogisticsEvent.event_id == fact.event_id).limit(1)) is not None
+        ):
+            continue  # the same event id again (other bytes): the first one stands
         matched = _match(session, fact)
         order, shipment = matched if matched else (None, None)
         row = LogisticsEvent(
@@ -348,7 +437,7 @@ def _process_item(rt: Runtime, session: Session, item: InboxItem, report: Ingest
             event_time=fact.event_time,
             kind=fact.kind[:60],
             milestone=int(fact.milestone) if fact.milestone else None,
-            retracted=fact.retracted,
+            retracted=fact.retracted or _tombstoned(session, fact),
         )
         session.add(row)
         outcome["events"] += 1
@@ -368,30 +457,30 @@ def _process_item(rt: Runtime, session: Session, item: InboxItem, report: Ingest
                     "content_hash": digest,
                     "cbv_hash": fact.cbv_hash,
                     "milestone": int(fact.milestone) if fact.milestone else None,
-                    "retracted": fact.retracted,
+                    "retracted": row.retracted,
                 },
             )
         )
-        if fact.retracted or fact.milestone is None or rt.oracle is None:
+        if row.retracted or fact.milestone is None:
             continue
-        if fact.test_mode and not rt.is_dev:  # a carrier's simulated parcel never moves real money
+        reason = _why_not(rt, fact, order, shipment, now)
+        if reason is not None:
+            outcome["not_attested"].append({"order_id": order.id, "reason": reason})
             continue
-        if order.status not in ACCEPTS[fact.milestone]:
-            continue
+        assert rt.oracle is not None
         tracking = bytes.fromhex(shipment.tracking_hash[2:]) if shipment else ZERO32
-        event_time = min(fact.event_time, now)
         attestation = rt.escrow.sign_attestation(
             rt.oracle.key,
             bytes.fromhex(order.id[2:]),
             int(fact.milestone),
-            event_time,
+            min(fact.event_time, now),  # within the allowed clock skew
             tracking,
             fact.content_hash,
         )
         payload = {
             "orderId": order.id,
             "milestone": int(fact.milestone),
-            "eventTime": event_time,
+            "eventTime": min(fact.event_time, now),
             "trackingHash": "0x" + tracking.hex(),
             "evidenceHash": digest,
             "signature": "0x" + attestation.signature.hex(),

@@ -30,6 +30,7 @@ from app.db.models import Intent, Order, utcnow
 from app.db.session import transaction
 from app.domain.order_state import OrderState
 from app.services import relayer
+from app.services.intents import compute_intent_hash
 from app.services.runtime import Runtime
 
 OPEN_STATUSES = ("funded", "shipped", "delivered", "disputed")
@@ -98,7 +99,7 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
             if kind is None:
                 continue
             payload = {"orderId": order.id}
-            digest = relayer.compute_intent_hash(kind, payload)
+            digest = compute_intent_hash(kind, payload)
             existing = s.scalar(select(Intent).where(Intent.intent_hash == digest))
             if existing is None:
                 intent = relayer.submit(s, kind, payload, order_id=order.id)

@@ -375,7 +375,13 @@ def rule(
 
 
 def add_shipment(
-    rt: Runtime, merchant: Principal, oid: str, carrier: str, tracking_number: str, sscc: str | None
+    rt: Runtime,
+    merchant: Principal,
+    oid: str,
+    carrier: str,
+    tracking_number: str,
+    sscc: str | None,
+    destination: str | None = None,
 ) -> Shipment:
     """Register the shipment through which logistics events find the order."""
     require_role(merchant, "register shipments", "merchant")
@@ -387,20 +393,29 @@ def add_shipment(
         if order.status in FINAL:
             raise DomainError("invalid_state", f"order {oid} is {order.status}")
         taken = s.scalar(
-            select(Shipment).where(Shipment.carrier == carrier, Shipment.tracking_number == tracking_number)
-        )
-        if taken is not None:
-            raise DomainError(
-                "shipment_exists",
-                f"{carrier}:{tracking_number} is already registered",
-                order_id=taken.order_id,
+            select(Shipment.id).where(
+                Shipment.carrier == carrier, Shipment.tracking_number == tracking_number
             )
+        )
+        if taken is not None:  # (which order holds it is not the caller's business)
+            raise DomainError("shipment_exists", f"{carrier}:{tracking_number} is already registered")
+        if sscc is not None:
+            # one open shipment per SSCC: otherwise one merchant's scans could move another merchant's order
+            open_holder = s.scalar(
+                select(Shipment.id)
+                .join(Order, Order.id == Shipment.order_id)
+                .where(Shipment.sscc == sscc, Order.status.not_in(FINAL))
+                .limit(1)
+            )
+            if open_holder is not None:
+                raise DomainError("shipment_exists", f"SSCC {sscc} is already registered on an open order")
         shipment = Shipment(
             order_id=order.id,
             carrier=carrier,
             tracking_number=tracking_number,
             tracking_hash=hex32(tracking_hash(carrier, tracking_number)),
             sscc=sscc,
+            destination=destination,
         )
         s.add(shipment)
         s.add(

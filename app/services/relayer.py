@@ -18,37 +18,26 @@ Releases and attestations are batched (``release(orders, strict=False)``, ``atte
 so that each is built against the state the previous one left. Two relayers never send the same intent:
 rows are claimed with a guarded ``UPDATE … WHERE status = 'pending'`` in the transaction that allocates the
 nonce, and the loser rolls back.
+
+What an intent carries, how it is hashed and which contract call it becomes: :mod:`app.services.intents`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-import rfc8785
-from eth_utils import keccak, to_checksum_address
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-    ValidationError,
-)
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
-from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from app.chain import eip712
 from app.chain.client import PreparedTx
-from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Attestation, Order, OrderAuthorization, Terms
+from app.chain.escrow import Order
 from app.db.models import Intent, utcnow
 from app.db.session import transaction
 from app.errors import (
@@ -60,277 +49,26 @@ from app.errors import (
     TransactionFailed,
 )
 from app.services import nonce_manager
+from app.services.intents import (
+    BATCHED,
+    MAX_BATCH,
+    IntentPayload,
+    build_call,
+    compute_intent_hash,
+    hex_bytes,
+    parse_payload,
+)
 from app.services.runtime import Runtime
 
 PENDING, SENT, CONFIRMED, FAILED = "pending", "sent", "confirmed", "failed"
-INTENT_KINDS = (
-    "fund",
-    "attest",
-    "confirm_receipt",
-    "open_dispute",
-    "evidence",
-    "ruling",
-    "release",
-    "timeout_refund",
-)
-#: Kinds that go out together in one non-strict transaction.
-BATCHED = frozenset({"attest", "release"})
-MAX_BATCH = 50
 BACKOFF_BASE_SECONDS = 4
 BACKOFF_CAP_SECONDS = 900
-_MAX_SAFE_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers are hashed as strings
 
 
-# ---------------------------------------------------------------------------------------- payloads
+# ---------------------------------------------------------------------------------------- the outbox
 
 
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("must be an integer or a decimal string")
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 78:
-            raise ValueError("must be a decimal string")
-        return int(value)
-    return value
-
-
-def _small(value: int) -> int | str:
-    return value if value <= _MAX_SAFE_INT else str(value)
-
-
-def _checksum(value: str) -> str:
-    return str(to_checksum_address(value))
-
-
-# Unsigned integers come as JSON numbers or decimal strings; uint256 is stored as a decimal string.
-_INT, _AS_STR, _AS_NUM = BeforeValidator(_to_int), PlainSerializer(str), PlainSerializer(_small)
-Uint8 = Annotated[int, _INT, Field(ge=0, le=2**8 - 1), _AS_NUM]
-Uint16 = Annotated[int, _INT, Field(ge=0, le=2**16 - 1), _AS_NUM]
-Uint32 = Annotated[int, _INT, Field(ge=0, le=2**32 - 1), _AS_NUM]
-Uint64 = Annotated[int, _INT, Field(ge=0, le=2**64 - 1), _AS_NUM]
-Uint256 = Annotated[int, _INT, Field(ge=0, le=2**256 - 1), _AS_STR]
-Bytes32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$"), AfterValidator(str.lower)]
-Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$"), AfterValidator(str.lower)]
-Address = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksum)]
-
-
-def _b(hex_str: str) -> bytes:
-    return bytes.fromhex(hex_str[2:])
-
-
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @property
-    def order_id(self) -> str:
-        """The order this payload acts on (0x-hex)."""
-        return str(getattr(self, "orderId"))  # noqa: B009 (every payload but fund has the field)
-
-
-class AuthorizationIn(_Payload):
-    """The buyer's OrderAuthorization (SPEC §4 field names)."""
-
-    orderId: Bytes32
-    buyer: Address
-    seller: Address
-    token: Address
-    amount: Uint256
-    commissionBps: Uint16
-    taxBps: Uint16
-    taxRecipient: Address
-    shipBy: Uint64
-    deliverBy: Uint64
-    holdSeconds: Uint32
-    validUntil: Uint64
-
-    def to_authorization(self) -> OrderAuthorization:
-        """As the chain package's :class:`OrderAuthorization`."""
-        return OrderAuthorization(
-            _b(self.orderId), self.buyer, self.seller, self.token, self.amount, self.commissionBps,
-            self.taxBps, self.taxRecipient, self.shipBy, self.deliverBy, self.holdSeconds, self.validUntil,
-        )  # fmt: skip
-
-
-class PermitIn(_Payload):
-    """An EIP-2612 permit for the escrow."""
-
-    value: Uint256
-    deadline: Uint256
-    v: Uint8
-    r: Bytes32
-    s: Bytes32
-
-
-class FundPayload(_Payload):
-    """``fund``: the authorization, the buyer's signature and an optional permit (else a prior allowance)."""
-
-    authorization: AuthorizationIn
-    signature: Signature
-    permit: PermitIn | None = None
-
-    @property
-    def order_id(self) -> str:
-        return self.authorization.orderId
-
-
-class AttestPayload(_Payload):
-    """``attest``: one oracle's signed DeliveryAttestation."""
-
-    orderId: Bytes32
-    milestone: Uint8
-    eventTime: Uint64
-    trackingHash: Bytes32
-    evidenceHash: Bytes32
-    signature: Signature
-
-
-class BuyerDecisionPayload(_Payload):
-    """``confirm_receipt`` / ``open_dispute``: the buyer's signed BuyerDecision."""
-
-    orderId: Bytes32
-    decision: Uint8
-    evidenceHash: Bytes32
-    validUntil: Uint64
-    signature: Signature
-
-
-class EvidencePayload(_Payload):
-    """``evidence``: a party's signed EvidenceSubmission."""
-
-    orderId: Bytes32
-    party: Address
-    evidenceHash: Bytes32
-    validUntil: Uint64
-    signature: Signature
-
-
-class RulingPayload(_Payload):
-    """``ruling``: an arbitrator's signed Ruling."""
-
-    orderId: Bytes32
-    buyerShareBps: Uint16
-    rationaleHash: Bytes32
-    validUntil: Uint64
-    signature: Signature
-
-
-class OrderPayload(_Payload):
-    """``release`` / ``timeout_refund``: just the order."""
-
-    orderId: Bytes32
-
-
-PAYLOADS: dict[str, type[_Payload]] = {
-    "fund": FundPayload,
-    "attest": AttestPayload,
-    "confirm_receipt": BuyerDecisionPayload,
-    "open_dispute": BuyerDecisionPayload,
-    "evidence": EvidencePayload,
-    "ruling": RulingPayload,
-    "release": OrderPayload,
-    "timeout_refund": OrderPayload,
-}
-_DECISION = {"confirm_receipt": 1, "open_dispute": 2}
-
-
-def parse_payload(kind: str, payload: Mapping[str, Any] | _Payload) -> _Payload:
-    """Validate an intent payload; raises :class:`InvalidInput` (with field errors) when it is refused."""
-    model = PAYLOADS.get(kind)
-    if model is None:
-        raise InvalidInput("unknown_intent_kind", f"unknown intent kind {kind!r}; one of {INTENT_KINDS}")
-    if isinstance(payload, model):
-        return payload
-    try:
-        parsed = model.model_validate(payload.model_dump() if isinstance(payload, _Payload) else payload)
-    except ValidationError as exc:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        raise InvalidInput("invalid_payload", f"invalid {kind} payload", errors=errors) from exc
-    if kind in _DECISION and getattr(parsed, "decision", None) != _DECISION[kind]:
-        raise InvalidInput(
-            "invalid_payload",
-            f"{kind} needs decision {_DECISION[kind]}",
-            errors=[{"field": "decision", "message": f"must be {_DECISION[kind]}"}],
-        )
-    return parsed
-
-
-def normalize_payload(kind: str, payload: Mapping[str, Any] | _Payload) -> dict[str, Any]:
-    """The payload as stored and hashed: checksummed addresses, lowercase hex, uint256 as decimal strings."""
-    return parse_payload(kind, payload).model_dump(mode="json")
-
-
-def compute_intent_hash(kind: str, payload: Mapping[str, Any] | _Payload) -> str:
-    """``keccak256`` of the RFC 8785 canonical JSON of ``{"kind", "payload"}`` (payload normalised)."""
-    doc: dict[str, Any] = {"kind": kind, "payload": normalize_payload(kind, payload)}
-    return "0x" + keccak(rfc8785.dumps(doc)).hex()
-
-
-# ---------------------------------------------------------------------------------------- calls
-
-
-def _placeholder(order_id: bytes) -> Order:
-    """An order the chain does not have: the contract answers ``UnknownOrder`` for it."""
-    z = ZERO_ADDRESS
-    return Order(order_id, Terms(z, z, z, 0, 0, 0, z, 0, 0, 0, 0, 0, 0, 0), 0)
-
-
-def _order(rt: Runtime, oid: str, orders: Mapping[str, Order | None] | None) -> Order:
-    if orders is not None and oid in orders:
-        found = orders[oid]
-    else:
-        found = rt.escrow.load_order(_b(oid), rt.deployment_block)
-    return found if found is not None else _placeholder(_b(oid))
-
-
-def build_call(
-    rt: Runtime,
-    kind: str,
-    payload_or_payloads: Mapping[str, Any] | _Payload | Sequence[Mapping[str, Any] | _Payload],
-    *,
-    orders: Mapping[str, Order | None] | None = None,
-) -> ContractFunction:
-    """The contract call for one payload (strict) or a list of ``attest``/``release`` payloads (a non-strict
-    batch), built against each order's current on-chain state (``orders`` may supply it, by 0x order id).
-
-    Raises :class:`InvalidInput` for a bad payload; nothing is sent or written.
-    """
-    raw: list[Mapping[str, Any] | _Payload]
-    if isinstance(payload_or_payloads, Mapping | _Payload):
-        raw, batch = [payload_or_payloads], False
-    else:
-        raw, batch = list(payload_or_payloads), True
-    if not raw or len(raw) > MAX_BATCH or (batch and kind not in BATCHED):
-        raise InvalidInput("invalid_batch", f"{kind}: one payload, or 1..{MAX_BATCH} attest/release payloads")
-    ps = [parse_payload(kind, p) for p in raw]
-    esc, p = rt.escrow, ps[0]
-    if isinstance(p, FundPayload):
-        permit = NO_PERMIT
-        if p.permit is not None:
-            permit = (p.permit.value, p.permit.deadline, p.permit.v, _b(p.permit.r), _b(p.permit.s))
-        return esc.fund_call([p.authorization.to_authorization()], [_b(p.signature)], permit)
-    if kind == "attest":
-        items: dict[tuple[str, int], list[Attestation]] = {}
-        for a in ps:
-            assert isinstance(a, AttestPayload)
-            att = Attestation(
-                a.milestone, a.eventTime, _b(a.trackingHash), _b(a.evidenceHash), _b(a.signature)
-            )
-            items.setdefault((a.orderId, a.milestone), []).append(att)
-        pairs = [(_order(rt, oid, orders), atts) for (oid, _), atts in items.items()]
-        return esc.attest_call(pairs, not batch)
-    if kind == "release":
-        return esc.release_call([_order(rt, q.order_id, orders) for q in ps], not batch)
-    order = _order(rt, p.order_id, orders)
-    if isinstance(p, BuyerDecisionPayload):
-        return esc.buyer_decision_call(order, p.decision, _b(p.evidenceHash), p.validUntil, _b(p.signature))
-    if isinstance(p, EvidencePayload):
-        return esc.evidence_call(order, p.party, _b(p.evidenceHash), p.validUntil, _b(p.signature))
-    if isinstance(p, RulingPayload):
-        return esc.ruling_call(order, p.buyerShareBps, _b(p.rationaleHash), p.validUntil, _b(p.signature))
-    return esc.timeout_refund_call(order)
-
-
-def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | _Payload) -> None:
+def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload) -> None:
     """Simulate the intent from the relayer's address against the chain as it is now; writes nothing.
 
     Raises :class:`ContractRevert` (the API answers 409/422), :class:`InvalidInput` for a bad payload, or
@@ -339,11 +77,8 @@ def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | _Payload) -> 
     rt.chain.simulate(build_call(rt, kind, payload), rt.relayer.address)
 
 
-# ---------------------------------------------------------------------------------------- the outbox
-
-
 def submit(
-    session: Session, kind: str, payload: Mapping[str, Any] | _Payload, order_id: str | None = None
+    session: Session, kind: str, payload: Mapping[str, Any] | IntentPayload, order_id: str | None = None
 ) -> Intent:
     """Record an intent in the caller's transaction, or return the existing row for the same intent.
 
@@ -567,7 +302,7 @@ class _Pass:
         msg["milestone"], msg["eventTime"] = int(msg["milestone"]), int(msg["eventTime"])
         try:
             doc = self.rt.escrow.typed_data("DeliveryAttestation", msg)
-            return eip712.recover_signer(doc, _b(p["signature"]))
+            return eip712.recover_signer(doc, hex_bytes(p["signature"]))
         except Exception:  # malformed signature or payload: the contract names the error
             return None
 
@@ -609,7 +344,7 @@ class _Pass:
         if unit.kind == "fund":
             return {}
         orders = {
-            oid: self.rt.escrow.load_order(_b(oid), self.rt.deployment_block)
+            oid: self.rt.escrow.load_order(hex_bytes(oid), self.rt.deployment_block)
             for oid in {i.order_id for i in unit.intents if i.order_id}
         }
         missing = [oid for oid, o in orders.items() if o is None]
@@ -746,15 +481,7 @@ def _set_failed(it: Intent, exc: Exception) -> None:
 
 
 __all__ = [
-    "BATCHED",
-    "INTENT_KINDS",
-    "MAX_BATCH",
-    "PAYLOADS",
     "RelayReport",
-    "build_call",
-    "compute_intent_hash",
-    "normalize_payload",
-    "parse_payload",
     "preflight",
     "relay",
     "revive",

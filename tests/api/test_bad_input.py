@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.chain.eip712 import sign_typed_data
 from app.client.demo import Wallets
-from app.db.models import Evidence, InboxItem, Intent, Order, Principal
+from app.db.models import Evidence, IdempotencyRecord, InboxItem, Intent, Order, Principal
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 
@@ -338,3 +338,19 @@ def test_signed_event_of_an_unused_kind_is_kept_and_acknowledged(
     with runtime.db() as s:
         item = s.scalars(select(InboxItem)).one()
         assert item.raw == body and item.status == "ignored" and item.outcome and "ignored" in item.outcome
+
+
+def test_idempotency_never_stores_a_secret_and_needs_a_valid_key(
+    client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime
+) -> None:
+    headers = auth(keys.admin, "make-merchant-1")
+    body = {"role": "merchant", "address": wallets.merchant.address}
+    first = client.post("/v1/principals", json=body, headers=headers)
+    assert first.status_code == 201 and first.json()["api_key"].startswith("tg_merchant_")
+    again = client.post("/v1/principals", json=body, headers=headers)
+    assert_problem(again, 409, "idempotent_replay_withheld")
+    with runtime.db() as s:
+        stored = s.scalars(select(IdempotencyRecord)).all()
+        assert all(r.response_body is None or b"tg_merchant_" not in r.response_body for r in stored)
+    # a request with an unknown API key is not recorded at all (and is a 401)
+    assert_problem(client.post("/v1/principals", json=body, headers=auth("nope", "make-merchant-1")), 401)

@@ -14,7 +14,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
-from app.chain.client import AnvilProcess, ChainClient
+from app.chain.anvil import AnvilProcess
+from app.chain.client import ChainClient
 from app.chain.escrow import Deployment, Escrow, deploy_stack
 from app.errors import ChainUnavailable
 from tests.factories import Actors, OrderFactory

@@ -8,7 +8,8 @@ import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
-from app.chain.client import AbiRegistry, ChainClient, Event
+from app.chain.abi import AbiRegistry, Event
+from app.chain.client import ChainClient
 from app.chain.escrow import Escrow, Order, Terms
 from app.domain.ids import content_hash
 from app.domain.order_state import Decision, Milestone, RefundReason, Status

@@ -19,8 +19,10 @@ from eth_utils import keccak
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
-from app.chain.client import AbiRegistry, ChainClient, revert_data_from_exception
+from app.chain.abi import AbiRegistry
+from app.chain.client import ChainClient
 from app.chain.escrow import NO_PERMIT
+from app.chain.reverts import revert_data_from_exception
 from app.domain.order_state import Status
 from app.errors import ContractRevert, TransactionFailed
 from tests.chain.conftest import Stack, deploy_echo_reverter

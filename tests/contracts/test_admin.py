@@ -9,8 +9,8 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from app.chain.client import revert_data_from_exception
 from app.chain.escrow import ZERO_ADDRESS
+from app.chain.reverts import revert_data_from_exception
 from app.domain.ids import content_hash
 from app.domain.money import release_split
 from app.domain.order_state import RefundReason, Status

@@ -12,8 +12,9 @@ from app.db.session import transaction
 from app.domain.ids import content_hash
 from app.domain.order_state import Decision, Milestone, Status
 from app.errors import ContractRevert, InvalidInput
-from app.services import relayer
-from app.services.relayer import CONFIRMED, FAILED, build_call, preflight, relay, submit
+from app.services import intents
+from app.services.intents import build_call
+from app.services.relayer import CONFIRMED, FAILED, preflight, relay, submit
 from app.services.runtime import Runtime
 from tests.services.test_relayer_support import DAY, Svc, hex32
 
@@ -31,7 +32,7 @@ def put(rt: Runtime, kind: str, payload: dict[str, Any]) -> str:
 
 
 def test_every_kind_has_a_payload_model() -> None:
-    assert set(relayer.INTENT_KINDS) == set(relayer.PAYLOADS)
+    assert set(intents.INTENT_KINDS) == set(intents.PAYLOADS)
 
 
 @pytest.mark.parametrize(
@@ -88,27 +89,27 @@ def test_every_kind_has_a_payload_model() -> None:
 )
 def test_bad_payloads_are_refused_with_the_field(kind: str, payload: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput) as info:
-        relayer.parse_payload(kind, payload)
+        intents.parse_payload(kind, payload)
     assert field in {e["field"].split(".")[0] for e in info.value.errors}
 
 
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(InvalidInput, match="unknown intent kind"):
-        relayer.compute_intent_hash("withdraw", {"orderId": OID})
+        intents.compute_intent_hash("withdraw", {"orderId": OID})
 
 
 def test_the_hash_is_of_the_canonical_normalised_payload() -> None:
     a = {"orderId": OID.upper().replace("0X", "0x")}
-    assert relayer.normalize_payload("release", a) == {"orderId": OID}
-    assert relayer.compute_intent_hash("release", a) == relayer.compute_intent_hash(
+    assert intents.normalize_payload("release", a) == {"orderId": OID}
+    assert intents.compute_intent_hash("release", a) == intents.compute_intent_hash(
         "release", {"orderId": OID}
     )
-    assert relayer.compute_intent_hash("release", a) != relayer.compute_intent_hash("timeout_refund", a)
+    assert intents.compute_intent_hash("release", a) != intents.compute_intent_hash("timeout_refund", a)
 
 
 def test_uint256_is_a_decimal_string_and_large_uint64_survive_canonical_json() -> None:
     permit = {"value": 2**200, "deadline": "7", "v": 27, "r": OID, "s": OID}
-    assert relayer.PermitIn.model_validate(permit).model_dump(mode="json")["value"] == str(2**200)
+    assert intents.PermitIn.model_validate(permit).model_dump(mode="json")["value"] == str(2**200)
     payload = {
         "orderId": OID,
         "party": "0x" + "ab" * 20,
@@ -116,12 +117,12 @@ def test_uint256_is_a_decimal_string_and_large_uint64_survive_canonical_json() -
         "validUntil": 2**64 - 1,
         "signature": "0x" + "11" * 65,
     }
-    normal = relayer.normalize_payload("evidence", payload)
+    normal = intents.normalize_payload("evidence", payload)
     assert (
         normal["validUntil"] == str(2**64 - 1)
         and normal["party"] == "0xABaBaBaBABabABabAbAbABAbABabababaBaBABaB"
     )
-    assert relayer.compute_intent_hash("evidence", payload) == relayer.compute_intent_hash("evidence", normal)
+    assert intents.compute_intent_hash("evidence", payload) == intents.compute_intent_hash("evidence", normal)
 
 
 def test_a_batch_is_only_for_attestations_and_releases(runtime: Runtime) -> None:

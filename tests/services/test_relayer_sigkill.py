@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app.chain.client import AnvilProcess, ChainClient
+from app.chain.anvil import AnvilProcess
+from app.chain.client import ChainClient
 from app.db.models import Intent
 from app.db.session import transaction
 from app.errors import ChainUnavailable

@@ -151,7 +151,9 @@ def fund_order(
 @router.post("/{order_id}/shipments", status_code=201, response_model=ShipmentPublic)
 def add_shipment(order_id: OrderIdPath, body: ShipmentCreate, rt: RuntimeDep, me: CurrentPrincipal) -> Any:
     """Merchant: register the shipment (carrier + tracking number, or SSCC) that logistics events match."""
-    return orders.add_shipment(rt, me, order_id, body.carrier, body.tracking_number, body.sscc)
+    return orders.add_shipment(
+        rt, me, order_id, body.carrier, body.tracking_number, body.sscc, body.destination
+    )
 
 
 def _decision(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
@@ -77,9 +77,13 @@ def chain_info(rt: RuntimeDep) -> dict[str, Any]:
 
 
 @router.post("/v1/principals", tags=["principals"], status_code=201, response_model=PrincipalCreated)
-def create_principal(body: PrincipalCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
-    """Admin: create a principal with one role and an address; its API key is in this answer only."""
+def create_principal(
+    body: PrincipalCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
+) -> dict[str, Any]:
+    """Admin: create a principal with one role and an address; its API key is in this answer only
+    (never stored, not even for an ``Idempotency-Key`` replay)."""
     require_role(me, "create principals", "admin")
+    response.headers["Cache-Control"] = "no-store"
     with transaction(rt.db) as s:
         issued = principals.create_principal(s, body.role, body.address, body.name)
     p = issued.principal

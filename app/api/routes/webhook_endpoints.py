@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
@@ -31,9 +31,12 @@ def _public(ep: WebhookEndpoint) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=WebhookEndpointCreated)
-def create_endpoint(body: WebhookEndpointCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+def create_endpoint(
+    body: WebhookEndpointCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
+) -> dict[str, Any]:
     """Merchant: register a URL for signed order events; the signing secret is in this answer only."""
     require_role(me, "register webhook endpoints", "merchant")
+    response.headers["Cache-Control"] = "no-store"
     secret = "whsec_" + secrets.token_urlsafe(32)
     with transaction(rt.db) as s:
         ep = WebhookEndpoint(

@@ -114,9 +114,10 @@ def cmd_run(settings: Settings) -> int:
         url = f"http://{settings.host}:{settings.port}"
         print(f"TradeGuard on {url}  (docs {url}/docs)")
         print(f"  chain {rt.chain.backend} id {rt.chain.chain_id}, escrow {rt.escrow.address}")
-        print(f"  database {settings.db_url}")
+        print(f"  database {_masked(settings.db_url)}")
         print(
-            "  tasks: " + (f"Celery on {settings.broker_url}" if settings.broker_url else "eager, in process")
+            "  tasks: "
+            + (f"Celery on {_masked(settings.broker_url)}" if settings.broker_url else "eager, in process")
         )
         if rt.chain.is_dev_chain:
             print("  demo API keys (new on every start; stored hashed):")
@@ -182,6 +183,16 @@ def cmd_demo(settings: Settings) -> int:
             server.should_exit = True  # type: ignore[attr-defined]
             thread.join(timeout=10)
     return 0
+
+
+def _masked(url: str) -> str:
+    """A URL with its password hidden (database and broker URLs may carry one)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: show only its scheme
+        return url.split("://", 1)[0] + "://…"
 
 
 def _free_port() -> int:

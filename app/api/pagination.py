@@ -24,7 +24,10 @@ def decode(cursor: str) -> tuple[datetime, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ident = json.loads(raw)
-        return datetime.fromisoformat(created), ident
+        at = datetime.fromisoformat(created)
+        if at.tzinfo is None or not isinstance(ident, str) or len(ident) > 100:
+            raise ValueError("not a cursor of ours")
+        return at, ident
     except (ValueError, TypeError) as exc:
         raise InvalidInput(
             "invalid_cursor",

@@ -163,25 +163,47 @@ def accept_attestation(
             recovered=signer,
         )
     raw = canonical_bytes(payload)
-    relayer.preflight(rt, "attest", payload)
-    accepted = _store(rt, "attestation", payload["signature"].lower(), raw, oracle.id, "application/json")
-    if accepted.duplicate:
-        return accepted, None
-    with transaction(rt.db) as s:
-        intent = relayer.submit(s, "attest", payload, order_id=payload["orderId"].lower())
-        item = s.get(InboxItem, accepted.item.id)
-        assert item is not None
-        item.status = "processed"
-        item.processed_at = utcnow()
-        item.outcome = {"intents": [intent.id], "order_id": payload["orderId"].lower()}
-        s.add(
-            TimelineEntry(
-                order_id=payload["orderId"].lower(),
-                kind="attestation.received",
-                data={"oracle": oracle.address, "milestone": message["milestone"], "intent_id": intent.id},
-            )
+    dedupe_key = payload["signature"].lower()
+    with transaction(rt.db) as s:  # the same signature again answers with the original outcome
+        existing = s.scalar(
+            select(InboxItem).where(InboxItem.source == "attestation", InboxItem.dedupe_key == dedupe_key)
         )
-    return accepted, intent
+        if existing is not None:
+            first = s.get(Intent, (existing.outcome or {}).get("intents", [""])[0])
+            return Accepted(existing, True), first
+    relayer.preflight(rt, "attest", payload)
+    oid = payload["orderId"].lower()
+    try:
+        with transaction(rt.db) as s:  # the input and its intent are stored together, or not at all
+            item = InboxItem(
+                source="attestation",
+                dedupe_key=dedupe_key,
+                principal_id=oracle.id,
+                raw=raw,
+                raw_sha256=hashlib.sha256(raw).hexdigest(),
+                content_type="application/json",
+                status="processed",
+                processed_at=utcnow(),
+            )
+            s.add(item)
+            s.flush()
+            intent = relayer.submit(s, "attest", payload, order_id=oid)
+            item.outcome = {"intents": [intent.id], "order_id": oid}
+            if s.get(Order, oid) is not None:  # an order funded straight on chain may have no row
+                s.add(
+                    TimelineEntry(
+                        order_id=oid,
+                        kind="attestation.received",
+                        data={
+                            "oracle": oracle.address,
+                            "milestone": message["milestone"],
+                            "intent_id": intent.id,
+                        },
+                    )
+                )
+    except IntegrityError:  # a concurrent post of the same signature won
+        return accept_attestation(rt, oracle, payload)
+    return Accepted(item, False), intent
 
 
 def capture(session: Session, principal: Principal, capture_id: str) -> InboxItem:

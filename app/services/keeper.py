@@ -48,6 +48,7 @@ class KeeperReport:
     revived: int = 0
     already: int = 0
     intents: list[tuple[str, str]] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
 
 def due_action(order: Order, now: int) -> str | None:
@@ -97,6 +98,11 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
             report.checked += 1
             kind = due_action(order, now)
             if kind is None:
+                continue
+            if kind == "release" and order.needs_review:
+                # a retracted delivery or mismatched terms: the platform does not push the money out itself
+                # (anyone still may, on chain; an operator clears the flag after review)
+                report.held.append(order.id)
                 continue
             payload = {"orderId": order.id}
             digest = compute_intent_hash(kind, payload)

@@ -140,7 +140,7 @@ def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
     return {"authorization": eip712.jsonable(auth), "permit": eip712.jsonable(permit)}
 
 
-def create(rt: Runtime, merchant: Principal, req: NewOrder) -> Order:
+def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict[str, Any]]:
     """Create an order awaiting the buyer's signature. Terms are fixed here and signed by the buyer."""
     require_role(merchant, "create orders", "merchant")
     assert merchant.address is not None
@@ -173,33 +173,37 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> Order:
         corridor = corridors.resolve(s, req.destination_country, req.goods_category)
         if s.get(Order, oid) is not None:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists", order_id=oid)
-        order = Order(
-            id=oid,
-            order_ref=req.order_ref,
-            merchant_id=merchant.id,
-            buyer=buyer,
-            seller=merchant.address,
-            token=token.address,
-            currency=token.symbol,
-            amount=req.amount,
-            commission_bps=commission_bps,
-            tax_bps=corridor.tax_bps,
-            tax_recipient=corridor.recipient,
-            destination_country=req.destination_country.upper(),
-            goods_category=req.goods_category.lower(),
-            ship_by=ship_by,
-            deliver_by=deliver_by,
-            hold_seconds=hold,
-            valid_until=now + req.valid_for_seconds,
-            status="awaiting_funding",
-        )
+    order = Order(
+        id=oid,
+        order_ref=req.order_ref,
+        merchant_id=merchant.id,
+        buyer=buyer,
+        seller=merchant.address,
+        token=token.address,
+        currency=token.symbol,
+        amount=req.amount,
+        commission_bps=commission_bps,
+        tax_bps=corridor.tax_bps,
+        tax_recipient=corridor.recipient,
+        destination_country=req.destination_country.upper(),
+        goods_category=req.goods_category.lower(),
+        ship_by=ship_by,
+        deliver_by=deliver_by,
+        hold_seconds=hold,
+        valid_until=now + req.valid_for_seconds,
+        status="awaiting_funding",
+    )
+    # the chain calls (permit nonce, token name) come before the commit: a node failure then leaves nothing
+    # behind, so the merchant's retry with the same Idempotency-Key creates the order instead of a 409
+    documents = signing_documents(rt, order)
+    with transaction(rt.db) as s:
         s.add(order)
         s.add(TimelineEntry(order_id=oid, kind="order.created", data={"order_ref": req.order_ref}))
         try:
             s.flush()
         except IntegrityError as exc:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists") from exc
-    return order
+    return order, documents
 
 
 # --- actions that go on chain ------------------------------------------------------------------------------

@@ -96,11 +96,17 @@ def pipeline(session: Session, merchant: Principal, now: int) -> dict[str, Any]:
     }
 
 
+def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_csv(report: dict[str, Any]) -> str:
     """The pipeline's items as CSV (RFC 4180, header row)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for row in report["items"]:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in CSV_FIELDS})
+        writer.writerow({k: _cell(row[k]) for k in CSV_FIELDS})
     return out.getvalue()

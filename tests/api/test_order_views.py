@@ -172,7 +172,8 @@ def test_independent_oracle_attestation_counts(
     assert resp.status_code == 202, resp.text
     assert d.order(d.parties.merchant, order["id"])["status"] == "delivered"
     again = client.post("/v1/attestations", json=body, headers=auth(d.parties.oracle))
-    assert again.status_code in (202, 409), again.text
+    assert again.status_code == 202 and again.json()["duplicate"] is True, again.text
+    assert again.json()["intent"]["id"] == resp.json()["intent"]["id"]
 
 
 def test_error_declaration_retracts_and_flags_the_order(

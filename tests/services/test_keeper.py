@@ -57,6 +57,17 @@ def test_a_delivered_order_is_released_once_the_hold_is_over(runtime: Runtime) -
     expect_due(svc, order, "release", Status.RELEASED)
 
 
+def test_an_order_flagged_for_review_is_not_released_by_the_platform(runtime: Runtime) -> None:
+    svc = Svc(runtime)
+    order = svc.delivered()
+    oid = svc.project(order)
+    with transaction(runtime.db) as s:
+        s.execute(update(OrderRow).where(OrderRow.id == oid).values(needs_review=True))
+    runtime.chain.advance_time(HOLD + 1)
+    report = keeper.sweep(runtime)
+    assert (report.submitted, report.held) == (0, [oid]) and svc.count() == 0
+
+
 def test_a_funded_order_past_ship_by_is_refunded(runtime: Runtime) -> None:
     svc = Svc(runtime)
     order = svc.fund()

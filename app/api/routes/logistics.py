@@ -113,7 +113,7 @@ def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: CurrentPrincip
         "signature": body.signature.lower(),
     }
     accepted, intent = ingestion.accept_attestation(rt, me, payload)
-    if intent is not None:
+    if intent is not None and not accepted.duplicate:
         kick("relay")
     return {
         "capture_id": accepted.item.id,

@@ -76,7 +76,7 @@ def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) ->
 @router.post("", status_code=201, response_model=OrderCreated)
 def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Merchant: create an order. The answer carries the EIP-712 typed data the buyer signs (and a permit)."""
-    order = orders.create(
+    order, documents = orders.create(
         rt,
         me,
         orders.NewOrder(
@@ -92,7 +92,7 @@ def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dic
             valid_for_seconds=body.valid_for_seconds,
         ),
     )
-    return {"order": orders.public(order), "sign": orders.signing_documents(rt, order)}
+    return {"order": orders.public(order), "sign": documents}
 
 
 @router.get("", response_model=OrdersPage)
@@ -273,7 +273,8 @@ def evidence_content(
             media_type=ev.content_type,
             headers={
                 "Content-Disposition": f'attachment; filename="{ev.id}"',
-                "Digest": f"sha-256={ev.sha256}",
+                "X-Content-Type-Options": "nosniff",
+                "X-Content-SHA256": ev.sha256,
             },
         )
 

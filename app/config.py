@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     oracle_key: SecretStr | None = None
     deployer_key: SecretStr | None = None
     escrow_address: str | None = Field(None, description="deployed escrow (production); dev chains deploy")
+    tokens: str = Field("", description="settlement token addresses, comma-separated (production)")
     confirmations: int | None = Field(
         None, ge=0, le=1000, description="indexer depth; default 0 dev, 12 else"
     )
@@ -65,6 +66,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.state_dir / 'tradeguard.db'}"
+
+    @property
+    def token_addresses(self) -> list[str]:
+        return [t.strip() for t in self.tokens.split(",") if t.strip()]
 
     @property
     def is_dev_chain_mode(self) -> bool:

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKey, Principal, utcnow
-from app.errors import AuthError, InvalidInput
+from app.errors import AuthError, InvalidInput, NotFound
 
 ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
+BOOTSTRAP_ADMIN = "bootstrap admin"
 
 
 def hash_key(key: str) -> str:
@@ -95,10 +96,23 @@ def bootstrap_admin(session: Session, key: str) -> Principal:
         principal = session.get(Principal, row.principal_id)
         assert principal is not None
         return principal
-    principal = Principal(role="admin", address=None, name="bootstrap admin")
+    # a new bootstrap key replaces the old one: rotating TRADEGUARD_ADMIN_API_KEY revokes the previous key
+    for old in session.scalars(select(Principal).where(Principal.name == BOOTSTRAP_ADMIN)):
+        revoke_keys(session, old)
+    principal = Principal(role="admin", address=None, name=BOOTSTRAP_ADMIN)
     session.add(principal)
     session.flush()
     issue_key(session, principal, key)
+    return principal
+
+
+def disable(session: Session, principal_id: str) -> Principal:
+    """Disable a principal and revoke all its API keys (e.g. a leaked key); its orders stay as they are."""
+    principal = session.get(Principal, principal_id)
+    if principal is None:
+        raise NotFound("principal", principal_id)
+    principal.disabled = True
+    revoke_keys(session, principal)
     return principal
 
 

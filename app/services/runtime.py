@@ -190,7 +190,11 @@ def build_runtime(
         record = _first_deployment(settings, chain, dev, genesis)
         _kv_put(db, "deployment", record)
     escrow = Escrow(chain, chain.contract("TradeGuardEscrow", record["escrow"]))
-    tokens = {str(to_checksum_address(t)): _token_info(chain, t) for t in record.get("tokens", [])}
+    # the deployment's tokens (tUSD on a dev chain) and any configured ones (TRADEGUARD_TOKENS)
+    addresses = dict.fromkeys(
+        str(to_checksum_address(t)) for t in [*record.get("tokens", []), *settings.token_addresses]
+    )
+    tokens = {a: _token_info(chain, a) for a in addresses}
     relayer = _key_account(settings, "relayer_key", dev.get("relayer"))
     if relayer is None:
         raise ConfigError("no relayer key: set TRADEGUARD_RELAYER_KEY or TRADEGUARD_KEY_FILE")
@@ -211,7 +215,7 @@ def _first_deployment(
             "chain_id": chain.chain_id,
             "genesis": genesis,
             "escrow": str(escrow.address),
-            "tokens": [],
+            "tokens": [str(to_checksum_address(t)) for t in settings.token_addresses],
             "block": chain.block_number(),
         }
     deployer = _key_account(settings, "deployer_key", dev["deployer"])

@@ -25,8 +25,10 @@ for an endpoint URL that is not http(s) (never sent), ``cancelled`` when the end
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -166,6 +168,22 @@ def url_refusal(url: str) -> str | None:
         return f"refused: URL scheme {parts.scheme or '(none)'!r} is not http or https"
     if not parts.hostname:
         return "refused: URL has no host"
+    return None
+
+
+def private_address_refusal(url: str) -> str | None:
+    """Why ``url`` must not be registered outside a dev chain: its host resolves to a loopback, private,
+    link-local or otherwise internal address (the delivery log would make the service an internal port
+    scanner). ``None`` when every address it resolves to is public."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        return f"refused: {host!r} does not resolve ({exc})"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return f"refused: {host!r} resolves to the internal address {address}"
     return None
 
 

@@ -354,3 +354,22 @@ def test_idempotency_never_stores_a_secret_and_needs_a_valid_key(
         assert all(r.response_body is None or b"tg_merchant_" not in r.response_body for r in stored)
     # a request with an unknown API key is not recorded at all (and is a 401)
     assert_problem(client.post("/v1/principals", json=body, headers=auth("nope", "make-merchant-1")), 401)
+
+
+def test_a_disabled_principal_is_locked_out(client: TestClient, keys: Keys) -> None:
+    me = client.get("/v1/principals/me", headers=auth(keys.other_merchant)).json()
+    assert_problem(client.post(f"/v1/principals/{me['id']}/disable", headers=auth(keys.merchant)), 403)
+    resp = client.post(f"/v1/principals/{me['id']}/disable", headers=auth(keys.admin))
+    assert resp.status_code == 200, resp.text
+    assert_problem(client.get("/v1/orders", headers=auth(keys.other_merchant)), 401)
+    assert_problem(client.post("/v1/principals/pr_nope/disable", headers=auth(keys.admin)), 404)
+
+
+def test_webhook_urls_to_internal_addresses_are_refused_outside_dev(
+    client: TestClient, keys: Keys, runtime: Runtime
+) -> None:
+    from app.services import webhooks
+
+    assert webhooks.private_address_refusal("http://127.0.0.1:8080/hook") is not None
+    assert webhooks.private_address_refusal("http://169.254.169.254/latest") is not None
+    assert webhooks.private_address_refusal("http://10.1.2.3/x") is not None

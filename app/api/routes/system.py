@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from sqlalchemy import text
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
@@ -95,6 +95,18 @@ def create_principal(
         "created_at": p.created_at,
         "api_key": issued.api_key,
     }
+
+
+@router.post("/v1/principals/{principal_id}/disable", tags=["principals"], response_model=PrincipalPublic)
+def disable_principal(
+    principal_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
+) -> Any:
+    """Admin: disable a principal and revoke its API keys (a leaked key, a merchant off-boarded)."""
+    require_role(me, "disable principals", "admin")
+    if principal_id == me.id:
+        raise InvalidInput("cannot_disable_self", "an admin cannot disable itself")
+    with transaction(rt.db) as s:
+        return principals.disable(s, principal_id)
 
 
 @router.get("/v1/principals/me", tags=["principals"], response_model=PrincipalPublic)

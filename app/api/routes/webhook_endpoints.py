@@ -13,7 +13,7 @@ from app.api.routes import PROBLEMS
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
 from app.db.models import WebhookEndpoint
 from app.db.session import transaction
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.services import webhooks
 from app.services.orders import require_role
 
@@ -36,6 +36,11 @@ def create_endpoint(
 ) -> dict[str, Any]:
     """Merchant: register a URL for signed order events; the signing secret is in this answer only."""
     require_role(me, "register webhook endpoints", "merchant")
+    refusal = webhooks.url_refusal(body.url) or (
+        None if rt.is_dev else webhooks.private_address_refusal(body.url)
+    )
+    if refusal is not None:
+        raise InvalidInput("invalid_url", refusal, errors=[{"field": "url", "message": refusal}])
     response.headers["Cache-Control"] = "no-store"
     secret = "whsec_" + secrets.token_urlsafe(32)
     with transaction(rt.db) as s:

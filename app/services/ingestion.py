@@ -410,7 +410,11 @@ def _why_not(rt: Runtime, fact: _Fact, order: Order, shipment: Shipment | None, 
     if fact.test_mode and not rt.is_dev:  # a carrier's simulated parcel never moves real money
         return "carrier test mode"
     if order.status not in ACCEPTS[fact.milestone]:
-        return f"order is {order.status}"
+        # the row may lag the chain (the indexer waits for confirmations): the chain has the last word
+        on_chain = rt.escrow.load_order(bytes.fromhex(order.id[2:]), from_block=rt.deployment_block)
+        status = on_chain.status.name.lower() if on_chain is not None else order.status
+        if status not in ACCEPTS[fact.milestone]:
+            return f"order is {status}"
     if fact.event_time > now + CLOCK_SKEW_SECONDS:
         return "event time is in the future"
     if order.funded_at is not None and fact.event_time < order.funded_at - CLOCK_SKEW_SECONDS:

@@ -146,3 +146,19 @@ def test_only_the_poster_can_retract_its_event(
     assert d.order(d.parties.merchant, order["id"])["needs_review"] is False
     assert _capture(d, declaration)["outcome"]["retracted"] == 1
     assert d.order(d.parties.merchant, order["id"])["needs_review"] is True
+
+
+def test_an_event_is_attested_even_when_the_index_lags_the_chain(
+    client: TestClient, admin_key: str, wallets: Wallets, runtime: Runtime
+) -> None:
+    from sqlalchemy import update
+
+    from app.db.models import Order
+
+    d = _demo(client, admin_key, wallets)
+    order = d.create_and_fund("LAG-1", 10 * UNIT)
+    sscc = d.ship(order, 12)
+    with runtime.db() as s, s.begin():  # as if the indexer had not yet seen the funding
+        s.execute(update(Order).where(Order.id == order["id"]).values(status="awaiting_funding"))
+    capture = _capture(d, _event(d.chain_time() - 5, "shipping", epcList=[f"https://id.gs1.org/00/{sscc}"]))
+    assert capture["outcome"]["intents"], capture["outcome"]

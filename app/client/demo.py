@@ -31,6 +31,34 @@ DAY = 86_400
 GS1_COMPANY = "0614141"
 
 
+def rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def object_event(when: int, biz_step: str, **fields: Any) -> dict[str, Any]:
+    """An EPCIS 2.0 ObjectEvent (OBSERVE) at unix time ``when``; ``fields`` are added as given."""
+    return {
+        "type": "ObjectEvent",
+        "eventTime": rfc3339(when),
+        "eventTimeZoneOffset": "+00:00",
+        "action": "OBSERVE",
+        "bizStep": biz_step,
+        **fields,
+    }
+
+
+def epcis_document(*events: dict[str, Any]) -> bytes:
+    """An EPCISDocument (JSON-LD) carrying ``events``."""
+    document = {
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": events[0]["eventTime"] if events else rfc3339(0),
+        "epcisBody": {"eventList": list(events)},
+    }
+    return json.dumps(document).encode()
+
+
 class DemoError(Exception):
     """The API answered something the demo did not expect."""
 
@@ -181,37 +209,31 @@ class Demo:
     def epcis(
         self, sscc: str, biz_step: str, when: int, *, order_ref: str, event_id: str | None = None
     ) -> dict[str, Any]:
-        """The oracle captures an EPCIS 2.0 ObjectEvent for the SSCC."""
-        stamp = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
-        event = {
-            "type": "ObjectEvent",
-            "eventTime": stamp,
-            "eventTimeZoneOffset": "+00:00",
-            "epcList": [f"https://id.gs1.org/00/{sscc}"],
-            "action": "OBSERVE",
-            "bizStep": biz_step,
-            "disposition": "in_transit" if biz_step == "shipping" else "in_progress",
-            "readPoint": {"id": f"https://id.gs1.org/414/{GS1_COMPANY}000000"},
-            "bizTransactionList": [{"type": "po", "bizTransaction": self.order_urn(order_ref)}],
-        }
+        """The oracle captures an EPCIS 2.0 ObjectEvent for the SSCC, naming the order too."""
+        event = object_event(
+            when,
+            biz_step,
+            epcList=[f"https://id.gs1.org/00/{sscc}"],
+            disposition="in_transit" if biz_step == "shipping" else "in_progress",
+            readPoint={"id": f"https://id.gs1.org/414/{GS1_COMPANY}000000"},
+            bizTransactionList=[{"type": "po", "bizTransaction": self.order_urn(order_ref)}],
+        )
         if event_id is not None:
             event["eventID"] = event_id
-        document = {
-            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-            "type": "EPCISDocument",
-            "schemaVersion": "2.0",
-            "creationDate": stamp,
-            "epcisBody": {"eventList": [event]},
-        }
+        outcome = self.capture(event)
+        self.say(f"    EPCIS {biz_step}: capture {outcome['capture_id']} → {outcome['status']}")
+        return outcome
+
+    def capture(self, *events: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Post an EPCISDocument of ``events`` (as the demo oracle, or ``key``) and read back its outcome."""
+        key = key or self.parties.oracle
         resp = self.http.post(
             "/v1/epcis/capture",
-            content=json.dumps(document).encode(),
-            headers={**_headers(self.parties.oracle), "Content-Type": "application/ld+json"},
+            content=epcis_document(*events),
+            headers={**_headers(key), "Content-Type": "application/ld+json"},
         )
         capture = _ok(resp, 202)
-        outcome = self.get(self.parties.oracle, f"/v1/epcis/capture/{capture['capture_id']}")
-        self.say(f"    EPCIS {biz_step}: capture {capture['capture_id']} → {outcome['status']}")
-        return dict(outcome)
+        return dict(self.get(key, f"/v1/epcis/capture/{capture['capture_id']}"))
 
     def decision(
         self, order: dict[str, Any], decision: int, evidence: bytes = b"\x00" * 32

@@ -24,7 +24,6 @@ for an endpoint URL that is not http(s) (never sent), ``cancelled`` when the end
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import logging
@@ -37,12 +36,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import pagination
 from app.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, new_id, utcnow
 from app.db.session import transaction
-from app.errors import InvalidInput
 from app.feeds.outbound import SIGNATURE_HEADER, sign_webhook
 from app.services.runtime import Runtime
 
@@ -348,29 +347,8 @@ def deliver_due(
 # --------------------------------------------------------------------------------------------- the log
 
 
-def _encode_cursor(created_at: datetime, ident: str) -> str:
-    raw = json.dumps([created_at.isoformat(), ident], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, ident = json.loads(raw)
-        at = datetime.fromisoformat(created)
-        if at.tzinfo is None or not isinstance(ident, str):
-            raise ValueError("bad cursor")
-        return at, ident
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(
-            "invalid_cursor",
-            "cursor is not one this API returned",
-            errors=[{"field": "cursor", "message": "bad"}],
-        ) from exc
-
-
 def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if at is None else rfc3339(at)
 
 
 def delivery_log(
@@ -385,20 +363,14 @@ def delivery_log(
     RFC 3339 UTC. The caller checks that the endpoint belongs to whoever asks.
     """
     limit = max(1, min(limit, MAX_LOG_LIMIT))
-    query = (
+    query = pagination.after(
         select(WebhookDelivery, WebhookEvent)
         .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(WebhookDelivery.endpoint_id == endpoint_id)
-        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        .where(WebhookDelivery.endpoint_id == endpoint_id),
+        WebhookDelivery.created_at,
+        WebhookDelivery.id,
+        cursor,
     )
-    if cursor:
-        created, ident = _decode_cursor(cursor)
-        query = query.where(
-            or_(
-                WebhookDelivery.created_at < created,
-                and_(WebhookDelivery.created_at == created, WebhookDelivery.id < ident),
-            )
-        )
     rows = [(d, e) for d, e in session.execute(query.limit(limit + 1))]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -434,7 +406,7 @@ def delivery_log(
         }
         for d, e in rows
     ]
-    next_cursor = _encode_cursor(rows[-1][0].created_at, rows[-1][0].id) if more else None
+    next_cursor = pagination.encode(rows[-1][0].created_at, rows[-1][0].id) if more else None
     return {"items": items, "next_cursor": next_cursor}
 
 

@@ -5,7 +5,6 @@ oracles' retractions count for nothing."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -23,25 +22,11 @@ def _demo(client: TestClient, admin_key: str, wallets: Wallets) -> demo.Demo:
 
 
 def _capture(d: demo.Demo, event: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-    doc = {"type": "EPCISDocument", "schemaVersion": "2.0", "epcisBody": {"eventList": [event]}}
-    resp = d.http.post(
-        "/v1/epcis/capture",
-        content=json.dumps(doc).encode(),
-        headers={**auth(key or d.parties.oracle), "Content-Type": "application/json"},
-    )
-    assert resp.status_code == 202, resp.text
-    return dict(d.get(key or d.parties.oracle, f"/v1/epcis/capture/{resp.json()['capture_id']}"))
+    return d.capture(event, key=key)
 
 
 def _event(when: int, biz_step: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "ObjectEvent",
-        "eventTime": datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z"),
-        "eventTimeZoneOffset": "+00:00",
-        "action": "OBSERVE",
-        "bizStep": biz_step,
-        **extra,
-    }
+    return demo.object_event(when, biz_step, **extra)
 
 
 def test_an_sscc_belongs_to_one_open_order(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -196,29 +195,11 @@ def test_error_declaration_retracts_and_flags_the_order(
 
 
 def _declaration(d: demo.Demo, sscc: str, when: int, first: dict[str, Any]) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
-    stamp = datetime.fromtimestamp(when, UTC).isoformat().replace("+00:00", "Z")
-    event = {
-        "type": "ObjectEvent",
-        "eventID": EVENT_ID,
-        "eventTime": stamp,
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": [f"https://id.gs1.org/00/{sscc}"],
-        "action": "OBSERVE",
-        "bizStep": "shipping",
-        "errorDeclaration": {"declarationTime": stamp, "reason": "incorrect_data"},
-    }
-    doc = {
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": stamp,
-        "epcisBody": {"eventList": [event]},
-    }
-    resp = d.http.post(
-        "/v1/epcis/capture",
-        content=json.dumps(doc).encode(),
-        headers={**auth(d.parties.oracle), "Content-Type": "application/json"},
+    event = demo.object_event(
+        when,
+        "shipping",
+        eventID=EVENT_ID,
+        epcList=[f"https://id.gs1.org/00/{sscc}"],
+        errorDeclaration={"declarationTime": demo.rfc3339(when), "reason": "incorrect_data"},
     )
-    assert resp.status_code == 202, resp.text
-    return dict(d.get(d.parties.oracle, f"/v1/epcis/capture/{resp.json()['capture_id']}"))
+    return d.capture(event)

@@ -150,26 +150,8 @@ def test_restart_with_work_in_flight_loses_nothing_and_relays_nothing_twice(stac
 
 
 def _capture_doc(d: demo.Demo, sscc: str, ref: str) -> bytes:
-    import json
-    from datetime import UTC, datetime
-
-    stamp = datetime.fromtimestamp(d.chain_time() - 10, UTC).isoformat().replace("+00:00", "Z")
-    event = {
-        "type": "ObjectEvent",
-        "eventTime": stamp,
-        "eventTimeZoneOffset": "+00:00",
-        "epcList": [f"https://id.gs1.org/00/{sscc}"],
-        "action": "OBSERVE",
-        "bizStep": "shipping",
-    }
-    return json.dumps(
-        {
-            "type": "EPCISDocument",
-            "schemaVersion": "2.0",
-            "creationDate": stamp,
-            "epcisBody": {"eventList": [event]},
-        }
-    ).encode()
+    event = demo.object_event(d.chain_time() - 10, "shipping", epcList=[f"https://id.gs1.org/00/{sscc}"])
+    return demo.epcis_document(event)
 
 
 def _sign_and_submit_funding(d: demo.Demo, ref: str, amount: int) -> str:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from app.api import pagination
 from app.api.deps import CurrentPrincipal, RuntimeDep
 from app.api.routes import PROBLEMS
 from app.api.schemas import (
@@ -26,6 +25,7 @@ from app.api.schemas import (
     ShipmentCreate,
     ShipmentPublic,
 )
+from app.db import pagination
 from app.db.models import ChainEvent, Evidence, Intent, Order
 from app.db.session import transaction
 from app.domain.order_state import Decision

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.db.models import Order
+from app.domain.lifecycle import OrderTerms
 from app.domain.order_state import OrderState, RefundReason, Status
 
 MAX_SAFE_INT = 2**53 - 1
@@ -101,42 +102,24 @@ def rfc3339(unix: int | None) -> str | None:
 # --------------------------------------------------------------------------------------- projection
 
 
-@dataclass(frozen=True)
-class FundedTerms:
-    """The terms of an ``OrderFunded`` event, as integers and checksummed addresses."""
-
-    buyer: str
-    seller: str
-    token: str
-    amount: int
-    commission_bps: int
-    tax_bps: int
-    tax_recipient: str
-    ship_by: int
-    deliver_by: int
-    hold_seconds: int
-    response_seconds: int
-    arbitration_seconds: int
-    funded_at: int
-
-    @classmethod
-    def from_args(cls, terms: Mapping[str, Any]) -> FundedTerms:
-        """From the stored ``terms`` argument of ``OrderFunded``."""
-        return cls(
-            buyer=str(terms["buyer"]),
-            seller=str(terms["seller"]),
-            token=str(terms["token"]),
-            amount=as_int(terms["amount"]),
-            commission_bps=as_int(terms["commissionBps"]),
-            tax_bps=as_int(terms["taxBps"]),
-            tax_recipient=str(terms["taxRecipient"]),
-            ship_by=as_int(terms["shipBy"]),
-            deliver_by=as_int(terms["deliverBy"]),
-            hold_seconds=as_int(terms["holdSeconds"]),
-            response_seconds=as_int(terms["responseSeconds"]),
-            arbitration_seconds=as_int(terms["arbitrationSeconds"]),
-            funded_at=as_int(terms["fundedAt"]),
-        )
+def terms_from_args(terms: Mapping[str, Any]) -> OrderTerms:
+    """The order's terms from the stored (JSON-safe) ``terms`` argument of ``OrderFunded``."""
+    return OrderTerms(
+        buyer=str(terms["buyer"]),
+        seller=str(terms["seller"]),
+        token=str(terms["token"]),
+        amount=as_int(terms["amount"]),
+        commission_bps=as_int(terms["commissionBps"]),
+        tax_bps=as_int(terms["taxBps"]),
+        tax_recipient=str(terms["taxRecipient"]),
+        ship_by=as_int(terms["shipBy"]),
+        deliver_by=as_int(terms["deliverBy"]),
+        hold_seconds=as_int(terms["holdSeconds"]),
+        threshold=as_int(terms["threshold"]),
+        response_seconds=as_int(terms["responseSeconds"]),
+        arbitration_seconds=as_int(terms["arbitrationSeconds"]),
+        funded_at=as_int(terms["fundedAt"]),
+    )
 
 
 #: Order columns the indexer owns (everything else on the row is the API's).
@@ -181,7 +164,7 @@ class Projection:
     tax: int | None = None
     seller_net: int | None = None
     closed_at: int | None = None
-    terms: FundedTerms | None = field(default=None, compare=False)
+    terms: OrderTerms | None = field(default=None, compare=False)
     refund_reason: str | None = field(default=None, compare=False)
 
     def columns(self) -> dict[str, Any]:
@@ -245,7 +228,7 @@ def step(p: Projection, event: EventRecord) -> Projection:
     """The projection after one more event of the order."""
     args = event.args
     if event.name == "OrderFunded":
-        terms = FundedTerms.from_args(args["terms"])
+        terms = terms_from_args(args["terms"])
         p = replace(Projection(), terms=terms, funded_at=terms.funded_at)
     elif p.terms is None:
         return p  # nothing precedes funding on chain; ignore anything odd rather than invent an order
@@ -308,7 +291,7 @@ def apply(order: Order, p: Projection) -> bool:
     return changed
 
 
-def terms_mismatch(order: Order, t: FundedTerms) -> list[str]:
+def terms_mismatch(order: Order, t: OrderTerms) -> list[str]:
     """Columns of an API-created row whose terms differ from what was funded on chain."""
     pairs = {
         "buyer": (order.buyer.lower(), t.buyer.lower()),
@@ -325,7 +308,7 @@ def terms_mismatch(order: Order, t: FundedTerms) -> list[str]:
     return [name for name, (row, chain) in pairs.items() if row != chain]
 
 
-def new_order_row(order_id: str, merchant_id: str, t: FundedTerms, currency: str) -> Order:
+def new_order_row(order_id: str, merchant_id: str, t: OrderTerms, currency: str) -> Order:
     """A row for an order funded directly on chain (the merchant's order reference is unknown: the id)."""
     return Order(
         id=order_id,
@@ -394,7 +377,7 @@ def timeline_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     if "state" in args:
         out["status"] = OrderState.unpack(as_int(args["state"])).status.name.lower()
     if name == "OrderFunded":
-        terms = FundedTerms.from_args(args["terms"])
+        terms = terms_from_args(args["terms"])
         out.update(buyer=terms.buyer, seller=terms.seller, token=terms.token, amount=str(terms.amount))
     if name == "OrderRefunded":
         out["reason"] = RefundReason(as_int(args["reason"])).name.lower()

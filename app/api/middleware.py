@@ -108,7 +108,12 @@ class IdempotencyMiddleware:
             return
         request_hash = hashlib.sha256(
             b"\n".join(
-                [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+                [
+                    scope["method"].encode(),
+                    scope["path"].encode(),
+                    scope.get("query_string", b""),
+                    _canonical(body, ctype),
+                ]
             )
         ).hexdigest()
         outcome = await anyio.to_thread.run_sync(self._claim, rt, owner, key_text, request_hash, scope)
@@ -253,6 +258,18 @@ class IdempotencyMiddleware:
             row.status_code = status
             row.content_type = content_type
             row.response_body = body
+
+
+def _canonical(body: bytes, content_type: str) -> bytes:
+    """The body as compared between attempts: a multipart body without its random boundary, so that a
+    client's retry of the same upload (with a new boundary) is the same request."""
+    if not content_type.startswith("multipart/"):
+        return body
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name.lower() == "boundary" and value:
+            return body.replace(value.strip('"').encode("latin-1"), b"BOUNDARY")
+    return body
 
 
 def _principal_of(rt: Runtime, authorization: bytes | None) -> str | None:

@@ -203,3 +203,35 @@ def _declaration(d: demo.Demo, sscc: str, when: int, first: dict[str, Any]) -> d
         errorDeclaration={"declarationTime": demo.rfc3339(when), "reason": "incorrect_data"},
     )
     return d.capture(event)
+
+
+def test_an_evidence_upload_retried_with_its_idempotency_key_is_stored_once(
+    client: TestClient, admin_key: str, wallets: Wallets, runtime: Runtime
+) -> None:
+    from app.chain.eip712 import sign_typed_data
+    from app.db.models import Evidence
+
+    d = _demo(client, admin_key, wallets)
+    order = d.create_and_fund("EV-IDEM", 10 * UNIT)
+    content = b"receipt scan"
+    valid_until = d.chain_time() + 3600
+    message = {
+        "orderId": order["id"],
+        "party": wallets.buyer.address,
+        "evidenceHash": "0x" + hashlib.sha256(content).hexdigest(),
+        "validUntil": valid_until,
+    }
+    sig = "0x" + sign_typed_data(wallets.buyer.key, d._typed("EvidenceSubmission", message)).hex()
+    answers = [
+        client.post(  # httpx picks a new multipart boundary on every request
+            f"/v1/orders/{order['id']}/evidence",
+            files={"file": ("r.txt", content, "text/plain")},
+            data={"signature": sig, "valid_until": str(valid_until)},
+            headers=auth(d.parties.buyer, "upload-1"),
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    assert answers[1].headers.get("idempotent-replayed") == "true"
+    with runtime.db() as s:
+        assert len(s.scalars(select(Evidence)).all()) == 1

@@ -582,9 +582,15 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
+#: web3's types under the names the rest of the project uses (only ``app.chain`` imports web3).
+ContractCall = ContractFunction
+Receipt = TxReceipt
+
 __all__ = [
     "BlockHeader",
     "ChainClient",
+    "ContractCall",
     "PreparedTx",
+    "Receipt",
     "wait_until",
 ]

@@ -27,8 +27,8 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from web3.contract.contract import ContractFunction
 
+from app.chain.client import ContractCall
 from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Attestation, Order, OrderAuthorization, Terms
 from app.errors import InvalidInput
 from app.services.runtime import Runtime
@@ -260,7 +260,7 @@ def build_call(
     payload_or_payloads: Mapping[str, Any] | IntentPayload | Sequence[Mapping[str, Any] | IntentPayload],
     *,
     orders: Mapping[str, Order | None] | None = None,
-) -> ContractFunction:
+) -> ContractCall:
     """The contract call for one payload (strict) or a list of ``attest``/``release`` payloads (a non-strict
     batch), built against each order's current on-chain state (``orders`` may supply it, by 0x order id).
 

@@ -33,10 +33,9 @@ from typing import Any
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
-from web3.types import TxReceipt
 
 from app.chain import eip712
-from app.chain.client import PreparedTx
+from app.chain.client import PreparedTx, Receipt
 from app.chain.escrow import Order
 from app.db.models import Intent, utcnow
 from app.db.session import transaction
@@ -208,7 +207,7 @@ class _Pass:
                 again += [] if gap_below else [tx_hash]
         return again
 
-    def settle(self, tx_hash: str, receipt: TxReceipt) -> None:
+    def settle(self, tx_hash: str, receipt: Receipt) -> None:
         """Mark the intents of a mined transaction confirmed or failed (per order for a non-strict batch)."""
         failure: Exception | None = None
         skipped: dict[str, Exception] = {}

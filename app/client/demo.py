@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,14 +25,11 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from app.chain.eip712 import sign_typed_data
+from app.domain.encoding import rfc3339
 from app.feeds.epcis import gs1_check_digit
 
 DAY = 86_400
 GS1_COMPANY = "0614141"
-
-
-def rfc3339(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def object_event(when: int, biz_step: str, **fields: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from app.chain.abi import Event
 from app.chain.client import BlockHeader
 from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, TimelineEntry, WebhookEvent
 from app.db.session import transaction
+from app.domain.encoding import rfc3339
 from app.errors import ChainUnavailable
 from app.services import projection, webhooks
 from app.services.runtime import Runtime
@@ -445,7 +446,7 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
         item = {
             "source": "chain",
             "kind": e.name,
-            "at": projection.rfc3339(e.block_time),
+            "at": rfc3339(e.block_time),
             "tx_hash": e.tx_hash,
             "block_number": e.block_number,
             "log_index": e.log_index,
@@ -457,7 +458,7 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
         item = {
             "source": "service",
             "kind": entry.kind,
-            "at": webhooks.rfc3339(entry.at),
+            "at": webhooks.seconds(entry.at),
             "tx_hash": None,
             "block_number": None,
             "log_index": None,

@@ -9,7 +9,6 @@ intent in the same transaction as its off-chain facts (evidence bytes, timeline)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import to_checksum_address
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.chain import eip712
 from app.db.models import Evidence, Intent, Order, Principal, Shipment, TimelineEntry
 from app.db.session import transaction
+from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
 from app.domain.money import Split, release_split
 from app.domain.order_state import Decision
@@ -31,17 +31,6 @@ from app.services.runtime import Runtime
 DAY = 86_400
 FINAL = frozenset({"released", "refunded", "resolved"})
 ZERO32 = "0x" + "00" * 32
-
-
-def hex32(value: bytes) -> str:
-    return "0x" + value.hex()
-
-
-def iso(ts: int | None) -> str | None:
-    """Unix seconds as RFC 3339 UTC."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- access -----------------------------------------------------------------------------------------------
@@ -238,7 +227,26 @@ def _submit(rt: Runtime, kind: str, payload: dict[str, Any], oid: str, fact: dic
     return intent
 
 
-def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: dict[str, Any] | None) -> Intent:
+@dataclass(frozen=True)
+class Permit:
+    """The buyer's EIP-2612 permit for the order's amount: its 65-byte signature and deadline."""
+
+    signature: bytes
+    deadline: int
+
+    def payload(self, amount: int) -> dict[str, Any]:
+        """The ``permit`` of a ``fund`` intent (the contract's ``Permit`` tuple, as JSON)."""
+        sig = self.signature
+        return {
+            "value": str(amount),
+            "deadline": self.deadline,
+            "v": sig[64] if sig[64] >= 27 else sig[64] + 27,
+            "r": hex32(sig[:32]),
+            "s": hex32(sig[32:64]),
+        }
+
+
+def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Permit | None) -> Intent:
     """The buyer's signed authorization (and optional permit) → a ``fund`` intent."""
     require_role(buyer, "fund orders", "buyer")
     with transaction(rt.db) as s:
@@ -253,7 +261,7 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: dict
             for k, v in message.items()
         },
         "signature": hex32(signature),
-        "permit": permit,
+        "permit": permit.payload(order.amount) if permit is not None else None,
     }
     return _submit(rt, "fund", payload, order.id, {})
 
@@ -470,17 +478,17 @@ def public(order: Order, timeline: list[dict[str, Any]] | None = None) -> dict[s
         "tax_recipient": order.tax_recipient,
         "destination_country": order.destination_country,
         "goods_category": order.goods_category,
-        "ship_by": iso(order.ship_by),
-        "deliver_by": iso(order.deliver_by),
+        "ship_by": rfc3339(order.ship_by),
+        "deliver_by": rfc3339(order.deliver_by),
         "hold_seconds": order.hold_seconds,
-        "valid_until": iso(order.valid_until),
-        "funded_at": iso(order.funded_at),
-        "release_at": iso(order.release_at),
-        "disputed_at": iso(order.disputed_at),
-        "frozen_until": iso(order.frozen_until),
-        "closed_at": iso(order.closed_at),
+        "valid_until": rfc3339(order.valid_until),
+        "funded_at": rfc3339(order.funded_at),
+        "release_at": rfc3339(order.release_at),
+        "disputed_at": rfc3339(order.disputed_at),
+        "frozen_until": rfc3339(order.frozen_until),
+        "closed_at": rfc3339(order.closed_at),
         "needs_review": order.needs_review,
-        "created_at": order.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": rfc3339(order.created_at),
     }
     if timeline is not None:
         out["timeline"] = timeline

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.db.models import Order
+from app.domain.encoding import hex32, rfc3339
 from app.domain.lifecycle import OrderTerms
 from app.domain.order_state import OrderState, RefundReason, Status
 
@@ -75,12 +75,6 @@ def as_int(value: Any) -> int:
     return int(value)
 
 
-def hex32(value: bytes | int) -> str:
-    """A 32-byte value (an order id) as lower-case ``0x`` hex."""
-    raw = value.to_bytes(32, "big") if isinstance(value, int) else value
-    return "0x" + raw.hex()
-
-
 def event_order_id(name: str, args: Mapping[str, Any]) -> str | None:
     """The order an escrow event is about (``0x…``), None for platform events."""
     if "orderId" in args:
@@ -90,13 +84,6 @@ def event_order_id(name: str, args: Mapping[str, Any]) -> str | None:
     if arg is not None and arg in args:
         return hex32(as_int(args[arg]))
     return None
-
-
-def rfc3339(unix: int | None) -> str | None:
-    """A unix time as RFC 3339 UTC (``2025-01-02T03:04:05Z``)."""
-    if unix is None:
-        return None
-    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------------------- projection

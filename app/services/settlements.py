@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Order, Principal
-from app.services.orders import iso, split_of
+from app.domain.encoding import rfc3339
+from app.services.orders import split_of
 
 #: Pipeline stage of each order status.
 STAGES = {
@@ -54,8 +55,8 @@ def _row(order: Order) -> dict[str, Any]:
         "tax": str(split.tax),
         "seller_net": str(split.seller_net),
         "buyer_refund": str(split.buyer_refund),
-        "release_at": iso(order.release_at),
-        "closed_at": iso(order.closed_at),
+        "release_at": rfc3339(order.release_at),
+        "closed_at": rfc3339(order.closed_at),
     }
 
 
@@ -83,7 +84,7 @@ def pipeline(session: Session, merchant: Principal, now: int) -> dict[str, Any]:
     rows = [_row(o) for o in orders]
     rows.sort(key=lambda r: (r["stage"] != "due", r["release_at"] or ""))
     return {
-        "as_of": iso(now),
+        "as_of": rfc3339(now),
         "due_now": due_now,
         "totals": {
             currency: {

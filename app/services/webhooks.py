@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from app.db import pagination
 from app.db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent, new_id, utcnow
 from app.db.session import transaction
+from app.domain.encoding import rfc3339
 from app.feeds.outbound import SIGNATURE_HEADER, sign_webhook
 from app.services.runtime import Runtime
 
@@ -60,9 +61,9 @@ MAX_LOG_LIMIT = 100
 _ERROR_CHARS = 500
 
 
-def rfc3339(at: datetime) -> str:
-    """RFC 3339 UTC with second precision (``2025-01-02T03:04:05Z``)."""
-    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def seconds(at: datetime) -> str:
+    """RFC 3339 UTC with second precision (``2025-01-02T03:04:05Z``), as webhooks and the log show times."""
+    return rfc3339(at.replace(microsecond=0))
 
 
 def _amounts_as_strings(value: Any, key: str = "") -> Any:
@@ -147,7 +148,7 @@ def emit(
 
 def event_body(event: WebhookEvent) -> bytes:
     """The exact bytes POSTed for ``event`` (the same on every retry)."""
-    doc = {"id": event.id, "type": event.type, "created": rfc3339(event.created_at), "data": event.payload}
+    doc = {"id": event.id, "type": event.type, "created": seconds(event.created_at), "data": event.payload}
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -348,7 +349,7 @@ def deliver_due(
 
 
 def _iso(at: datetime | None) -> str | None:
-    return None if at is None else rfc3339(at)
+    return None if at is None else seconds(at)
 
 
 def delivery_log(

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.client import demo
 from app.client.demo import Wallets
 from app.db.models import WebhookDelivery
+from app.domain.encoding import rfc3339
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 
@@ -200,7 +201,7 @@ def _declaration(d: demo.Demo, sscc: str, when: int, first: dict[str, Any]) -> d
         "shipping",
         eventID=EVENT_ID,
         epcList=[f"https://id.gs1.org/00/{sscc}"],
-        errorDeclaration={"declarationTime": demo.rfc3339(when), "reason": "incorrect_data"},
+        errorDeclaration={"declarationTime": rfc3339(when), "reason": "incorrect_data"},
     )
     return d.capture(event)
 

@@ -30,6 +30,7 @@ from app.db.models import (
     WebhookEvent,
 )
 from app.db.session import transaction
+from app.domain.encoding import hex32
 from app.domain.ids import content_hash
 from app.domain.money import release_split, ruling_split
 from app.domain.order_state import OrderState
@@ -95,7 +96,7 @@ class Shop:
         return self.rt.escrow.orders[auth.order_id]
 
     def row(self, order_id: bytes | str) -> Order:
-        oid = order_id if isinstance(order_id, str) else projection.hex32(order_id)
+        oid = order_id if isinstance(order_id, str) else hex32(order_id)
         with transaction(self.rt.db) as s:
             row = s.get(Order, oid)
             assert row is not None, oid
@@ -105,7 +106,7 @@ class Shop:
         with transaction(self.rt.db) as s:
             rows = s.scalars(
                 select(WebhookEvent)
-                .where(WebhookEvent.order_id == projection.hex32(order_id))
+                .where(WebhookEvent.order_id == hex32(order_id))
                 .order_by(WebhookEvent.created_at, WebhookEvent.id)
             )
             return [r.type for r in rows]
@@ -113,7 +114,7 @@ class Shop:
 
 def order_row(auth: OrderAuthorization, ref: str, merchant_id: str, currency: str) -> Order:
     return Order(
-        id=projection.hex32(auth.order_id),
+        id=hex32(auth.order_id),
         order_ref=ref,
         merchant_id=merchant_id,
         buyer=auth.buyer,
@@ -231,7 +232,7 @@ def shop(runtime: Runtime) -> Shop:
 def test_follows_an_order_from_funding_to_release(shop: Shop) -> None:
     rt, f, a = shop.rt, shop.factory, shop.actors
     auth = shop.api_order("SO-1001")
-    oid = projection.hex32(auth.order_id)
+    oid = hex32(auth.order_id)
     assert shop.row(oid).status == "awaiting_funding"
 
     order = shop.fund(auth)
@@ -286,7 +287,7 @@ def test_stores_events_with_json_safe_args_blocks_and_the_cursor(shop: Shop) -> 
         header = rt.chain.get_block(funded.block_number)
         assert header is not None
         assert (funded.block_hash, funded.block_time) == (header.hash, header.timestamp)
-        assert funded.order_id == projection.hex32(auth.order_id)
+        assert funded.order_id == hex32(auth.order_id)
         assert funded.args["orderId"] == funded.order_id
         assert funded.args["state"] == order.state  # small enough to stay a number
         assert funded.args["terms"]["amount"] == auth.amount
@@ -484,7 +485,7 @@ def test_order_of_an_unknown_seller_keeps_only_its_events(shop: Shop) -> None:
     rt, f, a = shop.rt, shop.factory, shop.actors
     order = f.fund(seller=a.seller2, order_ref="elsewhere-1")
     indexer.sync(rt)
-    oid = projection.hex32(order.order_id)
+    oid = hex32(order.order_id)
     with transaction(rt.db) as s:
         assert s.get(Order, oid) is None
         assert [e.name for e in s.scalars(select(ChainEvent).where(ChainEvent.order_id == oid))] == [
@@ -513,7 +514,7 @@ def test_terms_that_differ_from_the_row_flag_the_order_for_review(shop: Shop) ->
     rt = shop.rt
     auth = shop.api_order("SO-1011")
     with transaction(rt.db) as s:
-        row = s.get(Order, projection.hex32(auth.order_id))
+        row = s.get(Order, hex32(auth.order_id))
         assert row is not None
         row.amount = auth.amount + 1
     shop.fund(auth)
@@ -600,7 +601,7 @@ def test_a_shorter_new_chain_is_a_reorg_too(shop: Shop) -> None:
 def test_timeline_merges_chain_and_service_facts(shop: Shop) -> None:
     rt, f = shop.rt, shop.factory
     auth = shop.api_order("SO-1016")
-    oid = projection.hex32(auth.order_id)
+    oid = hex32(auth.order_id)
     with transaction(rt.db) as s:
         s.add(TimelineEntry(order_id=oid, kind="order.created", data={"order_ref": "SO-1016"}))
     order = f.deliver(shop.fund(auth))

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from app.chain.client import ChainClient
 from app.db.models import ChainEvent, WebhookDelivery, WebhookEvent
 from app.db.session import transaction
-from app.services import indexer, projection
+from app.domain.encoding import hex32
+from app.services import indexer
 from app.services.runtime import Runtime, build_runtime
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings
@@ -53,9 +54,7 @@ def shop(anvil_rt: Runtime) -> Shop:
 def _block_of(rt: Runtime, name: str, order_id: bytes) -> ChainEvent:
     with transaction(rt.db) as s:
         return s.scalars(
-            select(ChainEvent).where(
-                ChainEvent.name == name, ChainEvent.order_id == projection.hex32(order_id)
-            )
+            select(ChainEvent).where(ChainEvent.name == name, ChainEvent.order_id == hex32(order_id))
         ).one()
 
 

@@ -134,16 +134,7 @@ def fund_order(
     """Buyer: submit the signed OrderAuthorization (and permit); the relayer funds the order on chain."""
     permit = None
     if body.permit is not None:
-        sig = _signature(body.permit.signature)
-        with transaction(rt.db) as s:
-            amount = orders.get_visible(s, me, order_id).amount
-        permit = {
-            "value": str(amount),
-            "deadline": body.permit.deadline,
-            "v": sig[64] if sig[64] >= 27 else sig[64] + 27,
-            "r": "0x" + sig[:32].hex(),
-            "s": "0x" + sig[32:64].hex(),
-        }
+        permit = orders.Permit(_signature(body.permit.signature), body.permit.deadline)
     intent = orders.fund(rt, me, order_id, _signature(body.signature), permit)
     return _accepted(rt, me, order_id, intent)
 

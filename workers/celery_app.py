@@ -3,6 +3,12 @@
 Without ``TRADEGUARD_BROKER_URL`` tasks run eagerly, in the caller's process. With it, workers acknowledge
 late, take one task at a time, re-queue a task whose worker died, and beat re-enqueues the sweeps every
 ``TRADEGUARD_SWEEP_SECONDS``: whatever a lost message would have done, the next sweep does (TOOLCHAIN.md).
+
+Recovery from a worker killed mid-sweep does not wait for Celery's redelivery of its message (after the
+``visibility_timeout``): beat's next sweep runs once the dead worker's sweep lock expires
+(``workers.tasks.LOCK_TTL_SECONDS``), so within ``sweep_seconds`` + that TTL of a worker being up again. The
+visibility timeout stays above the longest retry countdown (60 s) plus a sweep, else Redis would hand a task
+that is waiting for its retry to a second worker again and again.
 """
 
 from __future__ import annotations

@@ -12,38 +12,37 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery.exceptions import Ignore
+
 from app.errors import ChainUnavailable
 from app.services.runtime import Runtime, get_runtime
 from workers.celery_app import SWEEPS, celery_app
 
 log = logging.getLogger(__name__)
 
+#: Seconds a sweep lock lives unless renewed. The holder renews it every third of that while its sweep runs,
+#: so a worker killed while holding it (SIGKILL, OOM, power) stalls that sweep for at most this long.
+LOCK_TTL_SECONDS = 10
+LOCK_PREFIX = "tradeguard:lock:"
+#: Set by a sweep that found the lock taken: the holder sweeps once more when it is done.
+AGAIN_PREFIX = "tradeguard:again:"
+
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
 
 @contextmanager
-def only_one(name: str, rt: Runtime, timeout: int = 300) -> Iterator[bool]:
+def only_one(name: str, rt: Runtime, ttl: float = LOCK_TTL_SECONDS) -> Iterator[bool]:
     """Run a sweep in one place at a time (a Redis lock with a broker, a process lock when eager).
 
-    Yields whether the lock was taken; the services are safe to run concurrently anyway (they claim rows),
-    so a sweep that finds the lock taken just skips.
+    Yields whether the lock was taken. The Redis lock lives ``ttl`` seconds and a heartbeat thread renews it
+    while the sweep runs, so a dead holder blocks the sweep for ``ttl`` at most. The services are safe to run
+    concurrently anyway (they claim rows), so a sweep that finds the lock taken skips, after asking the holder
+    to sweep once more when it is done (its pass may have read its work before ours arrived).
     """
     if rt.settings.broker_url:
-        import redis
-
-        client = redis.Redis.from_url(rt.settings.broker_url)
-        lock = client.lock(f"tradeguard:lock:{name}", timeout=timeout, blocking=False)
-        got = bool(lock.acquire())
-        try:
+        with _redis_lock(name, rt.settings.broker_url, ttl) as got:
             yield got
-        finally:
-            if got:
-                try:
-                    lock.release()
-                except redis.exceptions.LockError:  # expired meanwhile: someone else may hold it now
-                    pass
-            client.close()
         return
     with _local_guard:
         local = _local_locks.setdefault(name, threading.Lock())
@@ -55,11 +54,70 @@ def only_one(name: str, rt: Runtime, timeout: int = 300) -> Iterator[bool]:
             local.release()
 
 
+@contextmanager
+def _redis_lock(name: str, url: str, ttl: float) -> Iterator[bool]:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    # thread_local=False: the heartbeat thread renews with the token the acquiring thread got
+    lock = client.lock(LOCK_PREFIX + name, timeout=ttl, blocking=False, thread_local=False)
+    again = AGAIN_PREFIX + name
+    rerun = False
+    try:
+        got = bool(lock.acquire())
+        if not got:
+            client.set(again, 1, ex=max(int(ttl) * 6, 60))
+            got = bool(lock.acquire())  # the holder may have finished (and missed the request) meanwhile
+        if not got:
+            yield False
+            return
+        client.delete(again)  # this pass does what earlier requests asked for
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=_renew, args=(lock, name, ttl, stop), name=f"lock-{name}", daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            heartbeat.join()
+            try:
+                lock.release()
+                rerun = bool(client.delete(again))
+            except (
+                redis.exceptions.LockError
+            ):  # lapsed (a stall, or Redis restarted): someone may hold it now
+                log.warning("%s: the sweep lock lapsed before the sweep ended", name)
+            except redis.exceptions.RedisError as exc:  # Redis is down: the lock expires by itself
+                log.warning("%s: releasing the sweep lock: %s", name, exc)
+    finally:
+        client.close()
+    if rerun:
+        kick(name)
+
+
+def _renew(lock: Any, name: str, ttl: float, stop: threading.Event) -> None:
+    """Reset the lock's TTL every ``ttl / 3`` seconds until ``stop``; give up once it is no longer ours."""
+    import redis
+
+    while not stop.wait(ttl / 3):
+        try:
+            lock.reacquire()
+        except redis.exceptions.LockNotOwnedError:
+            log.warning("%s: the sweep lock lapsed; another worker may sweep at the same time", name)
+            return
+        except redis.exceptions.RedisError as exc:  # a hiccup: try again at the next beat
+            log.warning("%s: renewing the sweep lock: %s", name, exc)
+
+
 def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
     rt = get_runtime()
     with only_one(name, rt) as got:
         if not got:
-            return None
+            log.debug("%s sweep skipped: another worker is running it (and sweeps again when done)", name)
+            # not a success: the worker logs the task as ignored, and acknowledges it
+            raise Ignore()
         return job(rt)
 
 

@@ -535,7 +535,8 @@ def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
     for item_id in ids:
         try:
             with transaction(rt.db) as s:
-                item = s.get(InboxItem, item_id)
+                # locked: a second sweep (a lapsed sweep lock) waits here, then sees it processed
+                item = s.get(InboxItem, item_id, with_for_update=True)
                 if item is None or item.status != "received":
                     continue
                 item.outcome = _process_item(rt, s, item, report)

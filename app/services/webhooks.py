@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 EVENT_ID_HEADER = "TradeGuard-Event-Id"
 #: Seconds to wait after the n-th failed attempt (the last value repeats).
 BACKOFF_SECONDS = (30, 120, 600, 1800, 3600, 7200, 14400, 28800)
-#: How long a claimed delivery belongs to its worker before another may send it again.
-CLAIM_LEASE = timedelta(minutes=2)
+#: How long a claimed delivery belongs to its worker before another may send it again: longer than a normal
+#: POST under TIMEOUT, short enough that a killed worker's delivery goes out again within half a minute (a
+#: very slow receiver may then get it twice; the attempt counter fences the outcome, receivers dedupe by id).
+CLAIM_LEASE = timedelta(seconds=15)
 TIMEOUT = httpx.Timeout(5.0)
 USER_AGENT = "TradeGuard-Webhooks/1"
 #: Payload keys holding token amounts: always decimal strings in JSON.

@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+
+from app.domain.order_rules import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 
 
 def _checksummed(value: str) -> str:
@@ -20,9 +22,14 @@ def _checksummed(value: str) -> str:
 Address = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksummed)]
 Hex32 = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
 Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
-Amount = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,76}$")]
+#: 1 .. 10^39-1 as a decimal string (the escrow takes up to 2^128-1; the rules refuse the rest by name)
+Amount = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,38}$")]
 OrderId = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
-Uint64 = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: Integers are strict everywhere: a JSON ``true`` or ``"5"`` is not an integer.
+#: The bound is 2^53-1, not 2^63-1: the OpenAPI publishes bounds as floats, and 2^63-1 would read as 2^63,
+#: admitting in the document values the service refuses. (Times in seconds: 2^53 s is far enough.)
+UINT64_MAX = 2**53 - 1
+Uint64 = Annotated[StrictInt, Field(ge=0, le=UINT64_MAX)]
 
 
 class Strict(BaseModel):
@@ -71,10 +78,12 @@ class OrderCreate(Strict):
     currency: Annotated[str, StringConstraints(min_length=1, max_length=16)]
     destination_country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
     goods_category: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
-    ship_by: datetime | None = None
-    deliver_by: datetime | None = None
-    hold_seconds: Annotated[int, Field(ge=0, le=90 * 86_400)] | None = None
-    valid_for_seconds: Annotated[int, Field(ge=60, le=30 * 86_400)] = 86_400
+    ship_by: AwareDatetime | None = Field(None, description="RFC 3339 with an offset; default now + 5 days")
+    deliver_by: AwareDatetime | None = Field(
+        None, description="RFC 3339 with an offset, within 365 days; default ship_by + 25 days"
+    )
+    hold_seconds: Annotated[StrictInt, Field(ge=MIN_HOLD_SECONDS, le=MAX_HOLD_SECONDS)] | None = None
+    valid_for_seconds: Annotated[StrictInt, Field(ge=60, le=30 * 86_400)] = 86_400
 
 
 class Split(BaseModel):
@@ -152,7 +161,7 @@ class BuyerDecisionCreate(Strict):
 
 
 class RulingCreate(Strict):
-    buyer_share_bps: Annotated[int, Field(ge=0, le=10_000)]
+    buyer_share_bps: Annotated[StrictInt, Field(ge=0, le=10_000)]
     rationale_hash: Hex32
     valid_until: Uint64
     signature: Signature
@@ -221,7 +230,9 @@ class CapturePublic(BaseModel):
 
 class AttestationCreate(Strict):
     order_id: OrderId
-    milestone: Literal[1, 2]
+    milestone: Annotated[
+        StrictInt, Field(ge=1, le=2, json_schema_extra={"enum": [1, 2]}, description="1 SHIPPED, 2 DELIVERED")
+    ]
     event_time: Uint64
     tracking_hash: Hex32
     evidence_hash: Hex32
@@ -260,13 +271,13 @@ class FaucetRequest(Strict):
 
 
 class AdvanceTime(Strict):
-    seconds: Annotated[int, Field(ge=1, le=365 * 86_400)]
+    seconds: Annotated[StrictInt, Field(ge=1, le=365 * 86_400)]
 
 
 class CorridorIn(Strict):
     country: Annotated[str, StringConstraints(pattern=r"^([A-Za-z]{2}|\*)$")]
     category: Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    tax_bps: Annotated[int, Field(ge=0, le=5000)]
+    tax_bps: Annotated[StrictInt, Field(ge=0, le=5000)]
     recipient: Address
 
 

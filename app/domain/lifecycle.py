@@ -30,14 +30,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.money import BPS, Split, refund_split, release_split, ruling_split
+from app.domain.order_rules import (
+    FundingTerms,
+    PlatformLimits,
+    funding_violations,
+)
 from app.domain.order_state import Milestone, RefundReason, Status
-from app.domain.registry import DAY, HOUR, ZERO_ADDRESS, Registry
+from app.domain.registry import DAY, ZERO_ADDRESS, Registry
 from app.errors import DomainError
 
-MAX_AMOUNT = 2**128 - 1
-MIN_HOLD_SECONDS = HOUR
-MAX_HOLD_SECONDS = 90 * DAY
-MAX_SCHEDULE_SECONDS = 365 * DAY
 MAX_FREEZE_SECONDS = 30 * DAY
 ZERO_HASH = bytes(32)
 
@@ -96,53 +97,29 @@ def open_order(order_id: bytes, req: FundingRequest, registry: Registry, now: in
     """Fund an order at ``now`` under ``registry``'s current settings (signature and token pull aside)."""
     if req.valid_until < now:
         raise _fail("SignatureExpired", "authorization expired", validUntil=req.valid_until, nowTime=now)
-    if req.token not in registry.allowed_tokens:
-        raise _fail("TokenNotAllowed", "token not on the allowlist", token=req.token)
-    if not 0 < req.amount <= MAX_AMOUNT:
-        raise _fail("InvalidAmount", "amount must be 1 .. 2^128-1", amount=req.amount)
-    if ZERO_ADDRESS in (req.buyer, req.seller) or req.buyer == req.seller:
-        raise _fail("InvalidParties", "buyer and seller must differ", buyer=req.buyer, seller=req.seller)
-    if registry.paused:
-        raise _fail("EnforcedPause", "new orders are paused")
-    if req.commission_bps != registry.commission_bps:
-        raise _fail(
-            "CommissionMismatch",
-            "signed commission is not the platform rate",
-            signed=req.commission_bps,
-            expected=registry.commission_bps,
-        )
-    tax_ok = (
-        req.tax_recipient == ZERO_ADDRESS
-        if req.tax_bps == 0
-        else req.tax_bps <= registry.tax_caps.get(req.tax_recipient, 0)
+    terms_ = FundingTerms(
+        buyer=req.buyer,
+        seller=req.seller,
+        token=req.token,
+        amount=req.amount,
+        commission_bps=req.commission_bps,
+        tax_bps=req.tax_bps,
+        tax_recipient=req.tax_recipient,
+        ship_by=req.ship_by,
+        deliver_by=req.deliver_by,
+        hold_seconds=req.hold_seconds,
     )
-    if not tax_ok:
-        raise _fail(
-            "TaxNotAllowed",
-            "tax rate above the corridor cap",
-            taxRecipient=req.tax_recipient,
-            taxBps=req.tax_bps,
-        )
-    schedule_ok = (
-        now < req.ship_by < req.deliver_by <= now + MAX_SCHEDULE_SECONDS
-        and MIN_HOLD_SECONDS <= req.hold_seconds <= MAX_HOLD_SECONDS
+    limits = PlatformLimits(
+        token_allowed=req.token in registry.allowed_tokens,
+        commission_bps=registry.commission_bps,
+        tax_cap=registry.tax_caps.get(req.tax_recipient, 0),
+        threshold=registry.threshold,
+        usable_oracles=registry.usable_oracles(now),
+        paused=registry.paused,
     )
-    if not schedule_ok:
-        raise _fail(
-            "InvalidSchedule",
-            "ship-by, deliver-by or hold out of bounds",
-            shipBy=req.ship_by,
-            deliverBy=req.deliver_by,
-            holdSeconds=req.hold_seconds,
-        )
-    usable = registry.usable_oracles(now)
-    if registry.threshold > usable:
-        raise _fail(
-            "InvalidThreshold",
-            "fewer oracles can count for the order than the threshold",
-            threshold=registry.threshold,
-            activeOracles=usable,
-        )
+    broken = funding_violations(terms_, limits, now)
+    if broken:  # the first broken rule, as the escrow checks them in this order
+        raise _fail(broken[0].code, broken[0].message, **broken[0].details)
     terms = OrderTerms(
         buyer=req.buyer,
         seller=req.seller,

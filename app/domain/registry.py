@@ -25,6 +25,18 @@ MAX_RESPONSE_SECONDS = 90 * DAY
 MAX_ARBITRATION_SECONDS = 180 * DAY
 
 
+def usable_oracles(active: int, pending: int, pending_until: int, now: int) -> int:
+    """How many oracles an order funded at ``now`` may count on, as the escrow reckons it.
+
+    Conservative: while the latest added oracle is still inside its role delay, every oracle added since the
+    previous such period ended is left out, even one whose own delay is already over. Removing such an oracle
+    once it is active does not lower the pending count, so the result floors at zero.
+    """
+    if now >= pending_until:
+        return active
+    return max(0, active - pending)
+
+
 @dataclass(frozen=True)
 class OracleInfo:
     """A registered oracle: its bit in attestation bitmaps (never reused) and when it starts to count."""
@@ -91,15 +103,8 @@ class Registry:
         return sum(1 for info in self.oracles.values() if info.active)
 
     def usable_oracles(self, now: int) -> int:
-        """How many oracles an order funded at ``now`` may count on, as the contract reckons it.
-
-        Conservative: while the latest added oracle is still inside its role delay, every oracle added since
-        the previous such period ended is left out, even one whose own delay is already over. Removing such an
-        oracle once it is active does not lower the pending count, so the result floors at zero.
-        """
-        if now >= self.pending_until:
-            return self.active_oracles
-        return max(0, self.active_oracles - self.pending_oracles)
+        """How many oracles an order funded at ``now`` may count on (:func:`usable_oracles`)."""
+        return usable_oracles(self.active_oracles, self.pending_oracles, self.pending_until, now)
 
     def counts_for(self, oracle: str, funded_at: int) -> bool:
         """Whether ``oracle``'s attestation counts for an order funded at ``funded_at``."""

@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 from app.chain import eip712
 from app.db.models import Evidence, Intent, Order, Principal, Shipment, TimelineEntry
 from app.db.session import transaction
+from app.domain import order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
 from app.domain.money import Split, release_split
 from app.domain.order_state import Decision
 from app.errors import DomainError, Forbidden, InvalidInput, NotFound
 from app.feeds.carriers import normalise_carrier, normalise_tracking_number
-from app.services import corridors, relayer
+from app.services import corridors, platform, relayer
 from app.services.runtime import Runtime
 
 DAY = 86_400
@@ -143,25 +144,32 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
             ],
         )
     buyer = to_checksum_address(req.buyer)
-    if buyer == merchant.address:
-        raise InvalidInput("invalid_parties", "the buyer and the seller must differ")
     now = rt.chain.now()
-    ship_by = req.ship_by if req.ship_by is not None else now + 5 * DAY
-    deliver_by = req.deliver_by if req.deliver_by is not None else ship_by + 25 * DAY
+    ship_by, deliver_by = order_rules.default_schedule(now, req.ship_by, req.deliver_by)
     hold = req.hold_seconds if req.hold_seconds is not None else rt.settings.hold_seconds
-    errors = []
-    if ship_by <= now:
-        errors.append({"field": "ship_by", "message": "must be in the future"})
-    if deliver_by <= ship_by:
-        errors.append({"field": "deliver_by", "message": "must be after ship_by"})
-    if errors:
-        raise InvalidInput("invalid_schedule", "the shipping schedule is not possible", errors=errors)
-    commission_bps = int(rt.escrow.config()["commission_bps"])
     oid = hex32(order_id(merchant.address, req.order_ref))
     with transaction(rt.db) as s:
         corridor = corridors.resolve(s, req.destination_country, req.goods_category)
         if s.get(Order, oid) is not None:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists", order_id=oid)
+    limits = platform.limits(rt, token.address, corridor.recipient, now)
+    terms = order_rules.FundingTerms(
+        buyer=buyer,
+        seller=merchant.address,
+        token=token.address,
+        amount=req.amount,
+        commission_bps=limits.commission_bps,
+        tax_bps=corridor.tax_bps,
+        tax_recipient=corridor.recipient,
+        ship_by=ship_by,
+        deliver_by=deliver_by,
+        hold_seconds=hold,
+    )
+    broken = order_rules.funding_violations(terms, limits, now)
+    if req.deliver_by is None:  # a default deliver-by is only out of bounds when ship-by is: name that one
+        broken = [v for v in broken if v.field != "deliver_by"] or broken
+    _refuse_unfundable(broken)
+    commission_bps = limits.commission_bps
     order = Order(
         id=oid,
         order_ref=req.order_ref,
@@ -179,7 +187,7 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
         ship_by=ship_by,
         deliver_by=deliver_by,
         hold_seconds=hold,
-        valid_until=now + req.valid_for_seconds,
+        valid_until=order_rules.authorization_deadline(now, req.valid_for_seconds, ship_by),
         status="awaiting_funding",
     )
     # the chain calls (permit nonce, token name) come before the commit: a node failure then leaves nothing
@@ -193,6 +201,40 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
         except IntegrityError as exc:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists") from exc
     return order, documents
+
+
+#: Funding rules that fail because of the platform's state, not the merchant's input (409, not 422).
+_PLATFORM_STATE = frozenset({"EnforcedPause", "InvalidThreshold"})
+
+
+def _refuse_unfundable(broken: list[order_rules.Violation]) -> None:
+    """Refuse an order the escrow would refuse at funding, naming every broken rule (nothing is stored)."""
+    if not broken:
+        return
+    state = [v for v in broken if v.code in _PLATFORM_STATE]
+    if state:
+        raise DomainError(
+            "platform_state",
+            f"the escrow cannot fund new orders now: {state[0].message}",
+            error=state[0].code,
+            **state[0].details,
+        )
+    first = broken[0]
+    code = {
+        "InvalidSchedule": "invalid_schedule",
+        "InvalidAmount": "invalid_amount",
+        "AmountAboveSupply": "invalid_amount",
+        "InvalidParties": "invalid_parties",
+        "TaxNotAllowed": "corridor_not_allowed",
+        "TokenNotAllowed": "unknown_currency",
+        "CommissionMismatch": "invalid_commission",
+    }.get(first.code, "order_not_fundable")
+    raise InvalidInput(
+        code,
+        "the escrow would refuse to fund this order: " + "; ".join(f"{v.field} {v.message}" for v in broken),
+        errors=[v.as_error() for v in broken],
+        error=first.code,
+    )
 
 
 # --- actions that go on chain ------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from hypothesis.stateful import (
 
 from app.domain.escrow_model import EscrowModel
 from app.domain.lifecycle import (
-    MAX_AMOUNT,
     MAX_FREEZE_SECONDS,
     Attestation,
     FundingRequest,
@@ -30,6 +29,7 @@ from app.domain.lifecycle import (
     open_order,
 )
 from app.domain.money import BPS, release_split
+from app.domain.order_rules import MAX_AMOUNT
 from app.domain.order_state import Decision, Milestone, RefundReason, Status
 from app.domain.registry import DAY, HOUR, ZERO_ADDRESS, Registry
 from app.errors import DomainError

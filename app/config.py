@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; default sqlite under state_dir")
     broker_url: str | None = Field(None, description="Celery broker (redis://…); unset = tasks run eagerly")
     admin_api_key: SecretStr | None = Field(None, description="bootstraps the first admin principal")
-    hold_seconds: int = Field(259_200, ge=0, le=90 * 86_400, description="T+N hold window (T+3)")
+    hold_seconds: int = Field(259_200, ge=3600, le=90 * 86_400, description="T+N hold (T+3), 1 h..90 d")
     dev: bool | None = Field(None, description="dev routes and faucet; default on for embedded/local chains")
     state_dir: Path = Field(ROOT / "var", description="anvil state, SQLite file, deployment record")
     key_file: Path | None = Field(None, description="JSON file with relayer_key / oracle_key / deployer_key")
@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(48 * 3600, ge=24 * 3600)
     webhook_retry_hours: int = Field(72, ge=72)
     sweep_seconds: float = Field(2.0, gt=0, description="how often beat (or the eager sweeper) sweeps")
+    finality_depth: int = Field(
+        64, ge=1, le=100_000, description="a reorg deeper than this halts the indexer instead of rewinding"
+    )
+    chain_check_seconds: float = Field(
+        3.0, ge=0, description="how long a chain identity check (genesis hash, chain id) is trusted"
+    )
     relayer_max_attempts: int = Field(8, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

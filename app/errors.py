@@ -6,6 +6,7 @@ and the CLI can print it without a stack trace::
 
     TradeGuardError
     ├── ConfigError                 bad or missing configuration
+    │   └── CorruptChainState       local mode: the anvil state file cannot be loaded (names file and backup)
     ├── DomainError                 a rule of SPEC §2–§3 refuses the request (HTTP 409 or 422)
     │   ├── NotFound                no such object, or not visible to the caller (HTTP 404)
     │   ├── InvalidInput            the request is well-formed but its content is refused (HTTP 422)
@@ -15,6 +16,8 @@ and the CLI can print it without a stack trace::
     ├── FeedError                   a logistics input is malformed or its signature is bad (HTTP 400/401/422)
     └── ChainError                  anything that went wrong talking to the chain
         ├── ChainUnavailable        the node does not answer (HTTP 503)
+        ├── ChainHalted             chain work is stopped: a reorg deeper than the finality depth (HTTP 503)
+        │   └── ChainMismatch       the node serves another chain than the database's (HTTP 503)
         ├── NonceTooLow             the node refused a transaction: its sender's nonce is already used
         ├── TransactionFailed       mined with status 0 and no decodable reason
         └── ContractRevert          a custom error decoded by selector against our ABIs (HTTP 409/422)
@@ -31,6 +34,24 @@ class TradeGuardError(Exception):
 
 class ConfigError(TradeGuardError):
     """Configuration is missing or invalid."""
+
+
+class CorruptChainState(ConfigError):
+    """Local mode: the anvil state file exists but cannot be loaded; ``backup`` is the copy kept beside it."""
+
+    def __init__(self, path: str, backup: str | None, problem: str) -> None:
+        hint = (
+            f"the previous good save is {backup}: move it over {path} to start from it (the blocks after "
+            "it are lost)"
+            if backup
+            else "no backup is kept beside it"
+        )
+        super().__init__(
+            f"anvil state file {path} cannot be loaded ({problem}); {hint}, or remove both to start a new "
+            "chain (the database then belongs to the old chain: remove it too)"
+        )
+        self.path = path
+        self.backup = backup
 
 
 class DomainError(TradeGuardError):
@@ -105,6 +126,26 @@ class ChainError(TradeGuardError):
 
 class ChainUnavailable(ChainError):
     """The node cannot be reached or did not answer in time."""
+
+
+class ChainHalted(ChainError):
+    """Chain work (indexer, relayer, keeper) is stopped and nothing is rewritten until an operator acts.
+
+    ``code`` says why (``deep_reorg``, ``chain_mismatch``); ``details`` carries what was expected and found.
+    """
+
+    def __init__(self, code: str, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.details = details
+
+
+class ChainMismatch(ChainHalted):
+    """The node's genesis block hash or chain id is not the one the database recorded (a replaced chain)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__("chain_mismatch", reason, **details)
 
 
 class NonceTooLow(ChainError):

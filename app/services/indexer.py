@@ -19,8 +19,15 @@ events and the last block of each range are stored. Events and blocks above it a
 touched are replayed from their remaining events (so each equals what a fresh index of the new chain gives),
 the cursor goes back, and indexing goes on along the new chain. Webhooks already emitted for events the reorg
 removed stay emitted (they may have been delivered); the merchant gets an ``order.reorged`` event listing them
-and the order's status now. Stored blocks older than :data:`BLOCK_HISTORY` behind the cursor are pruned; a
-reorg deeper than that (nothing stored matches) re-indexes from the deployment block.
+and the order's status now. Every block within ``settings.finality_depth`` of the head is stored, so the
+common ancestor of a shallow reorg is found exactly; stored blocks older than :data:`BLOCK_HISTORY` behind the
+cursor are pruned.
+
+**Never below finality.** The indexer does not rewind more than ``finality_depth`` blocks on its own: a reorg
+whose common ancestor is deeper (or not found) sets the persistent halt flag with the reason
+(:mod:`app.services.chain_guard`), logs an ERROR and raises :class:`~app.errors.ChainHalted`; nothing is
+rolled back. Every pass first checks the chain's identity (genesis hash, chain id), and checks it again,
+uncached, before any roll-back: a replaced chain halts, it is never applied as a reorg.
 
 Orders funded directly on chain (without our API) get a row when a merchant principal has the seller's
 address; otherwise only their events are kept, and a row the API creates later is caught up on the next pass.
@@ -44,7 +51,7 @@ from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, 
 from app.db.session import transaction
 from app.domain.encoding import rfc3339
 from app.errors import ChainUnavailable
-from app.services import projection, webhooks
+from app.services import chain_guard, projection, webhooks
 from app.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -147,6 +154,7 @@ def sync(rt: Runtime, max_blocks: int = 5000, *, max_ranges: int | None = None) 
 
 
 def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexReport) -> None:
+    chain_guard.require(rt)
     _ensure_cursor(rt)
     stalls = 0
     while (max_ranges is None or report.ranges < max_ranges) and stalls <= MAX_STALLS:
@@ -155,6 +163,7 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
         at = report.cursor = _read_cursor(rt)
         ancestor = _find_fork(rt, at)
         if ancestor is not None:
+            chain_guard.require(rt, force=True)  # a replaced chain is halted on, never rolled back to
             _roll_back(rt, at, ancestor, report)
             stalls += 1  # progress comes with the next range; a chain that keeps reorging ends the pass
             continue
@@ -164,7 +173,7 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
             break
         end = min(report.target, at + max_blocks)
         try:
-            applied = _apply(rt, at, _fetch(rt, at + 1, end), report)
+            applied = _apply(rt, at, _fetch(rt, at + 1, end, report.head), report)
         except _ChainMoved as exc:
             log.info(
                 "indexer: the chain moved while reading blocks %d..%d (%s); reading again", at + 1, end, exc
@@ -178,13 +187,23 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
         # else another indexer applied the range first: progress all the same, go on from its cursor
 
 
-def _fetch(rt: Runtime, start: int, end: int) -> _Chunk:
+def _fetch(rt: Runtime, start: int, end: int, head: int) -> _Chunk:
     chain = rt.chain
     last = chain.get_block(end)
     if last is None:
         raise _ChainMoved(f"block {end} is gone")
     events = chain.get_events(rt.escrow.address, start, end)
     headers = {end: last}
+    # every block that could still be reorged away is stored, so that a fork's depth is known exactly
+    for number in range(max(start, head - rt.settings.finality_depth), end):
+        header = chain.get_block(number)
+        if header is None:
+            raise _ChainMoved(f"block {number} is gone")
+        headers[number] = header
+    for number in sorted(headers):
+        child = headers.get(number + 1)
+        if child is not None and child.parent_hash != headers[number].hash:
+            raise _ChainMoved(f"block {number + 1} does not follow block {number}")
     for number in sorted({e.block_number for e in events}):
         header = headers.get(number) or chain.get_block(number)
         if header is None:
@@ -334,23 +353,48 @@ def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexRe
 
 
 def _find_fork(rt: Runtime, at: int) -> int | None:
-    """None if block ``at`` is still the one indexed; else the block to roll back to (a common ancestor)."""
+    """None if block ``at`` is still the one indexed; else the block to roll back to (a common ancestor).
+
+    Only ancestors within ``finality_depth`` of the cursor are looked for: a deeper fork halts (raises
+    :class:`~app.errors.ChainHalted` after setting the halt flag), it is never rolled back on our own.
+    """
+    floor = at - rt.settings.finality_depth
     upper = at
     while True:
         with transaction(rt.db) as s:
             stored = s.execute(
                 select(IndexedBlock.number, IndexedBlock.hash)
-                .where(IndexedBlock.number <= upper)
+                .where(IndexedBlock.number <= upper, IndexedBlock.number >= floor)
                 .order_by(IndexedBlock.number.desc())
                 .limit(_WALK_BATCH)
             ).all()
         if not stored:
-            # nothing stored at or below: either nothing indexed yet, or a fork deeper than the history
-            return None if upper == at else rt.deployment_block - 1
+            if upper == at:
+                return None  # nothing indexed yet (or only the deployment's parent): nothing to compare
+            # nothing stored within the finality window matches: the escrow's whole indexed history is
+            # inside the window (re-index from the deployment), or the fork is deeper than finality
+            if rt.deployment_block - 1 >= floor:
+                return rt.deployment_block - 1
+            return _halt_deep(rt, at, floor)
         for number, block_hash in stored:
             if _still_there(rt, number, block_hash):
                 return None if number == at else number
         upper = stored[-1][0] - 1
+
+
+def _halt_deep(rt: Runtime, at: int, floor: int) -> int:
+    chain_guard.require(rt, force=True)  # a replaced chain is a mismatch, not a reorg
+    depth = rt.settings.finality_depth
+    raise chain_guard.halt(
+        rt,
+        "deep_reorg",
+        f"reorg deeper than the finality depth ({depth} blocks): no block the index stored between {floor} "
+        f"and the cursor {at} is on the node's chain; the indexer does not rewind that far on its own "
+        "(check the node, then re-index into a new database or run `tradeguard chain resume`)",
+        cursor=at,
+        finality_depth=depth,
+        node_head=rt.chain.block_number(),
+    )
 
 
 def _roll_back(rt: Runtime, expected: int, ancestor: int, report: IndexReport) -> bool:

@@ -29,7 +29,7 @@ from sqlalchemy import and_, or_, select
 from app.db.models import Intent, Order, utcnow
 from app.db.session import transaction
 from app.domain.order_state import OrderState
-from app.services import relayer
+from app.services import chain_guard, relayer
 from app.services.intents import compute_intent_hash
 from app.services.runtime import Runtime
 
@@ -79,7 +79,9 @@ def due_action(order: Order, now: int) -> str | None:
 
 def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
     """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
-    block's timestamp). Only writes intents; the relayer sends them."""
+    block's timestamp). Only writes intents; the relayer sends them. Refuses
+    (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work."""
+    chain_guard.require(rt)
     now = rt.chain.now() if now is None else now
     report = KeeperReport(now)
     revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)

@@ -47,7 +47,7 @@ from app.errors import (
     NonceTooLow,
     TransactionFailed,
 )
-from app.services import nonce_manager
+from app.services import chain_guard, nonce_manager
 from app.services.intents import (
     BATCHED,
     MAX_BATCH,
@@ -71,8 +71,9 @@ def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload
     """Simulate the intent from the relayer's address against the chain as it is now; writes nothing.
 
     Raises :class:`ContractRevert` (the API answers 409/422), :class:`InvalidInput` for a bad payload, or
-    :class:`~app.errors.ChainUnavailable`.
+    :class:`~app.errors.ChainUnavailable`, or :class:`~app.errors.ChainHalted` while chain work is halted.
     """
+    chain_guard.require(rt)
     rt.chain.simulate(build_call(rt, kind, payload), rt.relayer.address)
 
 
@@ -141,8 +142,10 @@ def relay(
     """One relayer pass: reconcile ``sent`` intents, send due ``pending`` ones, wait briefly for receipts.
 
     Safe to run concurrently and to kill at any point. ``now`` (UTC) overrides the clock for backoff;
-    ``wait_seconds`` how long to poll for receipts of what this pass sent (short on dev chains).
+    ``wait_seconds`` how long to poll for receipts of what this pass sent (short on dev chains). Refuses
+    (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work.
     """
+    chain_guard.require(rt)
     return _Pass(rt, now or utcnow()).run(limit, wait_seconds)
 
 

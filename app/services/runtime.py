@@ -27,6 +27,7 @@ from app.db.migrate import upgrade
 from app.db.models import KeyValue
 from app.db.session import make_engine, make_session_factory, transaction
 from app.errors import ConfigError
+from app.services.chain_guard import GuardState
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Runtime:
     dev_accounts: dict[str, LocalAccount] = field(default_factory=dict)
     #: On the in-process chain (eth-tester is single-threaded) requests and the eager sweeper take turns.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The chain guard's cached view (:mod:`app.services.chain_guard`).
+    guard: GuardState = field(default_factory=GuardState)
 
     @property
     def is_dev(self) -> bool:
@@ -98,11 +101,12 @@ def _open_chain(settings: Settings) -> ChainClient:
 
 
 def start_local_anvil(settings: Settings) -> ChainClient:
-    """Start the anvil the local mode owns, keeping its state under ``state_dir`` (dumped every second)."""
+    """Start the anvil the local mode owns, its state kept under ``state_dir``: saved atomically every second
+    (and on a clean stop) with a backup and the dev clock beside it, loaded on the next start; restarted from
+    it if it dies (:class:`~app.chain.anvil.AnvilProcess`). A corrupt state file is a
+    :class:`~app.errors.CorruptChainState`, never a silent fresh chain."""
     state = Path(settings.state_dir) / "anvil-state.json"
-    return ChainClient.start_anvil(
-        state_file=state, port=LOCAL_ANVIL_PORT, extra_args=["--state-interval", "1"]
-    )
+    return ChainClient.start_anvil(state_file=state, port=LOCAL_ANVIL_PORT)
 
 
 def _kv_get(db: sessionmaker[Session], key: str) -> dict[str, Any] | None:

@@ -45,7 +45,12 @@ def configure(app: Celery, settings: Settings) -> None:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 120, "unacked_restore_throttle": 1},
+        # a dead Redis must not hold up a request that kicks a sweep for long (it answers 202 regardless)
+        broker_transport_options={
+            "visibility_timeout": 120,
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 2,
+        },
         task_default_queue="tradeguard",
         timezone="UTC",
         beat_schedule={

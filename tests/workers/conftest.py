@@ -1,5 +1,7 @@
-"""A stack for the worker tests: anvil (a real node both processes reach), a SQLite file, the real Redis, and
-``tradeguard worker`` / ``tradeguard beat`` subprocesses."""
+"""A stack for the worker tests: anvil (a real node both processes reach), a database, a Redis, and
+``tradeguard worker`` / ``tradeguard beat`` subprocesses (each in its own process group, so that a test can
+SIGKILL a whole worker). The fault-injection tests (tests/faults) build the same stack with :func:`open_stack`
+on PostgreSQL, and use the helpers below."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,8 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.chain.client import ChainClient
+from app.chain.eip712 import sign_typed_data
+from app.client import demo
 from app.config import Settings
 from app.services.bootstrap import prepare
 from app.services.runtime import Runtime, build_runtime, set_runtime
@@ -70,14 +76,28 @@ class Stack:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() takes the whole worker down
         )
         self.children.append(proc)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL: no clean shutdown, whatever it was doing is cut off."""
-        proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the process and everything it started: no clean shutdown, whatever it was doing is cut
+        off (its locks, leases and unacknowledged messages stay behind)."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait(timeout=10)
+
+    def stop_children(self) -> None:
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self.kill(proc)
 
     def start_service(self) -> TestClient:
         chain = ChainClient.rpc(self.anvil.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
@@ -107,32 +127,105 @@ class Stack:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("*.log")))
 
 
-@pytest.fixture
-def stack(tmp_path: Path, worker_id: str) -> Iterator[Stack]:
-    url = _redis_url(worker_id)
-    broker = redis.Redis.from_url(url)
-    broker.ping()
-    broker.flushdb()
+@contextmanager
+def open_stack(tmp_path: Path, db_url: str, broker_url: str, *, flush: bool = True) -> Iterator[Stack]:
+    """A stack on ``db_url`` and ``broker_url`` with its own anvil; children stopped afterwards.
+
+    ``flush`` empties the broker's Redis database before and after (a throwaway Redis needs no flush).
+    """
+    broker = redis.Redis.from_url(broker_url)
+    if flush:
+        broker.ping()
+        broker.flushdb()
     anvil = ChainClient.start_anvil()
     settings = make_settings(
-        f"sqlite:///{tmp_path / 'tradeguard.db'}",
+        db_url,
         tmp_path,
-        chain=anvil.w3.provider.endpoint_uri,
-        broker_url=url,  # type: ignore[attr-defined]
+        chain=anvil.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        broker_url=broker_url,
     )
     stack = Stack(anvil, settings, tmp_path)
     try:
         yield stack
     finally:
-        for proc in stack.children:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stack.stop_children()
         stack.stop_service()
         configure(celery_app, make_settings("sqlite://", tmp_path))  # back to eager for the other tests
         anvil.close()
-        broker.flushdb()
+        if flush:
+            broker.flushdb()
         broker.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, worker_id: str) -> Iterator[Stack]:
+    with open_stack(tmp_path, f"sqlite:///{tmp_path / 'tradeguard.db'}", _redis_url(worker_id)) as s:
+        yield s
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def wallets(stack: Stack) -> demo.Wallets:
+    assert stack.runtime is not None
+    dev = stack.runtime.dev_accounts
+    return demo.Wallets(dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address)
+
+
+def admin_key(stack: Stack) -> str:
+    assert stack.settings.admin_api_key is not None
+    return stack.settings.admin_api_key.get_secret_value()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, stack: Stack, what: str) -> float:
+    """Poll ``predicate`` until true (seconds waited) or fail after ``timeout`` with the processes' logs."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}\n--- process logs ---\n{stack.logs()}")
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def create_order(d: demo.Demo, ref: str, amount: int) -> dict[str, Any]:
+    """The merchant creates an order for the demo buyer, funds the buyer (faucet): the API's answer."""
+    d.post(
+        d.parties.admin, "/v1/dev/faucet", {"address": d.wallets.buyer.address, "amount": str(amount)}, 200
+    )
+    return dict(
+        d.post(
+            d.parties.merchant,
+            "/v1/orders",
+            {
+                "order_ref": ref,
+                "buyer": d.wallets.buyer.address,
+                "amount": str(amount),
+                "currency": d.currency,
+                "destination_country": "DE",
+                "goods_category": "apparel",
+            },
+            201,
+        )
+    )
+
+
+def submit_funding(d: demo.Demo, created: dict[str, Any], *, permit: bool = True) -> str:
+    """The buyer signs the created order (and its permit, unless the buyer approved the escrow before) and
+    submits the funding; returns the intent id without waiting for it."""
+    body: dict[str, Any] = {
+        "signature": "0x" + sign_typed_data(d.wallets.buyer.key, created["sign"]["authorization"]).hex()
+    }
+    if permit:
+        typed = created["sign"]["permit"]
+        body["permit"] = {
+            "deadline": int(typed["message"]["deadline"]),
+            "signature": "0x" + sign_typed_data(d.wallets.buyer.key, typed).hex(),
+        }
+    resp = d.post(d.parties.buyer, f"/v1/orders/{created['order']['id']}/funding", body, 202)
+    return str(resp["intent"]["id"])
+
+
+def shipping_capture(d: demo.Demo, sscc: str) -> bytes:
+    """An EPCIS document: the SSCC's shipping event, ten seconds ago on the chain's clock."""
+    event = demo.object_event(d.chain_time() - 10, "shipping", epcList=[f"https://id.gs1.org/00/{sscc}"])
+    return demo.epcis_document(event)

@@ -8,9 +8,7 @@ chain.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from typing import Any
 
 import pytest
 import redis
@@ -19,36 +17,25 @@ from sqlalchemy import select
 from app.client import demo
 from app.db.models import InboxItem, Intent, Order
 from app.domain.order_state import Status
-from tests.workers.conftest import Stack
+from tests.workers.conftest import (
+    Stack,
+    admin_key,
+    create_order,
+    shipping_capture,
+    submit_funding,
+    wait_for,
+    wallets,
+)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.redis, pytest.mark.slow, pytest.mark.sqlite_only]
 
 UNIT = 10**6
 
 
-def _wallets(stack: Stack) -> demo.Wallets:
-    assert stack.runtime is not None
-    dev = stack.runtime.dev_accounts
-    return demo.Wallets(dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address)
-
-
-def _admin(stack: Stack) -> str:
-    assert stack.settings.admin_api_key is not None
-    return stack.settings.admin_api_key.get_secret_value()
-
-
-def _wait(predicate: Any, timeout: float, stack: Stack, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n--- process logs ---\n{stack.logs()}")
-        time.sleep(0.2)
-
-
 def test_worker_takes_an_epcis_event_to_the_chain(stack: Stack) -> None:
     client = stack.start_service()
     stack.spawn("worker")
-    d = demo.Demo(client, _admin(stack), _wallets(stack), say=lambda _l: None)
+    d = demo.Demo(client, admin_key(stack), wallets(stack), say=lambda _l: None)
     ref = "CW-1"
     order = stack.wait_funded(d, ref, 75 * UNIT)  # polls until the worker has relayed and indexed the funding
     sscc = d.ship(order, 11)
@@ -72,7 +59,7 @@ def test_worker_takes_an_epcis_event_to_the_chain(stack: Stack) -> None:
 def test_restart_with_work_in_flight_loses_nothing_and_relays_nothing_twice(stack: Stack) -> None:
     client = stack.start_service()
     worker = stack.spawn("worker")
-    d = demo.Demo(client, _admin(stack), _wallets(stack), say=lambda _l: None)
+    d = demo.Demo(client, admin_key(stack), wallets(stack), say=lambda _l: None)
     # fund three orders through the worker, so that there is something to ship
     funded = [stack.wait_funded(d, f"RS-{i}", (10 + i) * UNIT) for i in range(3)]
     ssccs = [d.ship(o, 100 + i) for i, o in enumerate(funded)]
@@ -82,12 +69,12 @@ def test_restart_with_work_in_flight_loses_nothing_and_relays_nothing_twice(stac
     captures = [
         d.http.post(
             "/v1/epcis/capture",
-            content=_capture_doc(d, sscc, f"RS-{i}"),
+            content=shipping_capture(d, sscc),
             headers={"Authorization": f"Bearer {d.parties.oracle}", "Content-Type": "application/json"},
         ).json()["capture_id"]
         for i, sscc in enumerate(ssccs)
     ]
-    late = [_sign_and_submit_funding(d, "RS-L0", 5 * UNIT)]
+    late = [submit_funding(d, create_order(d, "RS-L0", 5 * UNIT))]
     rt = stack.runtime
     assert rt is not None
     with rt.db() as s:  # accepted, stored, not done
@@ -118,7 +105,7 @@ def test_restart_with_work_in_flight_loses_nothing_and_relays_nothing_twice(stac
             and statuses.get("RS-L0") == "funded"
         )
 
-    _wait(settled, 120, stack, "the restarted service to finish the work in flight")
+    wait_for(settled, 120, stack, "the restarted service to finish the work in flight")
 
     with rt.db() as s:
         # every accepted input is still there, processed
@@ -147,40 +134,3 @@ def test_restart_with_work_in_flight_loses_nothing_and_relays_nothing_twice(stac
         assert on_chain is not None
         assert order.status == on_chain.status.name.lower(), order.order_ref
         assert order.state_word == on_chain.state
-
-
-def _capture_doc(d: demo.Demo, sscc: str, ref: str) -> bytes:
-    event = demo.object_event(d.chain_time() - 10, "shipping", epcList=[f"https://id.gs1.org/00/{sscc}"])
-    return demo.epcis_document(event)
-
-
-def _sign_and_submit_funding(d: demo.Demo, ref: str, amount: int) -> str:
-    """Create and sign an order, submit the funding, and return its intent id without waiting."""
-    from app.chain.eip712 import sign_typed_data
-
-    d.post(
-        d.parties.admin, "/v1/dev/faucet", {"address": d.wallets.buyer.address, "amount": str(amount)}, 200
-    )
-    created = d.post(
-        d.parties.merchant,
-        "/v1/orders",
-        {
-            "order_ref": ref,
-            "buyer": d.wallets.buyer.address,
-            "amount": str(amount),
-            "currency": d.currency,
-            "destination_country": "DE",
-            "goods_category": "apparel",
-        },
-        201,
-    )
-    permit = created["sign"]["permit"]
-    body = {
-        "signature": "0x" + sign_typed_data(d.wallets.buyer.key, created["sign"]["authorization"]).hex(),
-        "permit": {
-            "deadline": int(permit["message"]["deadline"]),
-            "signature": "0x" + sign_typed_data(d.wallets.buyer.key, permit).hex(),
-        },
-    }
-    resp = d.post(d.parties.buyer, f"/v1/orders/{created['order']['id']}/funding", body, 202)
-    return str(resp["intent"]["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.db.models import Principal
 from app.db.session import transaction
-from app.errors import AuthError
+from app.errors import AuthError, Forbidden
 from app.services import principals
 from app.services.runtime import Runtime, get_runtime
 
@@ -39,3 +40,27 @@ def principal_dep(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(principal_dep)]
+
+
+def _role_dep(action: str, *roles: str) -> Callable[[Principal], Principal]:
+    """A dependency answering 403 unless the caller has one of ``roles``.
+
+    Used instead of :data:`CurrentPrincipal` on role-restricted routes: FastAPI solves dependencies before
+    it validates the body, so a caller who may not use the route learns that (403), not what its body lacks.
+    """
+
+    def check(me: CurrentPrincipal) -> Principal:
+        if me.role not in roles:
+            raise Forbidden(me.role, action)
+        return me
+
+    return check
+
+
+AdminPrincipal = Annotated[Principal, Depends(_role_dep("use admin routes", "admin"))]
+MerchantPrincipal = Annotated[Principal, Depends(_role_dep("use merchant routes", "merchant"))]
+BuyerPrincipal = Annotated[Principal, Depends(_role_dep("use buyer routes", "buyer"))]
+PartyPrincipal = Annotated[Principal, Depends(_role_dep("act for a party", "buyer", "merchant"))]
+ArbitratorPrincipal = Annotated[Principal, Depends(_role_dep("rule on disputes", "arbitrator"))]
+OraclePrincipal = Annotated[Principal, Depends(_role_dep("post attestations", "oracle"))]
+CapturePrincipal = Annotated[Principal, Depends(_role_dep("capture EPCIS events", "oracle", "admin"))]

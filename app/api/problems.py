@@ -8,12 +8,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
     AuthError,
     ChainError,
+    ChainHalted,
     ChainUnavailable,
     ConfigError,
     ContractRevert,
@@ -67,6 +71,11 @@ _TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+def problem_title(status: int) -> str:
+    """The ``title`` of a problem with this status."""
+    return _TITLES.get(status, "Error")
 
 
 def problem(
@@ -132,6 +141,10 @@ def from_exception(exc: Exception) -> JSONResponse:
     if isinstance(exc, FeedError):
         status = {"bad_signature": 401, "too_large": 413, "not_configured": 404}.get(exc.code, 422)
         return problem(status, exc.code, str(exc), **_jsonable(exc.details))
+    if isinstance(exc, ChainHalted):
+        return problem(
+            503, exc.code, f"chain work is halted: {exc.reason}", reason=exc.reason, **_jsonable(exc.details)
+        )
     if isinstance(exc, ChainUnavailable):
         return problem(503, "chain_unavailable", f"the chain is not reachable: {exc}")
     if isinstance(exc, TransactionFailed):
@@ -141,8 +154,10 @@ def from_exception(exc: Exception) -> JSONResponse:
         return problem(
             503, "unavailable", "a dependency (chain node or database) is not reachable; retry later"
         )
-    if isinstance(exc, OperationalError):
-        log.warning("database unavailable: %s", exc.orig)
+    if isinstance(exc, OperationalError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", getattr(exc, "orig", None) or exc)
         return problem(503, "database_unavailable", "the database is not available; retry later")
     if isinstance(exc, ChainError | ConfigError | TradeGuardError):
         log.error("unexpected %s: %s", type(exc).__name__, exc)
@@ -151,8 +166,51 @@ def from_exception(exc: Exception) -> JSONResponse:
     return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
+class LastResort:
+    """Turns an exception no handler knows into a logged 500 problem, *without* re-raising it.
+
+    Starlette's handler for ``Exception`` answers and then re-raises, so the server logs "Exception in ASGI
+    application" and drops the keep-alive connection: the client's next request on it fails. Added as the
+    innermost middleware, this one answers like any other handler and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the point of a last resort
+            if started:  # too late for a problem body; the server closes this response
+                raise
+            await from_exception(exc)(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the request's path answers (``Allow`` of a 405)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers: our errors, request validation, routing errors and a last resort."""
+    """Register the handlers: our errors, request validation, routing errors, failing dependencies (node,
+    database) and a last resort. Every one answers as an ordinary response: nothing is re-raised to the
+    server, so a 503 or even a 500 keeps the client's keep-alive connection usable."""
 
     async def on_error(_request: Request, exc: Exception) -> JSONResponse:
         return from_exception(exc)
@@ -168,12 +226,18 @@ def install(app: FastAPI) -> None:
         ]
         return problem(422, "validation_error", "the request does not match the schema", errors=errors)
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(exc.status_code, "error")
-        return problem(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return problem(exc.status_code, code, str(exc.detail), headers=headers)
 
     app.add_exception_handler(TradeGuardError, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_error)
+    # dependencies that fail (a node or a database not answering) are ordinary handled answers (503)
+    app.add_exception_handler(OSError, on_error)
+    app.add_exception_handler(SQLAlchemyError, on_error)
+    app.add_middleware(LastResort)  # innermost user middleware: sees what the handlers above did not

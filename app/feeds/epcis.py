@@ -244,6 +244,12 @@ def _parse_event(index: int, raw: Any, context: Any, with_cbv_hash: bool) -> Epc
     )
 
 
+#: Identifiers (URIs, EPCs, ids, CBV terms, times) never hold control characters: a NUL or a newline in one
+#: is an attack on whoever stores, logs or compares it, not a real id.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_IDENTIFIER = 2048
+
+
 class _EventReader:
     """Typed access to one raw event; every refusal names the event index and the field."""
 
@@ -260,6 +266,13 @@ class _EventReader:
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(name, "must be a non-empty string")
+        return self.identifier(name, value)
+
+    def identifier(self, name: str, value: str) -> str:
+        if _CONTROL.search(value) is not None:
+            raise self.fail(name, "must not contain control characters (NUL, newline, ...)")
+        if len(value) > MAX_IDENTIFIER:
+            raise self.fail(name, f"is longer than {MAX_IDENTIFIER} characters")
         return value
 
     def required_str(self, name: str, obj: Mapping[str, Any] | None = None) -> str:
@@ -307,7 +320,7 @@ class _EventReader:
             for epc in self.list_of(name):
                 if not isinstance(epc, str) or not epc:
                     raise self.fail(name, "must hold non-empty strings")
-                yield epc
+                yield self.identifier(name, epc)
         for name in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
             for element in self.list_of(name):
                 if not isinstance(element, dict):

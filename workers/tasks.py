@@ -58,7 +58,8 @@ def only_one(name: str, rt: Runtime, ttl: float = LOCK_TTL_SECONDS) -> Iterator[
 def _redis_lock(name: str, url: str, ttl: float) -> Iterator[bool]:
     import redis
 
-    client = redis.Redis.from_url(url)
+    # timeouts: a hung Redis must not hang the sweep (its lock then lapses, which the row claims make safe)
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
     # thread_local=False: the heartbeat thread renews with the token the acquiring thread got
     lock = client.lock(LOCK_PREFIX + name, timeout=ttl, blocking=False, thread_local=False)
     again = AGAIN_PREFIX + name
@@ -85,9 +86,8 @@ def _redis_lock(name: str, url: str, ttl: float) -> Iterator[bool]:
             try:
                 lock.release()
                 rerun = bool(client.delete(again))
-            except (
-                redis.exceptions.LockError
-            ):  # lapsed (a stall, or Redis restarted): someone may hold it now
+            except redis.exceptions.LockError:
+                # lapsed (a stall, or Redis restarted empty): someone else may hold it now
                 log.warning("%s: the sweep lock lapsed before the sweep ended", name)
             except redis.exceptions.RedisError as exc:  # Redis is down: the lock expires by itself
                 log.warning("%s: releasing the sweep lock: %s", name, exc)

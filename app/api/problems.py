@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -166,6 +167,31 @@ def from_exception(exc: Exception) -> JSONResponse:
     return problem(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
+async def diagnosed(exc: Exception) -> JSONResponse:
+    """:func:`from_exception`, except that an error nobody expected (a 500, or an unexpected chain error) is
+    first held against the chain guard: when the node serves another chain or chain work is halted, the
+    answer is that 503 with its reason (the guard may ask the node: it runs in a worker thread)."""
+    response = from_exception(exc)
+    if response.status_code not in (500, 503) or isinstance(exc, ChainHalted | ChainUnavailable):
+        return response
+    halt = await run_in_threadpool(_chain_halt)
+    return response if halt is None else from_exception(halt)
+
+
+def _chain_halt() -> ChainHalted | None:
+    from app.services import chain_guard
+    from app.services.runtime import load_runtime_if_any
+
+    rt = load_runtime_if_any()
+    if rt is None:
+        return None
+    try:
+        found = chain_guard.check(rt, force=True)
+    except Exception:  # the node or the database is away: the original answer stands
+        return None
+    return None if found is None else found.error()
+
+
 class LastResort:
     """Turns an exception no handler knows into a logged 500 problem, *without* re-raising it.
 
@@ -194,7 +220,7 @@ class LastResort:
         except Exception as exc:  # noqa: BLE001 - the point of a last resort
             if started:  # too late for a problem body; the server closes this response
                 raise
-            await from_exception(exc)(scope, receive, send)
+            await (await diagnosed(exc))(scope, receive, send)
 
 
 def _allowed_methods(request: Request) -> str:
@@ -213,7 +239,7 @@ def install(app: FastAPI) -> None:
     server, so a 503 or even a 500 keeps the client's keep-alive connection usable."""
 
     async def on_error(_request: Request, exc: Exception) -> JSONResponse:
-        return from_exception(exc)
+        return await diagnosed(exc)
 
     async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

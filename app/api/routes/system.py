@@ -21,7 +21,7 @@ from app.api.schemas import (
 from app.chain import eip712
 from app.db.session import transaction
 from app.errors import InvalidInput, NotFound
-from app.services import corridors, principals
+from app.services import chain_guard, corridors, principals
 from app.services.orders import require_role
 
 router = APIRouter(responses=PROBLEMS)
@@ -35,7 +35,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["system"], response_model=None)
 def readyz(rt: RuntimeDep) -> Any:
-    """Readiness: the database and the chain both answer."""
+    """Readiness: the database and the chain both answer, and the chain is the database's (same genesis block
+    and chain id) with no halt in force; otherwise 503 naming the reason."""
     checks: dict[str, str] = {}
     try:
         with rt.db() as s:
@@ -47,14 +48,31 @@ def readyz(rt: RuntimeDep) -> Any:
         checks["chain"] = f"ok (block {rt.chain.block_number()})"
     except Exception as exc:  # any transport error means not ready
         checks["chain"] = f"error: {type(exc).__name__}"
-    if all(v.startswith("ok") for v in checks.values()):
-        return {"status": "ready", "checks": checks}
-    return problem(503, "not_ready", "a dependency is not available", checks=checks)
+    if not all(v.startswith("ok") for v in checks.values()):
+        return problem(503, "not_ready", "a dependency is not available", checks=checks)
+    try:
+        halt = chain_guard.check(rt)
+    except Exception as exc:  # the node or the database went away between the checks
+        checks["chain_guard"] = f"error: {type(exc).__name__}"
+        return problem(503, "not_ready", "a dependency is not available", checks=checks)
+    if halt is not None:
+        checks["chain_guard"] = f"halted: {halt.code}"
+        return problem(
+            503,
+            halt.code,
+            f"chain work is halted: {halt.reason}",
+            checks=checks,
+            reason=halt.reason,
+            **halt.details,
+        )
+    checks["chain_guard"] = "ok"
+    return {"status": "ready", "checks": checks}
 
 
 @router.get("/v1/chain", tags=["system"])
 def chain_info(rt: RuntimeDep) -> dict[str, Any]:
     """The EIP-712 domain and types (SPEC §4), the escrow, settlement tokens and escrow configuration."""
+    chain_guard.require(rt)
     config = rt.escrow.config()
     return {
         "chain_id": rt.chain.chain_id,
@@ -139,6 +157,7 @@ def _require_dev(rt: RuntimeDep) -> None:
 def faucet(body: FaucetRequest, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Dev chains only: mint test tokens to an address."""
     _require_dev(rt)
+    chain_guard.require(rt)
     token = rt.token_by_symbol(body.currency)
     if token is None:
         raise InvalidInput("unknown_currency", f"no token {body.currency!r}")
@@ -153,6 +172,7 @@ def advance_time(body: AdvanceTime, rt: RuntimeDep, me: CurrentPrincipal) -> dic
     """Dev chains only (admin): move the chain clock forward, then sweep timers (release, timeouts)."""
     _require_dev(rt)
     require_role(me, "move the dev clock", "admin")
+    chain_guard.require(rt)
     now = rt.chain.advance_time(body.seconds)
     from workers.tasks import kick
 

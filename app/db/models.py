@@ -322,6 +322,19 @@ class Intent(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class PermitClaim(Base):
+    """An EIP-2612 permit nonce taken by a pending ``fund`` intent: a permit acts once, so a second funding
+    signed at the same nonce is refused at submission instead of failing on chain later."""
+
+    __tablename__ = "permit_claims"
+    token: Mapped[str] = mapped_column(String(42), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42), primary_key=True)
+    nonce: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    intent_id: Mapped[str] = mapped_column(String(40), index=True)
+    order_id: Mapped[str] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- merchant webhooks ------------------------------------------------------------------------------------
 
 

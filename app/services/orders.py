@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chain import eip712
-from app.db.models import Evidence, Intent, Order, Principal, Shipment, TimelineEntry
+from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
 from app.db.session import transaction
 from app.domain import order_rules
 from app.domain.encoding import hex32, rfc3339
@@ -113,20 +113,27 @@ def authorization_message(order: Order) -> dict[str, Any]:
     }
 
 
-def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
-    """The typed data the buyer signs: the OrderAuthorization and an EIP-2612 permit for the amount."""
-    auth = rt.escrow.typed_data("OrderAuthorization", authorization_message(order))
+def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str, Any], int]:
+    """The EIP-2612 permit typed data for the order's amount at the buyer's current nonce, and that nonce."""
     token = rt.chain.contract("TestUSD", order.token)
-    permit = eip712.permit_typed_data(
+    nonce = int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer))))
+    document = eip712.permit_typed_data(
         token_name=str(rt.chain.call(token.functions.name())),
         chain_id=rt.chain.chain_id,
         token=order.token,
         owner=order.buyer,
         spender=rt.escrow.address,
         value=order.amount,
-        nonce=int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer)))),
-        deadline=order.valid_until,
+        nonce=nonce,
+        deadline=deadline,
     )
+    return document, nonce
+
+
+def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
+    """The typed data the buyer signs: the OrderAuthorization and an EIP-2612 permit for the amount."""
+    auth = rt.escrow.typed_data("OrderAuthorization", authorization_message(order))
+    permit, _nonce = _permit_document(rt, order, order.valid_until)
     return {"authorization": eip712.jsonable(auth), "permit": eip712.jsonable(permit)}
 
 
@@ -297,6 +304,10 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Perm
         raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")
     message = authorization_message(order)
     _check_signer(rt.escrow.typed_data("OrderAuthorization", message), signature, order.buyer)
+    permit_nonce = None
+    if permit is not None:
+        document, permit_nonce = _permit_document(rt, order, permit.deadline)
+        _check_signer(document, permit.signature, order.buyer, field="permit.signature")
     payload = {
         "authorization": {
             k: (hex32(v) if isinstance(v, bytes) else str(v) if k == "amount" else v)
@@ -305,7 +316,51 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Perm
         "signature": hex32(signature),
         "permit": permit.payload(order.amount) if permit is not None else None,
     }
-    return _submit(rt, "fund", payload, order.id, {})
+    relayer.preflight(rt, "fund", payload)
+    with transaction(rt.db) as s:
+        intent = relayer.submit(s, "fund", payload, order_id=order.id)
+        if permit_nonce is not None:
+            _claim_permit(s, order, permit_nonce, intent)
+        s.add(TimelineEntry(order_id=order.id, kind="fund.submitted", data={"intent_id": intent.id}))
+    return intent
+
+
+def _claim_permit(s: Session, order: Order, nonce: int, intent: Intent) -> None:
+    """Take the buyer's permit nonce for ``intent``; a live claim by another funding is a 409.
+
+    A permit acts once: two fundings signed at the same nonce both pass the simulation while neither is
+    mined, and the second would fail on chain. A claim whose intent failed is taken over.
+    """
+    key = (order.token, order.buyer, nonce)
+    claim = s.get(PermitClaim, key, with_for_update=True)
+    if claim is not None and claim.intent_id != intent.id:
+        holder = s.get(Intent, claim.intent_id)
+        if holder is not None and holder.status != "failed":
+            raise DomainError(
+                "permit_nonce_conflict",
+                f"the buyer's permit nonce {nonce} is already used by the pending funding of order "
+                f"{claim.order_id}; fund this order once that one is mined (re-fetch its signing documents),"
+                " or fund it from an allowance without a permit",
+                nonce=nonce,
+                order_id=claim.order_id,
+            )
+        s.delete(claim)
+        s.flush()
+        claim = None
+    if claim is None:
+        try:
+            with s.begin_nested():  # a concurrent funding at the same nonce loses here
+                s.add(
+                    PermitClaim(
+                        token=key[0], owner=key[1], nonce=nonce, intent_id=intent.id, order_id=order.id
+                    )
+                )
+        except IntegrityError as exc:
+            raise DomainError(
+                "permit_nonce_conflict",
+                f"the buyer's permit nonce {nonce} was just used by another funding",
+                nonce=nonce,
+            ) from exc
 
 
 def buyer_decision(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
-from app.client.demo import epcis_document, object_event
+from app.api.routes import orders as orders_routes
+from app.chain.eip712 import sign_typed_data
+from app.client.demo import Wallets, epcis_document, object_event
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 from tests.api.test_bad_input import counts
+from workers.tasks import sweep_all
 
 MALFORMED = {"nonsense": [1, 2, 3]}
 
@@ -66,3 +71,71 @@ def test_control_characters_in_epcis_identifiers_are_refused(
     problem = assert_problem(resp, 422, "malformed")
     assert "event 0" in problem["detail"]
     assert counts(runtime) == before
+
+
+def _order(client: TestClient, keys: Keys, wallets: Wallets, ref: str) -> dict[str, Any]:
+    body = {
+        "order_ref": ref,
+        "buyer": wallets.buyer.address,
+        "amount": "5000000",
+        "currency": "tUSD",
+        "destination_country": "DE",
+        "goods_category": "apparel",
+    }
+    resp = client.post("/v1/orders", json=body, headers=auth(keys.merchant))
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+def _funding(wallets: Wallets, sign: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "signature": "0x" + sign_typed_data(wallets.buyer.key, sign["authorization"]).hex(),
+        "permit": {
+            "deadline": int(sign["permit"]["message"]["deadline"]),
+            "signature": "0x" + sign_typed_data(wallets.buyer.key, sign["permit"]).hex(),
+        },
+    }
+
+
+def test_a_permit_nonce_funds_one_order_only(
+    client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faucet = {"address": wallets.buyer.address, "amount": "100000000"}
+    assert client.post("/v1/dev/faucet", json=faucet, headers=auth(keys.admin)).status_code == 200
+    first, second = _order(client, keys, wallets, "CART-1"), _order(client, keys, wallets, "CART-2")
+    assert first["sign"]["permit"]["message"]["nonce"] == second["sign"]["permit"]["message"]["nonce"]
+    monkeypatch.setattr(orders_routes, "kick", lambda _name: None)  # the relayer has not run yet
+
+    one = client.post(
+        f"/v1/orders/{first['order']['id']}/funding",
+        json=_funding(wallets, first["sign"]),
+        headers=auth(keys.buyer),
+    )
+    assert one.status_code == 202, one.text
+    before = counts(runtime)
+    two = client.post(
+        f"/v1/orders/{second['order']['id']}/funding",
+        json=_funding(wallets, second["sign"]),
+        headers=auth(keys.buyer),
+    )
+    problem = assert_problem(two, 409, "permit_nonce_conflict")
+    assert problem["order_id"] == first["order"]["id"]
+    assert counts(runtime) == before
+
+    sweep_all()  # the first funding is mined: the nonce moves on
+    stale = client.post(
+        f"/v1/orders/{second['order']['id']}/funding",
+        json=_funding(wallets, second["sign"]),
+        headers=auth(keys.buyer),
+    )
+    assert_problem(stale, 422, "invalid_signature")
+    fresh = client.get(f"/v1/orders/{second['order']['id']}/signing", headers=auth(keys.buyer)).json()
+    assert fresh["permit"]["message"]["nonce"] == first["sign"]["permit"]["message"]["nonce"] + 1
+    ok = client.post(
+        f"/v1/orders/{second['order']['id']}/funding", json=_funding(wallets, fresh), headers=auth(keys.buyer)
+    )
+    assert ok.status_code == 202, ok.text
+    sweep_all()
+    for created in (first, second):
+        view = client.get(f"/v1/orders/{created['order']['id']}", headers=auth(keys.buyer)).json()
+        assert view["status"] == "funded"

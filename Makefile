@@ -16,6 +16,8 @@ export PATH := $(ROOT)/node_modules/.bin:$(ANVIL_DIR):$(FORGE_DIR):$(PATH)
 export FOUNDRY_SOLC := $(ROOT)/tools/solc
 
 PYTEST_ARGS ?= -n 2
+API_FUZZ_EXAMPLES ?= 350
+API_FUZZ_SEED ?= 1
 
 .PHONY: help setup setup-lint compile run demo test lint gas fuzz
 
@@ -27,7 +29,7 @@ help:
 	@echo "make test     run the test suite (PYTEST_ARGS='...' to pass pytest options)"
 	@echo "make lint     ruff, ruff format --check, mypy --strict, slither"
 	@echo "make gas      gas report"
-	@echo "make fuzz     long forge invariant runs + hypothesis stateful model (fuzz profiles)"
+	@echo "make fuzz     long forge invariant runs + hypothesis stateful model (fuzz profiles) + API fuzzing"
 
 setup:
 	bash scripts/bootstrap.sh
@@ -63,3 +65,5 @@ gas: setup
 fuzz: setup
 	FOUNDRY_PROFILE=fuzz forge test --match-path 'contracts/forge/*'
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz tests/contracts/test_model_stateful.py
+	@echo "schemathesis --checks all over a live tradeguard run, admin and merchant keys (>= 10,000 cases each)"
+	$(PY) scripts/fuzz_api.py --max-examples $(API_FUZZ_EXAMPLES) --seed $(API_FUZZ_SEED) --min-cases 10000

@@ -12,7 +12,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
@@ -223,14 +222,20 @@ class LastResort:
             await (await diagnosed(exc))(scope, receive, send)
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route of the request's path answers (``Allow`` of a 405)."""
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the OpenAPI documents for the request's path (``Allow`` of a 405), or ``None``."""
+    segments = str(request.scope.get("path", "")).split("/")
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+    for template, item in request.app.openapi().get("paths", {}).items():
+        parts = template.split("/")
+        if len(parts) == len(segments) and all(
+            t == s or (t[:1] == "{" and t[-1:] == "}" and s) for t, s in zip(parts, segments, strict=True)
+        ):
+            methods.update(m.upper() for m in item if m in _HTTP_METHODS)
+    return ", ".join(sorted(methods)) or None
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def install(app: FastAPI) -> None:
@@ -256,8 +261,9 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(exc.status_code, "error")
         headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:  # Starlette's Allow names the first route of the path only
-            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        allowed = _allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:  # Starlette's Allow names the methods of the path's first route only
+            headers = {**(headers or {}), "Allow": allowed}
         return problem(exc.status_code, code, str(exc.detail), headers=headers)
 
     app.add_exception_handler(TradeGuardError, on_error)

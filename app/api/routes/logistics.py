@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.routes import PROBLEMS
+from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
 from app.db.models import InboxItem, Principal
 from app.db.session import transaction
@@ -18,13 +18,24 @@ from app.services.orders import intent_public
 from app.services.runtime import Runtime
 from workers.tasks import kick
 
-router = APIRouter(tags=["logistics"], responses=PROBLEMS)
+router = APIRouter(tags=["logistics"])
+
+#: A document that is JSON but not an EPCIS document or carrier webhook the service reads; too deep a nesting.
+_FEED_RULES: dict[int, list[Example]] = {
+    422: [
+        ("malformed", "epcisBody.eventList must be a list", {"field": "epcisBody.eventList"}),
+        ("unsupported_document", "expected type EPCISDocument, got None"),
+        ("unsupported_event", "event 0 has unknown type 'TransformationEvent'", {"index": 0}),
+    ],
+    413: [("too_large", "body nests deeper than 64 levels", {"limit": 64})],
+}
 
 
 @router.post(
     "/v1/epcis/capture",
     status_code=202,
     response_model=CaptureAccepted,
+    responses=problems(*AUTH, *BODY, 403, valid=_FEED_RULES),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -73,7 +84,9 @@ def _status(rt: Runtime, item_id: str) -> str:
         return item.status if item else "received"
 
 
-@router.get("/v1/epcis/capture/{capture_id}", response_model=CapturePublic)
+@router.get(
+    "/v1/epcis/capture/{capture_id}", response_model=CapturePublic, responses=problems(*AUTH, 404, 422)
+)
 def get_capture(
     capture_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -85,7 +98,18 @@ def get_capture(
 @router.post(
     "/v1/carriers/{carrier}/webhooks",
     response_model=CaptureAccepted,
-    responses={202: {"model": CaptureAccepted, "description": "stored"}},
+    responses={
+        202: {"model": CaptureAccepted, "description": "stored"},
+        **problems(
+            *BODY,
+            503,
+            valid={
+                **_FEED_RULES,
+                401: [("bad_signature", "aftership-hmac-sha256 does not match the body")],
+                404: [("not_configured", "no webhook secret is configured for easypost")],
+            },
+        ),
+    },
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     },
@@ -101,7 +125,9 @@ async def carrier_webhook(
     return JSONResponse(answer, status_code=200 if answer["duplicate"] else 202)
 
 
-@router.post("/v1/attestations", status_code=202)
+@router.post(
+    "/v1/attestations", status_code=202, responses=problems(*AUTH, *BODY, 403, valid={422: [BAD_SIGNATURE]})
+)
 def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Oracle: post your own signed DeliveryAttestation; it counts towards the order's k-of-n threshold."""
     payload = {

@@ -11,8 +11,18 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.routes import PROBLEMS
+from app.api.openapi import (
+    AUTH,
+    BAD_CURSOR,
+    BAD_SIGNATURE,
+    BODY,
+    CHECKSUM,
+    REVERT,
+    WRONG_STATE,
+    problems,
+)
 from app.api.schemas import (
+    UINT64_MAX,
     ActionAccepted,
     BuyerDecisionCreate,
     EvidenceList,
@@ -33,7 +43,7 @@ from app.errors import InvalidInput, NotFound
 from app.services import orders
 from workers.tasks import kick
 
-router = APIRouter(prefix="/v1/orders", tags=["orders"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
 OrderIdPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="orderId, 0x + 64 hex")]
 STATUSES = (
     "awaiting_funding",
@@ -44,6 +54,42 @@ STATUSES = (
     "released",
     "refunded",
     "resolved",
+)
+
+
+#: What an order read answers besides 200: not yours or unknown, a malformed id.
+READ = problems(*AUTH, 404, 422)
+#: What a signed action on an order answers besides 202.
+ACTION = problems(*AUTH, *BODY, 403, 404, valid={422: [BAD_SIGNATURE, REVERT], 409: [WRONG_STATE, REVERT]})
+CREATE = problems(
+    *AUTH,
+    *BODY,
+    403,
+    valid={
+        422: [
+            ("unknown_currency", "currency 'EUR' is not a settlement token here"),
+            (
+                "invalid_schedule",
+                "the escrow would refuse to fund this order: deliver_by must be after ship_by",
+                {"error": "InvalidSchedule"},
+            ),
+            (
+                "invalid_amount",
+                "the escrow would refuse to fund this order: amount is above the token's total supply",
+                {"error": "AmountAboveSupply"},
+            ),
+            (
+                "invalid_parties",
+                "the escrow would refuse to fund this order: buyer must not be the zero address",
+                {"error": "InvalidParties"},
+            ),
+            CHECKSUM,
+        ],
+        409: [
+            ("order_exists", "order_ref 'A-1001' already exists"),
+            ("platform_state", "the escrow cannot fund new orders now: paused", {"error": "EnforcedPause"}),
+        ],
+    },
 )
 
 
@@ -73,7 +119,7 @@ def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) ->
         return {"order": orders.public(order), "intent": orders.intent_public(fresh)}
 
 
-@router.post("", status_code=201, response_model=OrderCreated)
+@router.post("", status_code=201, response_model=OrderCreated, responses=CREATE)
 def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Merchant: create an order. The answer carries the EIP-712 typed data the buyer signs (and a permit)."""
     order, documents = orders.create(
@@ -95,7 +141,7 @@ def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dic
     return {"order": orders.public(order), "sign": documents}
 
 
-@router.get("", response_model=OrdersPage)
+@router.get("", response_model=OrdersPage, responses=problems(*AUTH, 422, valid={422: [BAD_CURSOR]}))
 def list_orders(
     rt: RuntimeDep,
     me: CurrentPrincipal,
@@ -113,13 +159,13 @@ def list_orders(
         return {"items": [orders.public(o) for o in rows], "next_cursor": next_cursor}
 
 
-@router.get("/{order_id}", response_model=OrderPublic)
+@router.get("/{order_id}", response_model=OrderPublic, responses=READ)
 def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Status, split, ``release_at`` and the timeline of on- and off-chain facts (with tx hashes)."""
     return _order_view(rt, order_id, me)
 
 
-@router.get("/{order_id}/signing", tags=["orders"])
+@router.get("/{order_id}/signing", responses=READ)
 def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """The typed data to sign for funding (again), e.g. after the permit nonce changed."""
     with transaction(rt.db) as s:
@@ -127,7 +173,7 @@ def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipa
     return orders.signing_documents(rt, order)
 
 
-@router.post("/{order_id}/funding", status_code=202, response_model=ActionAccepted)
+@router.post("/{order_id}/funding", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def fund_order(
     order_id: OrderIdPath, body: FundingCreate, rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -139,7 +185,18 @@ def fund_order(
     return _accepted(rt, me, order_id, intent)
 
 
-@router.post("/{order_id}/shipments", status_code=201, response_model=ShipmentPublic)
+@router.post(
+    "/{order_id}/shipments",
+    status_code=201,
+    response_model=ShipmentPublic,
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        404,
+        valid={409: [WRONG_STATE, ("shipment_exists", "ups:1Z999AA10123456784 is already registered")]},
+    ),
+)
 def add_shipment(order_id: OrderIdPath, body: ShipmentCreate, rt: RuntimeDep, me: CurrentPrincipal) -> Any:
     """Merchant: register the shipment (carrier + tracking number, or SSCC) that logistics events match."""
     return orders.add_shipment(
@@ -162,7 +219,7 @@ def _decision(
     return _accepted(rt, me, order_id, intent)
 
 
-@router.post("/{order_id}/confirm-receipt", status_code=202, response_model=ActionAccepted)
+@router.post("/{order_id}/confirm-receipt", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def confirm_receipt(
     order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -170,7 +227,7 @@ def confirm_receipt(
     return _decision(rt, me, order_id, body, Decision.CONFIRM_RECEIPT)
 
 
-@router.post("/{order_id}/disputes", status_code=202, response_model=ActionAccepted)
+@router.post("/{order_id}/disputes", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def open_dispute(
     order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -178,14 +235,28 @@ def open_dispute(
     return _decision(rt, me, order_id, body, Decision.OPEN_DISPUTE)
 
 
-@router.post("/{order_id}/evidence", status_code=202, response_model=ActionAccepted)
+@router.post(
+    "/{order_id}/evidence",
+    status_code=202,
+    response_model=ActionAccepted,
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        404,
+        valid={
+            422: [BAD_SIGNATURE, ("empty_file", "the evidence file is empty")],
+            409: [("invalid_state", "order 0x5e1f… is released: evidence is closed")],
+        },
+    ),
+)
 def submit_evidence(
     order_id: OrderIdPath,
     rt: RuntimeDep,
     me: CurrentPrincipal,
     file: Annotated[UploadFile, File(description="the evidence file; its SHA-256 is anchored on chain")],
     signature: Annotated[str, Form(pattern=r"^0x[0-9a-fA-F]{130}$")],
-    valid_until: Annotated[int, Form(ge=0, le=2**63 - 1)],
+    valid_until: Annotated[int, Form(ge=0, le=UINT64_MAX)],
 ) -> dict[str, Any]:
     """Buyer or merchant: upload evidence with a signed EvidenceSubmission over the file's SHA-256."""
     data = file.file.read(rt.settings.max_upload_bytes + 1)
@@ -208,7 +279,7 @@ def submit_evidence(
     return _accepted(rt, me, order_id, intent)
 
 
-@router.get("/{order_id}/evidence", response_model=EvidenceList)
+@router.get("/{order_id}/evidence", response_model=EvidenceList, responses=READ)
 def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Evidence with its SHA-256, anchor tx, and whether the stored file still matches the hash on chain."""
     with transaction(rt.db) as s:
@@ -246,7 +317,7 @@ def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -
         return {"items": items}
 
 
-@router.get("/{order_id}/evidence/{evidence_id}/content", response_class=Response)
+@router.get("/{order_id}/evidence/{evidence_id}/content", response_class=Response, responses=READ)
 def evidence_content(
     order_id: OrderIdPath,
     evidence_id: Annotated[str, Path(max_length=40)],
@@ -270,7 +341,7 @@ def evidence_content(
         )
 
 
-@router.post("/{order_id}/ruling", status_code=202, response_model=ActionAccepted)
+@router.post("/{order_id}/ruling", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def submit_ruling(
     order_id: OrderIdPath, body: RulingCreate, rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:

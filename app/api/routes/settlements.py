@@ -8,17 +8,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.routes import PROBLEMS
+from app.api.openapi import AUTH, problems
 from app.db.session import transaction
 from app.services import settlements
 from app.services.orders import require_role
 
-router = APIRouter(prefix="/v1/settlements", tags=["settlements"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 
 
 @router.get(
     "",
-    responses={200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the pipeline"}},
+    responses={
+        200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the pipeline"},
+        **problems(*AUTH, 403),
+    },
     response_model=None,
 )
 def get_settlements(request: Request, rt: RuntimeDep, me: CurrentPrincipal) -> Any:

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy import text
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.openapi import AUTH, BODY, CHECKSUM, problems
 from app.api.problems import problem
-from app.api.routes import PROBLEMS
 from app.api.schemas import (
     AdvanceTime,
     CorridorsPut,
@@ -24,7 +24,7 @@ from app.errors import InvalidInput, NotFound
 from app.services import chain_guard, corridors, principals
 from app.services.orders import require_role
 
-router = APIRouter(responses=PROBLEMS)
+router = APIRouter()
 
 
 @router.get("/healthz", tags=["system"])
@@ -33,7 +33,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["system"], response_model=None)
+@router.get("/readyz", tags=["system"], response_model=None, responses=problems(503))
 def readyz(rt: RuntimeDep) -> Any:
     """Readiness: the database and the chain both answer, and the chain is the database's (same genesis block
     and chain id) with no halt in force; otherwise 503 naming the reason."""
@@ -69,7 +69,7 @@ def readyz(rt: RuntimeDep) -> Any:
     return {"status": "ready", "checks": checks}
 
 
-@router.get("/v1/chain", tags=["system"])
+@router.get("/v1/chain", tags=["system"], responses=problems(503))
 def chain_info(rt: RuntimeDep) -> dict[str, Any]:
     """The EIP-712 domain and types (SPEC §4), the escrow, settlement tokens and escrow configuration."""
     chain_guard.require(rt)
@@ -94,7 +94,18 @@ def chain_info(rt: RuntimeDep) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/principals", tags=["principals"], status_code=201, response_model=PrincipalCreated)
+@router.post(
+    "/v1/principals",
+    tags=["principals"],
+    status_code=201,
+    response_model=PrincipalCreated,
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        valid={422: [("invalid_address", "a oracle needs a 0x-prefixed 20-byte address"), CHECKSUM]},
+    ),
+)
 def create_principal(
     body: PrincipalCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
 ) -> dict[str, Any]:
@@ -115,7 +126,14 @@ def create_principal(
     }
 
 
-@router.post("/v1/principals/{principal_id}/disable", tags=["principals"], response_model=PrincipalPublic)
+@router.post(
+    "/v1/principals/{principal_id}/disable",
+    tags=["principals"],
+    response_model=PrincipalPublic,
+    responses=problems(
+        *AUTH, 403, 404, 409, 422, valid={422: [("cannot_disable_self", "an admin cannot disable itself")]}
+    ),
+)
 def disable_principal(
     principal_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
 ) -> Any:
@@ -127,20 +145,31 @@ def disable_principal(
         return principals.disable(s, principal_id)
 
 
-@router.get("/v1/principals/me", tags=["principals"], response_model=PrincipalPublic)
+@router.get(
+    "/v1/principals/me", tags=["principals"], response_model=PrincipalPublic, responses=problems(*AUTH)
+)
 def whoami(me: CurrentPrincipal) -> Any:
     """The calling principal."""
     return me
 
 
-@router.get("/v1/corridors", tags=["principals"])
+@router.get("/v1/corridors", tags=["principals"], responses=problems(*AUTH))
 def list_corridors(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Tax corridors (destination, category → tax bps and recipient) that orders are priced with."""
     with transaction(rt.db) as s:
         return {"items": [c.as_json() for c in corridors.load(s)]}
 
 
-@router.put("/v1/corridors", tags=["principals"])
+@router.put(
+    "/v1/corridors",
+    tags=["principals"],
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        valid={422: [("invalid_corridor", "each (country, category) may appear once"), CHECKSUM]},
+    ),
+)
 def put_corridors(body: CorridorsPut, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Admin: replace the tax corridors. Open orders keep the terms their buyers signed."""
     require_role(me, "configure corridors", "admin")
@@ -153,7 +182,26 @@ def _require_dev(rt: RuntimeDep) -> None:
         raise NotFound("route", "dev routes (TRADEGUARD_DEV is off or this is not a dev chain)")
 
 
-@router.post("/v1/dev/faucet", tags=["dev"])
+@router.post(
+    "/v1/dev/faucet",
+    tags=["dev"],
+    responses=problems(
+        *AUTH,
+        *BODY,
+        404,
+        valid={
+            422: [
+                ("unknown_currency", "no token 'EUR'"),
+                (
+                    "contract_revert",
+                    "the escrow refused: ERC20InvalidReceiver(receiver=0x0000…0000)",
+                    {"error": "ERC20InvalidReceiver"},
+                ),
+                CHECKSUM,
+            ]
+        },
+    ),
+)
 def faucet(body: FaucetRequest, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Dev chains only: mint test tokens to an address."""
     _require_dev(rt)
@@ -167,7 +215,7 @@ def faucet(body: FaucetRequest, rt: RuntimeDep, me: CurrentPrincipal) -> dict[st
     return {"tx_hash": "0x" + bytes(receipt["transactionHash"]).hex(), "amount": body.amount}
 
 
-@router.post("/v1/dev/advance-time", tags=["dev"])
+@router.post("/v1/dev/advance-time", tags=["dev"], responses=problems(*AUTH, *BODY, 403, 404))
 def advance_time(body: AdvanceTime, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Dev chains only (admin): move the chain clock forward, then sweep timers (release, timeouts)."""
     _require_dev(rt)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.routes import PROBLEMS
+from app.api.openapi import AUTH, BAD_CURSOR, BODY, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
 from app.db.models import WebhookEndpoint
 from app.db.session import transaction
@@ -17,7 +17,7 @@ from app.errors import InvalidInput, NotFound
 from app.services import webhooks
 from app.services.orders import require_role
 
-router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"], responses=PROBLEMS)
+router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 
 
 def _public(ep: WebhookEndpoint) -> dict[str, Any]:
@@ -30,7 +30,17 @@ def _public(ep: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, response_model=WebhookEndpointCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookEndpointCreated,
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        valid={422: [("invalid_url", "refused: '10.0.0.7' resolves to the internal address 10.0.0.7")]},
+    ),
+)
 def create_endpoint(
     body: WebhookEndpointCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
 ) -> dict[str, Any]:
@@ -55,7 +65,7 @@ def create_endpoint(
         return {**_public(ep), "secret": secret}
 
 
-@router.get("", response_model=list[WebhookEndpointPublic])
+@router.get("", response_model=list[WebhookEndpointPublic], responses=problems(*AUTH))
 def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]:
     """The caller's endpoints."""
     with transaction(rt.db) as s:
@@ -63,7 +73,7 @@ def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]
         return [_public(ep) for ep in rows]
 
 
-@router.get("/{endpoint_id}/deliveries")
+@router.get("/{endpoint_id}/deliveries", responses=problems(*AUTH, 404, 422, valid={422: [BAD_CURSOR]}))
 def deliveries(
     endpoint_id: Annotated[str, Path(max_length=40)],
     rt: RuntimeDep,

@@ -25,6 +25,8 @@ Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
 #: 1 .. 10^39-1 as a decimal string (the escrow takes up to 2^128-1; the rules refuse the rest by name)
 Amount = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,38}$")]
 OrderId = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
+#: Free text holds no control characters (PostgreSQL cannot store a NUL; logs and CSV should not see them).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 #: Integers are strict everywhere: a JSON ``true`` or ``"5"`` is not an integer.
 #: The bound is 2^53-1, not 2^63-1: the OpenAPI publishes bounds as floats, and 2^63-1 would read as 2^63,
 #: admitting in the document values the service refuses. (Times in seconds: 2^53 s is far enough.)
@@ -53,7 +55,7 @@ class Problem(BaseModel):
 class PrincipalCreate(Strict):
     role: Literal["admin", "merchant", "buyer", "oracle", "arbitrator"]
     address: Address | None = None
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
+    name: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] = ""
 
 
 class PrincipalPublic(BaseModel):
@@ -75,7 +77,7 @@ class OrderCreate(Strict):
     order_ref: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
     buyer: Address
     amount: Amount = Field(description="token base units, as a decimal string")
-    currency: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    currency: Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9._-]+$")]
     destination_country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
     goods_category: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")]
     ship_by: AwareDatetime | None = Field(None, description="RFC 3339 with an offset; default now + 5 days")
@@ -173,10 +175,12 @@ class ShipmentCreate(Strict):
         str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$")
     ]
     sscc: Annotated[str, StringConstraints(pattern=r"^[0-9]{18}$")] | None = None
-    destination: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
-        None,
-        description="the destination's location id as EPCIS events name it (SGLN URI or GS1 Digital Link); "
-        "when set, only a receiving event there counts as DELIVERED",
+    destination: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)] | None = (
+        Field(
+            None,
+            description="the destination's location id as EPCIS events name it (SGLN URI or GS1 Digital "
+            "Link); when set, only a receiving event there counts as DELIVERED",
+        )
     )
 
 
@@ -243,8 +247,8 @@ class AttestationCreate(Strict):
 
 
 class WebhookEndpointCreate(Strict):
-    url: Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://")]
-    event_types: list[Annotated[str, StringConstraints(max_length=60)]] = Field(
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://[\x21-\x7e]+$")]
+    event_types: list[Annotated[str, StringConstraints(max_length=60, pattern=r"^[a-z0-9_.*-]+$")]] = Field(
         default_factory=list, max_length=50
     )
 
@@ -276,7 +280,7 @@ class AdvanceTime(Strict):
 
 class CorridorIn(Strict):
     country: Annotated[str, StringConstraints(pattern=r"^([A-Za-z]{2}|\*)$")]
-    category: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^([A-Za-z0-9_-]+|\*)$")]
     tax_bps: Annotated[StrictInt, Field(ge=0, le=5000)]
     recipient: Address
 

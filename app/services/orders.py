@@ -394,6 +394,11 @@ def buyer_decision(
     return _submit(rt, kind, payload, order.id, {})
 
 
+def _printable(text: str) -> str:
+    """``text`` without control characters (a client's file name is stored, listed and put in CSV)."""
+    return "".join(ch for ch in text if ch.isprintable())
+
+
 def add_evidence(
     rt: Runtime,
     party: Principal,
@@ -434,8 +439,8 @@ def add_evidence(
             order_id=order.id,
             principal_id=party.id,
             party=party.address,
-            filename=filename[:255] or "evidence",
-            content_type=content_type[:100] or "application/octet-stream",
+            filename=_printable(filename)[:255] or "evidence",
+            content_type=_printable(content_type)[:100] or "application/octet-stream",
             size=len(data),
             sha256=hex32(digest),
             data=data,

@@ -7,6 +7,7 @@
 - ``worker`` / ``beat``: the Celery worker and scheduler (need ``TRADEGUARD_BROKER_URL``).
 - ``keys create``: a principal and its API key (e.g. the first admin).
 - ``compile``: build the contract artifacts; ``chain-demo``: the contract-level demo with gas per step.
+- ``chain resume``: clear the halt flag the indexer sets on a reorg deeper than the finality depth.
 
 Errors print one line and exit non-zero; configuration comes from ``TRADEGUARD_*`` (see the README).
 """
@@ -233,6 +234,22 @@ def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
     return 0
 
 
+def cmd_chain_resume(settings: Settings) -> int:
+    """Clear the chain halt flag (after a deep reorg, once the operator has looked at the chain)."""
+    from app.db.migrate import upgrade
+    from app.db.session import make_engine, make_session_factory
+    from app.services import chain_guard
+
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        cleared = chain_guard.clear_halt(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    print(f"cleared: {cleared.code}: {cleared.reason}" if cleared else "no chain halt was set")
+    return 0
+
+
 def cmd_keys(settings: Settings, role: str, address: str | None, name: str) -> int:
     from app.db.migrate import upgrade
     from app.db.session import make_engine, make_session_factory, transaction
@@ -273,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_compile.add_argument("--check", action="store_true", help="only check artifacts are fresh")
     p_chain = sub.add_parser("chain-demo", help="contract-level demo with the gas of each step")
     p_chain.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    p_halt = sub.add_parser("chain", help="chain guard: `chain resume` clears a deep-reorg halt")
+    p_halt.add_argument("action", choices=("resume",))
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in ("worker", "beat"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -300,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(settings.model_copy(update=updates2))
         if args.command in ("worker", "beat"):
             return cmd_celery(settings, args.command, extra)
+        if args.command == "chain":
+            return cmd_chain_resume(settings)
         return cmd_keys(settings, args.role, args.address, args.name)
     except (TradeGuardError, compiler.CompilerError) as exc:
         print(f"tradeguard: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -118,13 +118,17 @@ def stored_halt(session: Session) -> Halt | None:
     )
 
 
-def clear_halt(db: sessionmaker[Session]) -> Halt | None:
-    """Operator: remove the persistent halt flag; returns what it said (None if it was not set)."""
+def clear_halt(db: sessionmaker[Session], guard: GuardState | None = None) -> Halt | None:
+    """Operator: remove the persistent halt flag; returns what it said (None if it was not set). Other
+    processes see it within ``chain_check_seconds``; ``guard`` (this process's) forgets its cache at once."""
     with transaction(db) as s:
         found = stored_halt(s)
         row = s.get(KeyValue, HALT_KEY)
         if row is not None:
             s.delete(row)
+    if guard is not None:
+        with guard.lock:
+            guard.checked_at = None
     if found is not None:
         log.warning("chain halt cleared by the operator (was %s: %s)", found.code, found.reason)
     return found

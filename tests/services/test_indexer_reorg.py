@@ -17,7 +17,8 @@ from app.chain.client import ChainClient
 from app.db.models import ChainEvent, WebhookDelivery, WebhookEvent
 from app.db.session import transaction
 from app.domain.encoding import hex32
-from app.services import indexer
+from app.errors import ChainHalted
+from app.services import chain_guard, indexer, relayer
 from app.services.runtime import Runtime, build_runtime
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings
@@ -198,3 +199,51 @@ def test_two_indexers_at_once_apply_each_block_once(shop: Shop, tmp_path: Path) 
         assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 8
         assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 8
     assert indexed_state(rt) == fresh_index_of(rt, tmp_path, shop)
+
+
+def test_the_common_ancestor_is_exact_after_one_long_range(shop: Shop) -> None:
+    rt = shop.rt
+    shop.fund(shop.api_order("R-5"))
+    rt.chain.mine(20)
+    report = indexer.sync(rt)
+    assert report.ranges == 1  # one range: only blocks within the finality depth are stored besides its end
+    head = rt.chain.block_number()
+    rt.chain.reorg(2)
+    report = indexer.sync(rt)
+    assert report.reorgs == 1 and report.rolled_back_to == head - 2
+    assert report.removed_events == 0
+
+
+def test_a_reorg_deeper_than_the_finality_depth_halts_and_rewinds_nothing(shop: Shop) -> None:
+    rt, f = shop.rt, shop.factory
+    rt.settings = rt.settings.model_copy(update={"finality_depth": 3})
+    auth = shop.api_order("R-6")
+    order = shop.fund(auth)
+    rt.chain.mine(3)
+    f.ship(order)
+    rt.chain.mine(1)
+    indexer.sync(rt)
+    assert shop.row(auth.order_id).status == "shipped"
+    shipped = _block_of(rt, "OrderShipped", auth.order_id)
+    head = rt.chain.block_number()
+    before = indexed_state(rt)
+
+    rt.chain.reorg(head - shipped.block_number + 3)  # 4 blocks: the shipment and the two below it
+    with pytest.raises(ChainHalted) as raised:
+        indexer.sync(rt)
+    assert raised.value.code == "deep_reorg"
+    assert raised.value.details == {"cursor": head, "finality_depth": 3, "node_head": head}
+    assert indexed_state(rt) == before  # cursor, events and orders as they were: nothing rewound
+    assert shop.webhook_types(auth.order_id) == ["order.funded", "order.shipped"]
+    with pytest.raises(ChainHalted, match="finality depth"):
+        indexer.sync(rt)  # the halt is persistent, not a one-off
+    with pytest.raises(ChainHalted):
+        relayer.relay(rt)
+
+    # the operator looks, allows a deeper rewind and clears the flag: now it is rolled back
+    rt.settings = rt.settings.model_copy(update={"finality_depth": 64})
+    assert chain_guard.clear_halt(rt.db, rt.guard) is not None
+    report = indexer.sync(rt)
+    assert report.reorgs == 1 and report.rolled_back_to is not None
+    assert report.rolled_back_to <= shipped.block_number - 3  # the highest stored block still on the chain
+    assert shop.row(auth.order_id).status == "funded"

@@ -3,8 +3,8 @@
 Redis only wakes workers; the database is the record. While Redis is down the API still accepts and stores
 input (202); once it is back, beat (which lives through the outage) re-enqueues every sweep and a worker
 finishes everything: the fundings queued before the crash (their messages died with Redis) and those
-accepted during it. The test runs its own ``redis-server`` on a free port: the machine's Redis is never
-touched.
+accepted during it. Killed again under a running worker, worker and beat reconnect by themselves. The test
+runs its own ``redis-server`` on a free port: the machine's Redis is never touched.
 
 The figures: ``pytest -m faults -s tests/faults/test_redis_faults.py`` prints the measured seconds.
 """
@@ -71,7 +71,7 @@ def test_redis_killed_and_restarted_empty_loses_nothing(
 
     throwaway_redis.start()  # the same port, empty
     back_at = time.monotonic()
-    stack.spawn("worker")
+    worker = stack.spawn("worker")
 
     def done() -> bool:
         return statuses(rt, Intent, ids) == {"confirmed": 7} and statuses(rt, InboxItem, capture) == {
@@ -93,3 +93,16 @@ def test_redis_killed_and_restarted_empty_loses_nothing(
     with rt.db() as s:
         item = s.scalar(select(InboxItem).where(InboxItem.id == capture[0]))
     assert item is not None and item.outcome is not None and item.outcome["unmatched"] == 1
+
+    # Redis dies again under a running worker: worker and beat reconnect, and new work gets done
+    throwaway_redis.kill()
+    late = create_order(d, "RD-L", 30 * UNIT)
+    late_ids = [submit_funding(d, late, permit=False)]
+    throwaway_redis.start()
+    back_at = time.monotonic()
+    wait_for(lambda: statuses(rt, Intent, late_ids) == {"confirmed": 1}, 90, stack, "the running worker")
+    again = time.monotonic() - back_at
+    print(f"Redis SIGKILLed under a running worker: a funding accepted meanwhile done {again:.1f} s after")
+    assert again < RECOVERY_BOUND, f"recovery took {again:.1f} s (bound {RECOVERY_BOUND} s)"
+    assert worker.poll() is None and beat.poll() is None
+    relayer_checks(rt, 8)

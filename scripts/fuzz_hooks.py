@@ -35,7 +35,7 @@ def _serialised_parse(*args: Any, **kwargs: Any) -> Any:
         return _ast_parse(*args, **kwargs)
 
 
-ast.parse = _serialised_parse  # type: ignore[assignment]
+ast.parse = _serialised_parse
 
 
 @schemathesis.hook

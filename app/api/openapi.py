@@ -124,3 +124,25 @@ REVERT: Example = (
     "the escrow refused: InvalidStatus(orderId=0x5e1f…)",
     {"error": "InvalidStatus", "arguments": {"orderId": "0x5e1f…"}},
 )
+
+
+def links(status: int, **targets: tuple[str, str, dict[str, str]]) -> dict[str, Any]:
+    """``openapi_extra`` for OpenAPI links from this operation's ``status`` answer to the operations that use
+    what it returns: ``name=(path, method, {parameter: runtime expression})``. Clients and schemathesis'
+    stateful phase follow them (e.g. create an order, then read, ship and upload evidence for it)."""
+    return {
+        "responses": {
+            str(status): {
+                "links": {
+                    name: {
+                        "operationRef": "#/paths/"
+                        + path.replace("~", "~0").replace("/", "~1")
+                        + "/"
+                        + method,
+                        "parameters": parameters,
+                    }
+                    for name, (path, method, parameters) in targets.items()
+                }
+            }
+        }
+    }

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, problems
+from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
 from app.db.models import InboxItem, Principal
 from app.db.session import transaction
@@ -37,13 +37,21 @@ _FEED_RULES: dict[int, list[Example]] = {
     response_model=CaptureAccepted,
     responses=problems(*AUTH, *BODY, 403, valid=_FEED_RULES),
     openapi_extra={
+        **links(
+            202,
+            GetCapture=(
+                "/v1/epcis/capture/{capture_id}",
+                "get",
+                {"capture_id": "$response.body#/capture_id"},
+            ),
+        ),
         "requestBody": {
             "required": True,
             "content": {
                 "application/json": {"schema": {"type": "object"}},
                 "application/ld+json": {"schema": {"type": "object"}},
             },
-        }
+        },
     },
 )
 async def capture_epcis(request: Request, me: CurrentPrincipal, rt: RuntimeDep) -> JSONResponse:

@@ -19,6 +19,7 @@ from app.api.openapi import (
     CHECKSUM,
     REVERT,
     WRONG_STATE,
+    links,
     problems,
 )
 from app.api.schemas import (
@@ -119,7 +120,23 @@ def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) ->
         return {"order": orders.public(order), "intent": orders.intent_public(fresh)}
 
 
-@router.post("", status_code=201, response_model=OrderCreated, responses=CREATE)
+_ORDER = {"order_id": "$response.body#/order/id"}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderCreated,
+    responses=CREATE,
+    openapi_extra=links(
+        201,
+        GetOrder=("/v1/orders/{order_id}", "get", _ORDER),
+        GetSigning=("/v1/orders/{order_id}/signing", "get", _ORDER),
+        AddShipment=("/v1/orders/{order_id}/shipments", "post", _ORDER),
+        ListEvidence=("/v1/orders/{order_id}/evidence", "get", _ORDER),
+        SubmitEvidence=("/v1/orders/{order_id}/evidence", "post", _ORDER),
+    ),
+)
 def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Merchant: create an order. The answer carries the EIP-712 typed data the buyer signs (and a permit)."""
     order, documents = orders.create(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy import text
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.openapi import AUTH, BODY, CHECKSUM, problems
+from app.api.openapi import AUTH, BODY, CHECKSUM, links, problems
 from app.api.problems import problem
 from app.api.schemas import (
     AdvanceTime,
@@ -104,6 +104,9 @@ def chain_info(rt: RuntimeDep) -> dict[str, Any]:
         *BODY,
         403,
         valid={422: [("invalid_address", "a oracle needs a 0x-prefixed 20-byte address"), CHECKSUM]},
+    ),
+    openapi_extra=links(
+        201, Disable=("/v1/principals/{principal_id}/disable", "post", {"principal_id": "$response.body#/id"})
     ),
 )
 def create_principal(

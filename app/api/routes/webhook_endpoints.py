@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.openapi import AUTH, BAD_CURSOR, BODY, problems
+from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
 from app.db.models import WebhookEndpoint
 from app.db.session import transaction
@@ -39,6 +39,14 @@ def _public(ep: WebhookEndpoint) -> dict[str, Any]:
         *BODY,
         403,
         valid={422: [("invalid_url", "refused: '10.0.0.7' resolves to the internal address 10.0.0.7")]},
+    ),
+    openapi_extra=links(
+        201,
+        ListDeliveries=(
+            "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+            "get",
+            {"endpoint_id": "$response.body#/id"},
+        ),
     ),
 )
 def create_endpoint(

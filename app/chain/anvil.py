@@ -194,7 +194,7 @@ class AnvilProcess:
                 self._stderr.seek(0)
                 err = self._stderr.read().decode(errors="replace").strip()
                 self._terminate()
-                if loading and self.state_file is not None:
+                if loading and self.state_file is not None and "state" in err.lower():
                     raise CorruptChainState(
                         str(self.state_file),
                         _existing(_backup_of(self.state_file)),

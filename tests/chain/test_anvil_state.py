@@ -168,3 +168,12 @@ def test_tradeguard_run_refuses_a_corrupt_state_file(tmp_path: Path) -> None:
     assert done.returncode == 1, err
     assert "CorruptChainState" in err and str(state) in err and "no backup" in err
     assert "Traceback" not in err
+
+
+def test_a_state_file_anvil_refuses_is_a_startup_error_too(tmp_path: Path) -> None:
+    anvil_binary()
+    state = tmp_path / "anvil-state.json"
+    state.write_text('{"block": {}, "accounts": {}}')  # parses, but is no state anvil can load
+    with pytest.raises(CorruptChainState, match="anvil refused it") as raised:
+        ChainClient.start_anvil(state_file=state)
+    assert str(state) in str(raised.value) and raised.value.backup is None

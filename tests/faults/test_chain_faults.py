@@ -111,13 +111,15 @@ def service(tmp_path: Path, db_url: str) -> Iterator[Service]:
     wallets = Wallets(dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address)
     assert settings.admin_api_key is not None
     demo = Demo(client, settings.admin_api_key.get_secret_value(), wallets, say=lambda _: None)
+    service = Service(node, state_file, rt, client, demo)
     try:
-        yield Service(node, state_file, rt, client, demo)
+        yield service
     finally:
         client.close()
         set_runtime(None)
         rt.close()
         node.close()
+        service.node.close()  # the node the test started in its place, if any
 
 
 def test_node_sigkill_restarts_from_state_with_the_dev_clock_and_nothing_rewound(service: Service) -> None:

@@ -176,7 +176,10 @@ class _Pass:
 
     def run(self, limit: int, wait_seconds: float | None) -> RelayReport:
         hashes = self.reconcile()
-        hashes += [h for unit in self.plan(limit) for h in self.dispatch(unit)]
+        units = self.plan(limit)
+        if units:
+            chain_guard.require(self.rt, force=True)  # no new transaction goes to a chain that is not ours
+        hashes += [h for unit in units for h in self.dispatch(unit)]
         if hashes:
             wait = (5.0 if self.rt.chain.is_dev_chain else 20.0) if wait_seconds is None else wait_seconds
             self.await_receipts(hashes, wait)
@@ -206,6 +209,8 @@ class _Pass:
                 continue
             elif not self.rt.chain.is_known(tx_hash):
                 # the crash-between-commit-and-broadcast case, or a node that dropped it: same bytes again
+                # (a node that forgot it may serve another chain: checked uncached before the first one)
+                chain_guard.require(self.rt, force=not again)
                 gap_below = not self.broadcast(tx_hash, int(nonce), bytes(raw), again=True)
                 again += [] if gap_below else [tx_hash]
         return again

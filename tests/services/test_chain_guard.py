@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.api.main import create_app
 from app.chain.client import BlockHeader
-from app.db.models import Base, KeyValue
+from app.db.models import Base, Intent, KeyValue
 from app.db.session import transaction
 from app.errors import ChainHalted, ChainMismatch
 from app.services import chain_guard, indexer, keeper, relayer
@@ -179,3 +179,20 @@ def test_tradeguard_chain_resume_clears_the_flag(
     assert "no chain halt was set" in out
     with transaction(runtime.db) as s:
         assert chain_guard.stored_halt(s) is None
+
+
+def test_the_relayer_checks_uncached_before_it_sends_anything(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"chain_check_seconds": 3600.0})
+    assert chain_guard.check(runtime) is None  # cached as fine for an hour
+    with transaction(runtime.db) as s:
+        intent_id = relayer.submit(s, "release", {"orderId": "0x" + "22" * 32}).id
+    # the node starts answering for another chain (replaced within the cache window)
+    monkeypatch.setattr(chain_guard, "_found", lambda rt: (rt.chain.chain_id, OTHER_GENESIS))
+    keeper.sweep(runtime)  # the keeper only writes intents: its cached check still passes
+    with pytest.raises(ChainMismatch):
+        relayer.relay(runtime)
+    with transaction(runtime.db) as s:
+        intent = s.get(Intent, intent_id)
+        assert intent is not None and (intent.status, intent.tx_hash, intent.attempts) == ("pending", None, 0)

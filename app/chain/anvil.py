@@ -186,7 +186,10 @@ class AnvilProcess:
         cmd += self.extra_args
         # stderr goes to a file, not a pipe nobody drains (a full pipe would block the node)
         self._stderr = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
+        # its own process group: a Ctrl-C at the terminal stops us, and we stop it after its last save
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, process_group=0 if self.state_file else None
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -390,8 +390,8 @@ def _halt_deep(rt: Runtime, at: int, floor: int) -> int:
         "deep_reorg",
         f"reorg deeper than the finality depth ({depth} blocks): no block the index stored between {floor} "
         f"and the cursor {at} is on the node's chain; the indexer does not rewind that far on its own "
-        "(check the node; to let it rewind, raise TRADEGUARD_FINALITY_DEPTH and run `tradeguard chain resume`, "
-        "or re-index into a new database)",
+        "(check the node; to let it rewind, raise TRADEGUARD_FINALITY_DEPTH and run "
+        "`tradeguard chain resume`, or re-index into a new database)",
         cursor=at,
         finality_depth=depth,
         node_head=rt.chain.block_number(),

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,9 +51,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Server:
+    """The running ``tradeguard run``: its URL, log and process."""
+
+    def __init__(self, url: str, log_path: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.log_path = log_path
+        self.proc = proc
+        self.peak_rss_mb = 0.0
+
+    def sample(self, stop: threading.Event) -> None:
+        """Track the process's peak resident memory (an OOM kill leaves no traceback behind)."""
+        while not stop.wait(0.5):
+            try:
+                status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            except OSError:
+                return
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(line.split()[1]) / 1024)
+
+    def exit_code(self) -> int | None:
+        """``None`` while it runs; else its exit code (negative: killed by that signal)."""
+        return self.proc.poll()
+
+
 @contextmanager
-def live_server(tmp: Path, chain: str, admin_key: str) -> Iterator[tuple[str, Path]]:
-    """``tradeguard run`` in its own session, on a free port, state in ``tmp``; yields (base URL, log)."""
+def live_server(tmp: Path, chain: str, admin_key: str) -> Iterator[Server]:
+    """``tradeguard run`` in its own session, on a free port, state in ``tmp``."""
     port = free_port()
     state = tmp / "state"
     state.mkdir()
@@ -66,6 +92,7 @@ def live_server(tmp: Path, chain: str, admin_key: str) -> Iterator[tuple[str, Pa
         "TRADEGUARD_ADMIN_API_KEY": admin_key,
         "TRADEGUARD_DEV": "1",
         "TRADEGUARD_LOG_LEVEL": "WARNING",
+        "PYTHONFAULTHANDLER": "1",  # a crash in C (a segfault) still leaves its Python stack in the log
     }
     log_path = tmp / "server.log"
     url = f"http://127.0.0.1:{port}"
@@ -79,10 +106,14 @@ def live_server(tmp: Path, chain: str, admin_key: str) -> Iterator[tuple[str, Pa
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        stop = threading.Event()
         try:
             _wait_ready(proc, url, log_path)
-            yield url, log_path
+            server = Server(url, log_path, proc)
+            threading.Thread(target=server.sample, args=(stop,), daemon=True).start()
+            yield server
         finally:
+            stop.set()
             _stop(proc)
 
 
@@ -189,7 +220,9 @@ def run_schemathesis(
         "--suppress-health-check",
         "all",
         "--report",
-        "json",
+        "json,har" if args.har else "json",
+        "--report-har-path",
+        str(work / f"requests-{role}.har"),
         "--report-json-path",
         str(report),
         "--no-color",
@@ -246,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--st-arg", action="append", default=[], help="one more schemathesis run argument (repeatable)"
     )
+    parser.add_argument("--har", action="store_true", help="record every request (work dir, with --keep)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, reports)")
     args = parser.parse_args(argv)
 
@@ -255,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"seed": args.seed, "max_examples": args.max_examples, "chain": args.chain}
     ok = False
     try:
-        with live_server(work, args.chain, admin_key) as (url, log_path):
+        with live_server(work, args.chain, admin_key) as server:
+            url = server.url
             keys = {"admin": admin_key, "merchant": create_merchant(url, admin_key, args.seed)}
             document = httpx.get(f"{url}/openapi.json", timeout=30).json()
             config = work / "schemathesis.toml"
@@ -266,7 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             runs = {}
             for role in [r.strip() for r in args.roles.split(",") if r.strip()]:
                 runs[role] = run_schemathesis(url, role, keys[role], config, work, args)
-            server_log = log_path.read_text(errors="replace")
+            died = server.exit_code()
+            server_log = server.log_path.read_text(errors="replace")
+            result["server_peak_rss_mb"] = round(server.peak_rss_mb, 1)
+        if died is not None:
+            result["server_died"] = {"exit_code": died, "log_tail": server_log[-3000:]}
         result["runs"] = runs
         result["cases_per_key"] = {role: r["cases"] for role, r in runs.items()}
         result["server_errors"] = sum(r["server_errors"] for r in runs.values())
@@ -276,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         if short:
             result["too_few_cases"] = short
         ok = (
-            not short
+            died is None
+            and not short
             and result["server_errors"] == 0
             and result["server_tracebacks"] == 0
             and all(r["exit_code"] == 0 and not r["failures"] and not r["errors"] for r in runs.values())

@@ -8,7 +8,7 @@ import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.deps import CapturePrincipal, CurrentPrincipal, OraclePrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
 from app.db.models import InboxItem, Principal
@@ -54,7 +54,7 @@ _FEED_RULES: dict[int, list[Example]] = {
         },
     },
 )
-async def capture_epcis(request: Request, me: CurrentPrincipal, rt: RuntimeDep) -> JSONResponse:
+async def capture_epcis(request: Request, me: CapturePrincipal, rt: RuntimeDep) -> JSONResponse:
     """Oracle: capture an EPCISDocument, stored before the 202 (``GET /v1/epcis/capture/{id}``: outcome).
 
     The same document again answers with the original capture (``duplicate: true``).
@@ -136,7 +136,7 @@ async def carrier_webhook(
 @router.post(
     "/v1/attestations", status_code=202, responses=problems(*AUTH, *BODY, 403, valid={422: [BAD_SIGNATURE]})
 )
-def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: OraclePrincipal) -> dict[str, Any]:
     """Oracle: post your own signed DeliveryAttestation; it counts towards the order's k-of-n threshold."""
     payload = {
         "orderId": body.order_id.lower(),

@@ -10,7 +10,14 @@ from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.deps import (
+    ArbitratorPrincipal,
+    BuyerPrincipal,
+    CurrentPrincipal,
+    MerchantPrincipal,
+    PartyPrincipal,
+    RuntimeDep,
+)
 from app.api.openapi import (
     AUTH,
     BAD_CURSOR,
@@ -137,7 +144,7 @@ _ORDER = {"order_id": "$response.body#/order/id"}
         SubmitEvidence=("/v1/orders/{order_id}/evidence", "post", _ORDER),
     ),
 )
-def create_order(body: OrderCreate, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+def create_order(body: OrderCreate, rt: RuntimeDep, me: MerchantPrincipal) -> dict[str, Any]:
     """Merchant: create an order. The answer carries the EIP-712 typed data the buyer signs (and a permit)."""
     order, documents = orders.create(
         rt,
@@ -192,7 +199,7 @@ def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipa
 
 @router.post("/{order_id}/funding", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def fund_order(
-    order_id: OrderIdPath, body: FundingCreate, rt: RuntimeDep, me: CurrentPrincipal
+    order_id: OrderIdPath, body: FundingCreate, rt: RuntimeDep, me: BuyerPrincipal
 ) -> dict[str, Any]:
     """Buyer: submit the signed OrderAuthorization (and permit); the relayer funds the order on chain."""
     permit = None
@@ -214,7 +221,7 @@ def fund_order(
         valid={409: [WRONG_STATE, ("shipment_exists", "ups:1Z999AA10123456784 is already registered")]},
     ),
 )
-def add_shipment(order_id: OrderIdPath, body: ShipmentCreate, rt: RuntimeDep, me: CurrentPrincipal) -> Any:
+def add_shipment(order_id: OrderIdPath, body: ShipmentCreate, rt: RuntimeDep, me: MerchantPrincipal) -> Any:
     """Merchant: register the shipment (carrier + tracking number, or SSCC) that logistics events match."""
     return orders.add_shipment(
         rt, me, order_id, body.carrier, body.tracking_number, body.sscc, body.destination
@@ -238,7 +245,7 @@ def _decision(
 
 @router.post("/{order_id}/confirm-receipt", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def confirm_receipt(
-    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
+    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: BuyerPrincipal
 ) -> dict[str, Any]:
     """Buyer: confirm receipt with a signed BuyerDecision (decision 1): the order releases now."""
     return _decision(rt, me, order_id, body, Decision.CONFIRM_RECEIPT)
@@ -246,7 +253,7 @@ def confirm_receipt(
 
 @router.post("/{order_id}/disputes", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def open_dispute(
-    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: CurrentPrincipal
+    order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: BuyerPrincipal
 ) -> dict[str, Any]:
     """Buyer: open a dispute with a signed BuyerDecision (decision 2), before ``release_at``."""
     return _decision(rt, me, order_id, body, Decision.OPEN_DISPUTE)
@@ -270,7 +277,7 @@ def open_dispute(
 def submit_evidence(
     order_id: OrderIdPath,
     rt: RuntimeDep,
-    me: CurrentPrincipal,
+    me: PartyPrincipal,
     file: Annotated[UploadFile, File(description="the evidence file; its SHA-256 is anchored on chain")],
     signature: Annotated[str, Form(pattern=r"^0x[0-9a-fA-F]{130}$")],
     valid_until: Annotated[int, Form(ge=0, le=UINT64_MAX)],
@@ -360,7 +367,7 @@ def evidence_content(
 
 @router.post("/{order_id}/ruling", status_code=202, response_model=ActionAccepted, responses=ACTION)
 def submit_ruling(
-    order_id: OrderIdPath, body: RulingCreate, rt: RuntimeDep, me: CurrentPrincipal
+    order_id: OrderIdPath, body: RulingCreate, rt: RuntimeDep, me: ArbitratorPrincipal
 ) -> dict[str, Any]:
     """Arbitrator: rule on a dispute with a signed Ruling (10000 = full refund, 0 = full release)."""
     intent = orders.rule(

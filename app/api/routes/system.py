@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from sqlalchemy import text
 
-from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.deps import AdminPrincipal, CurrentPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BODY, CHECKSUM, links, problems
 from app.api.problems import problem
 from app.api.schemas import (
@@ -110,7 +110,7 @@ def chain_info(rt: RuntimeDep) -> dict[str, Any]:
     ),
 )
 def create_principal(
-    body: PrincipalCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
+    body: PrincipalCreate, rt: RuntimeDep, me: AdminPrincipal, response: Response
 ) -> dict[str, Any]:
     """Admin: create a principal with one role and an address; its API key is in this answer only
     (never stored, not even for an ``Idempotency-Key`` replay)."""
@@ -138,7 +138,7 @@ def create_principal(
     ),
 )
 def disable_principal(
-    principal_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
+    principal_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: AdminPrincipal
 ) -> Any:
     """Admin: disable a principal and revoke its API keys (a leaked key, a merchant off-boarded)."""
     require_role(me, "disable principals", "admin")
@@ -173,7 +173,7 @@ def list_corridors(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
         valid={422: [("invalid_corridor", "each (country, category) may appear once"), CHECKSUM]},
     ),
 )
-def put_corridors(body: CorridorsPut, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+def put_corridors(body: CorridorsPut, rt: RuntimeDep, me: AdminPrincipal) -> dict[str, Any]:
     """Admin: replace the tax corridors. Open orders keep the terms their buyers signed."""
     require_role(me, "configure corridors", "admin")
     with transaction(rt.db) as s:
@@ -219,7 +219,7 @@ def faucet(body: FaucetRequest, rt: RuntimeDep, me: CurrentPrincipal) -> dict[st
 
 
 @router.post("/v1/dev/advance-time", tags=["dev"], responses=problems(*AUTH, *BODY, 403, 404))
-def advance_time(body: AdvanceTime, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+def advance_time(body: AdvanceTime, rt: RuntimeDep, me: AdminPrincipal) -> dict[str, Any]:
     """Dev chains only (admin): move the chain clock forward, then sweep timers (release, timeouts)."""
     _require_dev(rt)
     require_role(me, "move the dev clock", "admin")

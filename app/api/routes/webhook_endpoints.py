@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
-from app.api.deps import CurrentPrincipal, RuntimeDep
+from app.api.deps import CurrentPrincipal, MerchantPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
 from app.db.models import WebhookEndpoint
@@ -50,7 +50,7 @@ def _public(ep: WebhookEndpoint) -> dict[str, Any]:
     ),
 )
 def create_endpoint(
-    body: WebhookEndpointCreate, rt: RuntimeDep, me: CurrentPrincipal, response: Response
+    body: WebhookEndpointCreate, rt: RuntimeDep, me: MerchantPrincipal, response: Response
 ) -> dict[str, Any]:
     """Merchant: register a URL for signed order events; the signing secret is in this answer only."""
     require_role(me, "register webhook endpoints", "merchant")

@@ -171,7 +171,10 @@ async def diagnosed(exc: Exception) -> JSONResponse:
     first held against the chain guard: when the node serves another chain or chain work is halted, the
     answer is that 503 with its reason (the guard may ask the node: it runs in a worker thread)."""
     response = from_exception(exc)
-    if response.status_code not in (500, 503) or isinstance(exc, ChainHalted | ChainUnavailable):
+    unexpected = response.status_code == 500 or (
+        isinstance(exc, ChainError) and not isinstance(exc, ChainHalted | ChainUnavailable | ContractRevert)
+    )
+    if not unexpected:  # an unreachable node or database stays a plain 503 (no second wait on a hung node)
         return response
     halt = await run_in_threadpool(_chain_halt)
     return response if halt is None else from_exception(halt)

@@ -220,9 +220,7 @@ def run_schemathesis(
         "--suppress-health-check",
         "all",
         "--report",
-        "json,har" if args.har else "json",
-        "--report-har-path",
-        str(work / f"requests-{role}.har"),
+        "json",
         "--report-json-path",
         str(report),
         "--no-color",
@@ -231,6 +229,9 @@ def run_schemathesis(
     command += ["--generation-deterministic"] if args.deterministic else ["--generation-database", "none"]
     if args.phases:
         command += ["--phases", args.phases]
+    if args.har:  # schemathesis writes the HAR whenever its path is given
+        command[command.index("json")] = "json,har"
+        command += ["--report-har-path", str(work / f"requests-{role}.har")]
     command += args.st_arg
     env = {
         **os.environ,

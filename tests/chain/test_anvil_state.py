@@ -79,12 +79,14 @@ def test_a_restart_from_state_keeps_the_dev_clock_and_funding_works(tmp_path: Pa
     anvil_binary()
     state = tmp_path / "anvil-state.json"
     chain = ChainClient.start_anvil(state_file=state)
-    actors = Actors.from_accounts(chain.dev_accounts(len(Actors.__dataclass_fields__)))
-    deployment = deploy_test_stack(chain, actors)  # moves the clock a role delay ahead of the wall clock
-    chain.advance_time(5 * DAY)
-    clock, block, port = chain.now(), chain.block_number(), _node(chain).port
-    assert clock > time.time() + 5 * DAY
-    chain.close()  # a clean stop saves the state and the clock
+    try:
+        actors = Actors.from_accounts(chain.dev_accounts(len(Actors.__dataclass_fields__)))
+        deployment = deploy_test_stack(chain, actors)  # moves the clock a role delay ahead of the wall clock
+        chain.advance_time(5 * DAY)
+        clock, block, port = chain.now(), chain.block_number(), _node(chain).port
+        assert clock > time.time() + 5 * DAY
+    finally:
+        chain.close()  # a clean stop saves the state and the clock
 
     chain = ChainClient.start_anvil(state_file=state, port=port)
     try:
@@ -122,11 +124,13 @@ def test_a_truncated_state_file_is_a_startup_error_naming_it_and_its_backup(tmp_
     anvil_binary()
     state = tmp_path / "anvil-state.json"
     chain = ChainClient.start_anvil(state_file=state)
-    chain.mine(1)
-    _until(lambda: _saved(chain), 10, "first save")
-    chain.mine(1)
-    _until(lambda: _saved(chain), 10, "second save")
-    chain.close()
+    try:
+        chain.mine(1)
+        _until(lambda: _saved(chain), 10, "first save")
+        chain.mine(1)
+        _until(lambda: _saved(chain), 10, "second save")
+    finally:
+        chain.close()
     data = state.read_bytes()
     state.write_bytes(data[: len(data) // 2])  # what a kill in the middle of a non-atomic dump leaves
 

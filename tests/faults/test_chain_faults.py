@@ -102,24 +102,30 @@ def service(tmp_path: Path, db_url: str) -> Iterator[Service]:
     node = ChainClient.start_anvil(state_file=state_file)
     url = str(node.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
     settings = make_settings(db_url, tmp_path, chain=url, chain_check_seconds=0.5, finality_depth=3)
-    rt = build_runtime(settings, chain=ChainClient.rpc(url, timeout=10))
-    set_runtime(rt)
-    configure(celery_app, settings)
-    prepare(rt)
-    client = TestClient(create_app(), raise_server_exceptions=False)
-    dev = rt.dev_accounts
-    wallets = Wallets(dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address)
-    assert settings.admin_api_key is not None
-    demo = Demo(client, settings.admin_api_key.get_secret_value(), wallets, say=lambda _: None)
-    service = Service(node, state_file, rt, client, demo)
+    rt: Runtime | None = None
+    client: TestClient | None = None
+    service: Service | None = None
     try:
+        rt = build_runtime(settings, chain=ChainClient.rpc(url, timeout=10))
+        set_runtime(rt)
+        configure(celery_app, settings)
+        prepare(rt)
+        client = TestClient(create_app(), raise_server_exceptions=False)
+        dev = rt.dev_accounts
+        wallets = Wallets(dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address)
+        assert settings.admin_api_key is not None
+        demo = Demo(client, settings.admin_api_key.get_secret_value(), wallets, say=lambda _: None)
+        service = Service(node, state_file, rt, client, demo)
         yield service
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         set_runtime(None)
-        rt.close()
+        if rt is not None:
+            rt.close()
         node.close()
-        service.node.close()  # the node the test started in its place, if any
+        if service is not None:
+            service.node.close()  # the node the test started in place of the replaced one, if any
 
 
 def test_node_sigkill_restarts_from_state_with_the_dev_clock_and_nothing_rewound(service: Service) -> None:

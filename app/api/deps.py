@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.db.models import Principal
-from app.db.session import transaction
 from app.errors import AuthError, Forbidden
 from app.services import principals
 from app.services.runtime import Runtime, get_runtime
@@ -30,11 +29,15 @@ def principal_dep(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The principal of the request's API key (401 problem when missing or unknown)."""
+    """The principal of the request's API key (401 problem when missing or unknown), resolved once per
+    request: the idempotency middleware may have done it already."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise AuthError()
-    with transaction(rt.db) as s:
-        principal = principals.authenticate(s, creds.credentials)
+    principal = principals.resolve(rt.db, creds.credentials)
+    request.state.principal = principal
     request.state.principal_id = principal.id
     return principal
 

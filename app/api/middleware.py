@@ -18,11 +18,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db.models import ApiKey, IdempotencyRecord, utcnow
+from app.db.models import IdempotencyRecord, Principal, utcnow
 from app.db.session import transaction
-from app.errors import FeedError
+from app.errors import AuthError, FeedError
 from app.feeds.hashing import check_nesting
-from app.services.principals import hash_key
+from app.services.principals import resolve as resolve_principal
 from app.services.runtime import Runtime, get_runtime
 
 PROBLEM = b"application/problem+json"
@@ -102,10 +102,12 @@ class IdempotencyMiddleware:
                 send, 422, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"
             )
             return
-        owner = await anyio.to_thread.run_sync(_principal_of, rt, headers.get(b"authorization"))
-        if owner is None:  # not authenticated: the app answers 401 and nothing is kept
+        principal = await anyio.to_thread.run_sync(_principal_of, rt, headers.get(b"authorization"))
+        if principal is None:  # not authenticated: the app answers 401 and nothing is kept
             await self.app(scope, replay, send)
             return
+        scope.setdefault("state", {})["principal"] = principal  # the route's dependency reuses it
+        owner = principal.id
         request_hash = hashlib.sha256(
             b"\n".join(
                 [
@@ -272,14 +274,14 @@ def _canonical(body: bytes, content_type: str) -> bytes:
     return body
 
 
-def _principal_of(rt: Runtime, authorization: bytes | None) -> str | None:
-    """The principal id of a valid bearer API key (idempotency keys are scoped to the principal)."""
+def _principal_of(rt: Runtime, authorization: bytes | None) -> Principal | None:
+    """The principal of a valid bearer API key (idempotency keys are scoped to the principal), or None."""
     if not authorization or not authorization.lower().startswith(b"bearer "):
         return None
-    digest = hash_key(authorization[7:].decode("latin-1").strip())
-    with transaction(rt.db) as s:
-        row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-        return row.principal_id if row is not None else None
+    try:
+        return resolve_principal(rt.db, authorization[7:].decode("latin-1").strip())
+    except AuthError:
+        return None
 
 
 def _replayer(body: bytes, upstream: Receive) -> Receive:

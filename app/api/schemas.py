@@ -6,9 +6,25 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic import Strict as StrictMode
 
 from app.domain.order_rules import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON Schema ``integer``: a number with no fraction (``5`` or ``5.0``), never ``true`` or ``"5"``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value  # strict mode then refuses booleans, strings and fractions
 
 
 def _checksummed(value: str) -> str:
@@ -31,7 +47,22 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 #: The bound is 2^53-1, not 2^63-1: the OpenAPI publishes bounds as floats, and 2^63-1 would read as 2^63,
 #: admitting in the document values the service refuses. (Times in seconds: 2^53 s is far enough.)
 UINT64_MAX = 2**53 - 1
-Uint64 = Annotated[StrictInt, Field(ge=0, le=UINT64_MAX)]
+
+
+#: Integer fields as JSON Schema means them (see :func:`_json_integer`), with their bounds
+_JSON_INT = BeforeValidator(_json_integer)
+Uint64 = Annotated[int, StrictMode(), Field(ge=0, le=UINT64_MAX), _JSON_INT]
+HoldSeconds = Annotated[int, StrictMode(), Field(ge=MIN_HOLD_SECONDS, le=MAX_HOLD_SECONDS), _JSON_INT]
+ValidForSeconds = Annotated[int, StrictMode(), Field(ge=60, le=30 * 86_400), _JSON_INT]
+ShareBps = Annotated[int, StrictMode(), Field(ge=0, le=10_000), _JSON_INT]
+TaxBps = Annotated[int, StrictMode(), Field(ge=0, le=5000), _JSON_INT]
+AdvanceSeconds = Annotated[int, StrictMode(), Field(ge=1, le=365 * 86_400), _JSON_INT]
+Milestone = Annotated[
+    int,
+    StrictMode(),
+    Field(ge=1, le=2, json_schema_extra={"enum": [1, 2]}, description="1 SHIPPED, 2 DELIVERED"),
+    _JSON_INT,
+]
 
 
 class Strict(BaseModel):
@@ -84,8 +115,8 @@ class OrderCreate(Strict):
     deliver_by: AwareDatetime | None = Field(
         None, description="RFC 3339 with an offset, within 365 days; default ship_by + 25 days"
     )
-    hold_seconds: Annotated[StrictInt, Field(ge=MIN_HOLD_SECONDS, le=MAX_HOLD_SECONDS)] | None = None
-    valid_for_seconds: Annotated[StrictInt, Field(ge=60, le=30 * 86_400)] = 86_400
+    hold_seconds: HoldSeconds | None = None
+    valid_for_seconds: ValidForSeconds = 86_400
 
 
 class Split(BaseModel):
@@ -163,7 +194,7 @@ class BuyerDecisionCreate(Strict):
 
 
 class RulingCreate(Strict):
-    buyer_share_bps: Annotated[StrictInt, Field(ge=0, le=10_000)]
+    buyer_share_bps: ShareBps
     rationale_hash: Hex32
     valid_until: Uint64
     signature: Signature
@@ -234,9 +265,7 @@ class CapturePublic(BaseModel):
 
 class AttestationCreate(Strict):
     order_id: OrderId
-    milestone: Annotated[
-        StrictInt, Field(ge=1, le=2, json_schema_extra={"enum": [1, 2]}, description="1 SHIPPED, 2 DELIVERED")
-    ]
+    milestone: Milestone
     event_time: Uint64
     tracking_hash: Hex32
     evidence_hash: Hex32
@@ -275,13 +304,13 @@ class FaucetRequest(Strict):
 
 
 class AdvanceTime(Strict):
-    seconds: Annotated[StrictInt, Field(ge=1, le=365 * 86_400)]
+    seconds: AdvanceSeconds
 
 
 class CorridorIn(Strict):
     country: Annotated[str, StringConstraints(pattern=r"^([A-Za-z]{2}|\*)$")]
     category: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^([A-Za-z0-9_-]+|\*)$")]
-    tax_bps: Annotated[StrictInt, Field(ge=0, le=5000)]
+    tax_bps: TaxBps
     recipient: Address
 
 

@@ -11,6 +11,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+#: Execution option marking a connection's transactions as read-only (see :func:`read_transaction`).
+READ_ONLY = "tradeguard_read_only"
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``. SQLite gets WAL, a busy timeout and foreign keys; its folder is created."""
@@ -33,15 +36,18 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        # pysqlite's own transaction handling defers BEGIN; take the write lock at BEGIN instead so that
-        # read-modify-write sections (nonce allocation, inbox dedupe) serialise across processes.
+        # pysqlite's own transaction handling defers BEGIN; a write transaction takes the write lock at BEGIN
+        # instead, so that read-modify-write sections (nonce allocation, inbox dedupe) serialise across
+        # processes. A read transaction (:func:`read_transaction`) begins deferred: under WAL it neither
+        # takes nor waits for the write lock.
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -52,6 +58,24 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in one transaction: commit on success, roll back on any error."""
+    """A session in one write transaction: commit on success, roll back on any error.
+
+    On SQLite it holds the database's write lock from its first statement: keep it short, and never make a
+    network call (RPC, DNS, HTTP) inside it.
+    """
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: one consistent snapshot, no write lock (SQLite: deferred ``BEGIN`` under
+    WAL), rolled back at the end, so a write made in it by mistake is never kept."""
+    bind = factory.kw["bind"]
+    with factory(bind=bind.execution_options(**{READ_ONLY: True})) as session:
+        session.begin()
+        try:
+            yield session
+        finally:
+            session.expunge_all()  # what was read stays readable after the rollback (which would expire it)
+            session.rollback()

@@ -10,12 +10,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import ApiKey, Principal, utcnow
+from app.db.session import read_transaction, transaction
 from app.errors import AuthError, InvalidInput, NotFound
 
 ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
@@ -73,8 +75,13 @@ def revoke_keys(session: Session, principal: Principal) -> None:
             row.revoked_at = utcnow()
 
 
-def authenticate(session: Session, key: str) -> Principal:
-    """The principal owning ``key``; unknown, revoked or disabled keys raise :class:`AuthError`."""
+#: ``last_used_at`` is refreshed at most this often, so that authenticating is a read, not a write.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
+    """The principal owning ``key``, and the id of its key row when ``last_used_at`` is due a refresh
+    (:func:`touch`); unknown, revoked or disabled keys raise :class:`AuthError`. Only reads."""
     digest = hash_key(key)
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
     # compare_digest keeps the final comparison constant-time; the lookup is by a hash, not the key.
@@ -83,8 +90,25 @@ def authenticate(session: Session, key: str) -> Principal:
     principal = session.get(Principal, row.principal_id)
     if principal is None or principal.disabled:
         raise AuthError("this API key's principal is disabled")
-    row.last_used_at = utcnow()
+    stale = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION
+    return principal, (row.id if stale else None)
+
+
+def resolve(db: sessionmaker[Session], key: str) -> Principal:
+    """Authenticate ``key`` in a read transaction (no write lock); refresh ``last_used_at`` when due."""
+    with read_transaction(db) as s:
+        principal, stale_key = authenticate(s, key)
+    if stale_key is not None:
+        with transaction(db) as s:
+            touch(s, stale_key)
     return principal
+
+
+def touch(session: Session, key_id: str) -> None:
+    """Record that an API key was used (a short write, done only when :func:`authenticate` says so)."""
+    row = session.get(ApiKey, key_id)
+    if row is not None:
+        row.last_used_at = utcnow()
 
 
 def bootstrap_admin(session: Session, key: str) -> Principal:

@@ -12,7 +12,7 @@ from app.api.deps import CapturePrincipal, CurrentPrincipal, OraclePrincipal, Ru
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
 from app.db.models import InboxItem, Principal
-from app.db.session import transaction
+from app.db.session import read_transaction
 from app.services import ingestion
 from app.services.orders import intent_public
 from app.services.runtime import Runtime
@@ -87,7 +87,7 @@ def _answer(rt: Runtime, accepted: ingestion.Accepted) -> dict[str, Any]:
 
 
 def _status(rt: Runtime, item_id: str) -> str:
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         item = s.get(InboxItem, item_id)
         return item.status if item else "received"
 
@@ -99,7 +99,7 @@ def get_capture(
     capture_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
     """The outcome of a capture: status, events read, orders matched, attestations queued."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         return ingestion.capture_public(ingestion.capture(s, me, capture_id))
 
 

@@ -45,7 +45,7 @@ from app.api.schemas import (
 )
 from app.db import pagination
 from app.db.models import ChainEvent, Evidence, Intent, Order
-from app.db.session import transaction
+from app.db.session import read_transaction
 from app.domain.order_state import Decision
 from app.errors import InvalidInput, NotFound
 from app.services import orders
@@ -112,7 +112,7 @@ def _signature(hex_text: str) -> bytes:
 def _order_view(rt: RuntimeDep, oid: str, me: CurrentPrincipal, with_timeline: bool = True) -> dict[str, Any]:
     from app.services import indexer
 
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         order = orders.get_visible(s, me, oid)
         timeline = indexer.timeline(s, order.id) if with_timeline else None
         return orders.public(order, timeline)
@@ -120,7 +120,7 @@ def _order_view(rt: RuntimeDep, oid: str, me: CurrentPrincipal, with_timeline: b
 
 def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) -> dict[str, Any]:
     kick("relay")
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         fresh = s.get(Intent, intent.id)
         assert fresh is not None
         order = orders.get_visible(s, me, oid)
@@ -178,7 +178,7 @@ def list_orders(
     if status:
         query = query.where(Order.status == status)
     query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
         return {"items": [orders.public(o) for o in rows], "next_cursor": next_cursor}
 
@@ -192,7 +192,7 @@ def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> di
 @router.get("/{order_id}/signing", responses=READ)
 def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """The typed data to sign for funding (again), e.g. after the permit nonce changed."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         order = orders.get_visible(s, me, order_id)
     return orders.signing_documents(rt, order)
 
@@ -306,7 +306,7 @@ def submit_evidence(
 @router.get("/{order_id}/evidence", response_model=EvidenceList, responses=READ)
 def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Evidence with its SHA-256, anchor tx, and whether the stored file still matches the hash on chain."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         order = orders.get_visible(s, me, order_id)
         anchored = {
             (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
@@ -349,7 +349,7 @@ def evidence_content(
     me: CurrentPrincipal,
 ) -> Response:
     """The stored evidence file, byte for byte (re-hash it to check it against the chain)."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         order = orders.get_visible(s, me, order_id)
         ev = s.get(Evidence, evidence_id)
         if ev is None or ev.order_id != order.id:

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
 from app.api.openapi import AUTH, problems
-from app.db.session import transaction
+from app.db.session import read_transaction
 from app.services import settlements
 from app.services.orders import require_role
 
@@ -31,7 +31,7 @@ def get_settlements(request: Request, rt: RuntimeDep, me: CurrentPrincipal) -> A
     """
     require_role(me, "read settlements", "merchant", "admin")
     now = rt.chain.now()
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         report = settlements.pipeline(s, me, now)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(

@@ -19,7 +19,7 @@ from app.api.schemas import (
     PrincipalPublic,
 )
 from app.chain import eip712
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput, NotFound
 from app.services import chain_guard, corridors, principals
 from app.services.orders import require_role
@@ -159,7 +159,7 @@ def whoami(me: CurrentPrincipal) -> Any:
 @router.get("/v1/corridors", tags=["principals"], responses=problems(*AUTH))
 def list_corridors(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Tax corridors (destination, category → tax bps and recipient) that orders are priced with."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         return {"items": [c.as_json() for c in corridors.load(s)]}
 
 

@@ -12,7 +12,7 @@ from app.api.deps import CurrentPrincipal, MerchantPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
 from app.db.models import WebhookEndpoint
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput, NotFound
 from app.services import webhooks
 from app.services.orders import require_role
@@ -76,7 +76,7 @@ def create_endpoint(
 @router.get("", response_model=list[WebhookEndpointPublic], responses=problems(*AUTH))
 def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]:
     """The caller's endpoints."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         rows = s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.principal_id == me.id))
         return [_public(ep) for ep in rows]
 
@@ -90,7 +90,7 @@ def deliveries(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """The delivery log of one endpoint: each event, its attempts, status codes and errors."""
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         ep = s.get(WebhookEndpoint, endpoint_id)
         if ep is None or ep.principal_id != me.id:
             raise NotFound("webhook endpoint", endpoint_id)

@@ -12,7 +12,8 @@ model raises the first one (as the chain would); the API reports them all as fie
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from app.domain.money import MAX_TAX_BPS
@@ -33,7 +34,7 @@ class Violation:
     code: str
     field: str
     message: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def as_error(self) -> dict[str, str]:
         """A problem+json ``errors`` item."""

@@ -1,104 +1,208 @@
-"""Service throughput benchmark: prints JSON.
+"""Service throughput benchmark (issue 8, item 8): real server processes, concurrent HTTP clients, JSON out.
 
-Runs the service in process on an anvil it starts (SQLite in a temp dir, Celery eager), and times through the
-HTTP API: orders created and funded (each relayed and indexed before the next), EPCIS shipping captures
-(stored, mapped, attested on chain), and one keeper sweep that releases every order past T+N in a batch.
+For each configuration, each run starts a fresh stack (scripts/benchlib.py): anvil on a free port behind a
+JSON-RPC counting proxy, and ``tradeguard run`` on a free port with its own temporary state directory.
 
-    .venv/bin/python scripts/bench_service.py [--orders 30]
+- ``local``: the default local mode: SQLite, no broker (tasks run eagerly, in process).
+- ``pg``: PostgreSQL (a fresh schema, dropped after) + Redis (database 7, flushed before and after) + 2 Celery
+  workers (the one ``tradeguard run`` starts with a broker, and one more) + beat (``tradeguard run``'s too).
+
+A run, in order (every measured request over loopback HTTP; scripts/benchload.py, scripts/benchchain.py):
+
+1. setup: merchant, oracle and buyer principals through the admin API; each buyer wallet gets tokens.
+2. the chain is brought to the first ``--chain-orders`` figure (100) with orders funded directly on chain in
+   batches; ``rpc_calls_per_order`` there = JSON-RPC calls of the server and workers while one client creates
+   and funds ``--rpc-window`` orders one after another, each waited for until it shows funded, / those orders.
+3. ``orders_per_s``: ``--clients`` (32) clients create and fund ``--orders`` orders, each client with
+   ``--buyers-per-client`` buyer wallets (a buyer's next order waits for its previous one to show funded: a
+   permit nonce funds one order); first create to the last order seen funded through the API, i.e. funded on
+   chain and indexed. Create and fund (POST funding, to its 202) latency p50/p99.
+4. ``epcis_ack_per_s``: a shipment is registered per funded order, then ``--clients`` clients post one EPCIS
+   shipping capture per order; time to the 202. Then every order is waited for until shipped (not timed).
+5. ``capture_to_delivered_ms``: receiving captures offered at ``--rate`` per second (open loop) for
+   ``--events`` shipped orders; time from each capture's 202 to the order first seen delivered (a watcher
+   pages through the delivered orders every 50 ms).
+6. the chain is brought to the last ``--chain-orders`` figure (10,000) the same way; the service's indexer
+   projects each of those orders into its database (they are the benchmark merchant's), so the database then
+   holds that many orders with their chain events: nothing is inserted into the database directly.
+   ``trail_query_ms``: ``--clients`` clients GET /v1/orders/{id} of random orders, ``--trail-requests`` each.
+   Then ``rpc_calls_per_order`` at that figure, as in 2.
+
+Each figure is the median of ``--runs`` runs with min and max beside it. Errors (unexpected statuses,
+timeouts) are counted by phase and route, summed over the runs, never raised.
+
+    .venv/bin/python scripts/bench_service.py                       # the issue's measures (long)
+    .venv/bin/python scripts/bench_service.py --quick --configs local
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import signal
+import sys
 import time
-import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-from sqlalchemy import select
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from app.api.main import create_app
-from app.chain.client import ChainClient
-from app.client import demo
-from app.config import Settings
-from app.db.models import Intent
-from app.services import keeper, relayer
-from app.services.bootstrap import prepare
-from app.services.runtime import build_runtime, set_runtime
-from workers.celery_app import celery_app, configure
+from benchchain import bulk_fund, rpc_window  # noqa: E402
+from benchlib import aggregate, server_log_tail, start_stack  # noqa: E402
+from benchload import Bench  # noqa: E402
 
-ADMIN_KEY = "tg_admin_benchmark_key_0123456789"
+CONFIGS = ("local", "pg")
+QUICK = {
+    "runs": 1,
+    "clients": 4,
+    "orders": 8,
+    "rate": 20.0,
+    "events": 6,
+    "chain_orders": "20,60",
+    "rpc_window": 3,
+    "trail_requests": 10,
+}
 
 
-def run(n: int) -> dict[str, Any]:
-    with warnings.catch_warnings():  # starlette's note about httpx, printed on import
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-
-    node = ChainClient.start_anvil()
-    with tempfile.TemporaryDirectory(prefix="tg-bench-") as tmp:
-        settings = Settings(
-            chain=str(node.w3.provider.endpoint_uri),  # type: ignore[attr-defined]
-            database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
-            state_dir=Path(tmp),
-            admin_api_key=SecretStr(ADMIN_KEY),
-        )
-        rt = build_runtime(settings, chain=node)
-        set_runtime(rt)
-        configure(celery_app, settings)
-        prepare(rt)
+def run_once(config: str, args: argparse.Namespace, run_no: int) -> tuple[dict[str, Any], Counter[str]]:
+    """One run of one configuration on a fresh stack: its figures and its errors."""
+    t_start = time.perf_counter()
+    first, last = args.chain_orders
+    with start_stack(config, pg=config == "pg", workers=2) as stack:
+        bench = Bench(stack, tag=f"{config}{run_no}")
         try:
-            with TestClient(create_app()) as client:
-                dev = rt.dev_accounts
-                wallets = demo.Wallets(
-                    dev["merchant"], dev["buyer"], dev["arbitrator"], dev["oracle"].address
-                )
-                d = demo.Demo(client, ADMIN_KEY, wallets, say=lambda _line: None)
-                t0 = time.perf_counter()
-                orders = [d.create_and_fund(f"B-{i}", 10 * 10**6) for i in range(n)]
-                funding = time.perf_counter() - t0
-                ssccs = [d.ship(o, 1000 + i) for i, o in enumerate(orders)]
-                t0 = time.perf_counter()
-                now = d.chain_time()
-                for i, sscc in enumerate(ssccs):
-                    d.epcis(sscc, "receiving", now, order_ref=f"B-{i}")
-                ingest = time.perf_counter() - t0
-                delivered = sum(d.order(d.parties.merchant, o["id"])["status"] == "delivered" for o in orders)
-                rt.chain.advance_time(settings.hold_seconds + 1)
-                t0 = time.perf_counter()
-                swept = keeper.sweep(rt)
-                relayed = relayer.relay(rt)
-                release = time.perf_counter() - t0
-                with rt.db() as s:
-                    releases = list(s.scalars(select(Intent).where(Intent.kind == "release")))
-                txs = {i.tx_hash: i.gas_used for i in releases if i.tx_hash}
-        finally:
-            set_runtime(None)
-            rt.close()
-            node.close()
-    return {
-        "orders": n,
-        "create_and_fund_per_s": round(n / funding, 2),
-        "create_and_fund_ms_each": round(1000 * funding / n, 1),
-        "epcis_capture_to_chain_per_s": round(n / ingest, 2),
-        "delivered": delivered,
-        "release_sweep": {
-            "intents": swept.submitted,
-            "transactions": relayed.transactions,
-            "seconds": round(release, 3),
-            "gas_per_order": round(sum(g or 0 for g in txs.values()) / max(len(releases), 1)),
+            buyers = args.clients * args.buyers_per_client + 1
+            per_buyer = -(-args.orders // (args.clients * args.buyers_per_client)) + args.rpc_window
+            bench.setup(buyers, per_buyer)
+            steps: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
+            bulk_first = bulk_fund(bench, first - args.rpc_window)
+            rpc_first = rpc_window(bench, args.rpc_window)
+            t = time.perf_counter()
+            orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client)
+            steps["orders_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            ssccs = bench.ship_all(orders["ids"])
+            acks = bench.epcis_ack_phase(ssccs, args.clients)
+            steps["epcis_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            delivered = bench.delivered_phase(ssccs, acks["shipped"], args.rate, args.events)
+            steps["delivered_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            bulk_last = bulk_fund(bench, last - args.rpc_window)
+            steps["bulk_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            pool = orders["ids"] + bulk_first["ids"] + bulk_last["ids"]
+            trail = bench.trail_phase(pool, args.clients, args.trail_requests)
+            steps["trail_s"] = time.perf_counter() - t
+            rpc_last = rpc_window(bench, args.rpc_window)
+        except Exception:
+            print(server_log_tail(stack), file=sys.stderr)
+            raise
+    steps["total_s"] = time.perf_counter() - t_start
+    figures = {
+        "orders_per_s": orders["orders_per_s"],
+        "create_ms": orders["create_ms"],
+        "fund_ms": orders["fund_ms"],
+        "epcis_ack_per_s": acks["epcis_ack_per_s"],
+        "epcis_ack_ms": acks["ack_ms"],
+        "capture_to_delivered_ms": delivered["capture_to_delivered_ms"],
+        "trail_query_ms": trail["trail_query_ms"],
+        "rpc_calls_per_order": {
+            f"at_{first}": rpc_first["calls_per_order"],
+            f"at_{last}": rpc_last["calls_per_order"],
         },
+        "rpc_methods_per_order": {
+            f"at_{first}": rpc_first["methods_per_order"],
+            f"at_{last}": rpc_last["methods_per_order"],
+        },
+        "counts": {
+            "orders_funded": orders["funded"],
+            "epcis_acked": acks["acked"],
+            "epcis_all_shipped_after_s": acks["all_shipped_after_s"],
+            "delivered_offered_per_s": delivered["offered_per_s"],
+            "delivered_events": delivered["events"],
+            "delivered_seen": delivered["delivered"],
+            "trail_orders_in_pool": trail["orders_queried"],
+            "trail_requests": trail["requests"],
+            "trail_requests_per_s": trail["per_s"],
+            "rpc_window_orders": rpc_last["orders"],
+            "bulk_funded": bulk_first["funded"] + bulk_last["funded"],
+            "bulk_sent_s": bulk_last.get("sent_s"),
+            "bulk_indexed_after_s": bulk_last.get("indexed_after_s"),
+        },
+        "seconds": {k: round(v, 1) for k, v in steps.items()},
     }
+    return figures, bench.errors
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=30)
-    args = parser.parse_args()
-    print(json.dumps(run(args.orders), indent=2))
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: local,pg")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--orders", type=int, default=320, help="orders created and funded by the clients")
+    parser.add_argument("--buyers-per-client", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=50.0, help="receiving captures offered per second")
+    parser.add_argument("--events", type=int, default=200, help="receiving captures offered (<= orders)")
+    parser.add_argument(
+        "--chain-orders",
+        default="100,10000",
+        help="orders on chain for the RPC counts; the last is the trail's",
+    )
+    parser.add_argument("--rpc-window", type=int, default=20, help="orders funded one by one per RPC count")
+    parser.add_argument("--trail-requests", type=int, default=100, help="GETs per client")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke check")
+    if parser.parse_args(argv).quick:  # the quick sizes are defaults: explicit flags still win
+        parser.set_defaults(**QUICK)
+    args = parser.parse_args(argv)
+    args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if unknown := set(args.configs) - set(CONFIGS):
+        parser.error(f"unknown configs: {sorted(unknown)}")
+    args.chain_orders = sorted(int(x) for x in args.chain_orders.split(","))
+    if len(args.chain_orders) != 2 or args.chain_orders[0] <= args.rpc_window:
+        parser.error("--chain-orders takes two figures, the first above --rpc-window")
+    return args
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the stacks' context managers: servers stopped, schema dropped
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "parameters": {k: v for k, v in vars(args).items() if k != "quick"},
+        "notes": [
+            "each figure: median of the runs with min and max; latencies in ms",
+            "the orders for trail_query_ms are funded on chain in batches (contract fund, 200 a transaction) "
+            "and indexed by the service itself; the measured GETs go over HTTP to the server",
+            "rpc counts: every JSON-RPC call of the server and its workers through a counting proxy in front "
+            "of anvil while one client funds --rpc-window orders one by one (background sweeps included)",
+            "pg: 2 Celery workers = the one `tradeguard run` starts with a broker + one more; its beat",
+            "anvil is started by the benchmark (free port, behind the proxy) and given to the server as a "
+            "JSON-RPC URL: local mode otherwise (SQLite, no broker, eager tasks)",
+        ],
+        "configs": {},
+    }
+    for config in args.configs:
+        runs: list[dict[str, Any]] = []
+        errors: Counter[str] = Counter()
+        for run_no in range(args.runs):
+            figures, errs = run_once(config, args, run_no)
+            runs.append(figures)
+            errors.update(errs)
+            print(
+                f"{config} run {run_no + 1}/{args.runs}: {json.dumps(figures)}", file=sys.stderr, flush=True
+            )
+        summary = aggregate(runs)
+        summary["errors"] = {"total": sum(errors.values()), **dict(sorted(errors.items()))}
+        result["configs"][config] = summary
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

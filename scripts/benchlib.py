@@ -1,0 +1,329 @@
+"""Shared pieces of the service benchmark (scripts/bench_service.py): real server processes, a JSON-RPC
+counting proxy in front of anvil, and statistics.
+
+A stack is an anvil on a free port (``AnvilProcess``), the counting proxy in front of it, and
+``tradeguard run`` on another free port with its own temporary state directory, whose ``TRADEGUARD_CHAIN``
+is the proxy's URL (an anvil URL is a dev chain: the runtime deploys the escrow, turns the dev routes on and
+indexes at depth 0).
+The ``pg`` configuration adds a fresh PostgreSQL schema (dropped after), a Redis database of its own (flushed
+before and after; the machine's Redis is never stopped) and a second Celery worker beside the worker and beat
+that ``tradeguard run`` starts itself when ``TRADEGUARD_BROKER_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("TRADEGUARD_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: Away from 0 (a developer's own service) and from 10-15 (the test suite's databases).
+REDIS_URL = os.environ.get("TRADEGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------------------------- RPC proxy
+
+
+class RpcCounter:
+    """A loopback HTTP proxy in front of a JSON-RPC node that counts the calls it forwards, by method
+    (a batch counts each of its calls)."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._local = threading.local()
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                counter._count(body)
+                status, answer = counter._forward(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="rpc-counter", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> RpcCounter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _count(self, body: bytes) -> None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        calls = payload if isinstance(payload, list) else [payload]
+        with self._lock:
+            for call in calls:
+                method = call.get("method") if isinstance(call, dict) else None
+                self._counts[str(method)] += 1
+
+    def _forward(self, body: bytes) -> tuple[int, bytes]:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        for attempt in (1, 2):  # a kept-alive connection the node closed is opened again once
+            if conn is None:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=120)
+                self._local.conn = conn
+            try:
+                conn.request("POST", "/", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = self._local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+# ------------------------------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Stack:
+    """A running configuration: the server's URL and admin key, the anvil behind the counting proxy."""
+
+    name: str
+    url: str
+    admin_key: str
+    anvil_url: str
+    rpc: RpcCounter
+    db_url: str
+    workdir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def server_pid(self) -> int:
+        return self.procs[0].pid
+
+
+def _env(
+    state: Path, port: int, chain: str, db_url: str, admin_key: str, broker: str | None
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_")}
+    env.update(
+        TRADEGUARD_HOST="127.0.0.1",
+        TRADEGUARD_PORT=str(port),
+        TRADEGUARD_CHAIN=chain,
+        TRADEGUARD_STATE_DIR=str(state),
+        TRADEGUARD_DATABASE_URL=db_url,
+        TRADEGUARD_ADMIN_API_KEY=admin_key,
+        TRADEGUARD_LOG_LEVEL="WARNING",
+    )
+    if broker:
+        env["TRADEGUARD_BROKER_URL"] = broker
+    return env
+
+
+def _spawn(argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:  # cwd: no developer .env is read; own session: its children go with it
+        return subprocess.Popen(
+            list(argv), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the service's clean shutdown), then SIGKILL of its whole session after a deadline."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # children left behind (the worker and beat that `tradeguard run` starts with a broker)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tradeguard run exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"tradeguard run not ready after {START_TIMEOUT_S:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def _database(name: str, pg: bool, state: Path) -> Iterator[str]:
+    if not pg:
+        yield f"sqlite:///{state / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@contextmanager
+def _redis(use: bool) -> Iterator[str | None]:
+    if not use:
+        yield None
+        return
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@contextmanager
+def start_stack(name: str, *, pg: bool, workers: int = 2) -> Iterator[Stack]:
+    """Start one configuration (``pg``: PostgreSQL + Redis + ``workers`` Celery workers + beat)."""
+    from app.chain.anvil import AnvilProcess
+
+    admin_key = "tg_admin_bench_" + secrets.token_urlsafe(18)
+    with tempfile.TemporaryDirectory(prefix=f"tg-bench-{name}-") as tmp:
+        work = Path(tmp)
+        state = work / "state"
+        state.mkdir()
+        node = AnvilProcess()
+        node.start()
+        rpc = RpcCounter(node.url).start()
+        try:
+            with _database(name, pg, state) as db_url, _redis(pg) as broker:
+                port = free_port()
+                env = _env(state, port, rpc.url, db_url, admin_key, broker)
+                log = work / "server.log"
+                stack = Stack(name, f"http://127.0.0.1:{port}", admin_key, node.url, rpc, db_url, work)
+                stack.procs.append(_spawn([str(BIN / "tradeguard"), "run"], env, work, log))
+                try:
+                    _wait_ready(stack.procs[0], stack.url, log)
+                    # `tradeguard run` starts one worker and beat itself when a broker is set
+                    for i in range(2, workers + 1 if broker else 0):
+                        argv = [str(BIN / "tradeguard"), "worker", "-n", f"bench{i}@%h"]
+                        stack.procs.append(_spawn(argv, env, work, work / f"worker{i}.log"))
+                    yield stack
+                finally:
+                    for proc in reversed(stack.procs):
+                        _stop(proc)
+        finally:
+            rpc.stop()
+            node.stop()
+
+
+def server_log_tail(stack: Stack, chars: int = 2000) -> str:
+    logs = sorted(stack.workdir.glob("*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in logs)
+
+
+# --------------------------------------------------------------------------------------------------- stats
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0..100), nearest-rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def p50_p99(values: Sequence[float]) -> dict[str, float | None]:
+    return {"p50": _round(percentile(values, 50)), "p99": _round(percentile(values, 99))}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 2)
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float | None]:
+    """Median of the runs with min and max beside it (runs without the figure are left out)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None}
+    return {
+        "median": _round(statistics.median(present)),
+        "min": _round(min(present)),
+        "max": _round(max(present)),
+    }
+
+
+def aggregate(runs: Sequence[Any]) -> Any:
+    """Runs of the same shape folded leaf by leaf: numbers to :func:`spread`, dicts recursively."""
+    present = [r for r in runs if r is not None]
+    if not present:
+        return spread([])
+    first = present[0]
+    if isinstance(first, dict):
+        keys = list(dict.fromkeys(k for r in present for k in r))
+        return {k: aggregate([r.get(k) for r in runs if isinstance(r, dict)]) for k in keys}
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return spread(runs)
+    return first

@@ -1,0 +1,466 @@
+"""The benchmark's HTTP clients (scripts/bench_service.py): principals and wallets, orders created and
+funded by concurrent clients, EPCIS captures, and a watcher that sees orders reach a status.
+
+Every request goes over loopback HTTP to the real server; answers other than the expected status are counted
+in :attr:`Bench.errors` by phase, route and status (or exception name), never raised.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from benchlib import Stack, p50_p99
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from app.chain.devchain import ANVIL_MNEMONIC
+from app.chain.eip712 import sign_typed_data
+from app.client.demo import GS1_COMPANY, epcis_document, object_event
+from app.feeds.epcis import gs1_check_digit
+
+ORDER_AMOUNT = 10 * 10**6  # 10 tUSD (6 decimals)
+WAIT_S = 300.0
+
+
+def dev_account(index: int) -> LocalAccount:
+    """One of the anvil's pre-funded accounts (the well-known test mnemonic)."""
+    Account.enable_unaudited_hdwallet_features()
+    account: LocalAccount = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return account
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    seconds: float
+
+
+class Api:
+    """One HTTP client (its own connection pool), counting unexpected answers into ``errors``."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.http = httpx.Client(base_url=bench.stack.url, timeout=120)
+
+    def call(
+        self,
+        phase: str,
+        method: str,
+        path: str,
+        key: str,
+        expect: int,
+        route: str,
+        tolerate: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> Reply:
+        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+        if method == "POST":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        t0 = time.perf_counter()
+        try:
+            resp = self.http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            self.bench.error(phase, f"{method} {route}: {type(exc).__name__}")
+            return Reply(0, None, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text
+        if resp.status_code != expect and resp.status_code not in tolerate:
+            code = body.get("code") if isinstance(body, dict) else None
+            self.bench.error(phase, f"{method} {route}: {resp.status_code}{f' {code}' if code else ''}")
+        return Reply(resp.status_code, body, seconds)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@dataclass
+class Bench:
+    """One run against one stack: the parties' keys and wallets, and the errors seen."""
+
+    stack: Stack
+    tag: str
+    errors: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    chain: dict[str, Any] = field(default_factory=dict)
+    #: Not the dev merchant: ``tradeguard run`` seeds a demo merchant with that address, and the indexer gives
+    #: orders funded directly on chain to the oldest merchant of their seller address.
+    merchant: LocalAccount = field(default_factory=lambda: Account.from_key(keccak(b"tg-bench-merchant")))
+    merchant_key: str = ""
+    oracle_key: str = ""
+    buyers: list[tuple[LocalAccount, str]] = field(default_factory=list)
+    #: Orders on chain: funded through the API or directly by :mod:`scripts.benchchain`.
+    on_chain: int = 0
+
+    def error(self, phase: str, what: str) -> None:
+        with self.lock:
+            self.errors[f"{phase}: {what}"] += 1
+
+    def api(self) -> Api:
+        return Api(self)
+
+    def setup(self, buyers: int, orders_per_buyer: int) -> None:
+        """Merchant and oracle principals, ``buyers`` buyer wallets with principals and tokens."""
+        api = self.api()
+        self.chain = api.call("setup", "GET", "/v1/chain", self.stack.admin_key, 200, "/v1/chain").body
+        self.merchant_key = self.principal(api, "merchant", self.merchant.address)
+        oracle = self.chain["platform_oracle"]
+        self.oracle_key = self.principal(api, "oracle", oracle)
+
+        def one(i: int) -> tuple[LocalAccount, str]:
+            wallet: LocalAccount = Account.from_key(keccak(f"tg-bench-buyer-{self.tag}-{i}".encode()))
+            key = self.principal(api, "buyer", wallet.address)
+            self.faucet(api, wallet.address, 2 * orders_per_buyer * ORDER_AMOUNT)
+            return wallet, key
+
+        # sequential: the faucet sends from the deployer; setup is not what is measured
+        self.buyers = [one(i) for i in range(buyers)]
+        api.close()
+
+    def principal(self, api: Api, role: str, address: str) -> str:
+        body = {"role": role, "address": address, "name": f"bench {role} {self.tag}"}
+        reply = api.call(
+            "setup", "POST", "/v1/principals", self.stack.admin_key, 201, "/v1/principals", json=body
+        )
+        if reply.status != 201:
+            raise RuntimeError(f"cannot create a {role} principal: {reply.status} {reply.body}")
+        return str(reply.body["api_key"])
+
+    def faucet(self, api: Api, address: str, amount: int) -> None:
+        body = {"address": address, "amount": str(amount)}
+        reply = api.call(
+            "setup", "POST", "/v1/dev/faucet", self.stack.admin_key, 200, "/v1/dev/faucet", json=body
+        )
+        if reply.status != 200:
+            raise RuntimeError(f"faucet refused: {reply.status} {reply.body}")
+
+    # ------------------------------------------------------------------------------------------- orders
+
+    def create(self, api: Api, phase: str, ref: str, buyer: LocalAccount) -> Reply:
+        body = {
+            "order_ref": ref,
+            "buyer": buyer.address,
+            "amount": str(ORDER_AMOUNT),
+            "currency": self.chain["tokens"][0]["currency"],
+            "destination_country": "DE",
+            "goods_category": "apparel",
+        }
+        return api.call(phase, "POST", "/v1/orders", self.merchant_key, 201, "/v1/orders", json=body)
+
+    def fund(self, api: Api, phase: str, created: dict[str, Any], buyer: LocalAccount, key: str) -> Reply:
+        auth = sign_typed_data(buyer.key, created["sign"]["authorization"])
+        permit = created["sign"]["permit"]
+        permit_sig = sign_typed_data(buyer.key, permit)
+        body = {
+            "signature": "0x" + auth.hex(),
+            "permit": {"deadline": int(permit["message"]["deadline"]), "signature": "0x" + permit_sig.hex()},
+        }
+        oid = created["order"]["id"]
+        return api.call(
+            phase, "POST", f"/v1/orders/{oid}/funding", key, 202, "/v1/orders/{id}/funding", json=body
+        )
+
+    def wait_status(
+        self, api: Api, phase: str, oid: str, status: str, timeout: float = WAIT_S
+    ) -> float | None:
+        """Poll one order until it shows ``status`` (a 404 until the indexer has its row is no error); the
+        time it was seen, None (and an error) on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            path = f"/v1/orders/{oid}"
+            reply = api.call(phase, "GET", path, self.merchant_key, 200, "/v1/orders/{id}", tolerate=(404,))
+            if reply.status == 200 and reply.body["status"] == status:
+                return time.perf_counter()
+            time.sleep(0.05)
+        self.error(phase, f"not {status} within {timeout:.0f} s")
+        return None
+
+    def orders_phase(self, n: int, clients: int, buyers_per_client: int) -> dict[str, Any]:
+        """``clients`` threads create and fund ``n`` orders; a buyer's next order waits for its previous one
+        to show funded (a permit nonce funds one order). Ends when every order shows funded."""
+        created_s: list[float] = []
+        fund_s: list[float] = []
+        funded: dict[str, float] = {}
+        watcher = Watcher(self, "funded", interval=0.1)
+        start = time.perf_counter()
+
+        def client(c: int) -> None:
+            api = self.api()
+            mine = self.buyers[c * buyers_per_client : (c + 1) * buyers_per_client]
+            pending: dict[str, str] = {}
+            for j in range(n // clients + (1 if c < n % clients else 0)):
+                buyer, key = mine[j % len(mine)]
+                if buyer.address in pending:
+                    watcher.wait(pending.pop(buyer.address))
+                made = self.create(api, "orders", f"{self.tag}-o{c}-{j}", buyer)
+                created_s.append(made.seconds)
+                if made.status != 201:
+                    continue
+                sent = self.fund(api, "orders", made.body, buyer, key)
+                fund_s.append(sent.seconds)
+                if sent.status == 202:
+                    pending[buyer.address] = made.body["order"]["id"]
+                    watcher.expect(made.body["order"]["id"])
+            for oid in pending.values():
+                watcher.wait(oid)
+            api.close()
+
+        with watcher:
+            run_all(clients, client)
+        funded = watcher.seen_of(watcher.expected)
+        self.on_chain += len(funded)
+        end = max(funded.values(), default=start)
+        return {
+            "orders": n,
+            "funded": len(funded),
+            "orders_per_s": round(len(funded) / (end - start), 2) if funded else None,
+            "create_ms": p50_p99([1000 * s for s in created_s]),
+            "fund_ms": p50_p99([1000 * s for s in fund_s]),
+            "ids": sorted(funded),
+        }
+
+    # -------------------------------------------------------------------------------------------- EPCIS
+
+    def ship_all(self, ids: Sequence[str]) -> dict[str, str]:
+        """Register a shipment (SSCC) for each order; returns order id -> SSCC."""
+        ssccs: dict[str, str] = {}
+
+        def one(i: int, api: Api) -> None:
+            body17 = "0" + GS1_COMPANY + f"{i + 1:09d}"
+            sscc = body17 + str(gs1_check_digit(body17))
+            body = {"carrier": "dhl", "tracking_number": f"JD{i + 1:012d}", "sscc": sscc}
+            path = f"/v1/orders/{ids[i]}/shipments"
+            reply = api.call(
+                "ship", "POST", path, self.merchant_key, 201, "/v1/orders/{id}/shipments", json=body
+            )
+            if reply.status == 201:
+                ssccs[ids[i]] = sscc
+
+        run_indexed(8, len(ids), one, self)
+        return ssccs
+
+    def capture(self, api: Api, phase: str, sscc: str, biz_step: str, when: int) -> Reply:
+        event = object_event(
+            when,
+            biz_step,
+            epcList=[f"https://id.gs1.org/00/{sscc}"],
+            disposition="in_transit" if biz_step == "shipping" else "in_progress",
+            readPoint={"id": f"https://id.gs1.org/414/{GS1_COMPANY}000000"},
+        )
+        return api.call(
+            phase,
+            "POST",
+            "/v1/epcis/capture",
+            self.oracle_key,
+            202,
+            "/v1/epcis/capture",
+            content=epcis_document(event),
+            headers={"Content-Type": "application/ld+json"},
+        )
+
+    def chain_time(self) -> int:
+        api = self.api()
+        try:
+            return int(
+                api.call("setup", "GET", "/v1/chain", self.merchant_key, 200, "/v1/chain").body["chain_time"]
+            )
+        finally:
+            api.close()
+
+    def epcis_ack_phase(self, ssccs: dict[str, str], clients: int) -> dict[str, Any]:
+        """``clients`` threads post one shipping capture per order; time to the 202. Then waits until every
+        order shows shipped (not timed: the next phase starts from shipped orders)."""
+        items = sorted(ssccs.items())
+        when = self.chain_time()
+        acks: list[tuple[float, float]] = []
+
+        def one(i: int, api: Api) -> None:
+            reply = self.capture(api, "epcis_ack", items[i][1], "shipping", when)
+            if reply.status == 202:
+                end = time.perf_counter()
+                acks.append((end - reply.seconds, end))
+
+        run_indexed(clients, len(items), one, self)
+        first = min((a for a, _ in acks), default=0.0)
+        last = max((b for _, b in acks), default=0.0)
+        shipped_from = time.perf_counter()
+        with Watcher(self, "shipped", interval=0.2) as watcher:
+            for oid, _ in items:
+                watcher.expect(oid)
+            for oid, _ in items:
+                watcher.wait(oid)
+        return {
+            "captures": len(items),
+            "acked": len(acks),
+            "epcis_ack_per_s": round(len(acks) / (last - first), 2) if acks else None,
+            "ack_ms": p50_p99([1000 * (b - a) for a, b in acks]),
+            "all_shipped_after_s": round(time.perf_counter() - shipped_from, 2),
+            "shipped": sorted(watcher.seen_of(watcher.expected)),
+        }
+
+    def delivered_phase(
+        self, ssccs: dict[str, str], shipped: Sequence[str], rate: float, events: int
+    ) -> dict[str, Any]:
+        """Receiving captures offered at ``rate`` per second (open loop); time from each 202 to the order
+        showing delivered."""
+        chosen = [oid for oid in shipped if oid in ssccs][:events]
+        when = self.chain_time()
+        acked: dict[str, float] = {}
+        local = threading.local()
+
+        def send(oid: str) -> None:
+            if not hasattr(local, "api"):
+                local.api = self.api()
+            reply = self.capture(local.api, "delivered", ssccs[oid], "receiving", when)
+            if reply.status == 202:
+                acked[oid] = time.perf_counter()
+
+        with Watcher(self, "delivered", interval=0.05) as watcher, ThreadPoolExecutor(64) as pool:
+            t0 = time.perf_counter()
+            for i, oid in enumerate(chosen):
+                time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+                watcher.expect(oid)
+                pool.submit(send, oid)
+            offered_s = time.perf_counter() - t0
+            pool.shutdown(wait=True)
+            for oid in acked:
+                watcher.wait(oid)
+        seen = watcher.seen_of(list(acked))
+        # an order already delivered when its 202 arrived (work done inside the request) counts as 0 ms
+        latencies = [max(0.0, 1000 * (seen[o] - acked[o])) for o in acked if o in seen]
+        return {
+            "events": len(chosen),
+            "offered_per_s": round(len(chosen) / offered_s, 2) if offered_s > 0 else None,
+            "acked": len(acked),
+            "delivered": len(latencies),
+            "capture_to_delivered_ms": p50_p99(latencies),
+        }
+
+    # ----------------------------------------------------------------------------------------- trail
+
+    def trail_phase(self, ids: Sequence[str], clients: int, per_client: int) -> dict[str, Any]:
+        """``clients`` threads GET random orders of ``ids``, ``per_client`` each."""
+        latencies: list[float] = []
+
+        def client(c: int) -> None:
+            api = self.api()
+            rng = random.Random(c)
+            for _ in range(per_client):
+                oid = rng.choice(ids)
+                reply = api.call(
+                    "trail", "GET", f"/v1/orders/{oid}", self.merchant_key, 200, "/v1/orders/{id}"
+                )
+                if reply.status == 200:
+                    latencies.append(1000 * reply.seconds)
+            api.close()
+
+        t0 = time.perf_counter()
+        run_all(clients, client)
+        return {
+            "orders_queried": len(ids),
+            "requests": len(latencies),
+            "per_s": round(len(latencies) / (time.perf_counter() - t0), 2),
+            "trail_query_ms": p50_p99(latencies),
+        }
+
+
+class Watcher:
+    """A thread that pages through the merchant's orders in one status and notes when each was first seen
+    (one poller instead of one per client, so that polling loads the server little)."""
+
+    def __init__(self, bench: Bench, status: str, interval: float) -> None:
+        self.bench, self.status, self.interval = bench, status, interval
+        self.seen: dict[str, float] = {}
+        self.expected: list[str] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"watch-{status}", daemon=True)
+
+    def __enter__(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def expect(self, oid: str) -> None:
+        with self._cond:
+            self.expected.append(oid)
+
+    def seen_of(self, ids: Sequence[str]) -> dict[str, float]:
+        with self._cond:
+            return {o: self.seen[o] for o in ids if o in self.seen}
+
+    def wait(self, oid: str, timeout: float = WAIT_S) -> bool:
+        with self._cond:
+            if self._cond.wait_for(lambda: oid in self.seen, timeout=timeout):
+                return True
+        self.bench.error(f"watch {self.status}", f"not {self.status} within {timeout:.0f} s")
+        return False
+
+    def _run(self) -> None:
+        api = self.bench.api()
+        while not self._stop.is_set():
+            cursor: str | None = None
+            while True:
+                params = {"status": self.status, "limit": 100, **({"cursor": cursor} if cursor else {})}
+                reply = api.call(
+                    f"watch {self.status}",
+                    "GET",
+                    "/v1/orders",
+                    self.bench.merchant_key,
+                    200,
+                    "/v1/orders",
+                    params=params,
+                )
+                if reply.status != 200:
+                    break
+                now = time.perf_counter()
+                with self._cond:
+                    for item in reply.body["items"]:
+                        self.seen.setdefault(item["id"], now)
+                    self._cond.notify_all()
+                cursor = reply.body.get("next_cursor")
+                if not cursor:
+                    break
+            self._stop.wait(self.interval)
+        api.close()
+
+
+def run_all(n: int, fn: Callable[[int], None]) -> None:
+    """``fn(0..n-1)`` on ``n`` threads; an exception in one is re-raised after all have finished."""
+    with ThreadPoolExecutor(n) as pool:
+        for future in [pool.submit(fn, i) for i in range(n)]:
+            future.result()
+
+
+def run_indexed(threads: int, count: int, fn: Callable[[int, Api], None], bench: Bench) -> None:
+    """``fn(i, api)`` for i in 0..count-1, shared out over ``threads`` clients, each its own connection."""
+    lock = threading.Lock()
+    todo = iter(range(count))
+
+    def client(_: int) -> None:
+        api = bench.api()
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                break
+            fn(i, api)
+        api.close()
+
+    run_all(max(1, min(threads, count)), client)

@@ -91,6 +91,11 @@ CREATE = problems(
                 "the escrow would refuse to fund this order: buyer must not be the zero address",
                 {"error": "InvalidParties"},
             ),
+            (
+                "corridor_not_allowed",
+                "the escrow would refuse to fund this order: tax_bps is above the recipient's cap",
+                {"error": "TaxNotAllowed"},
+            ),
             CHECKSUM,
         ],
         409: [

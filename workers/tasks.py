@@ -14,7 +14,7 @@ from typing import Any
 
 from celery.exceptions import Ignore
 
-from app.errors import ChainUnavailable
+from app.errors import ChainHalted, ChainUnavailable
 from app.services.runtime import Runtime, get_runtime
 from workers.celery_app import SWEEPS, celery_app
 
@@ -118,7 +118,13 @@ def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
             log.debug("%s sweep skipped: another worker is running it (and sweeps again when done)", name)
             # not a success: the worker logs the task as ignored, and acknowledges it
             raise Ignore()
-        return job(rt)
+        try:
+            return job(rt)
+        except ChainHalted as exc:
+            # the guard logged the halt once (CHAIN HALTED) and /readyz names it; every beat tick would
+            # otherwise log a traceback. The other sweeps (inbox, webhooks) go on.
+            log.info("%s sweep not run: chain work is halted (%s)", name, exc.code)
+            raise Ignore() from exc
 
 
 _RETRY = {"autoretry_for": (ChainUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 5}

@@ -39,7 +39,7 @@ def readyz(rt: RuntimeDep) -> Any:
     and chain id) with no halt in force; otherwise 503 naming the reason."""
     checks: dict[str, str] = {}
     try:
-        with rt.db() as s:
+        with read_transaction(rt.db) as s:  # no write lock for a probe
             s.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means not ready

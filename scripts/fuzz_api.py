@@ -73,7 +73,7 @@ class Server:
 
     def exit_code(self) -> int | None:
         """``None`` while it runs; else its exit code (negative: killed by that signal)."""
-        return self.proc.poll()
+        return exit_status(self.proc)
 
 
 @contextmanager
@@ -120,7 +120,7 @@ def live_server(tmp: Path, chain: str, admin_key: str) -> Iterator[Server]:
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if exit_status(proc) is not None:
             tail = log_path.read_text()[-3000:]
             raise RuntimeError(f"tradeguard run exited with {proc.returncode}:\n{tail}")
         try:
@@ -133,19 +133,30 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
     raise RuntimeError(f"tradeguard run not ready after {START_TIMEOUT_S:.0f} s:\n{tail}")
 
 
+def exit_status(proc: subprocess.Popen[bytes]) -> int | None:
+    """The child's exit code (negative: the signal that killed it), or ``None`` while it runs. The child is
+    not reaped, so its pid, which is also its session's process group id, cannot be reused meanwhile."""
+    if proc.returncode is not None:
+        return proc.returncode
+    info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (the service's clean shutdown), then SIGKILL of its session after a deadline."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    try:  # a child left behind by a crashed server (anvil in local mode)
+    """SIGTERM (the service's clean shutdown), then after a deadline SIGKILL; then SIGKILL whatever is left of
+    its session (anvil in local mode) while its leader is still unreaped, and reap it."""
+    if exit_status(proc) is None:
+        os.kill(proc.pid, signal.SIGTERM)  # not send_signal: it would reap the child first
+        deadline = time.monotonic() + 30
+        while exit_status(proc) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    proc.wait(timeout=30)
 
 
 def create_merchant(url: str, admin_key: str, seed: int) -> str:

@@ -44,19 +44,9 @@ ZERO_HASH = bytes(32)
 
 
 @dataclass(frozen=True)
-class FundingRequest:
+class FundingRequest(FundingTerms):
     """What the buyer signs to fund an order (SPEC §4 OrderAuthorization, without the order id)."""
 
-    buyer: str
-    seller: str
-    token: str
-    amount: int
-    commission_bps: int
-    tax_bps: int
-    tax_recipient: str
-    ship_by: int
-    deliver_by: int
-    hold_seconds: int
     valid_until: int
 
 
@@ -97,18 +87,6 @@ def open_order(order_id: bytes, req: FundingRequest, registry: Registry, now: in
     """Fund an order at ``now`` under ``registry``'s current settings (signature and token pull aside)."""
     if req.valid_until < now:
         raise _fail("SignatureExpired", "authorization expired", validUntil=req.valid_until, nowTime=now)
-    terms_ = FundingTerms(
-        buyer=req.buyer,
-        seller=req.seller,
-        token=req.token,
-        amount=req.amount,
-        commission_bps=req.commission_bps,
-        tax_bps=req.tax_bps,
-        tax_recipient=req.tax_recipient,
-        ship_by=req.ship_by,
-        deliver_by=req.deliver_by,
-        hold_seconds=req.hold_seconds,
-    )
     limits = PlatformLimits(
         token_allowed=req.token in registry.allowed_tokens,
         commission_bps=registry.commission_bps,
@@ -117,7 +95,7 @@ def open_order(order_id: bytes, req: FundingRequest, registry: Registry, now: in
         usable_oracles=registry.usable_oracles(now),
         paused=registry.paused,
     )
-    broken = funding_violations(terms_, limits, now)
+    broken = funding_violations(req, limits, now)
     if broken:  # the first broken rule, as the escrow checks them in this order
         raise _fail(broken[0].code, broken[0].message, **broken[0].details)
     terms = OrderTerms(

@@ -14,23 +14,11 @@ from app.db.models import Order
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 from tests.api.test_bad_input import counts
+from tests.api.test_order_rules import body as order_body
 
 OID = "0x" + "ab" * 32
 SIG = "0x" + "11" * 65
 HASH = "0x" + "22" * 32
-
-
-def order_body(wallets: Wallets, **overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "order_ref": "PROBE-1",
-        "buyer": wallets.buyer.address,
-        "amount": "1000000",
-        "currency": "tUSD",
-        "destination_country": "DE",
-        "goods_category": "apparel",
-    }
-    values.update(overrides)
-    return values
 
 
 # (role, method, path, body) per probe; the body callable gets the wallets

@@ -205,10 +205,20 @@ class ChainClient(DevChainControls):
     # ------------------------------------------------------------------ sending
 
     def _base_tx(self, sender: LocalAccount) -> dict[str, Any]:
-        return {"from": sender.address, "chainId": self.chain_id, "gasPrice": self._gas_price()}
+        return self._fixed_price_tx(sender, self._gas_price())
+
+    def _fixed_price_tx(self, sender: LocalAccount, gas_price: int) -> dict[str, Any]:
+        return {"from": sender.address, "chainId": self.chain_id, "gasPrice": gas_price}
 
     def _gas_price(self) -> int:
         return int(self.w3.eth.gas_price)
+
+    def gas_price(self) -> int:
+        """The node's gas price (``eth_gasPrice``); raises :class:`ChainUnavailable` if it does not answer."""
+        try:
+            return self._gas_price()
+        except Exception as exc:
+            raise self._translate(exc) from exc
 
     def _next_nonce(self, address: str) -> int:
         with self._nonce_lock:
@@ -363,13 +373,17 @@ class ChainClient(DevChainControls):
         gas: int | None = None,
         *,
         value: int = 0,
+        gas_price: int | None = None,
     ) -> PreparedTx:
         """Sign ``fn`` from ``sender`` with ``nonce`` without sending it (estimating gas when not given).
 
         The caller records the raw bytes before :meth:`broadcast`, so that a crash in between loses nothing.
+        With both ``gas`` and ``gas_price`` given it makes no call to the node (safe inside a database
+        transaction).
         """
         try:
-            tx = {**self._base_tx(sender), "to": fn.address, "value": value}
+            base = self._base_tx(sender) if gas_price is None else self._fixed_price_tx(sender, gas_price)
+            tx = {**base, "to": fn.address, "value": value}
             tx["data"] = fn._encode_transaction_data()
             tx["gas"] = self._estimate(tx) if gas is None else gas
         except Exception as exc:

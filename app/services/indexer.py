@@ -5,9 +5,11 @@ Each :func:`sync` pass works in block ranges of at most ``max_blocks``, one data
 - **fetch** (no transaction open): the range's logs, and the header of the range's last block and of every
   block with an escrow event; every log must carry the hash of the header read for its block, else the chain
   moved while we read and the range is fetched again;
+- **verify** (no transaction open either): the cursor block the index stored and the range's last block are
+  still the node's, and the range's first block follows the stored cursor block;
 - **apply**: lock the cursor (a ``SELECT … FOR UPDATE`` of the ``kv`` row ``indexer`` on PostgreSQL; SQLite's
-  ``BEGIN IMMEDIATE`` serialises writers anyway), check that nobody moved it meanwhile and that the cursor
-  block and the range's last block still have the hashes we saw, then store each event as a
+  ``BEGIN IMMEDIATE`` serialises writers anyway), check that nobody moved it, nor the stored cursor block,
+  since the verify step (no call to the node under the write lock), then store each event as a
   :class:`~app.db.models.ChainEvent`, the headers as :class:`~app.db.models.IndexedBlock` rows, replay every
   touched order from all of its events (:mod:`app.services.projection`), emit merchant webhooks for its
   transitions (stable ids: replays emit nothing twice) and move the cursor.
@@ -48,7 +50,7 @@ from sqlalchemy.orm import Session
 from app.chain.abi import Event
 from app.chain.client import BlockHeader
 from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, TimelineEntry, WebhookEvent
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.domain.encoding import rfc3339
 from app.errors import ChainUnavailable
 from app.services import chain_guard, projection, webhooks
@@ -108,7 +110,7 @@ def _ensure_cursor(rt: Runtime) -> None:
 
 
 def _read_cursor(rt: Runtime) -> int:
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         row = s.get(KeyValue, CURSOR_KEY)
         assert row is not None
         return int(row.value["block"])
@@ -233,19 +235,34 @@ def _still_there(rt: Runtime, number: int, block_hash: str) -> bool:
     return header is not None and header.hash == block_hash
 
 
+def _verify(rt: Runtime, expected: int, chunk: _Chunk) -> str | None:
+    """Check the range against the node before it is applied; returns the stored hash of the cursor block.
+
+    Runs with no transaction open (it asks the node). A reorg after it is found by the next pass, which
+    compares the stored hash of the new cursor block with the node's.
+    """
+    with read_transaction(rt.db) as s:
+        below = s.get(IndexedBlock, expected)
+        below_hash = None if below is None else below.hash
+    if below_hash is not None and not _still_there(rt, expected, below_hash):
+        raise _ChainMoved(f"block {expected} was replaced")
+    first = chunk.headers.get(chunk.start)
+    if below_hash is not None and first is not None and first.parent_hash != below_hash:
+        raise _ChainMoved(f"block {chunk.start} does not follow block {expected}")
+    if not _still_there(rt, chunk.end, chunk.headers[chunk.end].hash):
+        raise _ChainMoved(f"block {chunk.end} was replaced")
+    return below_hash
+
+
 def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bool:
+    verified = _verify(rt, expected, chunk)
     with transaction(rt.db) as s:
         row = _lock_cursor(s)
         if int(row.value["block"]) != expected:
             return False  # another indexer applied this range (or rolled back) meanwhile
         below = s.get(IndexedBlock, expected)
-        if below is not None and not _still_there(rt, below.number, below.hash):
-            raise _ChainMoved(f"block {expected} was replaced")
-        first = chunk.headers.get(chunk.start)
-        if below is not None and first is not None and first.parent_hash != below.hash:
-            raise _ChainMoved(f"block {chunk.start} does not follow block {expected}")
-        if not _still_there(rt, chunk.end, chunk.headers[chunk.end].hash):
-            raise _ChainMoved(f"block {chunk.end} was replaced")
+        if (None if below is None else below.hash) != verified:
+            raise _ChainMoved(f"the index's block {expected} changed since it was checked")
         touched: set[str] = set()
         for e in chunk.events:
             header = chunk.headers[e.block_number]
@@ -361,7 +378,7 @@ def _find_fork(rt: Runtime, at: int) -> int | None:
     floor = at - rt.settings.finality_depth
     upper = at
     while True:
-        with transaction(rt.db) as s:
+        with read_transaction(rt.db) as s:
             stored = s.execute(
                 select(IndexedBlock.number, IndexedBlock.hash)
                 .where(IndexedBlock.number <= upper, IndexedBlock.number >= floor)

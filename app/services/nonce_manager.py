@@ -6,13 +6,18 @@ intents, under a lock on that row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLi
 serialises writers). If the transaction rolls back, so does the allocation: an allocated nonce always belongs
 to a recorded transaction.
 
+No call to the node is made inside that transaction (it would hold the database's write lock for a network
+round trip): the caller reads the chain's pending nonce first (:func:`chain_nonce`) and hands it in. It may be
+stale by the time the lock is taken — lower, if transactions of ours were mined meanwhile — so a nonce that a
+mined intent used is never handed out again, whatever the chain's figure says.
+
 Every allocation reconciles with the chain:
 
 - the chain's pending nonce is higher than the stored one (someone else sent from the key, or our own
   transactions were mined): jump forward to it;
-- a nonce between the chain's pending nonce and the stored one that no ``sent`` intent holds is a gap (its
-  transaction was abandoned, or the chain lost it): it is handed out again, lowest first, because every later
-  transaction waits behind it;
+- a nonce between the chain's pending nonce and the stored one that no ``sent`` or mined intent holds is a gap
+  (its transaction was abandoned, or the chain lost it): it is handed out again, lowest first, because every
+  later transaction waits behind it;
 - nonces held by ``sent`` intents whose transaction the node does not know (a crash between commit and
   broadcast) are skipped: the relayer re-broadcasts those stored raw transactions instead.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -53,27 +58,33 @@ def _locked_row(session: Session, key: str) -> KeyValue:
 
 
 def held_nonces(session: Session, address: str, from_nonce: int = 0) -> set[int]:
-    """Nonces (at least ``from_nonce``) of transactions recorded on ``sent`` intents of ``address``."""
+    """Nonces (at least ``from_nonce``) of ``address``'s transactions on ``sent`` or mined intents."""
     rows = session.scalars(
         select(Intent.nonce).where(
             Intent.sender == to_checksum_address(address),
-            Intent.status == SENT,
+            or_(Intent.status == SENT, Intent.block_number.is_not(None)),
             Intent.nonce >= from_nonce,
         )
     )
     return {int(n) for n in rows if n is not None}
 
 
-def allocate(session: Session, chain: ChainClient, address: str) -> int:
-    """Allocate ``address``'s next nonce inside the caller's (write) transaction.
+def chain_nonce(chain: ChainClient, address: str) -> int:
+    """The chain's pending nonce of ``address``: read it *before* opening the transaction that allocates.
+
+    Raises :class:`~app.errors.ChainUnavailable` if the node does not answer.
+    """
+    return chain.nonce(address, "pending")
+
+
+def allocate(session: Session, address: str, on_chain: int) -> int:
+    """Allocate ``address``'s next nonce inside the caller's (write) transaction; makes no network call.
 
     Call it in the transaction that records the signed transaction; the row lock is held until it ends.
-    Reads the chain's pending nonce under the lock; raises :class:`~app.errors.ChainUnavailable` if the node
-    does not answer (the caller's transaction then rolls back and nothing is allocated).
+    ``on_chain`` is the chain's pending nonce read before the transaction (:func:`chain_nonce`).
     """
     row = _locked_row(session, nonce_key(address))
     stored = int(row.value.get("next", 0))
-    on_chain = chain.nonce(address, "pending")
     candidate = max(stored, on_chain)
     held = held_nonces(session, address, on_chain)
     gaps = [n for n in range(on_chain, candidate) if n not in held]
@@ -84,11 +95,11 @@ def allocate(session: Session, chain: ChainClient, address: str) -> int:
     return nonce
 
 
-def sync(session: Session, chain: ChainClient, address: str) -> int:
-    """Reconcile the stored next nonce with the chain (jump forward only); returns the stored value."""
+def sync(session: Session, address: str, on_chain: int) -> int:
+    """Reconcile the stored next nonce with the chain's pending nonce ``on_chain``, read before the
+    transaction (:func:`chain_nonce`): jump forward only; returns the stored value."""
     row = _locked_row(session, nonce_key(address))
     stored = int(row.value.get("next", 0))
-    on_chain = chain.nonce(address, "pending")
     nxt = max(stored, on_chain)
     row.value = {"next": nxt, "chain": on_chain}
     return nxt
@@ -100,4 +111,4 @@ def peek(session: Session, address: str) -> int | None:
     return None if row is None or "next" not in row.value else int(row.value["next"])
 
 
-__all__ = ["allocate", "held_nonces", "nonce_key", "peek", "sync"]
+__all__ = ["allocate", "chain_nonce", "held_nonces", "nonce_key", "peek", "sync"]

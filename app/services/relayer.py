@@ -333,9 +333,12 @@ class _Pass:
             self.retry(unit.ids, exc)
             return []
         try:
+            # the node is asked before the transaction opens: no network round trip under the write lock
+            on_chain = nonce_manager.chain_nonce(self.rt.chain, self.sender)
+            gas_price = self.rt.chain.gas_price()
             with transaction(self.rt.db) as s:
-                nonce = nonce_manager.allocate(s, self.rt.chain, self.sender)
-                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas)
+                nonce = nonce_manager.allocate(s, self.sender, on_chain)
+                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=gas_price)
                 self.record(s, unit, tx)
         except _Claimed:
             self.report.deferred += len(unit.intents)

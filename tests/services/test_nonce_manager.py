@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Literal
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Intent, KeyValue
@@ -34,8 +34,9 @@ def record(s: Session, sender: str, nonce: int, status: str = "sent") -> None:
 
 
 def allocate_and_record(rt: Runtime, sender: str) -> int:
+    on_chain = nonce_manager.chain_nonce(rt.chain, sender)  # before the transaction: no RPC inside it
     with transaction(rt.db) as s:
-        n = nonce_manager.allocate(s, rt.chain, sender)
+        n = nonce_manager.allocate(s, sender, on_chain)
         record(s, sender, n)
         return n
 
@@ -49,7 +50,7 @@ def test_allocations_count_up_from_the_chain_and_survive_a_restart(runtime: Runt
     try:
         with transaction(make_session_factory(engine)) as s:
             assert nonce_manager.peek(s, sender) == start + 3
-            assert nonce_manager.allocate(s, runtime.chain, sender) == start + 3
+            assert nonce_manager.allocate(s, sender, start) == start + 3
     finally:
         engine.dispose()
 
@@ -58,7 +59,7 @@ def test_a_rolled_back_allocation_is_not_used_up(runtime: Runtime) -> None:
     sender = runtime.relayer.address
     start = runtime.chain.nonce(sender)
     with pytest.raises(RuntimeError), transaction(runtime.db) as s:
-        assert nonce_manager.allocate(s, runtime.chain, sender) == start
+        assert nonce_manager.allocate(s, sender, start) == start
         raise RuntimeError("the signing step failed")
     assert allocate_and_record(runtime, sender) == start
 
@@ -71,8 +72,9 @@ def test_the_chain_ahead_of_the_database_wins(runtime: Runtime) -> None:
     runtime.chain.reset_nonce(sender)
     for _ in range(3):
         runtime.chain.send(token.functions.faucet(sender, 1), runtime.relayer)
+    on_chain = nonce_manager.chain_nonce(runtime.chain, sender)
     with transaction(runtime.db) as s:
-        assert nonce_manager.sync(s, runtime.chain, sender) == runtime.chain.nonce(sender)
+        assert nonce_manager.sync(s, sender, on_chain) == on_chain
     assert allocate_and_record(runtime, sender) == first + 3 == runtime.chain.nonce(sender)
 
 
@@ -88,20 +90,25 @@ def test_a_gap_below_recorded_transactions_is_handed_out_first(runtime: Runtime)
     assert allocate_and_record(runtime, sender) == base + 3  # base + 1, + 2 are held by their intents
 
 
-class FixedChain:
-    """Only the pending nonce of a chain that nobody else sends to (the database is what is under test)."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def nonce(self, address: str, block: Literal["pending", "latest"] = "pending") -> int:
-        return self.value
+def test_a_stale_chain_nonce_never_hands_out_a_mined_nonce_again(runtime: Runtime) -> None:
+    """The chain's nonce is read before the allocating transaction, so it may lag: transactions of ours mined
+    (and settled by another relayer) in between are not gaps."""
+    sender = runtime.relayer.address
+    stale = runtime.chain.nonce(sender)
+    with transaction(runtime.db) as s:
+        record(s, sender, stale, status="confirmed")
+        record(s, sender, stale + 1, status="failed")  # mined, reverted: its nonce is used all the same
+        for it in s.scalars(select(Intent).where(Intent.sender == sender)):
+            it.block_number = 1
+        s.add(KeyValue(key=nonce_manager.nonce_key(sender), value={"next": stale + 2}))
+    with transaction(runtime.db) as s:
+        assert nonce_manager.allocate(s, sender, stale) == stale + 2
 
 
 def test_concurrent_allocators_never_hand_out_the_same_nonce(runtime: Runtime) -> None:
     """Two workers, each with its own engine (as two processes would have), allocate at once."""
     sender = runtime.relayer.address
-    chain = FixedChain(runtime.chain.nonce(sender))
+    first = runtime.chain.nonce(sender)  # nobody else sends from the key: the database is under test
     got: list[int] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
@@ -114,7 +121,7 @@ def test_concurrent_allocators_never_hand_out_the_same_nonce(runtime: Runtime) -
             barrier.wait()
             for _ in range(10):
                 with transaction(factory) as s:
-                    n = nonce_manager.allocate(s, chain, sender)  # type: ignore[arg-type]
+                    n = nonce_manager.allocate(s, sender, first)
                     record(s, sender, n)
                 with lock:
                     got.append(n)
@@ -129,4 +136,4 @@ def test_concurrent_allocators_never_hand_out_the_same_nonce(runtime: Runtime) -
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    assert sorted(got) == list(range(chain.value, chain.value + 20))
+    assert sorted(got) == list(range(first, first + 20))

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
         3.0, ge=0, description="how long a chain identity check (genesis hash, chain id) is trusted"
     )
     relayer_max_attempts: int = Field(8, ge=1)
+    fund_batch: int = Field(
+        50, ge=1, le=500, description="fund intents per transaction (the contract takes up to 500)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("chain")

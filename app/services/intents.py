@@ -46,6 +46,8 @@ INTENT_KINDS = (
 #: Kinds that go out together in one non-strict transaction.
 BATCHED = frozenset({"attest", "release"})
 MAX_BATCH = 50
+#: The contract's own bound on ``fund`` batches (``TradeGuardEscrow.MAX_BATCH``).
+MAX_FUND_BATCH = 500
 _MAX_SAFE_INT = 2**53 - 1  # RFC 8785 numbers are IEEE doubles: larger integers are hashed as strings
 
 
@@ -254,6 +256,25 @@ def _order(rt: Runtime, oid: str, orders: Mapping[str, Order | None] | None) -> 
     return found if found is not None else _placeholder(hex_bytes(oid))
 
 
+def fund_call(rt: Runtime, payloads: Sequence[Mapping[str, Any] | IntentPayload]) -> ContractCall:
+    """``fund`` for 1..:data:`MAX_FUND_BATCH` payloads in one all-or-nothing transaction, in the given order.
+
+    The contract pulls once per run of consecutive orders with the same buyer and token, and only the first
+    run may use a permit: so only the first payload may carry one. Raises :class:`InvalidInput` otherwise.
+    """
+    ps = [parse_payload("fund", p) for p in payloads]
+    if not ps or len(ps) > MAX_FUND_BATCH:
+        raise InvalidInput("invalid_batch", f"fund: 1..{MAX_FUND_BATCH} payloads")
+    funds = [p for p in ps if isinstance(p, FundPayload)]
+    if any(p.permit is not None for p in funds[1:]):
+        raise InvalidInput("invalid_batch", "fund: only the first payload of a batch may carry a permit")
+    permit, first = NO_PERMIT, funds[0].permit
+    if first is not None:
+        permit = (first.value, first.deadline, first.v, hex_bytes(first.r), hex_bytes(first.s))
+    auths = [p.authorization.to_authorization() for p in funds]
+    return rt.escrow.fund_call(auths, [hex_bytes(p.signature) for p in funds], permit)
+
+
 def build_call(
     rt: Runtime,
     kind: str,
@@ -276,16 +297,7 @@ def build_call(
     ps = [parse_payload(kind, p) for p in raw]
     esc, p = rt.escrow, ps[0]
     if isinstance(p, FundPayload):
-        permit = NO_PERMIT
-        if p.permit is not None:
-            permit = (
-                p.permit.value,
-                p.permit.deadline,
-                p.permit.v,
-                hex_bytes(p.permit.r),
-                hex_bytes(p.permit.s),
-            )
-        return esc.fund_call([p.authorization.to_authorization()], [hex_bytes(p.signature)], permit)
+        return fund_call(rt, [p])
     if kind == "attest":
         items: dict[tuple[str, int], list[Attestation]] = {}
         for a in ps:
@@ -322,6 +334,7 @@ __all__ = [
     "BATCHED",
     "INTENT_KINDS",
     "MAX_BATCH",
+    "MAX_FUND_BATCH",
     "PAYLOADS",
     "AttestPayload",
     "AuthorizationIn",
@@ -334,6 +347,7 @@ __all__ = [
     "RulingPayload",
     "build_call",
     "compute_intent_hash",
+    "fund_call",
     "hex_bytes",
     "normalize_payload",
     "parse_payload",

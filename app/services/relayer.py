@@ -14,7 +14,10 @@ is the record; a worker may be killed at any point and restarted:
   node might still mine it.
 
 Releases and attestations are batched (``release(orders, strict=False)``, ``attest(items, strict=False)``): an
-``OrderSkipped`` event fails only its own order's intents. One transaction per order is in flight at a time,
+``OrderSkipped`` event fails only its own order's intents. Fundings are batched too (``settings.fund_batch``
+orders a transaction); ``fund`` is all-or-nothing, so a batch whose estimate reverts is checked entry by entry
+(``eth_call``), only the failing entries fail, and the rest go out together; a batch reverted on chain goes
+back to ``pending`` to be checked again. One transaction per order is in flight at a time,
 so that each is built against the state the previous one left. Two relayers never send the same intent:
 rows are claimed with a guarded ``UPDATE … WHERE status = 'pending'`` in the transaction that allocates the
 nonce, and the loser rolls back.
@@ -54,6 +57,7 @@ from app.services.intents import (
     IntentPayload,
     build_call,
     compute_intent_hash,
+    fund_call,
     hex_bytes,
     parse_payload,
 )
@@ -230,13 +234,20 @@ class _Pass:
             failure = self.rt.chain.explain_failure(receipt)
         with transaction(self.rt.db) as s:
             stmt = select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT).with_for_update()
-            for it in s.scalars(stmt):
+            rows = list(s.scalars(stmt))
+            # a fund batch reverted on chain (the state moved since its check): every entry is checked again
+            recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
+            for it in rows:
                 self.report.mined += 1
                 it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
                 error = failure or (skipped.get(it.order_id or "") if it.kind in BATCHED else None)
                 if error is None:
                     it.status, it.error, it.error_name = CONFIRMED, None, None
                     self.report.confirmed += 1
+                elif recheck:
+                    it.status, it.block_number, it.gas_used = PENDING, None, None
+                    it.sender = it.nonce = it.tx_hash = it.raw_tx = None
+                    self.count_attempt(it, error)
                 else:
                     _set_failed(it, error)
                     self.report.failed += 1
@@ -279,6 +290,8 @@ class _Pass:
                     continue
                 else:
                     signers[key].add(signer)
+            elif it.kind == "fund":
+                key = ("fund", it.id)  # one funding per order in flight; fundings share transactions below
             else:
                 key = ("release",) if it.kind == "release" else (it.id,)
             if claimed.setdefault(oid, key) != key:
@@ -288,8 +301,11 @@ class _Pass:
         units: list[_Unit] = []
         batch: list[Intent] = []  # attestations: up to MAX_BATCH (order, milestone) items per transaction
         items = 0
+        funds: list[Intent] = []
         for key, its in groups.items():
-            if key[0] == "release":
+            if key[0] == "fund":
+                funds += its
+            elif key[0] == "release":
                 units += [_Unit("release", its[i : i + MAX_BATCH]) for i in range(0, len(its), MAX_BATCH)]
             elif key[0] == "attest":
                 if items == MAX_BATCH:
@@ -301,6 +317,26 @@ class _Pass:
                 units.append(_Unit(its[0].kind, its))
         if batch:
             units.append(_Unit("attest", batch))
+        return self.fund_units(funds) + units
+
+    def fund_units(self, funds: list[Intent]) -> list[_Unit]:
+        """Fund intents in batches of up to ``settings.fund_batch`` orders a transaction.
+
+        The contract pulls once per run of consecutive orders with the same buyer and token, and only the
+        first run may use the permit. So an intent with a permit leads its own batch, followed by the same
+        buyer's allowance-funded orders in that token (a cart: one permit, one transfer); the other intents
+        go out sorted by buyer and token (one transfer per run), oldest first within a run.
+        """
+        size = self.rt.settings.fund_batch
+        with_permit = [it for it in funds if it.payload.get("permit")]
+        plain = sorted((it for it in funds if not it.payload.get("permit")), key=_run_key)
+        units: list[_Unit] = []
+        for lead in with_permit:
+            run = [it for it in plain if _run_key(it) == _run_key(lead)][: size - 1]
+            taken = {it.id for it in run}
+            plain = [it for it in plain if it.id not in taken]
+            units.append(_Unit("fund", [lead, *run]))
+        units += [_Unit("fund", plain[i : i + size]) for i in range(0, len(plain), size)]
         return units
 
     def attestation_signer(self, it: Intent) -> str | None:
@@ -320,9 +356,15 @@ class _Pass:
             if not unit.intents:
                 return []
             payloads = [i.payload for i in unit.intents]
-            fn = build_call(self.rt, unit.kind, payloads if len(payloads) > 1 else payloads[0], orders=orders)
-            gas = self.rt.chain.estimate(fn, self.rt.relayer)
+            if unit.kind == "fund":
+                fn = fund_call(self.rt, payloads)
+            else:
+                one = payloads if len(payloads) > 1 else payloads[0]
+                fn = build_call(self.rt, unit.kind, one, orders=orders)
+            gas = self.rt.chain.estimate(fn, self.rt.relayer)  # the batch's check: one estimate
         except (ContractRevert, TransactionFailed, InvalidInput) as exc:
+            if unit.kind == "fund" and len(unit.intents) > 1:
+                return self.split_funding(unit)
             if len(unit.intents) > 1:  # a whole batch refused: one intent per order on its own, strict
                 first = {i.order_id: i for i in reversed(unit.intents)}.values()
                 self.report.deferred += len(unit.intents) - len(first)
@@ -348,6 +390,49 @@ class _Pass:
             return []
         self.report.sent += len(unit.intents)
         return [tx.tx_hash] if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False) else []
+
+    def split_funding(self, unit: _Unit) -> list[str]:
+        """A fund batch the chain refuses (it is all-or-nothing): each entry is checked on its own, the
+        failing ones fail with their own error, the others go out together. Entries that pass alone but not
+        together (a shared allowance too small, a permit whose value does not cover its run) are split."""
+        try:
+            errors = self.screen_funding(unit.intents)
+        except Exception as exc:  # node trouble while checking: the whole batch tries again later
+            self.retry(unit.ids, exc)
+            return []
+        for it in unit.intents:
+            if it.id in errors:
+                self.fail([it.id], errors[it.id])
+        good = [it for it in unit.intents if it.id not in errors]
+        if errors or len(good) < 2:
+            return self.dispatch(_Unit("fund", good)) if good else []
+        lead = good[0]
+        cut = 1 if lead.payload.get("permit") else len(good) // 2
+        return [h for part in (good[:cut], good[cut:]) for h in self.dispatch(_Unit("fund", part))]
+
+    def screen_funding(self, intents: list[Intent]) -> dict[str, Exception]:
+        """The error of each entry that fails on its own (by intent id), simulated from the relayer.
+
+        An entry in the leading permit's run that fails alone is tried after the lead as well: it may rely
+        on that permit's allowance (a cart).
+        """
+        lead = intents[0] if intents[0].payload.get("permit") else None
+        errors: dict[str, Exception] = {}
+        for it in intents:
+            error = self.simulate_funding([it])
+            if error is not None and lead is not None and it is not lead and lead.id not in errors:
+                if _run_key(it) == _run_key(lead):
+                    error = self.simulate_funding([lead, it])
+            if error is not None:
+                errors[it.id] = error
+        return errors
+
+    def simulate_funding(self, intents: list[Intent]) -> Exception | None:
+        try:
+            self.rt.chain.simulate(fund_call(self.rt, [i.payload for i in intents]), self.sender)
+        except (ContractRevert, TransactionFailed, InvalidInput) as exc:
+            return exc
+        return None
 
     def load_orders(self, unit: _Unit) -> dict[str, Order | None]:
         """Current on-chain orders of the unit; intents for an order whose funding is still in flight wait."""
@@ -482,6 +567,12 @@ class _Pass:
             it.error = str(exc)[:2000]
             it.next_attempt_at = self.now + backoff(it.attempts)
             self.report.retried += 1
+
+
+def _run_key(it: Intent) -> tuple[str, str]:
+    """A fund intent's (buyer, token): consecutive orders with the same pair are one transfer."""
+    auth = it.payload["authorization"]
+    return str(auth["buyer"]), str(auth["token"])
 
 
 def _set_failed(it: Intent, exc: Exception) -> None:

@@ -52,85 +52,108 @@ def free_port() -> int:
 # ----------------------------------------------------------------------------------------------- RPC proxy
 
 
-class RpcCounter:
-    """A loopback HTTP proxy in front of a JSON-RPC node that counts the calls it forwards, by method
-    (a batch counts each of its calls)."""
+def serve_rpc_proxy(upstream: str, port: int) -> None:
+    """Forward JSON-RPC POSTs to ``upstream`` and count them by method (a batch counts each of its calls);
+    ``GET /__counts`` answers the counts, ``POST /__reset`` clears them. Runs until killed."""
+    parts = urlsplit(upstream)
+    host, up_port = parts.hostname or "127.0.0.1", parts.port or 80
+    lock = threading.Lock()
+    counts: Counter[str] = Counter()
+    local = threading.local()
 
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._local = threading.local()
-        counter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                counter._count(body)
-                status, answer = counter._forward(body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rpc-counter", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> RpcCounter:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _count(self, body: bytes) -> None:
+    def count(body: bytes) -> None:
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None
-        calls = payload if isinstance(payload, list) else [payload]
-        with self._lock:
-            for call in calls:
-                method = call.get("method") if isinstance(call, dict) else None
-                self._counts[str(method)] += 1
+        with lock:
+            for call in payload if isinstance(payload, list) else [payload]:
+                counts[str(call.get("method") if isinstance(call, dict) else None)] += 1
 
-    def _forward(self, body: bytes) -> tuple[int, bytes]:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def forward(body: bytes) -> tuple[int, bytes]:
         for attempt in (1, 2):  # a kept-alive connection the node closed is opened again once
+            conn: http.client.HTTPConnection | None = getattr(local, "conn", None)
             if conn is None:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=120)
-                self._local.conn = conn
+                conn = local.conn = http.client.HTTPConnection(host, up_port, timeout=120)
             try:
                 conn.request("POST", "/", body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 return resp.status, resp.read()
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = self._local.conn = None
+                local.conn = None
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            with lock:
+                self._answer(200, json.dumps(dict(counts)).encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/__reset":
+                with lock:
+                    counts.clear()
+                self._answer(200, b"{}")
+                return
+            count(body)
+            self._answer(*forward(body))
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+class RpcCounter:
+    """The counting proxy (:func:`serve_rpc_proxy`) in a process of its own, so that the benchmark's client
+    threads never delay the server's JSON-RPC calls by holding this process's GIL."""
+
+    def __init__(self, upstream: str) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = urlsplit(self.url).port
+        argv = [sys.executable, __file__, "rpc-proxy", upstream, str(port)]
+        self._proc = subprocess.Popen(argv, start_new_session=True)
+        self._http = httpx.Client(base_url=self.url, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._http.get("/__counts")
+                return
+            except httpx.HTTPError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("the RPC counting proxy did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._http.close()
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+
     def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
+        self._http.post("/__reset", content=b"{}").raise_for_status()
 
     def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
+        counts: dict[str, int] = self._http.get("/__counts").json()
+        return counts
 
 
 # ------------------------------------------------------------------------------------------------- servers
@@ -255,7 +278,7 @@ def start_stack(name: str, *, pg: bool, workers: int = 2) -> Iterator[Stack]:
         state.mkdir()
         node = AnvilProcess()
         node.start()
-        rpc = RpcCounter(node.url).start()
+        rpc = RpcCounter(node.url)
         try:
             with _database(name, pg, state) as db_url, _redis(pg) as broker:
                 port = free_port()
@@ -327,3 +350,9 @@ def aggregate(runs: Sequence[Any]) -> Any:
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         return spread(runs)
     return first
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["rpc-proxy"] or len(sys.argv) != 4:
+        raise SystemExit("usage: benchlib.py rpc-proxy UPSTREAM_URL PORT")
+    serve_rpc_proxy(sys.argv[2], int(sys.argv[3]))

@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchchain import bulk_fund, rpc_window  # noqa: E402
-from benchlib import aggregate, server_log_tail, start_stack  # noqa: E402
+from benchlib import aggregate, code_identity, server_log_tail, source_tree, start_stack  # noqa: E402
 from benchload import Bench  # noqa: E402
 
 CONFIGS = ("local", "pg")
@@ -65,11 +65,13 @@ QUICK = {
 }
 
 
-def run_once(config: str, args: argparse.Namespace, run_no: int) -> tuple[dict[str, Any], Counter[str]]:
+def run_once(
+    config: str, args: argparse.Namespace, run_no: int, source: Path | None
+) -> tuple[dict[str, Any], Counter[str]]:
     """One run of one configuration on a fresh stack: its figures and its errors."""
     t_start = time.perf_counter()
     first, last = args.chain_orders
-    with start_stack(config, pg=config == "pg", workers=2) as stack:
+    with start_stack(config, pg=config == "pg", workers=2, source=source) as stack:
         bench = Bench(stack, tag=f"{config}{run_no}")
         try:
             buyers = args.clients * args.buyers_per_client + 1
@@ -153,6 +155,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rpc-window", type=int, default=20, help="orders funded one by one per RPC count")
     parser.add_argument("--trail-requests", type=int, default=100, help="GETs per client")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke check")
+    parser.add_argument(
+        "--source",
+        metavar="COMMIT",
+        help="run the servers on this commit's app/ and workers/ (git archive to a temporary directory), "
+        "e.g. the code before a change while the work tree moves on; default: the work tree",
+    )
     if parser.parse_args(argv).quick:  # the quick sizes are defaults: explicit flags still win
         parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
@@ -188,11 +196,14 @@ def main(argv: list[str] | None = None) -> None:
         ],
         "configs": {},
     }
+    result["code"] = []
     for config in args.configs:
         runs: list[dict[str, Any]] = []
         errors: Counter[str] = Counter()
         for run_no in range(args.runs):
-            figures, errs = run_once(config, args, run_no)
+            with source_tree(args.source) as source:
+                result["code"].append({"config": config, "run": run_no + 1, **code_identity(args.source)})
+                figures, errs = run_once(config, args, run_no, source)
             runs.append(figures)
             errors.update(errs)
             print(

@@ -267,8 +267,9 @@ def _redis(use: bool) -> Iterator[str | None]:
 
 
 @contextmanager
-def start_stack(name: str, *, pg: bool, workers: int = 2) -> Iterator[Stack]:
-    """Start one configuration (``pg``: PostgreSQL + Redis + ``workers`` Celery workers + beat)."""
+def start_stack(name: str, *, pg: bool, workers: int = 2, source: Path | None = None) -> Iterator[Stack]:
+    """Start one configuration (``pg``: PostgreSQL + Redis + ``workers`` Celery workers + beat); ``source``: a
+    directory whose ``app``/``workers`` packages the server processes import instead of the work tree's."""
     from app.chain.anvil import AnvilProcess
 
     admin_key = "tg_admin_bench_" + secrets.token_urlsafe(18)
@@ -283,6 +284,8 @@ def start_stack(name: str, *, pg: bool, workers: int = 2) -> Iterator[Stack]:
             with _database(name, pg, state) as db_url, _redis(pg) as broker:
                 port = free_port()
                 env = _env(state, port, rpc.url, db_url, admin_key, broker)
+                if source is not None:
+                    env["PYTHONPATH"] = str(source)
                 log = work / "server.log"
                 stack = Stack(name, f"http://127.0.0.1:{port}", admin_key, node.url, rpc, db_url, work)
                 stack.procs.append(_spawn([str(BIN / "tradeguard"), "run"], env, work, log))
@@ -299,6 +302,38 @@ def start_stack(name: str, *, pg: bool, workers: int = 2) -> Iterator[Stack]:
         finally:
             rpc.stop()
             node.stop()
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@contextmanager
+def source_tree(commit: str | None) -> Iterator[Path | None]:
+    """``commit``'s service code (``git archive``: the work tree and the index are not touched) in a temporary
+    directory, for the servers to import; None: the work tree as it is."""
+    if commit is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="tg-bench-src-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", commit, "app", "workers", "contracts"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        # the artifacts' staleness check reads the OpenZeppelin sources they were built from
+        (Path(tmp) / "node_modules").symlink_to(ROOT / "node_modules")
+        yield Path(tmp)
+
+
+def code_identity(commit: str | None) -> dict[str, Any]:
+    """Which service code a run measured: the archived commit, or HEAD and the work tree's changes to it."""
+    if commit is not None:
+        return {"source": git("rev-parse", "--short", commit).strip() + " (git archive)"}
+    changed = git("status", "--porcelain", "--", "app", "workers", "contracts").splitlines()
+    return {"source": "work tree", "head": git("rev-parse", "--short", "HEAD").strip(), "changed": changed}
 
 
 def server_log_tail(stack: Stack, chars: int = 2000) -> str:

@@ -19,13 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chain import eip712
+from app.chain.escrow import Order as ChainOrder
 from app.db.models import InboxItem, Intent, LogisticsEvent, Order, Principal, Shipment, TimelineEntry, utcnow
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.domain.order_state import Milestone
 from app.errors import ConfigError, FeedError, InvalidInput, NotFound
 from app.feeds import carriers, epcis
 from app.feeds.hashing import canonical_bytes
 from app.services import relayer
+from app.services.order_gateway import OrderGateway
 from app.services.orders import require_role
 from app.services.runtime import Runtime
 
@@ -402,7 +404,34 @@ def _tombstoned(session: Session, fact: _Fact) -> bool:
     )
 
 
-def _why_not(rt: Runtime, fact: _Fact, order: Order, shipment: Shipment | None, now: int) -> str | None:
+@dataclass(frozen=True)
+class _ChainView:
+    """The chain as read just before an item's write transaction (no network call happens inside it): its
+    time, and the current order of each matched order whose row did not accept the fact's milestone."""
+
+    now: int
+    orders: dict[str, ChainOrder | None]
+
+
+def _chain_view(rt: Runtime, item_id: str) -> _ChainView:
+    """Read the orders an item's facts name; ask the gateway (index + a catch-up from its cursor, never a scan
+    from the deployment) about those whose row lags: the row waits for confirmations, the chain does not."""
+    lagging: set[str] = set()
+    with read_transaction(rt.db) as s:
+        item = s.get(InboxItem, item_id)
+        for fact in _facts(item) if item is not None and item.status == "received" else []:
+            if fact.retracted or fact.milestone is None:
+                continue
+            matched = _match(s, fact)
+            if matched is not None and matched[0].status not in ACCEPTS[fact.milestone]:
+                lagging.add(matched[0].id)
+    orders = OrderGateway.of(rt).current_many(lagging) if lagging else {}
+    return _ChainView(rt.chain.now(), orders)
+
+
+def _why_not(
+    rt: Runtime, view: _ChainView, fact: _Fact, order: Order, shipment: Shipment | None, now: int
+) -> str | None:
     """Why this fact must not be attested (``None``: it may be)."""
     assert fact.milestone is not None
     if rt.oracle is None:
@@ -410,8 +439,9 @@ def _why_not(rt: Runtime, fact: _Fact, order: Order, shipment: Shipment | None, 
     if fact.test_mode and not rt.is_dev:  # a carrier's simulated parcel never moves real money
         return "carrier test mode"
     if order.status not in ACCEPTS[fact.milestone]:
-        # the row may lag the chain (the indexer waits for confirmations): the chain has the last word
-        on_chain = rt.escrow.load_order(bytes.fromhex(order.id[2:]), from_block=rt.deployment_block)
+        # the row may lag the chain (the indexer waits for confirmations): the chain has the last word (a row
+        # that stopped accepting since the view was read is newer than the view: it stands)
+        on_chain = view.orders.get(order.id)
         status = on_chain.status.name.lower() if on_chain is not None else order.status
         if status not in ACCEPTS[fact.milestone]:
             return f"order is {status}"
@@ -424,7 +454,9 @@ def _why_not(rt: Runtime, fact: _Fact, order: Order, shipment: Shipment | None, 
     return None
 
 
-def _process_item(rt: Runtime, session: Session, item: InboxItem, report: IngestReport) -> dict[str, Any]:
+def _process_item(
+    rt: Runtime, session: Session, item: InboxItem, report: IngestReport, view: _ChainView
+) -> dict[str, Any]:
     outcome: dict[str, Any] = {
         "events": 0,
         "matched": [],
@@ -433,7 +465,7 @@ def _process_item(rt: Runtime, session: Session, item: InboxItem, report: Ingest
         "unmatched": 0,
         "not_attested": [],
     }
-    now = rt.chain.now()
+    now = view.now
     poster = session.get(Principal, item.principal_id) if item.principal_id else None
     for fact in _facts(item):
         digest = "0x" + fact.content_hash.hex()
@@ -489,7 +521,7 @@ def _process_item(rt: Runtime, session: Session, item: InboxItem, report: Ingest
         )
         if row.retracted or fact.milestone is None:
             continue
-        reason = _why_not(rt, fact, order, shipment, now)
+        reason = _why_not(rt, view, fact, order, shipment, now)
         if reason is not None:
             outcome["not_attested"].append({"order_id": order.id, "reason": reason})
             continue
@@ -534,12 +566,13 @@ def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
         )
     for item_id in ids:
         try:
+            view = _chain_view(rt, item_id)
             with transaction(rt.db) as s:
                 # locked: a second sweep (a lapsed sweep lock) waits here, then sees it processed
                 item = s.get(InboxItem, item_id, with_for_update=True)
                 if item is None or item.status != "received":
                     continue
-                item.outcome = _process_item(rt, s, item, report)
+                item.outcome = _process_item(rt, s, item, report, view)
                 item.status = "processed"
                 item.processed_at = utcnow()
                 report.processed += 1

@@ -31,6 +31,7 @@ from pydantic import (
 from app.chain.client import ContractCall
 from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Attestation, Order, OrderAuthorization, Terms
 from app.errors import InvalidInput
+from app.services.order_gateway import OrderGateway
 from app.services.runtime import Runtime
 
 INTENT_KINDS = (
@@ -248,11 +249,8 @@ def _placeholder(order_id: bytes) -> Order:
     return Order(order_id, Terms(z, z, z, 0, 0, 0, z, 0, 0, 0, 0, 0, 0, 0), 0)
 
 
-def _order(rt: Runtime, oid: str, orders: Mapping[str, Order | None] | None) -> Order:
-    if orders is not None and oid in orders:
-        found = orders[oid]
-    else:
-        found = rt.escrow.load_order(hex_bytes(oid), rt.deployment_block)
+def _order(oid: str, orders: Mapping[str, Order | None]) -> Order:
+    found = orders.get(oid)
     return found if found is not None else _placeholder(hex_bytes(oid))
 
 
@@ -283,7 +281,8 @@ def build_call(
     orders: Mapping[str, Order | None] | None = None,
 ) -> ContractCall:
     """The contract call for one payload (strict) or a list of ``attest``/``release`` payloads (a non-strict
-    batch), built against each order's current on-chain state (``orders`` may supply it, by 0x order id).
+    batch), built against each order's current on-chain state: ``orders`` may supply it (by 0x order id),
+    the rest comes from the :class:`~app.services.order_gateway.OrderGateway` (the index, caught up).
 
     Raises :class:`InvalidInput` for a bad payload; nothing is sent or written.
     """
@@ -296,6 +295,11 @@ def build_call(
         raise InvalidInput("invalid_batch", f"{kind}: one payload, or 1..{MAX_BATCH} attest/release payloads")
     ps = [parse_payload(kind, p) for p in raw]
     esc, p = rt.escrow, ps[0]
+    if not isinstance(p, FundPayload):
+        wanted = [q.order_id for q in ps if orders is None or q.order_id not in orders]
+        if wanted:  # one index read and one bounded log query for the whole batch
+            orders = {**(orders or {}), **OrderGateway.of(rt).current_many(wanted)}
+    orders = orders or {}
     if isinstance(p, FundPayload):
         return fund_call(rt, [p])
     if kind == "attest":
@@ -310,11 +314,11 @@ def build_call(
                 hex_bytes(a.signature),
             )
             items.setdefault((a.orderId, a.milestone), []).append(att)
-        pairs = [(_order(rt, oid, orders), atts) for (oid, _), atts in items.items()]
+        pairs = [(_order(oid, orders), atts) for (oid, _), atts in items.items()]
         return esc.attest_call(pairs, not batch)
     if kind == "release":
-        return esc.release_call([_order(rt, q.order_id, orders) for q in ps], not batch)
-    order = _order(rt, p.order_id, orders)
+        return esc.release_call([_order(q.order_id, orders) for q in ps], not batch)
+    order = _order(p.order_id, orders)
     if isinstance(p, BuyerDecisionPayload):
         return esc.buyer_decision_call(
             order, p.decision, hex_bytes(p.evidenceHash), p.validUntil, hex_bytes(p.signature)

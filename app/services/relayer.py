@@ -61,6 +61,7 @@ from app.services.intents import (
     hex_bytes,
     parse_payload,
 )
+from app.services.order_gateway import OrderGateway
 from app.services.runtime import Runtime
 
 PENDING, SENT, CONFIRMED, FAILED = "pending", "sent", "confirmed", "failed"
@@ -438,10 +439,7 @@ class _Pass:
         """Current on-chain orders of the unit; intents for an order whose funding is still in flight wait."""
         if unit.kind == "fund":
             return {}
-        orders = {
-            oid: self.rt.escrow.load_order(hex_bytes(oid), self.rt.deployment_block)
-            for oid in {i.order_id for i in unit.intents if i.order_id}
-        }
+        orders = OrderGateway.of(self.rt).current_many({i.order_id for i in unit.intents if i.order_id})
         missing = [oid for oid, o in orders.items() if o is None]
         if missing:
             with transaction(self.rt.db) as s:

@@ -67,3 +67,6 @@ fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz tests/contracts/test_model_stateful.py
 	@echo "schemathesis --checks all over a live tradeguard run, admin and merchant keys (>= 10,000 cases each)"
 	$(PY) scripts/fuzz_api.py --max-examples $(API_FUZZ_EXAMPLES) --seed $(API_FUZZ_SEED) --min-cases 10000
+
+bench: setup
+	$(PY) scripts/bench_service.py

@@ -8,6 +8,8 @@ the same message filed twice is the same intent.
 
 :func:`build_call` turns one payload, or a batch of ``attest`` / ``release`` payloads (:data:`BATCHED`), into
 the escrow call the relayer estimates and sends, built against each order's current on-chain state.
+:func:`fund_call` turns 1..:data:`MAX_FUND_BATCH` ``fund`` payloads into one all-or-nothing ``fund`` call
+(a permit only on the first: the contract lets only the first run of buyer and token use it).
 """
 
 from __future__ import annotations

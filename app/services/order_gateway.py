@@ -8,7 +8,9 @@ lags) behind the head, so the gateway catches an order up **incrementally**: it 
 order's state events from the cursor + 1 to the head (one ``eth_getLogs`` filtered by the ``orderId`` topic
 for any number of orders) and applies them to an in-memory copy. The cost of a look-up is therefore bounded by
 the indexer's lag, never by the chain's age; nothing is scanned from the deployment block unless the indexer
-has never run. The gateway writes nothing (the projection is the indexer's) and holds no transaction open
+has never run. The cursor block's hash is checked first (one ``eth_getBlockByNumber``): after a reorg the
+indexer has not rolled back yet, only the index below the finality depth is trusted and the rest is read
+from the node. The gateway writes nothing (the projection is the indexer's) and holds no transaction open
 across a call to the node.
 """
 
@@ -39,10 +41,12 @@ def order_key(order_id: str | bytes) -> str:
 
 @dataclass(frozen=True)
 class IndexedOrders:
-    """What the index holds for some orders: the cursor and each order's state events up to it."""
+    """What the index holds for some orders: the cursor (block and hash) and each order's state events up to
+    it as (block, name, stored args)."""
 
     cursor: int | None
-    events: dict[str, list[tuple[str, Mapping[str, Any]]]]
+    cursor_hash: str | None
+    events: dict[str, list[tuple[int, str, Mapping[str, Any]]]]
 
 
 def fold(order_id: bytes, events: Iterable[tuple[str, Mapping[str, Any]]]) -> Order | None:
@@ -64,17 +68,22 @@ class OrderGateway:
     """The one place that knows each order's current terms and state word (see the module docstring)."""
 
     def __init__(
-        self, db: sessionmaker[Session], chain: ChainClient, escrow: Escrow, deployment_block: int
+        self,
+        db: sessionmaker[Session],
+        chain: ChainClient,
+        escrow: Escrow,
+        deployment_block: int,
+        finality_depth: int,
     ) -> None:
         self.db, self.chain, self.escrow = db, chain, escrow
-        self.deployment_block = deployment_block
+        self.deployment_block, self.finality_depth = deployment_block, finality_depth
         by_name = {item["name"]: topic for topic, item in chain.abis.events.items()}
         self._topics = [by_name[name] for name in STATE_EVENTS]
 
     @classmethod
     def of(cls, rt: Runtime) -> OrderGateway:
         """The gateway over a runtime's database, chain and escrow."""
-        return cls(rt.db, rt.chain, rt.escrow, rt.deployment_block)
+        return cls(rt.db, rt.chain, rt.escrow, rt.deployment_block, rt.settings.finality_depth)
 
     # ------------------------------------------------------------------ reads
 
@@ -100,13 +109,30 @@ class OrderGateway:
         else:
             with read_transaction(self.db) as s:
                 rows = s.execute(stmt).all()
-        events: dict[str, list[tuple[str, Mapping[str, Any]]]] = {k: [] for k in keys}
+        events: dict[str, list[tuple[int, str, Mapping[str, Any]]]] = {k: [] for k in keys}
         cursor: int | None = None
+        cursor_hash: str | None = None
         for value, oid, block, name, args in rows:
-            cursor = int(value["block"])
+            cursor, cursor_hash = int(value["block"]), value.get("hash")
             if oid is not None and block <= cursor:  # the cursor commits with its events: a guard only
-                events[oid].append((name, args))
-        return IndexedOrders(cursor, events)
+                events[oid].append((int(block), name, args))
+        return IndexedOrders(cursor, cursor_hash, events)
+
+    def trusted_until(self, index: IndexedOrders) -> int:
+        """The first block whose events are read from the node rather than from the index.
+
+        The cursor + 1 while the node still has the cursor block the indexer stored (a block hash commits to
+        every ancestor); if it does not, a reorg the indexer has not rolled back yet replaced it, and only
+        what lies deeper than the finality depth is trusted (a deeper fork halts the indexer). One
+        ``eth_getBlockByNumber``.
+        """
+        if index.cursor is None or index.cursor < self.deployment_block:
+            return self.deployment_block  # nothing indexed yet
+        if index.cursor_hash is not None:
+            header = self.chain.get_block(index.cursor)
+            if header is not None and header.hash == index.cursor_hash:
+                return index.cursor + 1
+        return max(self.deployment_block, index.cursor - self.finality_depth + 1)
 
     def current_many(
         self, order_ids: Iterable[str | bytes], *, at_least: int | None = None, session: Session | None = None
@@ -122,16 +148,23 @@ class OrderGateway:
         if not keys:
             return {}
         index = self.indexed(keys, session)
-        events = index.events
-        start = self.deployment_block if index.cursor is None else index.cursor + 1
-        if at_least is None or start <= at_least:
+        if at_least is not None and index.cursor is not None and index.cursor >= at_least:
+            start = index.cursor + 1  # the index covers what the caller needs: the node is not asked
+            fresh: list[tuple[str, str, Mapping[str, Any]]] = []
+        else:
+            start = self.trusted_until(index)
             ids = [bytes.fromhex(k[2:]) for k in keys]
             topic: bytes | list[bytes] = ids[0] if len(ids) == 1 else ids
-            for ev in self.chain.find_events(self.escrow.address, [self._topics, topic], start):
-                oid = order_key(bytes(ev.args["orderId"]))
-                if oid in events:
-                    events[oid].append((ev.name, projection.json_safe(ev.args)))
-        return {k: fold(bytes.fromhex(k[2:]), events[k]) for k in keys}
+            found = self.chain.find_events(self.escrow.address, [self._topics, topic], start)
+            fresh = [
+                (order_key(bytes(e.args["orderId"])), e.name, projection.json_safe(e.args)) for e in found
+            ]
+        out: dict[str, Order | None] = {}
+        for k in keys:
+            stored = [(name, args) for block, name, args in index.events[k] if block < start]
+            caught_up = [(name, args) for oid, name, args in fresh if oid == k]
+            out[k] = fold(bytes.fromhex(k[2:]), [*stored, *caught_up])
+        return out
 
     def current(
         self, order_id: str | bytes, *, at_least: int | None = None, session: Session | None = None

@@ -126,6 +126,25 @@ def test_an_order_is_read_from_the_index_and_caught_up_from_the_cursor_only(runt
     assert log_ranges(calls) == []  # the cursor is at the head: nothing to catch up
 
 
+def test_an_index_on_a_replaced_block_is_trusted_only_below_the_finality_depth(runtime: Runtime) -> None:
+    svc = Svc(runtime)
+    order = fund(svc)
+    indexer.sync(runtime)
+    before_ship = runtime.chain.snapshot()
+    ship(svc, order)
+    indexer.sync(runtime)  # the index says shipped, at a cursor block ...
+    at = cursor(runtime)
+    runtime.chain.revert(before_ship)
+    runtime.chain.mine(3)  # ... that another block replaced, and the indexer has not rolled back yet
+
+    with recording(runtime) as calls:
+        current = OrderGateway.of(runtime).current(order.order_id)
+
+    assert current == order and current.status == Status.FUNDED  # the chain as it is, not the stale index
+    floor = max(runtime.deployment_block, at - runtime.settings.finality_depth + 1)
+    assert [start for start, _ in log_ranges(calls)] == [floor]
+
+
 def test_many_orders_are_one_read_and_one_log_query(runtime: Runtime) -> None:
     svc = Svc(runtime)
     first, second = fund(svc), fund(svc)

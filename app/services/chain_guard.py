@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import KeyValue
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.errors import ChainError, ChainHalted, ChainMismatch, ChainUnavailable
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def clear_halt(db: sessionmaker[Session], guard: GuardState | None = None) -> Ha
 
 
 def _stored_halt(db: sessionmaker[Session]) -> Halt | None:
-    with transaction(db) as s:
+    with read_transaction(db) as s:  # every check reads it: no write lock for that
         return stored_halt(s)
 
 
@@ -146,7 +146,7 @@ def _expected(rt: Runtime) -> tuple[int, str]:
     with rt.guard.lock:
         if rt.guard.expected is not None:
             return rt.guard.expected
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         row = s.get(KeyValue, DEPLOYMENT_KEY)
         record = dict(row.value) if row is not None else {}
     if "chain_id" not in record or "genesis" not in record:

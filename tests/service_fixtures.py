@@ -3,24 +3,40 @@
 The database is SQLite in ``tmp_path`` by default; with ``TRADEGUARD_TEST_DB=postgresql`` each test gets its
 own schema in the PostgreSQL database at ``TRADEGUARD_TEST_PG_URL`` (default 127.0.0.1:5432/test), dropped
 afterwards.
+
+Every test under tests/services, tests/api and tests/workers runs with the network tripwire armed
+(:func:`_network_tripwire`): a JSON-RPC request, an outbound HTTP request or a DNS lookup made while the
+calling thread has a database write transaction open fails the test.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import requests.adapters
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+from web3 import EthereumTesterProvider, HTTPProvider
+from web3.manager import RequestManager
 
 from app.chain.client import ChainClient
 from app.config import Settings
+from app.db import tripwire
 from app.services.runtime import Runtime, build_runtime
 
 PG_URL = os.environ.get("TRADEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+#: Test folders whose tests run with the network tripwire armed.
+TRIPWIRE_DIRS = ("services", "api", "workers")
+_TESTS = Path(__file__).resolve().parent
 
 
 def test_db_backend() -> str:
@@ -88,3 +104,81 @@ def runtime(
     finally:
         rt.engine.dispose()
         chain.revert(snap)
+
+
+def _wrap_network_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way out to the network ask the tripwire first (see :mod:`app.db.tripwire`)."""
+
+    def rpc(cls: Any, name: str) -> None:
+        original = getattr(cls, name)
+
+        def checked(self: Any, method: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+            tripwire.check(f"JSON-RPC {tripwire.describe(method, params)}")
+            return original(self, method, params, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, checked)
+
+    # through web3's request manager (providers cache their bound make_request) and direct provider calls;
+    # the in-process eth-tester chain stands for a node and counts as one
+    rpc(RequestManager, "_make_request")
+    rpc(EthereumTesterProvider, "make_request")
+    rpc(HTTPProvider, "make_request")
+
+    batch = RequestManager._make_batch_request
+
+    def checked_batch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tripwire.check("JSON-RPC batch request")
+        return batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(RequestManager, "_make_batch_request", checked_batch)
+
+    send = httpx.Client.send
+
+    def checked_send(self: httpx.Client, request: httpx.Request, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(self, TestClient):  # the API under test, in process: not a network call
+            tripwire.check(f"HTTP {request.method} {request.url}")
+        return send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", checked_send)
+
+    adapter_send = requests.adapters.HTTPAdapter.send
+
+    def checked_adapter(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        tripwire.check(f"HTTP {request.method} {request.url}")
+        return adapter_send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", checked_adapter)
+
+    getaddrinfo = socket.getaddrinfo
+
+    def checked_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        tripwire.check(f"DNS getaddrinfo({host!r})")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", checked_getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def _network_tripwire(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No network call inside an open database write transaction (tests under :data:`TRIPWIRE_DIRS`).
+
+    The offending call raises at once; and since production code may swallow that in a broad ``except``, every
+    violation seen during the test (on any thread) also fails it at teardown.
+    """
+    path = Path(str(request.node.path)).resolve()
+    if not any(path.is_relative_to(_TESTS / d) for d in TRIPWIRE_DIRS):
+        yield
+        return
+    tripwire.take_violations()
+    tripwire.arm()
+    _wrap_network_exits(monkeypatch)
+    try:
+        yield
+    finally:
+        tripwire.disarm()
+        seen = tripwire.take_violations()
+        if seen:
+            pytest.fail(
+                f"{len(seen)} network call(s) inside an open write transaction:\n\n" + "\n\n".join(seen[:5]),
+                pytrace=False,
+            )

@@ -135,19 +135,20 @@ class OrderGateway:
         return max(self.deployment_block, index.cursor - self.finality_depth + 1)
 
     def current_many(
-        self, order_ids: Iterable[str | bytes], *, at_least: int | None = None, session: Session | None = None
+        self, order_ids: Iterable[str | bytes], *, at_least: int | None = None
     ) -> dict[str, Order | None]:
         """The current orders by 0x id (None: never funded); one database read and, when the index lags,
         one bounded log query for all of them.
 
         ``at_least``: the block the caller needs the state as of; when the index already covers it the node
         is not asked at all. Otherwise (the default) the orders are caught up to the node's head from the
-        cursor + 1. Raises :class:`~app.errors.ChainUnavailable` when the node cannot be reached.
+        cursor + 1. Raises :class:`~app.errors.ChainUnavailable` when the node cannot be reached. Call it with
+        no database write transaction open: it may ask the node.
         """
         keys = sorted({order_key(o) for o in order_ids})
         if not keys:
             return {}
-        index = self.indexed(keys, session)
+        index = self.indexed(keys)
         if at_least is not None and index.cursor is not None and index.cursor >= at_least:
             start = index.cursor + 1  # the index covers what the caller needs: the node is not asked
             fresh: list[tuple[str, str, Mapping[str, Any]]] = []
@@ -166,12 +167,10 @@ class OrderGateway:
             out[k] = fold(bytes.fromhex(k[2:]), [*stored, *caught_up])
         return out
 
-    def current(
-        self, order_id: str | bytes, *, at_least: int | None = None, session: Session | None = None
-    ) -> Order | None:
+    def current(self, order_id: str | bytes, *, at_least: int | None = None) -> Order | None:
         """The current order (None if the chain never funded it); see :meth:`current_many`."""
         key = order_key(order_id)
-        return self.current_many([key], at_least=at_least, session=session)[key]
+        return self.current_many([key], at_least=at_least)[key]
 
 
 __all__ = ["IndexedOrders", "OrderGateway", "fold", "order_key"]

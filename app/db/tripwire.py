@@ -17,9 +17,13 @@ HTTP and DNS; :mod:`app.chain` does not import this module (layering).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import traceback
 import weakref
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from sqlalchemy import event
@@ -27,30 +31,44 @@ from sqlalchemy.engine import Connection, Engine
 
 from app.db.session import READ_ONLY
 
-#: Frames of these packages are the ones shown for "where the transaction began".
-_OWN_CODE = ("/app/", "/workers/", "/tests/", "/scripts/")
-_THIS_FILE = "/app/db/tripwire.py"
+#: Frames of the project's own code (not of installed packages) are the ones shown for "where it began".
+_ROOT = str(Path(__file__).resolve().parents[2]) + os.sep
+_THIS_FILE = str(Path(__file__).resolve())
 
 
 class NetworkInWriteTransaction(AssertionError):
     """A network call was made while the calling thread had a database write transaction open."""
 
 
-class _Open:
-    __slots__ = ("stack", "thread")
+#: Frames kept of where a transaction began.
+_FRAMES = 6
 
-    def __init__(self, thread: int, stack: traceback.StackSummary) -> None:
+
+class _Open:
+    __slots__ = ("frames", "thread")
+
+    def __init__(self, thread: int, frames: list[traceback.FrameSummary]) -> None:
         self.thread = thread
-        self.stack = stack
+        self.frames = frames
 
     def where(self) -> str:
-        own = [
-            f
-            for f in self.stack
-            if any(part in f.filename for part in _OWN_CODE) and not f.filename.endswith(_THIS_FILE)
-        ]
-        frames = own[-6:] or list(self.stack)[-6:]
-        return "".join(traceback.format_list(frames)).rstrip()
+        return "".join(traceback.format_list(self.frames)).rstrip()
+
+
+def _where_now() -> list[traceback.FrameSummary]:
+    """The innermost frames of our own code (else of any code), outermost first; cheap enough to run at every
+    BEGIN (no source lines are read until a violation is reported)."""
+    own: list[traceback.FrameSummary] = []
+    other: list[traceback.FrameSummary] = []
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and len(own) < _FRAMES:
+        name = frame.f_code.co_filename
+        mine = name.startswith(_ROOT) and "site-packages" not in name and name != _THIS_FILE
+        if mine or len(other) < _FRAMES:
+            summary = traceback.FrameSummary(name, frame.f_lineno, frame.f_code.co_name, lookup_line=False)
+            (own if mine else other).append(summary)
+        frame = frame.f_back
+    return list(reversed(own or other))
 
 
 _lock = threading.Lock()
@@ -63,10 +81,9 @@ def _on_begin(conn: Connection) -> None:
     options = conn.get_execution_options()
     if options.get(READ_ONLY, False) or options.get("isolation_level") == "AUTOCOMMIT":
         return
-    stack = traceback.StackSummary.extract(traceback.walk_stack(None), lookup_lines=False)
-    stack.reverse()  # outermost first, like traceback.extract_stack
+    where = _where_now()
     with _lock:
-        _open[conn] = _Open(threading.get_ident(), stack)
+        _open[conn] = _Open(threading.get_ident(), where)
 
 
 def _on_end(conn: Connection) -> None:

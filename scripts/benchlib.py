@@ -206,12 +206,15 @@ def _spawn(argv: Sequence[str], env: dict[str, str], cwd: Path, log: Path) -> su
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM (the service's clean shutdown), then SIGKILL of its whole session after a deadline."""
-    if proc.poll() is None:
+    if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        deadline = time.monotonic() + 30
+        # wait for the exit without reaping it (WNOWAIT): while the leader is unreaped its pid cannot be
+        # reused, so the killpg below can only reach this server's own session
+        while time.monotonic() < deadline:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+            time.sleep(0.1)
     try:  # children left behind (the worker and beat that `tradeguard run` starts with a broker)
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

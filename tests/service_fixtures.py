@@ -15,6 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,14 @@ def db_url(tmp_path: Path) -> Iterator[str]:
     if test_db_backend() != "postgresql":
         yield f"sqlite:///{tmp_path / 'tradeguard.db'}"
         return
-    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with pg_schema("t") as url:
+        yield url
+
+
+@contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """A fresh schema in the PostgreSQL test database, as a database URL; dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:16]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from app.client import demo
 from app.db.models import Intent
 from app.services.runtime import Runtime
-from tests.service_fixtures import PG_URL
+from tests.service_fixtures import pg_schema
 from tests.workers.conftest import Stack, admin_key, open_stack, wallets
 
 
@@ -37,17 +36,8 @@ def _fault_redis_url(worker_id: str) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh schema in the PostgreSQL test database (dropped afterwards) as a database URL."""
-    schema = f"f_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema("f") as url:
+        yield url
 
 
 @pytest.fixture

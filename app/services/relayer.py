@@ -408,8 +408,16 @@ class _Pass:
         if errors or len(good) < 2:
             return self.dispatch(_Unit("fund", good)) if good else []
         lead = good[0]
-        cut = 1 if lead.payload.get("permit") else len(good) // 2
-        return [h for part in (good[:cut], good[cut:]) for h in self.dispatch(_Unit("fund", part))]
+        if lead.payload.get("permit"):
+            # A permit *sets* the buyer's allowance (EIP-2612): the orders that pass on the allowance the
+            # buyer already gave must be pulled before it (lower nonce, mined first); the ones that need the
+            # permit go after it, with it.
+            own = [it for it in good[1:] if self.simulate_funding([it]) is None]
+            after = [lead, *(it for it in good[1:] if it not in own)]
+            parts = (own, after) if own else ([lead], good[1:])
+        else:
+            parts = (good[: len(good) // 2], good[len(good) // 2 :])
+        return [h for part in parts for h in self.dispatch(_Unit("fund", part))]
 
     def screen_funding(self, intents: list[Intent]) -> dict[str, Exception]:
         """The error of each entry that fails on its own (by intent id), simulated from the relayer.

@@ -306,3 +306,17 @@ def test_an_order_filed_twice_with_different_payloads_is_funded_once(runtime: Ru
     assert report.deferred >= 1 and svc.intent(other).status == CONFIRMED
     outcomes = {(svc.intent(i).status, svc.intent(i).error_name) for i in (first, second)}
     assert outcomes == {(CONFIRMED, None), (FAILED, "OrderAlreadyExists")}
+
+
+def test_allowance_orders_are_pulled_before_a_permit_that_resets_the_allowance(runtime: Runtime) -> None:
+    svc = Svc(runtime)
+    allowance(svc, "buyer", SMALL)  # enough for the order funded without a permit
+    svc.mint(svc["buyer"].address, SMALL)  # and the balance for the second
+    plain = put(runtime, "fund", signed(svc, order_for(svc)))
+    # a permit for its own order only: it sets the allowance to SMALL, wiping the one the first order needs
+    lead = put(runtime, "fund", signed(svc, order_for(svc), permit_value=SMALL))
+
+    relay(runtime)
+
+    assert svc.intent(plain).status == CONFIRMED, svc.intent(plain).error
+    assert svc.intent(lead).status == CONFIRMED, svc.intent(lead).error

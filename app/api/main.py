@@ -24,7 +24,10 @@ def create_app() -> FastAPI:
     app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION)
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(EmbeddedChainLock)  # outermost: idempotency bookkeeping runs inside the turn
+    app.add_middleware(EmbeddedChainLock)  # idempotency bookkeeping runs inside the turn
+    # outermost too: a failure in the middlewares' own database work (the idempotency claim, the principal)
+    # is an ordinary answer (503 when the database is down), never Starlette's re-raising 500
+    app.add_middleware(problems.LastResort)
     for module in (system, orders, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     return app

@@ -81,6 +81,19 @@ def test_503_and_500_keep_the_connection(
             status, body = _get(conn, "/v1/orders", key)
             assert (status, body["code"]) == (503, "database_unavailable")
             assert conn.sock is sock, "the 503 dropped the keep-alive connection"
+            conn.request(
+                "POST",
+                "/v1/corridors",
+                body=b"{}",
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "Idempotency-Key": "k-1",
+                    "Content-Type": "application/json",
+                },
+            )
+            resp = conn.getresponse()
+            assert (resp.status, json.loads(resp.read())["code"]) == (503, "database_unavailable")
+            assert conn.sock is sock, "a failure inside the idempotency middleware dropped the connection"
             status, body = _get(conn, "/test-only/boom", key)
             assert (status, body["code"]) == (500, "internal_error")
             assert conn.sock is sock, "the 500 dropped the keep-alive connection"

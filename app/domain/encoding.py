@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import overload
 
+#: Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+MIN_RFC3339 = -62_135_596_800
+MAX_RFC3339 = 253_402_300_799
+
 
 @overload
 def rfc3339(value: int | datetime) -> str: ...
@@ -14,7 +18,13 @@ def rfc3339(value: int | datetime | None) -> str | None:
     """Unix seconds or an aware datetime as RFC 3339 UTC (``2025-01-02T03:04:05Z``); ``None`` stays None."""
     if value is None:
         return None
-    at = datetime.fromtimestamp(value, UTC) if isinstance(value, int) else value.astimezone(UTC)
+    if isinstance(value, int):
+        # RFC 3339 has four-digit years: a stored time outside them (only rows older than the funding rules
+        # can hold one) is shown at the nearest end rather than failing every read that lists it
+        value = min(max(value, MIN_RFC3339), MAX_RFC3339)
+        at = datetime.fromtimestamp(value, UTC)
+    else:
+        at = value.astimezone(UTC)
     return at.isoformat().replace("+00:00", "Z")
 
 

@@ -191,6 +191,19 @@ def funding_violations(terms: FundingTerms, limits: PlatformLimits, now: int) ->
     return out
 
 
+#: A new order's ship-by leaves the buyer at least this long to sign and fund (``validUntil < shipBy``).
+MIN_SIGNING_SECONDS = 60
+
+
+def signing_window_violations(now: int, ship_by: int) -> list[Violation]:
+    """At creation, beyond the escrow's own rules: a ship-by so close that the authorization would expire
+    before anyone could fund the order (it must end before ship-by) is refused too."""
+    if now < ship_by < now + MIN_SIGNING_SECONDS:
+        message = f"must be at least {MIN_SIGNING_SECONDS} s ahead, to leave time to sign and fund"
+        return [Violation("InvalidSchedule", "ship_by", message, {"shipBy": ship_by})]
+    return []
+
+
 def default_schedule(now: int, ship_by: int | None, deliver_by: int | None) -> tuple[int, int]:
     """Ship-by and deliver-by with the platform defaults filled in (5 days to ship, 25 more to deliver).
 

@@ -173,6 +173,7 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
         hold_seconds=hold,
     )
     broken = order_rules.funding_violations(terms, limits, now)
+    broken += order_rules.signing_window_violations(now, ship_by)
     if req.deliver_by is None:  # a default deliver-by is only out of bounds when ship-by is: name that one
         broken = [v for v in broken if v.field != "deliver_by"] or broken
     _refuse_unfundable(broken)

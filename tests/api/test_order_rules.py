@@ -125,6 +125,17 @@ def test_a_corridor_above_the_chain_tax_cap_is_refused_at_creation(
     assert counts(runtime) == before
 
 
+def test_a_ship_by_too_close_to_sign_and_fund_is_refused(
+    client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime
+) -> None:
+    before = counts(runtime)
+    ship_by = runtime.chain.now() + 30
+    resp = client.post("/v1/orders", json=body(wallets, ship_by=iso(ship_by)), headers=auth(keys.merchant))
+    problem = assert_problem(resp, 422, "invalid_schedule")
+    assert [e["field"] for e in problem["errors"]] == ["ship_by"]
+    assert counts(runtime) == before
+
+
 def test_authorization_expires_before_ship_by(
     client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime
 ) -> None:
@@ -154,3 +165,21 @@ def test_booleans_are_not_integers_anywhere(client: TestClient, keys: Keys, runt
     }
     assert_problem(client.post("/v1/attestations", json=attestation, headers=auth(keys.oracle)), 422)
     assert counts(runtime) == before
+
+
+def test_a_row_stored_before_the_rules_with_a_year_10000_time_does_not_break_reads(
+    client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime
+) -> None:
+    from sqlalchemy import update
+
+    from app.db.models import Order
+
+    resp = client.post("/v1/orders", json=body(wallets, order_ref="LEGACY-1"), headers=auth(keys.merchant))
+    assert resp.status_code == 201, resp.text
+    with runtime.db() as s, s.begin():  # what the old service let a merchant store
+        s.execute(update(Order).where(Order.order_ref == "LEGACY-1").values(deliver_by=2**40, ship_by=2**39))
+    for key in (keys.merchant, keys.admin):
+        listing = client.get("/v1/orders", headers=auth(key))
+        assert listing.status_code == 200, listing.text
+    one = client.get(f"/v1/orders/{resp.json()['order']['id']}", headers=auth(keys.merchant))
+    assert one.status_code == 200 and one.json()["deliver_by"] == "9999-12-31T23:59:59Z"

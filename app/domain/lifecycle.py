@@ -51,19 +51,9 @@ class FundingRequest(FundingTerms):
 
 
 @dataclass(frozen=True)
-class OrderTerms:
+class OrderTerms(FundingTerms):
     """The terms locked at funding: the buyer's request plus the platform settings of that moment."""
 
-    buyer: str
-    seller: str
-    token: str
-    amount: int
-    commission_bps: int
-    tax_bps: int
-    tax_recipient: str
-    ship_by: int
-    deliver_by: int
-    hold_seconds: int
     threshold: int
     response_seconds: int
     arbitration_seconds: int

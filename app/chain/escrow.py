@@ -21,7 +21,7 @@ from web3.types import TxReceipt
 from app.chain import eip712
 from app.chain.abi import Event
 from app.chain.client import ChainClient
-from app.domain.lifecycle import OrderTerms
+from app.domain.order_rules import OrderTerms
 from app.domain.order_state import OrderState, Status
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

@@ -1,7 +1,7 @@
 """The bounds the escrow enforces when an order is funded, as one rule set.
 
-The contract checks an OrderAuthorization in ``_open`` (``TradeGuardEscrow.sol``); the reference model
-(:func:`app.domain.lifecycle.open_order`) and the service's order creation (:mod:`app.services.orders`)
+The contract checks an OrderAuthorization in ``_open`` (``TradeGuardEscrow.sol``); the service's order
+creation (:mod:`app.services.orders`) and the test-only reference model (``tests/model/lifecycle.py``)
 both ask this module, so a buyer is never handed terms the escrow will refuse and no stored term can later
 break a read (every time stays within a year of the chain's clock, every amount within ``uint128``).
 
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.money import MAX_TAX_BPS
-from app.domain.registry import DAY, HOUR, ZERO_ADDRESS
 
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+HOUR = 3600
+DAY = 86_400
 MAX_AMOUNT = 2**128 - 1
 MIN_HOLD_SECONDS = HOUR
 MAX_HOLD_SECONDS = 90 * DAY
@@ -55,6 +57,31 @@ class FundingTerms:
     ship_by: int
     deliver_by: int
     hold_seconds: int
+
+
+@dataclass(frozen=True)
+class OrderTerms(FundingTerms):
+    """The terms locked at funding: the buyer's request plus the platform settings of that moment.
+
+    These are what the escrow stores (hashed) per order, so nothing the admin changes later alters them.
+    """
+
+    threshold: int
+    response_seconds: int
+    arbitration_seconds: int
+    funded_at: int
+
+
+def usable_oracles(active: int, pending: int, pending_until: int, now: int) -> int:
+    """How many oracles an order funded at ``now`` may count on, as the escrow reckons it.
+
+    Conservative: while the latest added oracle is still inside its role delay, every oracle added since the
+    previous such period ended is left out, even one whose own delay is already over. Removing such an oracle
+    once it is active does not lower the pending count, so the result floors at zero.
+    """
+    if now >= pending_until:
+        return active
+    return max(0, active - pending)
 
 
 @dataclass(frozen=True)

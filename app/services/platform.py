@@ -8,8 +8,7 @@ oracles count now, the pause flag, and how much of the token can exist: its tota
 
 from __future__ import annotations
 
-from app.domain.order_rules import PlatformLimits
-from app.domain.registry import usable_oracles
+from app.domain.order_rules import PlatformLimits, usable_oracles
 from app.services.runtime import Runtime
 
 

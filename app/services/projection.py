@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from app.db.models import Order
 from app.domain.encoding import hex32, rfc3339
-from app.domain.lifecycle import OrderTerms
+from app.domain.order_rules import OrderTerms
 from app.domain.order_state import OrderState, RefundReason, Status
 
 MAX_SAFE_INT = 2**53 - 1

@@ -19,12 +19,13 @@ from web3.contract import Contract
 
 from app.chain.client import ChainClient
 from app.chain.escrow import Deployment, Escrow, Order, TxResult
-from app.domain.escrow_model import EscrowModel
-from app.domain.lifecycle import Ledger, OrderModel
+from app.domain.order_rules import ZERO_ADDRESS
 from app.domain.order_state import Milestone, Status
-from app.domain.registry import ZERO_ADDRESS, OracleInfo, Registry
 from app.errors import ContractRevert, DomainError
 from tests.factories import Actors
+from tests.model.escrow_model import EscrowModel
+from tests.model.lifecycle import Ledger, OrderModel
+from tests.model.registry import OracleInfo, Registry
 
 T = TypeVar("T")
 

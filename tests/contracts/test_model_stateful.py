@@ -1,4 +1,4 @@
-"""The pure model (app.domain.escrow_model) and the escrow on eth-tester, driven side by side by hypothesis.
+"""The pure model (tests/model/escrow_model.py) and the escrow on eth-tester, driven side by side by hypothesis.
 
 Every call runs against both at the same block time: both succeed, or both fail with the same custom error and
 arguments; settlement events must announce the model's split and refund reason. After every step every
@@ -55,12 +55,8 @@ from app.chain.escrow import (
     OrderAuthorization,
     TxResult,
 )
-from app.domain.escrow_model import Skipped
 from app.domain.ids import content_hash, order_id, tracking_hash
-from app.domain.lifecycle import Attestation as ModelAttestation
-from app.domain.lifecycle import FundingRequest, OrderModel
 from app.domain.order_state import Decision, Milestone, Status
-from app.domain.registry import Registry
 from tests.contracts.model_harness import (
     Disagreement,
     Env,
@@ -73,6 +69,10 @@ from tests.contracts.model_harness import (
     setup_env,
 )
 from tests.factories import Actors
+from tests.model.escrow_model import Skipped
+from tests.model.lifecycle import Attestation as ModelAttestation
+from tests.model.lifecycle import FundingRequest, OrderModel
+from tests.model.registry import Registry
 
 DAY = 86_400
 HOUR = 3_600

@@ -9,17 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.domain.order_rules import (
+    DAY,
     MAX_AMOUNT,
     MAX_HOLD_SECONDS,
     MAX_SCHEDULE_SECONDS,
     MIN_HOLD_SECONDS,
+    ZERO_ADDRESS,
     FundingTerms,
     PlatformLimits,
     authorization_deadline,
     default_schedule,
     funding_violations,
 )
-from app.domain.registry import DAY, ZERO_ADDRESS
 
 NOW = 1_800_000_000
 BUYER, SELLER, TOKEN, TAX = "0x" + "b" * 40, "0x" + "5" * 40, "0x" + "7" * 40, "0x" + "a" * 40

@@ -20,19 +20,19 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from app.domain.escrow_model import EscrowModel
-from app.domain.lifecycle import (
+from app.domain.money import BPS, release_split
+from app.domain.order_rules import DAY, HOUR, MAX_AMOUNT, ZERO_ADDRESS
+from app.domain.order_state import Decision, Milestone, RefundReason, Status
+from app.errors import DomainError
+from tests.model.escrow_model import EscrowModel
+from tests.model.lifecycle import (
     MAX_FREEZE_SECONDS,
     Attestation,
     FundingRequest,
     OrderModel,
     open_order,
 )
-from app.domain.money import BPS, release_split
-from app.domain.order_rules import MAX_AMOUNT
-from app.domain.order_state import Decision, Milestone, RefundReason, Status
-from app.domain.registry import DAY, HOUR, ZERO_ADDRESS, Registry
-from app.errors import DomainError
+from tests.model.registry import Registry
 
 T0 = 1_800_000_000
 BUYER, SELLER, TOKEN, TAX, TREASURY = "0xB", "0x5", "0x70", "0x7A", "0x7E"

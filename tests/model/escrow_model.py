@@ -4,7 +4,7 @@
 of ``TradeGuardEscrow``: it either applies the change (all or nothing, like a transaction) or raises
 :class:`~app.errors.DomainError` with the custom error the contract reverts with. Signatures are represented
 by the address they recover to (the chain layer does the cryptography); token transfers by
-:class:`~app.domain.lifecycle.Ledger` bookkeeping, assuming the buyer holds the amount and allowed the escrow
+:class:`~tests.model.lifecycle.Ledger` bookkeeping, assuming the buyer holds the amount and allowed the escrow
 to pull it (the token's own errors are not modelled).
 
 Orders are addressed by id, optionally with the ``revision`` of the order the caller holds: a stale revision
@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from app.domain.lifecycle import Attestation, FundingRequest, Ledger, OrderModel, open_order
 from app.domain.order_state import Decision
-from app.domain.registry import Registry
 from app.errors import DomainError
+from tests.model.lifecycle import Attestation, FundingRequest, Ledger, OrderModel, open_order
+from tests.model.registry import Registry
 
 MAX_BATCH = 500
 

@@ -1,6 +1,7 @@
 """The platform side of the escrow, as a pure value: settings for new orders, oracles, arbitrators, tokens.
 
-This is the admin state that :mod:`app.domain.lifecycle` consults: which oracles count for an order (only
+Test-only reference model (the service reads these settings from the chain). This is the admin state that
+:mod:`tests.model.lifecycle` consults: which oracles count for an order (only
 those registered, not removed, and active by the time the order was funded), who may rule (an arbitrator
 whose role delay has run out), which tokens and tax corridors new orders may use. Every setter returns a new
 :class:`Registry` or raises :class:`~app.errors.DomainError` whose ``code`` is the escrow's custom error
@@ -13,28 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from app.domain.money import MAX_COMMISSION_BPS, MAX_TAX_BPS
+from app.domain.order_rules import DAY, HOUR, ZERO_ADDRESS, usable_oracles
 from app.errors import DomainError
 
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-HOUR = 3600
-DAY = 86_400
 MAX_ORACLES = 256
 MAX_ROLE_DELAY = 30 * DAY
 MIN_RESPONSE_SECONDS = HOUR
 MAX_RESPONSE_SECONDS = 90 * DAY
 MAX_ARBITRATION_SECONDS = 180 * DAY
-
-
-def usable_oracles(active: int, pending: int, pending_until: int, now: int) -> int:
-    """How many oracles an order funded at ``now`` may count on, as the escrow reckons it.
-
-    Conservative: while the latest added oracle is still inside its role delay, every oracle added since the
-    previous such period ended is left out, even one whose own delay is already over. Removing such an oracle
-    once it is active does not lower the pending count, so the result floors at zero.
-    """
-    if now >= pending_until:
-        return active
-    return max(0, active - pending)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,8 @@
 Pure and independent of the chain: it keeps every timer as an explicit absolute deadline and moves the
 deadlines when a regulator freezes or unfreezes the order, where the contract packs an anchor and a
 frozen-seconds total into one word. Both must agree on every rule; ``tests/contracts/test_model_stateful.py``
-drives the two side by side. The service uses the same model to tell, before sending anything, whether an
-action would go through and when it becomes possible (:meth:`OrderModel.deadlines`,
-:meth:`OrderModel.release_eligible_at`, :meth:`OrderModel.timeout_refund_eligible_at`).
+drives the two side by side. Test-only: the service asks the chain (simulating the call) instead, and keeps
+of this module only what it shares with the contract's rules (:mod:`app.domain.order_rules`).
 
 Every action takes ``now`` (the block time it would run at) and returns the new :class:`OrderModel`, or
 raises :class:`~app.errors.DomainError` whose ``code`` is the contract's custom error name and whose
@@ -31,13 +30,16 @@ from typing import Any
 
 from app.domain.money import BPS, Split, refund_split, release_split, ruling_split
 from app.domain.order_rules import (
+    DAY,
+    ZERO_ADDRESS,
     FundingTerms,
+    OrderTerms,
     PlatformLimits,
     funding_violations,
 )
 from app.domain.order_state import Milestone, RefundReason, Status
-from app.domain.registry import DAY, ZERO_ADDRESS, Registry
 from app.errors import DomainError
+from tests.model.registry import Registry
 
 MAX_FREEZE_SECONDS = 30 * DAY
 ZERO_HASH = bytes(32)
@@ -48,16 +50,6 @@ class FundingRequest(FundingTerms):
     """What the buyer signs to fund an order (SPEC §4 OrderAuthorization, without the order id)."""
 
     valid_until: int
-
-
-@dataclass(frozen=True)
-class OrderTerms(FundingTerms):
-    """The terms locked at funding: the buyer's request plus the platform settings of that moment."""
-
-    threshold: int
-    response_seconds: int
-    arbitration_seconds: int
-    funded_at: int
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import Order, Principal
+from app.db.session import read_transaction
 from app.domain.encoding import rfc3339
 from app.services.orders import split_of
+from app.services.runtime import Runtime
 
 #: Pipeline stage of each order status.
 STAGES = {
@@ -95,6 +97,14 @@ def pipeline(session: Session, merchant: Principal, now: int) -> dict[str, Any]:
         },
         "items": rows,
     }
+
+
+def report(rt: Runtime, merchant: Principal) -> dict[str, Any]:
+    """:func:`pipeline` as of the chain's clock (``due_now`` is what the keeper would release at this block
+    time), read in one read transaction: the node is asked before the database, never inside it."""
+    now = rt.chain.now()
+    with read_transaction(rt.db) as s:
+        return pipeline(s, merchant, now)
 
 
 def _cell(value: Any) -> str:

@@ -9,7 +9,6 @@ from fastapi.responses import Response
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
 from app.api.openapi import AUTH, problems
-from app.db.session import read_transaction
 from app.services import settlements
 from app.services.orders import require_role
 
@@ -30,9 +29,7 @@ def get_settlements(request: Request, rt: RuntimeDep, me: CurrentPrincipal) -> A
     ``Accept: text/csv`` gives the items as CSV.
     """
     require_role(me, "read settlements", "merchant", "admin")
-    now = rt.chain.now()
-    with read_transaction(rt.db) as s:
-        report = settlements.pipeline(s, me, now)
+    report = settlements.report(rt, me)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(
             settlements.to_csv(report),

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from sqlalchemy import select
 
 from app.api.deps import CurrentPrincipal, MerchantPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
-from app.db.models import WebhookEndpoint
-from app.db.session import read_transaction, transaction
-from app.errors import InvalidInput, NotFound
-from app.services import webhooks
+from app.services import webhook_endpoints
 from app.services.orders import require_role
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
-
-
-def _public(ep: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": ep.id,
-        "url": ep.url,
-        "event_types": list(ep.event_types.get("types", [])),
-        "enabled": ep.enabled,
-        "created_at": ep.created_at,
-    }
 
 
 @router.post(
@@ -54,31 +39,15 @@ def create_endpoint(
 ) -> dict[str, Any]:
     """Merchant: register a URL for signed order events; the signing secret is in this answer only."""
     require_role(me, "register webhook endpoints", "merchant")
-    refusal = webhooks.url_refusal(body.url) or (
-        None if rt.is_dev else webhooks.private_address_refusal(body.url)
-    )
-    if refusal is not None:
-        raise InvalidInput("invalid_url", refusal, errors=[{"field": "url", "message": refusal}])
     response.headers["Cache-Control"] = "no-store"
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    with transaction(rt.db) as s:
-        ep = WebhookEndpoint(
-            principal_id=me.id,
-            url=body.url,
-            secret=secret,
-            event_types={"types": sorted(set(body.event_types))},
-        )
-        s.add(ep)
-        s.flush()
-        return {**_public(ep), "secret": secret}
+    registered = webhook_endpoints.register(rt, me, body.url, body.event_types)
+    return {**webhook_endpoints.public(registered.endpoint), "secret": registered.secret}
 
 
 @router.get("", response_model=list[WebhookEndpointPublic], responses=problems(*AUTH))
 def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]:
     """The caller's endpoints."""
-    with read_transaction(rt.db) as s:
-        rows = s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.principal_id == me.id))
-        return [_public(ep) for ep in rows]
+    return [webhook_endpoints.public(ep) for ep in webhook_endpoints.owned_by(rt, me)]
 
 
 @router.get("/{endpoint_id}/deliveries", responses=problems(*AUTH, 404, 422, valid={422: [BAD_CURSOR]}))
@@ -90,8 +59,4 @@ def deliveries(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """The delivery log of one endpoint: each event, its attempts, status codes and errors."""
-    with read_transaction(rt.db) as s:
-        ep = s.get(WebhookEndpoint, endpoint_id)
-        if ep is None or ep.principal_id != me.id:
-            raise NotFound("webhook endpoint", endpoint_id)
-        return webhooks.delivery_log(s, ep.id, limit, cursor)
+    return webhook_endpoints.deliveries(rt, me, endpoint_id, limit, cursor)

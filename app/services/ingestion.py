@@ -220,6 +220,20 @@ def capture(session: Session, principal: Principal, capture_id: str) -> InboxIte
     return item
 
 
+def capture_for(rt: Runtime, principal: Principal, capture_id: str) -> InboxItem:
+    """:func:`capture` in a read transaction of its own (``GET /v1/epcis/capture/{id}``)."""
+    with read_transaction(rt.db) as s:
+        return capture(s, principal, capture_id)
+
+
+def inbox_status(rt: Runtime, item_id: str) -> str:
+    """An input's status now, for the answer to whoever sent it: an eager worker may have processed it
+    already; ``received`` while its row is not visible to this reader."""
+    with read_transaction(rt.db) as s:
+        item = s.get(InboxItem, item_id)
+        return item.status if item else "received"
+
+
 # --- the worker side ----------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,9 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import ApiKey, Principal, utcnow
+# Principal is re-exported: callers above the services (the API) name the type through this module.
+from app.db.models import ApiKey, utcnow
+from app.db.models import Principal as Principal
 from app.db.session import read_transaction, transaction
 from app.errors import AuthError, InvalidInput, NotFound
 

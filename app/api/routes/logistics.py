@@ -11,10 +11,9 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CapturePrincipal, CurrentPrincipal, OraclePrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
-from app.db.models import InboxItem, Principal
-from app.db.session import read_transaction
 from app.services import ingestion
 from app.services.orders import intent_public
+from app.services.principals import Principal
 from app.services.runtime import Runtime
 from workers.tasks import kick
 
@@ -81,15 +80,9 @@ def _answer(rt: Runtime, accepted: ingestion.Accepted) -> dict[str, Any]:
         kick("inbox")
     return {
         "capture_id": accepted.item.id,
-        "status": _status(rt, accepted.item.id),
+        "status": ingestion.inbox_status(rt, accepted.item.id),
         "duplicate": accepted.duplicate,
     }
-
-
-def _status(rt: Runtime, item_id: str) -> str:
-    with read_transaction(rt.db) as s:
-        item = s.get(InboxItem, item_id)
-        return item.status if item else "received"
 
 
 @router.get(
@@ -99,8 +92,7 @@ def get_capture(
     capture_id: Annotated[str, Path(max_length=40)], rt: RuntimeDep, me: CurrentPrincipal
 ) -> dict[str, Any]:
     """The outcome of a capture: status, events read, orders matched, attestations queued."""
-    with read_transaction(rt.db) as s:
-        return ingestion.capture_public(ingestion.capture(s, me, capture_id))
+    return ingestion.capture_public(ingestion.capture_for(rt, me, capture_id))
 
 
 @router.post(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from app.api.deps import (
     ArbitratorPrincipal,
@@ -43,12 +41,9 @@ from app.api.schemas import (
     ShipmentCreate,
     ShipmentPublic,
 )
-from app.db import pagination
-from app.db.models import ChainEvent, Evidence, Intent, Order
-from app.db.session import read_transaction
 from app.domain.order_state import Decision
-from app.errors import InvalidInput, NotFound
-from app.services import orders
+from app.errors import InvalidInput
+from app.services import order_views, orders
 from workers.tasks import kick
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -114,22 +109,9 @@ def _signature(hex_text: str) -> bytes:
     return bytes.fromhex(hex_text[2:])
 
 
-def _order_view(rt: RuntimeDep, oid: str, me: CurrentPrincipal, with_timeline: bool = True) -> dict[str, Any]:
-    from app.services import indexer
-
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, oid)
-        timeline = indexer.timeline(s, order.id) if with_timeline else None
-        return orders.public(order, timeline)
-
-
-def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent: Intent) -> dict[str, Any]:
+def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent_id: str) -> dict[str, Any]:
     kick("relay")
-    with read_transaction(rt.db) as s:
-        fresh = s.get(Intent, intent.id)
-        assert fresh is not None
-        order = orders.get_visible(s, me, oid)
-        return {"order": orders.public(order), "intent": orders.intent_public(fresh)}
+    return order_views.accepted(rt, me, oid, intent_id)
 
 
 _ORDER = {"order_id": "$response.body#/order/id"}
@@ -174,32 +156,24 @@ def create_order(body: OrderCreate, rt: RuntimeDep, me: MerchantPrincipal) -> di
 def list_orders(
     rt: RuntimeDep,
     me: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = 20,
+    limit: Annotated[int, Query(ge=1, le=order_views.MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
 ) -> dict[str, Any]:
     """The caller's orders, newest first (merchant, buyer: their own; arbitrator: disputed ones)."""
-    query = orders.visible_query(me)
-    if status:
-        query = query.where(Order.status == status)
-    query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
-    with read_transaction(rt.db) as s:
-        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
-        return {"items": [orders.public(o) for o in rows], "next_cursor": next_cursor}
+    return order_views.page(rt, me, limit, cursor, status)
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=READ)
 def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Status, split, ``release_at`` and the timeline of on- and off-chain facts (with tx hashes)."""
-    return _order_view(rt, order_id, me)
+    return order_views.detail(rt, me, order_id)
 
 
 @router.get("/{order_id}/signing", responses=READ)
 def signing_documents(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """The typed data to sign for funding (again), e.g. after the permit nonce changed."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, order_id)
-    return orders.signing_documents(rt, order)
+    return order_views.signing(rt, me, order_id)
 
 
 @router.post("/{order_id}/funding", status_code=202, response_model=ActionAccepted, responses=ACTION)
@@ -211,7 +185,7 @@ def fund_order(
     if body.permit is not None:
         permit = orders.Permit(_signature(body.permit.signature), body.permit.deadline)
     intent = orders.fund(rt, me, order_id, _signature(body.signature), permit)
-    return _accepted(rt, me, order_id, intent)
+    return _accepted(rt, me, order_id, intent.id)
 
 
 @router.post(
@@ -245,7 +219,7 @@ def _decision(
         body.valid_until,
         bytes.fromhex(body.evidence_hash[2:]),
     )
-    return _accepted(rt, me, order_id, intent)
+    return _accepted(rt, me, order_id, intent.id)
 
 
 @router.post("/{order_id}/confirm-receipt", status_code=202, response_model=ActionAccepted, responses=ACTION)
@@ -305,45 +279,13 @@ def submit_evidence(
         signature=_signature(signature),
         valid_until=valid_until,
     )
-    return _accepted(rt, me, order_id, intent)
+    return _accepted(rt, me, order_id, intent.id)
 
 
 @router.get("/{order_id}/evidence", response_model=EvidenceList, responses=READ)
 def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Evidence with its SHA-256, anchor tx, and whether the stored file still matches the hash on chain."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, order_id)
-        anchored = {
-            (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
-            for e in s.scalars(
-                select(ChainEvent).where(
-                    ChainEvent.order_id == order.id, ChainEvent.name == "EvidenceSubmitted"
-                )
-            )
-        }
-        items = []
-        for ev in s.scalars(
-            select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)
-        ):
-            intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
-            recomputed = "0x" + hashlib.sha256(ev.data).hexdigest()
-            tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
-            items.append(
-                {
-                    "id": ev.id,
-                    "party": ev.party,
-                    "filename": ev.filename,
-                    "content_type": ev.content_type,
-                    "size": ev.size,
-                    "sha256": ev.sha256,
-                    "intent": orders.intent_public(intent) if intent else None,
-                    "anchor_tx": tx,
-                    "anchored": tx is not None,
-                    "matches_chain": tx is not None and recomputed == ev.sha256,
-                    "created_at": ev.created_at,
-                }
-            )
-        return {"items": items}
+    return order_views.evidence_list(rt, me, order_id)
 
 
 @router.get("/{order_id}/evidence/{evidence_id}/content", response_class=Response, responses=READ)
@@ -354,20 +296,16 @@ def evidence_content(
     me: CurrentPrincipal,
 ) -> Response:
     """The stored evidence file, byte for byte (re-hash it to check it against the chain)."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, order_id)
-        ev = s.get(Evidence, evidence_id)
-        if ev is None or ev.order_id != order.id:
-            raise NotFound("evidence", evidence_id)
-        return Response(
-            ev.data,
-            media_type=ev.content_type,
-            headers={
-                "Content-Disposition": f'attachment; filename="{ev.id}"',
-                "X-Content-Type-Options": "nosniff",
-                "X-Content-SHA256": ev.sha256,
-            },
-        )
+    ev = order_views.evidence_file(rt, me, order_id, evidence_id)
+    return Response(
+        ev.data,
+        media_type=ev.content_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{ev.id}"',
+            "X-Content-Type-Options": "nosniff",
+            "X-Content-SHA256": ev.sha256,
+        },
+    )
 
 
 @router.post("/{order_id}/ruling", status_code=202, response_model=ActionAccepted, responses=ACTION)
@@ -384,4 +322,4 @@ def submit_ruling(
         body.valid_until,
         _signature(body.signature),
     )
-    return _accepted(rt, me, order_id, intent)
+    return _accepted(rt, me, order_id, intent.id)

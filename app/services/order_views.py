@@ -1,0 +1,109 @@
+"""What a principal may read of orders: one order with its timeline, pages of orders, the answer to an
+accepted action, the typed data to sign, and evidence (list and files).
+
+Every read here runs in one read transaction (no write lock) and checks visibility there
+(:func:`app.services.orders.get_visible`: another party's order is a 404). Whatever asks the node (the permit
+nonce of :func:`signing`) runs after that transaction has ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db import pagination
+from app.db.models import ChainEvent, Evidence, Intent, Order, Principal
+from app.db.session import read_transaction
+from app.errors import NotFound
+from app.services import indexer, orders
+from app.services.runtime import Runtime
+
+#: The largest page a list answers.
+MAX_PAGE = pagination.MAX_LIMIT
+
+
+def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
+    """One order as the API shows it, with its timeline of on- and off-chain facts (with tx hashes)."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+        return orders.public(order, indexer.timeline(s, order.id))
+
+
+def page(
+    rt: Runtime, viewer: Principal, limit: int, cursor: str | None, status: str | None
+) -> dict[str, Any]:
+    """The orders ``viewer`` may see, newest first, optionally of one status; ``next_cursor`` continues."""
+    query = orders.visible_query(viewer)
+    if status:
+        query = query.where(Order.status == status)
+    query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
+    with read_transaction(rt.db) as s:
+        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
+        return {"items": [orders.public(o) for o in rows], "next_cursor": next_cursor}
+
+
+def accepted(rt: Runtime, viewer: Principal, oid: str, intent_id: str) -> dict[str, Any]:
+    """The answer to an accepted action: the order and its relayer intent as they are now (an eager relayer
+    may have moved both since the action was stored)."""
+    with read_transaction(rt.db) as s:
+        fresh = s.get(Intent, intent_id)
+        assert fresh is not None  # written by the action that returned it
+        order = orders.get_visible(s, viewer, oid)
+        return {"order": orders.public(order), "intent": orders.intent_public(fresh)}
+
+
+def signing(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
+    """The typed data to sign for funding, again (e.g. after the buyer's permit nonce moved)."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+    return orders.signing_documents(rt, order)
+
+
+def evidence_list(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
+    """An order's evidence with its SHA-256, its intent, the transaction that anchored it, and whether the
+    stored bytes still hash to what the chain holds."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+        anchored = {
+            (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
+            for e in s.scalars(
+                select(ChainEvent).where(
+                    ChainEvent.order_id == order.id, ChainEvent.name == "EvidenceSubmitted"
+                )
+            )
+        }
+        items = []
+        for ev in s.scalars(
+            select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)
+        ):
+            intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
+            recomputed = "0x" + hashlib.sha256(ev.data).hexdigest()
+            tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
+            items.append(
+                {
+                    "id": ev.id,
+                    "party": ev.party,
+                    "filename": ev.filename,
+                    "content_type": ev.content_type,
+                    "size": ev.size,
+                    "sha256": ev.sha256,
+                    "intent": orders.intent_public(intent) if intent else None,
+                    "anchor_tx": tx,
+                    "anchored": tx is not None,
+                    "matches_chain": tx is not None and recomputed == ev.sha256,
+                    "created_at": ev.created_at,
+                }
+            )
+        return {"items": items}
+
+
+def evidence_file(rt: Runtime, viewer: Principal, oid: str, evidence_id: str) -> Evidence:
+    """One stored evidence file of an order ``viewer`` may see (404 for another order's evidence)."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+        ev = s.get(Evidence, evidence_id)
+        if ev is None or ev.order_id != order.id:
+            raise NotFound("evidence", evidence_id)
+        return ev

@@ -74,10 +74,39 @@ for bin in "${FOUNDRY_BINS[@]}"; do
 done
 chmod +x tools/solc tools/solc-shim.js
 
-# 3. Scratch space: forge output/cache, anvil state, logs.
+# 3. The web console's browser assets, vendored from node_modules into the package (gitignored; copied on
+#    every run, a few files): htmx, Chart.js, and Swagger UI / ReDoc so that /docs and /redoc work offline.
+VENDOR=app/web/static/vendor
+mkdir -p "$VENDOR"
+VENDORED=(
+  node_modules/htmx.org/dist/htmx.min.js
+  node_modules/chart.js/dist/chart.umd.min.js
+  node_modules/swagger-ui-dist/swagger-ui-bundle.js
+  node_modules/swagger-ui-dist/swagger-ui.css
+  node_modules/swagger-ui-dist/favicon-32x32.png
+  node_modules/redoc/bundles/redoc.standalone.js
+)
+for asset in "${VENDORED[@]}"; do
+  [[ -f "$asset" ]] || { echo "bootstrap: missing $asset (npm ci incomplete?)" >&2; exit 1; }
+  cp -p "$asset" "$VENDOR/"
+done
+
+# 4. A browser for the console's tests (tests/web): Debian's chromium, driven by Playwright (Playwright's
+#    own browser download cannot reach its host here). Installed when we are root; otherwise say how.
+if ! command -v chromium >/dev/null; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    say "apt-get install chromium (browser tests)"
+    quiet apt-get install -y chromium || { quiet apt-get update; quiet apt-get install -y chromium; }
+  else
+    say "chromium not found: the browser tests (tests/web) will be skipped; install it with" \
+      "'sudo apt-get install -y chromium'"
+  fi
+fi
+
+# 5. Scratch space: forge output/cache, anvil state, logs.
 mkdir -p var
 
-# 4. Optional lint tools in their own venv.
+# 6. Optional lint tools in their own venv.
 if [[ "$WITH_LINT" == 1 ]]; then
   ensure_venv .venv-tools
   stamp=.venv-tools/.bootstrap-tools

@@ -4,7 +4,7 @@ The database is SQLite in ``tmp_path`` by default; with ``TRADEGUARD_TEST_DB=pos
 own schema in the PostgreSQL database at ``TRADEGUARD_TEST_PG_URL`` (default 127.0.0.1:5432/test), dropped
 afterwards.
 
-Every test under tests/services, tests/api and tests/workers runs with the network tripwire armed
+Every test under tests/services, tests/api, tests/workers and tests/web runs with the network tripwire armed
 (:func:`_network_tripwire`): a JSON-RPC request, an outbound HTTP request or a DNS lookup made while the
 calling thread has a database write transaction open fails the test.
 """
@@ -36,7 +36,7 @@ PG_URL = os.environ.get("TRADEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres
 
 
 #: Test folders whose tests run with the network tripwire armed.
-TRIPWIRE_DIRS = ("services", "api", "workers")
+TRIPWIRE_DIRS = ("services", "api", "workers", "web")
 _TESTS = Path(__file__).resolve().parent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from app import web
 from app.api import problems
 from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
 from app.api.routes import logistics, orders, settlements, system, webhook_endpoints
@@ -21,7 +22,8 @@ units as decimal strings; times are RFC 3339 UTC.
 
 def create_app() -> FastAPI:
     """A new application over the process runtime (:func:`app.services.runtime.get_runtime`)."""
-    app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION)
+    # /docs and /redoc are served by the console (app.web) from vendored assets: FastAPI's own load a CDN
+    app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION, docs_url=None, redoc_url=None)
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(EmbeddedChainLock)  # idempotency bookkeeping runs inside the turn
@@ -30,4 +32,5 @@ def create_app() -> FastAPI:
     app.add_middleware(problems.LastResort)
     for module in (system, orders, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
+    web.install(app)
     return app

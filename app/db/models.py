@@ -390,3 +390,22 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- web console ------------------------------------------------------------------------------------------
+
+
+class WebSession(Base):
+    """A console sign-in: an API key exchanged for a session cookie (only the cookie's SHA-256 is stored).
+
+    A row, not a signed cookie, so that signing out (or disabling the principal) ends the session at once
+    on every server, whatever a copy of the cookie says.
+    """
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex of the cookie value
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column()

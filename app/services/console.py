@@ -1,0 +1,378 @@
+"""What the web console shows, read through the same rules as the API (object-level access included).
+
+The console (``app/web``) is an API client of the services: it never opens a database session or talks to
+the chain itself. Each function here opens its own read transaction (no network call inside a write one)
+and answers plain data: amounts as ``int`` base units, times as unix seconds or RFC 3339 strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from app.db import pagination
+from app.db.models import ChainEvent, Evidence, InboxItem, Intent, Order, Principal, Shipment
+from app.db.session import read_transaction, transaction
+from app.errors import InvalidInput, NotFound
+from app.services import chain_guard, corridors, indexer, ingestion, orders, principals, settlements
+from app.services.orders import require_role
+from app.services.runtime import Runtime
+
+DAY = 86_400
+#: The lifecycle as the order page draws it: the happy path, then where a dispute or refund ends.
+HAPPY_PATH = ("awaiting_funding", "funded", "shipped", "delivered", "released")
+STATUSES = (*HAPPY_PATH, "disputed", "refunded", "resolved")
+#: Dashboard cards, in order.
+CARDS = ("in_escrow", "due_24h", "released_week", "disputed", "refunded")
+CALENDAR_DAYS = 14
+
+
+# --- orders ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    """One page of the caller's orders (API views) and the cursor of the next page."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def orders_page(
+    rt: Runtime, me: Principal, *, status: str | None = None, cursor: str | None = None, limit: int = 20
+) -> OrdersPage:
+    """The orders ``me`` may list, newest first (the API's ``GET /v1/orders``)."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("invalid_status", f"status must be one of {', '.join(STATUSES)}")
+    limit = max(1, min(limit, pagination.MAX_LIMIT))
+    query = orders.visible_query(me)
+    if status:
+        query = query.where(Order.status == status)
+    query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
+    with read_transaction(rt.db) as s:
+        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
+        return OrdersPage([orders.public(o) for o in rows], next_cursor)
+
+
+def evidence_items(s: Any, order: Order) -> list[dict[str, Any]]:
+    """The order's evidence with its SHA-256, the anchoring tx, and whether the stored bytes still hash to
+    what was anchored (the API's ``GET /v1/orders/{id}/evidence``)."""
+    anchored = {
+        (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
+        for e in s.scalars(
+            select(ChainEvent).where(ChainEvent.order_id == order.id, ChainEvent.name == "EvidenceSubmitted")
+        )
+    }
+    items = []
+    for ev in s.scalars(select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)):
+        intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
+        tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
+        items.append(
+            {
+                "id": ev.id,
+                "party": ev.party,
+                "side": "buyer" if ev.party.lower() == order.buyer.lower() else "merchant",
+                "filename": ev.filename,
+                "content_type": ev.content_type,
+                "size": ev.size,
+                "sha256": ev.sha256,
+                "intent": orders.intent_public(intent) if intent else None,
+                "anchor_tx": tx,
+                "anchored": tx is not None,
+                "matches_chain": tx is not None and "0x" + hashlib.sha256(ev.data).hexdigest() == ev.sha256,
+            }
+        )
+    return items
+
+
+def order_view(rt: Runtime, me: Principal, oid: str) -> dict[str, Any]:
+    """An order as ``me`` may see it (others' are :class:`NotFound`): the API view with its timeline, plus
+    shipments and evidence."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, me, oid)
+        view = orders.public(order, indexer.timeline(s, order.id))
+        view["shipments"] = [
+            {
+                "carrier": sh.carrier,
+                "tracking_number": sh.tracking_number,
+                "sscc": sh.sscc,
+                "destination": sh.destination,
+            }
+            for sh in s.scalars(select(Shipment).where(Shipment.order_id == order.id))
+        ]
+        view["evidence"] = evidence_items(s, order)
+        view["response_deadline"] = order.response_deadline
+        view["arbitration_deadline"] = order.arbitration_deadline
+        view["updated_at"] = order.updated_at.isoformat()
+        view["release_at_unix"] = order.release_at
+        return view
+
+
+def evidence_file(rt: Runtime, me: Principal, oid: str, evidence_id: str) -> tuple[bytes, str, str]:
+    """The stored bytes of one evidence file, its content type and its recorded SHA-256."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, me, oid)
+        ev = s.get(Evidence, evidence_id)
+        if ev is None or ev.order_id != order.id:
+            raise NotFound("evidence", evidence_id)
+        return ev.data, ev.content_type, ev.sha256
+
+
+def order_version(rt: Runtime, me: Principal, oid: str) -> str:
+    """A short fingerprint of what the order page shows: live updates redraw the page when it changes."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, me, oid)
+        events = s.scalars(select(ChainEvent.id).where(ChainEvent.order_id == order.id)).all()
+        evidence = s.scalars(select(Evidence.id).where(Evidence.order_id == order.id)).all()
+        basis = f"{order.status}|{order.updated_at.isoformat()}|{len(events)}|{len(evidence)}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+# --- merchant settlement dashboard -----------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    """Per-currency cards (amounts in base units) and the 14-day release calendar."""
+
+    as_of: int
+    cards: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per currency, the amount due to release on each of the next 14 days (day 0 = the next 24 h).
+    calendar: dict[str, list[int]] = field(default_factory=dict)
+    decimals: dict[str, int] = field(default_factory=dict)
+
+
+def dashboard(rt: Runtime, me: Principal, now: int) -> Dashboard:
+    """The merchant's settlement dashboard at chain time ``now``.
+
+    - in escrow: funded, shipped or delivered (not yet released), gross amounts;
+    - due in the next 24 h: delivered with ``release_at`` within 24 h (or already due), seller net;
+    - released this week: closed released or resolved in the last 7 days, seller net;
+    - disputed, refunded: gross amounts (refunded: the last 7 days).
+    The calendar sums the seller net of delivered orders by day of ``release_at`` over the next 14 days.
+    """
+    require_role(me, "read settlements", "merchant", "admin")
+    board = Dashboard(as_of=now)
+    query = select(Order)
+    if me.role != "admin":
+        query = query.where(Order.merchant_id == me.id)
+    zero = dict.fromkeys(CARDS, 0)
+    cards: dict[str, dict[str, int]] = defaultdict(lambda: dict(zero))
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict(zero))
+    calendar: dict[str, list[int]] = defaultdict(lambda: [0] * CALENDAR_DAYS)
+
+    def add(currency: str, card: str, amount: int) -> None:
+        cards[currency][card] += amount
+        counts[currency][card] += 1
+
+    week_ago = now - 7 * DAY
+    with read_transaction(rt.db) as s:
+        for order in s.scalars(query):
+            split, _final = orders.split_of(order)
+            c = order.currency
+            if order.status in ("funded", "shipped", "delivered"):
+                add(c, "in_escrow", order.amount)
+            if order.status == "delivered" and order.release_at is not None:
+                day = max(0, (order.release_at - now) // DAY)
+                if order.release_at <= now + DAY:
+                    add(c, "due_24h", split.seller_net)
+                if day < CALENDAR_DAYS:
+                    calendar[c][day] += split.seller_net
+            if order.status in ("released", "resolved") and (order.closed_at or 0) >= week_ago:
+                add(c, "released_week", split.seller_net)
+            if order.status == "disputed":
+                add(c, "disputed", order.amount)
+            if order.status == "refunded" and (order.closed_at or 0) >= week_ago:
+                add(c, "refunded", order.amount)
+            cards[c]  # noqa: B018 - every currency with an order gets its cards, even all zero
+            counts[c]  # noqa: B018
+    board.cards = dict(cards)
+    board.counts = dict(counts)
+    board.calendar = {c: calendar[c] for c in cards}
+    board.decimals = {t.symbol: t.decimals for t in rt.tokens.values()}
+    return board
+
+
+# --- arbitrator ------------------------------------------------------------------------------------------
+
+
+def dispute_queue(rt: Runtime, me: Principal) -> list[dict[str, Any]]:
+    """Open disputes, the nearest deadline first (the seller's response window, then arbitration)."""
+    require_role(me, "rule on disputes", "arbitrator", "admin")
+    with read_transaction(rt.db) as s:
+        rows = list(s.scalars(select(Order).where(Order.status == "disputed")))
+    far = 2**63
+
+    def deadline(o: Order) -> int:
+        return min(d for d in (o.arbitration_deadline, o.response_deadline, far) if d is not None)
+
+    rows.sort(key=lambda o: (deadline(o), o.id))
+    out = []
+    for o in rows:
+        view = orders.public(o)
+        view["deadline"] = None if deadline(o) == far else deadline(o)
+        view["seller_evidence"] = o.seller_evidence
+        out.append(view)
+    return out
+
+
+# --- oracle ----------------------------------------------------------------------------------------------
+
+
+def captures(rt: Runtime, me: Principal, limit: int = 50) -> list[dict[str, Any]]:
+    """The caller's own logistics inputs (an admin sees all), newest first, with status and errors."""
+    require_role(me, "read captures", "oracle", "admin")
+    query = select(InboxItem).order_by(InboxItem.received_at.desc(), InboxItem.id.desc()).limit(limit)
+    if me.role != "admin":
+        query = query.where(InboxItem.principal_id == me.id)
+    with read_transaction(rt.db) as s:
+        return [ingestion.capture_public(item) for item in s.scalars(query)]
+
+
+# --- admin -----------------------------------------------------------------------------------------------
+
+
+def principal_list(rt: Runtime, me: Principal) -> list[dict[str, Any]]:
+    """Every principal (admin only), newest first, with how many live API keys it has."""
+    from app.db.models import ApiKey
+
+    require_role(me, "list principals", "admin")
+    with read_transaction(rt.db) as s:
+        live: dict[str, int] = defaultdict(int)
+        for key in s.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
+            live[key.principal_id] += 1
+        return [
+            {
+                "id": p.id,
+                "role": p.role,
+                "address": p.address,
+                "name": p.name,
+                "disabled": p.disabled,
+                "live_keys": live[p.id],
+                "created_at": p.created_at,
+            }
+            for p in s.scalars(select(Principal).order_by(Principal.created_at.desc(), Principal.id.desc()))
+        ]
+
+
+def create_principal(rt: Runtime, me: Principal, role: str, address: str | None, name: str) -> str:
+    """A new principal and its API key (returned once, never stored)."""
+    require_role(me, "create principals", "admin")
+    with transaction(rt.db) as s:
+        return principals.create_principal(s, role, address or None, name).api_key
+
+
+def disable_principal(rt: Runtime, me: Principal, principal_id: str) -> None:
+    """Disable a principal and revoke its keys (which also ends its console sessions)."""
+    require_role(me, "disable principals", "admin")
+    if principal_id == me.id:
+        raise InvalidInput("cannot_disable_self", "an admin cannot disable itself")
+    with transaction(rt.db) as s:
+        principals.disable(s, principal_id)
+
+
+def corridor_list(rt: Runtime) -> list[dict[str, Any]]:
+    with read_transaction(rt.db) as s:
+        return [c.as_json() for c in corridors.load(s)]
+
+
+def store_corridors(rt: Runtime, me: Principal, items: list[dict[str, Any]]) -> None:
+    require_role(me, "configure corridors", "admin")
+    with transaction(rt.db) as s:
+        corridors.store(s, items)
+
+
+# --- dev chains only -------------------------------------------------------------------------------------
+
+
+def _require_dev(rt: Runtime) -> None:
+    if not rt.is_dev:
+        raise NotFound("route", "dev tools (TRADEGUARD_DEV is off or this is not a dev chain)")
+
+
+def dev_faucet(rt: Runtime, address: str, currency: str, amount: int) -> str:
+    """Dev chains only: mint test tokens to ``address`` (the API's ``POST /v1/dev/faucet``); the tx hash."""
+    _require_dev(rt)
+    chain_guard.require(rt)
+    token = rt.token_by_symbol(currency)
+    if token is None:
+        raise InvalidInput("unknown_currency", f"no token {currency!r}")
+    if not 0 < amount < 2**128:
+        raise InvalidInput("invalid_amount", "amount must be 1..2^128-1 base units")
+    contract = rt.chain.contract("TestUSD", token.address)
+    receipt = rt.chain.send(contract.functions.faucet(address, amount), rt.dev_accounts["deployer"])
+    return "0x" + bytes(receipt["transactionHash"]).hex()
+
+
+def dev_advance_time(rt: Runtime, me: Principal, seconds: int) -> int:
+    """Dev chains only (admin): move the chain clock forward; the new chain time. The caller wakes the
+    keeper, as the API's ``POST /v1/dev/advance-time`` does."""
+    _require_dev(rt)
+    require_role(me, "move the dev clock", "admin")
+    if not 0 < seconds <= 365 * DAY:
+        raise InvalidInput("invalid_seconds", "seconds must be 1 s..365 days")
+    chain_guard.require(rt)
+    return rt.chain.advance_time(seconds)
+
+
+def chain_time(rt: Runtime) -> int:
+    """The chain's current time (unix seconds)."""
+    chain_guard.require(rt)
+    return rt.chain.now()
+
+
+def chain_info(rt: Runtime) -> dict[str, Any]:
+    """What a page needs to sign: the EIP-712 domain and types, tokens, chain time, whether it is dev."""
+    from app.chain import eip712
+
+    chain_guard.require(rt)
+    return {
+        "chain_id": rt.chain.chain_id,
+        "escrow": rt.escrow.address,
+        "chain_time": rt.chain.now(),
+        "dev": rt.is_dev,
+        "domain": eip712.domain(rt.chain.chain_id, rt.escrow.address),
+        "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
+        "tokens": [
+            {"address": t.address, "currency": t.symbol, "decimals": t.decimals} for t in rt.tokens.values()
+        ],
+    }
+
+
+def settlements_csv(rt: Runtime, me: Principal) -> str:
+    """The merchant's settlement pipeline as CSV (the API's ``GET /v1/settlements``, ``text/csv``)."""
+    require_role(me, "read settlements", "merchant", "admin")
+    now = chain_time(rt)
+    with read_transaction(rt.db) as s:
+        report = settlements.pipeline(s, me, now)
+    return settlements.to_csv(report)
+
+
+def signing_documents(rt: Runtime, me: Principal, oid: str) -> dict[str, Any]:
+    """The typed data the buyer signs to fund ``oid`` (asks the node for the permit nonce: outside any
+    transaction)."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, me, oid)
+    return orders.signing_documents(rt, order)
+
+
+def dev_sign_typed_data(rt: Runtime, me: Principal, address: str, document: dict[str, Any]) -> str:
+    """Dev chains only: the console's dev wallet signs EIP-712 ``document`` for the caller's own address,
+    when that address is one of the dev chain's well-known demo accounts (their keys are public: anvil
+    unlocks the same accounts). Never available on another chain; never for another principal's address."""
+    from app.chain import eip712
+
+    _require_dev(rt)
+    if me.address is None or address.lower() != me.address.lower():
+        raise InvalidInput(
+            "not_your_address", "the dev wallet signs only for the signed-in principal's address"
+        )
+    account = next((a for a in rt.dev_accounts.values() if a.address.lower() == address.lower()), None)
+    if account is None:
+        raise InvalidInput("not_a_dev_account", f"{address} is not one of the dev chain's demo accounts")
+    return "0x" + eip712.sign_typed_data(account.key, document).hex()

@@ -283,7 +283,7 @@ def order_page(request: Request, rt: RuntimeDep, user: UserDep, order_id: str) -
     caller's role may take in its current state."""
     view = console.order_view(rt, user.principal, order_id)
     version = console.order_version(rt, user.principal, order_id)
-    steps = _lifecycle(view["status"])
+    steps = _lifecycle(view["status"], view["timeline"])
     return render(
         request,
         "order.html",
@@ -295,14 +295,19 @@ def order_page(request: Request, rt: RuntimeDep, user: UserDep, order_id: str) -
     )
 
 
-def _lifecycle(status: str) -> list[dict[str, str]]:
-    """The progress bar: the happy path with each step done / current / todo; a dispute or refund shows
-    where the order left it."""
+def _lifecycle(status: str, timeline: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The progress bar: the happy path with each step done / current / todo. A disputed, resolved or refunded
+    order shows the steps it reached on chain (from its timeline) and then where it left the happy path."""
     path = list(console.HAPPY_PATH)
-    if status in ("disputed", "resolved"):
-        path = [*path[:-1], "disputed", "resolved" if status == "resolved" else "ruling"]
-    elif status == "refunded":
-        path = [*path[:-2], "refunded"]
+    if status in ("disputed", "resolved", "refunded"):
+        seen = {item["kind"] for item in timeline if item["source"] == "chain"}
+        reached = ["awaiting_funding", "funded"]
+        reached += [
+            s for s, kind in (("shipped", "OrderShipped"), ("delivered", "OrderDelivered")) if kind in seen
+        ]
+        ending = ["disputed"] if status == "disputed" or "DisputeOpened" in seen else []
+        ending += ["ruling"] if status == "disputed" else [status]
+        path = reached + ending
     at = path.index(status) if status in path else 0
     return [
         {"name": name.replace("_", " "), "state": "done" if i < at else "current" if i == at else "todo"}

@@ -130,8 +130,8 @@ def sign_in(browser: Any, live: Live) -> Iterator[Callable[..., Session]]:
     contexts: list[Any] = []
     accounts: dict[str, LocalAccount] = {a.address.lower(): a for a in live.runtime.dev_accounts.values()}
 
-    def open_as(role: str, *, wallet: LocalAccount | None = None) -> Session:
-        key = live.keys[role]
+    def open_as(role: str, *, key: DemoKey | None = None, inject_wallet: bool = True) -> Session:
+        key = key or live.keys[role]
         context = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=live.url)
         contexts.append(context)
         signed: list[dict[str, Any]] = []
@@ -142,12 +142,12 @@ def sign_in(browser: Any, live: Live) -> Iterator[Callable[..., Session]]:
             signed.append(document)
             return "0x" + sign_typed_data(account.key, document).hex()
 
-        context.expose_function("__tgSign", sign)
-        address = wallet.address if wallet else (key.address or "")
-        context.add_init_script(
-            f"window.__tgAccount = {json.dumps(address)}; window.__tgChainId = "
-            f"{live.runtime.chain.chain_id};" + WALLET_JS
-        )
+        if inject_wallet:
+            context.expose_function("__tgSign", sign)
+            context.add_init_script(
+                f"window.__tgAccount = {json.dumps(key.address or '')}; window.__tgChainId = "
+                f"{live.runtime.chain.chain_id};" + WALLET_JS
+            )
         page = context.new_page()
         page.set_default_timeout(WAIT_MS)
         page.goto("/console/sign-in")

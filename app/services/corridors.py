@@ -12,7 +12,9 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy.orm import Session
 
 from app.db.models import KeyValue
+from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput
+from app.services.runtime import Runtime
 
 KEY = "corridors"
 MAX_TAX_BPS = 5000
@@ -70,6 +72,18 @@ def store(session: Session, items: list[dict[str, Any]]) -> list[Corridor]:
     else:
         row.value = value
     return parsed
+
+
+def current(rt: Runtime) -> list[Corridor]:
+    """The corridor table as stored now (read transaction)."""
+    with read_transaction(rt.db) as s:
+        return load(s)
+
+
+def replace_all(rt: Runtime, items: list[dict[str, Any]]) -> list[Corridor]:
+    """:func:`store` in a write transaction of its own. Open orders keep the terms their buyers signed."""
+    with transaction(rt.db) as s:
+        return store(s, items)
 
 
 def resolve(session: Session, country: str, category: str) -> Corridor:

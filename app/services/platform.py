@@ -4,11 +4,18 @@
 tax recipient: the allowlist, the recipient's tax cap, the commission rate, the oracle threshold and how many
 oracles count now, the pause flag, and how much of the token can exist: its total supply, or on a dev chain
 (where tUSD's faucet mints on request) the room left below ``2^256``.
+
+:func:`public_info` is what any client is told of the platform (``GET /v1/chain``): the EIP-712 domain and
+types it signs with (SPEC §4), the escrow, the settlement tokens and the settings new orders get.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.chain import eip712
 from app.domain.order_rules import PlatformLimits, usable_oracles
+from app.services import chain_guard
 from app.services.runtime import Runtime
 
 
@@ -32,3 +39,27 @@ def limits(rt: Runtime, token: str, tax_recipient: str, now: int) -> PlatformLim
         paused=bool(config["paused"]),
         token_supply=(2**256 - 1 - supply) if rt.chain.is_dev_chain else supply,
     )
+
+
+def public_info(rt: Runtime) -> dict[str, Any]:
+    """The chain, escrow, signing domain and types, tokens and platform settings; refused while halted."""
+    chain_guard.require(rt)
+    config = rt.escrow.config()
+    return {
+        "chain_id": rt.chain.chain_id,
+        "escrow": rt.escrow.address,
+        "block_number": rt.chain.block_number(),
+        "chain_time": rt.chain.now(),
+        "dev": rt.is_dev,
+        "domain": eip712.domain(rt.chain.chain_id, rt.escrow.address),
+        "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
+        "milestones": {"SHIPPED": 1, "DELIVERED": 2},
+        "decisions": {"CONFIRM_RECEIPT": 1, "OPEN_DISPUTE": 2},
+        "tokens": [
+            {"address": t.address, "currency": t.symbol, "decimals": t.decimals} for t in rt.tokens.values()
+        ],
+        "commission_bps": config["commission_bps"],
+        "default_hold_seconds": rt.settings.hold_seconds,
+        "relayer": rt.relayer.address,
+        "platform_oracle": rt.oracle.address if rt.oracle else None,
+    }

@@ -21,6 +21,7 @@ from app.db.models import ApiKey, utcnow
 from app.db.models import Principal as Principal
 from app.db.session import read_transaction, transaction
 from app.errors import AuthError, InvalidInput, NotFound
+from app.services.runtime import Runtime
 
 ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
 BOOTSTRAP_ADMIN = "bootstrap admin"
@@ -140,6 +141,18 @@ def disable(session: Session, principal_id: str) -> Principal:
     principal.disabled = True
     revoke_keys(session, principal)
     return principal
+
+
+def register(rt: Runtime, role: str, address: str | None, name: str = "") -> IssuedKey:
+    """:func:`create_principal` in a write transaction of its own (the admin's ``POST /v1/principals``)."""
+    with transaction(rt.db) as s:
+        return create_principal(s, role, address, name)
+
+
+def disable_by_id(rt: Runtime, principal_id: str) -> Principal:
+    """:func:`disable` in a write transaction of its own; an unknown id is a 404."""
+    with transaction(rt.db) as s:
+        return disable(s, principal_id)
 
 
 def find_by_role_address(session: Session, role: str, address: str) -> Principal | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
-from sqlalchemy import text
 
 from app.api.deps import AdminPrincipal, CurrentPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BODY, CHECKSUM, links, problems
@@ -18,10 +17,8 @@ from app.api.schemas import (
     PrincipalCreated,
     PrincipalPublic,
 )
-from app.chain import eip712
-from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput, NotFound
-from app.services import chain_guard, corridors, principals
+from app.services import corridors, dev_tools, platform, principals, readiness
 from app.services.orders import require_role
 
 router = APIRouter()
@@ -37,61 +34,26 @@ def healthz() -> dict[str, str]:
 def readyz(rt: RuntimeDep) -> Any:
     """Readiness: the database and the chain both answer, and the chain is the database's (same genesis block
     and chain id) with no halt in force; otherwise 503 naming the reason."""
-    checks: dict[str, str] = {}
-    try:
-        with read_transaction(rt.db) as s:  # no write lock for a probe
-            s.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:  # any driver error means not ready
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        checks["chain"] = f"ok (block {rt.chain.block_number()})"
-    except Exception as exc:  # any transport error means not ready
-        checks["chain"] = f"error: {type(exc).__name__}"
-    if not all(v.startswith("ok") for v in checks.values()):
-        return problem(503, "not_ready", "a dependency is not available", checks=checks)
-    try:
-        halt = chain_guard.check(rt)
-    except Exception as exc:  # the node or the database went away between the checks
-        checks["chain_guard"] = f"error: {type(exc).__name__}"
-        return problem(503, "not_ready", "a dependency is not available", checks=checks)
-    if halt is not None:
-        checks["chain_guard"] = f"halted: {halt.code}"
+    found = readiness.check(rt)
+    if found.halt is not None:
+        halt = found.halt
         return problem(
             503,
             halt.code,
             f"chain work is halted: {halt.reason}",
-            checks=checks,
+            checks=found.checks,
             reason=halt.reason,
             **halt.details,
         )
-    checks["chain_guard"] = "ok"
-    return {"status": "ready", "checks": checks}
+    if not found.ready:
+        return problem(503, "not_ready", "a dependency is not available", checks=found.checks)
+    return {"status": "ready", "checks": found.checks}
 
 
 @router.get("/v1/chain", tags=["system"], responses=problems(503))
 def chain_info(rt: RuntimeDep) -> dict[str, Any]:
     """The EIP-712 domain and types (SPEC §4), the escrow, settlement tokens and escrow configuration."""
-    chain_guard.require(rt)
-    config = rt.escrow.config()
-    return {
-        "chain_id": rt.chain.chain_id,
-        "escrow": rt.escrow.address,
-        "block_number": rt.chain.block_number(),
-        "chain_time": rt.chain.now(),
-        "dev": rt.is_dev,
-        "domain": eip712.domain(rt.chain.chain_id, rt.escrow.address),
-        "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
-        "milestones": {"SHIPPED": 1, "DELIVERED": 2},
-        "decisions": {"CONFIRM_RECEIPT": 1, "OPEN_DISPUTE": 2},
-        "tokens": [
-            {"address": t.address, "currency": t.symbol, "decimals": t.decimals} for t in rt.tokens.values()
-        ],
-        "commission_bps": config["commission_bps"],
-        "default_hold_seconds": rt.settings.hold_seconds,
-        "relayer": rt.relayer.address,
-        "platform_oracle": rt.oracle.address if rt.oracle else None,
-    }
+    return platform.public_info(rt)
 
 
 @router.post(
@@ -116,8 +78,7 @@ def create_principal(
     (never stored, not even for an ``Idempotency-Key`` replay)."""
     require_role(me, "create principals", "admin")
     response.headers["Cache-Control"] = "no-store"
-    with transaction(rt.db) as s:
-        issued = principals.create_principal(s, body.role, body.address, body.name)
+    issued = principals.register(rt, body.role, body.address, body.name)
     p = issued.principal
     return {
         "id": p.id,
@@ -144,8 +105,7 @@ def disable_principal(
     require_role(me, "disable principals", "admin")
     if principal_id == me.id:
         raise InvalidInput("cannot_disable_self", "an admin cannot disable itself")
-    with transaction(rt.db) as s:
-        return principals.disable(s, principal_id)
+    return principals.disable_by_id(rt, principal_id)
 
 
 @router.get(
@@ -159,8 +119,7 @@ def whoami(me: CurrentPrincipal) -> Any:
 @router.get("/v1/corridors", tags=["principals"], responses=problems(*AUTH))
 def list_corridors(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Tax corridors (destination, category → tax bps and recipient) that orders are priced with."""
-    with read_transaction(rt.db) as s:
-        return {"items": [c.as_json() for c in corridors.load(s)]}
+    return {"items": [c.as_json() for c in corridors.current(rt)]}
 
 
 @router.put(
@@ -176,8 +135,8 @@ def list_corridors(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
 def put_corridors(body: CorridorsPut, rt: RuntimeDep, me: AdminPrincipal) -> dict[str, Any]:
     """Admin: replace the tax corridors. Open orders keep the terms their buyers signed."""
     require_role(me, "configure corridors", "admin")
-    with transaction(rt.db) as s:
-        return {"items": [c.as_json() for c in corridors.store(s, [i.model_dump() for i in body.items])]}
+    stored = corridors.replace_all(rt, [i.model_dump() for i in body.items])
+    return {"items": [c.as_json() for c in stored]}
 
 
 def _require_dev(rt: RuntimeDep) -> None:
@@ -208,14 +167,8 @@ def _require_dev(rt: RuntimeDep) -> None:
 def faucet(body: FaucetRequest, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Dev chains only: mint test tokens to an address."""
     _require_dev(rt)
-    chain_guard.require(rt)
-    token = rt.token_by_symbol(body.currency)
-    if token is None:
-        raise InvalidInput("unknown_currency", f"no token {body.currency!r}")
-    contract = rt.chain.contract("TestUSD", token.address)
-    deployer = rt.dev_accounts["deployer"]
-    receipt = rt.chain.send(contract.functions.faucet(body.address, int(body.amount)), deployer)
-    return {"tx_hash": "0x" + bytes(receipt["transactionHash"]).hex(), "amount": body.amount}
+    tx_hash = dev_tools.faucet(rt, body.currency, body.address, int(body.amount))
+    return {"tx_hash": tx_hash, "amount": body.amount}
 
 
 @router.post("/v1/dev/advance-time", tags=["dev"], responses=problems(*AUTH, *BODY, 403, 404))
@@ -223,8 +176,7 @@ def advance_time(body: AdvanceTime, rt: RuntimeDep, me: AdminPrincipal) -> dict[
     """Dev chains only (admin): move the chain clock forward, then sweep timers (release, timeouts)."""
     _require_dev(rt)
     require_role(me, "move the dev clock", "admin")
-    chain_guard.require(rt)
-    now = rt.chain.advance_time(body.seconds)
+    now = dev_tools.advance_time(rt, body.seconds)
     from workers.tasks import kick
 
     kick("keeper")

@@ -1,0 +1,57 @@
+"""Readiness of this process (``GET /readyz``): the database and the node answer, and the chain is still the
+one the database records, with no halt in force (:mod:`app.services.chain_guard`).
+
+Each dependency is asked on its own so that the answer names every one that failed; the database is asked in
+a read transaction (a probe never takes the write lock), and the guard only once both answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from app.db.session import read_transaction
+from app.services import chain_guard
+from app.services.chain_guard import Halt
+from app.services.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What each check found (``ok …`` or why not), and the halt in force if that is what stops work."""
+
+    checks: dict[str, str]
+    halt: Halt | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Every check answered ``ok``."""
+        return all(v.startswith("ok") for v in self.checks.values())
+
+
+def check(rt: Runtime) -> Readiness:
+    """Ask the database, the node, then the chain guard; never raises (a failure is a check's answer)."""
+    checks: dict[str, str] = {}
+    try:
+        with read_transaction(rt.db) as s:
+            s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        checks["chain"] = f"ok (block {rt.chain.block_number()})"
+    except Exception as exc:  # any transport error means not ready
+        checks["chain"] = f"error: {type(exc).__name__}"
+    if not all(v.startswith("ok") for v in checks.values()):
+        return Readiness(checks)
+    try:
+        halt = chain_guard.check(rt)
+    except Exception as exc:  # the node or the database went away between the checks
+        checks["chain_guard"] = f"error: {type(exc).__name__}"
+        return Readiness(checks)
+    if halt is not None:
+        checks["chain_guard"] = f"halted: {halt.code}"
+        return Readiness(checks, halt)
+    checks["chain_guard"] = "ok"
+    return Readiness(checks)

@@ -1,8 +1,8 @@
 """``tradeguard`` command line.
 
 - ``run``: the service in local mode (an anvil it starts and owns, SQLite under ``var/``, Celery on Redis
-  when ``TRADEGUARD_BROKER_URL`` is set, else eager with an in-process sweeper), seeded with demo principals
-  on a dev chain; prints the URL and the demo API keys.
+  when ``TRADEGUARD_BROKER_URL`` is set, else the sweeps on background threads of the process), seeded
+  with demo principals on a dev chain; prints the URL and the demo API keys.
 - ``demo``: starts the service in process and drives three orders through its HTTP API only.
 - ``worker`` / ``beat``: the Celery worker and scheduler (need ``TRADEGUARD_BROKER_URL``).
 - ``keys create``: a principal and its API key (e.g. the first admin).
@@ -27,12 +27,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from app.chain import compiler
 from app.chain.client import ChainClient
 from app.config import Settings, get_settings
 from app.errors import TradeGuardError
 from app.services.runtime import Runtime, build_runtime, set_runtime, start_local_anvil
+
+if TYPE_CHECKING:
+    from workers.sweepers import Sweepers
 
 log = logging.getLogger("tradeguard")
 
@@ -67,26 +71,12 @@ def service_runtime(settings: Settings) -> Iterator[Runtime]:
         rt.close()
 
 
-def _sweeper(rt: Runtime, stop: threading.Event) -> threading.Thread:
-    """Eager mode's beat: every sweep, every ``sweep_seconds``, in this process."""
-    from workers.tasks import sweep_all
+def _background(rt: Runtime, stop: threading.Event) -> Sweepers:
+    """No broker: relay, inbox, indexer, keeper and webhooks on background threads of this process, so
+    that requests only validate, store and answer (:mod:`workers.sweepers`)."""
+    from workers.tasks import start_background
 
-    def loop() -> None:
-        while not stop.wait(rt.settings.sweep_seconds):
-            try:
-                with rt.lock if rt.chain.backend == "embedded" else _nothing():
-                    sweep_all()
-            except Exception as exc:  # the next sweep retries; the database is the record
-                log.warning("sweep failed: %s", exc)
-
-    thread = threading.Thread(target=loop, name="tradeguard-sweeper", daemon=True)
-    thread.start()
-    return thread
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
+    return start_background(rt, stop)
 
 
 def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]:
@@ -118,16 +108,19 @@ def cmd_run(settings: Settings) -> int:
         print(f"  database {_masked(settings.db_url)}")
         print(
             "  tasks: "
-            + (f"Celery on {_masked(settings.broker_url)}" if settings.broker_url else "eager, in process")
+            + (
+                f"Celery on {_masked(settings.broker_url)}"
+                if settings.broker_url
+                else "background threads, in process"
+            )
         )
         if rt.chain.is_dev_chain:
             print("  demo API keys (new on every start; stored hashed):")
             for k in seed_demo(rt):
                 print(f"    {k.role:<10} {k.address or '-':<42}  {k.api_key}")
         stop = threading.Event()
-        if settings.eager:
-            _sweeper(rt, stop)
-        else:
+        background = _background(rt, stop) if settings.eager else None
+        if not settings.eager:
             env = {**os.environ, "TRADEGUARD_CHAIN": rt.settings.chain}
             for what in ("worker", "beat"):
                 children.append(subprocess.Popen([sys.executable, "-m", "app.cli", what], env=env))
@@ -143,6 +136,8 @@ def cmd_run(settings: Settings) -> int:
             stop.set()
             server.should_exit = True  # type: ignore[attr-defined]
             thread.join(timeout=10)
+            if background is not None:
+                background.join()
             for child in children:
                 child.terminate()
             for child in children:
@@ -165,8 +160,7 @@ def cmd_demo(settings: Settings) -> int:
         if not rt.chain.is_dev_chain or not rt.is_dev:
             raise TradeGuardError("the demo needs a dev chain with TRADEGUARD_DEV on (faucet and dev clock)")
         stop = threading.Event()
-        if settings.eager:
-            _sweeper(rt, stop)
+        background = _background(rt, stop) if settings.eager else None
         server, thread = _serve(rt, settings.host, settings.port)
         url = f"http://{settings.host}:{settings.port}"
         print(f"demo against {url} (chain {rt.chain.backend}, escrow {rt.escrow.address})")
@@ -183,6 +177,8 @@ def cmd_demo(settings: Settings) -> int:
             stop.set()
             server.should_exit = True  # type: ignore[attr-defined]
             thread.join(timeout=10)
+            if background is not None:
+                background.join()
     return 0
 
 

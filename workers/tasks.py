@@ -16,6 +16,7 @@ from celery.exceptions import Ignore
 
 from app.errors import ChainHalted, ChainUnavailable
 from app.services.runtime import Runtime, get_runtime
+from workers import sweepers
 from workers.celery_app import SWEEPS, celery_app
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def _renew(lock: Any, name: str, ttl: float, stop: threading.Event) -> None:
 
 
 def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
+    """A Celery task's sweep: one at a time across workers; skipped (``Ignore``) when taken or halted."""
     rt = get_runtime()
     with only_one(name, rt) as got:
         if not got:
@@ -127,72 +129,151 @@ def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
             raise Ignore() from exc
 
 
+# ---------------------------------------------------------------------------------------- the sweeps
+# Each runs one pass over the process runtime, kicks the sweeps that have work because of it, and says
+# whether it left work behind (the background sweepers then run it again at once).
+
+#: Intents one relayer pass plans: several fund batches, so that a backlog drains in few passes.
+RELAY_LIMIT = 200
+
+
+def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool:
+    """Send due intents and reconcile sent ones; kick the indexer when something was mined."""
+    from app.services import relayer
+
+    report = relayer.relay(rt, limit=max(RELAY_LIMIT, 2 * rt.settings.fund_batch), wait_seconds=wait_seconds)
+    if report.mined:
+        kick("index")
+    return bool(report.transactions or report.mined or report.rebroadcast)
+
+
+def index_step(rt: Runtime) -> bool:
+    """Follow the escrow's events into the database; queue the webhooks the changes owe."""
+    from app.services import indexer
+
+    report = indexer.sync(rt)
+    # inline (eager, no background sweepers), webhooks wait for the sweeper: a merchant's slow URL never
+    # holds up the request that changed the order
+    if report.webhooks and not _inline():
+        kick("webhooks")
+    return report.target > report.cursor
+
+
+def keeper_step(rt: Runtime) -> bool:
+    """Submit releases and timeout refunds that are due; kick the relayer if it submitted any."""
+    from app.services import keeper
+
+    report = keeper.sweep(rt)
+    if report.submitted or report.revived:
+        kick("relay")
+    return False
+
+
+def inbox_step(rt: Runtime) -> bool:
+    """Map stored logistics inputs to milestones, sign attestations and queue them for the relayer."""
+    from app.services import ingestion
+
+    report = ingestion.process_pending(rt, limit=INBOX_LIMIT)
+    if report.intents:
+        kick("relay")
+    return report.processed >= INBOX_LIMIT
+
+
+#: Stored logistics inputs one inbox pass processes.
+INBOX_LIMIT = 50
+
+
+def webhooks_step(rt: Runtime) -> bool:
+    """POST due merchant webhooks."""
+    from app.services import webhooks
+
+    webhooks.deliver_due(rt)
+    return False
+
+
 _RETRY = {"autoretry_for": (ChainUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 5}
+
+STEPS: dict[str, Callable[[Runtime], bool]] = {
+    "inbox": inbox_step,
+    "relay": relay_step,
+    "index": index_step,
+    "keeper": keeper_step,
+    "webhooks": webhooks_step,
+}
 
 
 @celery_app.task(name="workers.tasks.relay_intents", **_RETRY)
 def relay_intents() -> None:
-    """Send due intents and reconcile sent ones; kick the indexer when something was mined."""
-    from app.services import relayer
-
-    report = _run("relay", relayer.relay)
-    if report is not None and report.mined:
-        kick("index")
+    _run("relay", relay_step)
 
 
 @celery_app.task(name="workers.tasks.index_chain", **_RETRY)
 def index_chain() -> None:
-    """Follow the escrow's events into the database."""
-    from app.services import indexer
-
-    report = _run("index", indexer.sync)
-    # eagerly, webhooks wait for the sweeper: a merchant's slow URL never holds up the request that changed
-    # the order (with workers they go out at once)
-    if report is not None and report.webhooks and not celery_app.conf.task_always_eager:
-        kick("webhooks")
+    _run("index", index_step)
 
 
 @celery_app.task(name="workers.tasks.keeper_sweep", **_RETRY)
 def keeper_sweep() -> None:
-    """Submit releases and timeout refunds that are due; kick the relayer if it submitted any."""
-    from app.services import keeper
-
-    report = _run("keeper", keeper.sweep)
-    if report is not None and (report.submitted or report.revived):
-        kick("relay")
+    _run("keeper", keeper_step)
 
 
 @celery_app.task(name="workers.tasks.process_inbox", **_RETRY)
 def process_inbox() -> None:
-    """Map stored logistics inputs to milestones, sign attestations and queue them for the relayer."""
-    from app.services import ingestion
-
-    report = _run("inbox", ingestion.process_pending)
-    if report is not None and report.intents:
-        kick("relay")
+    _run("inbox", inbox_step)
 
 
 @celery_app.task(name="workers.tasks.deliver_webhooks")
 def deliver_webhooks() -> None:
-    """POST due merchant webhooks."""
-    from app.services import webhooks
+    _run("webhooks", webhooks_step)
 
-    _run("webhooks", webhooks.deliver_due)
+
+def _inline() -> bool:
+    """Whether ``kick`` runs the sweep in the caller (eager Celery, no background sweepers)."""
+    return bool(celery_app.conf.task_always_eager) and not sweepers.running()
 
 
 def kick(name: str) -> None:
-    """Wake the worker for one sweep now (eagerly: run it here). Losing this message loses nothing."""
+    """Wake the sweep now: the background sweepers' thread, a Celery worker, or (eager, with neither) the
+    sweep itself, here. Losing this message loses nothing."""
+    if sweepers.wake(name):
+        return
     task = celery_app.tasks[SWEEPS[name]]
     try:
         task.delay()
     except Exception as exc:
         # The caller's change is committed already: a failure here (a broker hiccup; eagerly, the sweep
         # itself) must not turn its answer into an error. The database says what is pending; the next
-        # sweep (beat, or the eager sweeper thread) does it.
+        # sweep (beat, or the background sweepers) does it.
         log.warning("%s: %s: %s; the next sweep retries", name, type(exc).__name__, exc)
 
 
+def start_background(rt: Runtime, stop: threading.Event) -> sweepers.Sweepers:
+    """The default mode's workers (no broker): every sweep on its own thread in this process.
+
+    The relayer does not wait for receipts inside a pass: it sends and goes on, and its next pass (at once,
+    while it has work) settles what was mined.
+    """
+
+    def step(name: str) -> sweepers.Step:
+        job = STEPS[name] if name != "relay" else (lambda r: relay_step(r, wait_seconds=0))
+
+        def run() -> bool:
+            with only_one(name, rt) as got:
+                if not got:  # someone called the sweep directly meanwhile (tests): it does the work
+                    return False
+                try:
+                    return job(rt)
+                except ChainHalted as exc:
+                    log.info("%s sweep not run: chain work is halted (%s)", name, exc.code)
+                    return False
+
+        return run
+
+    lock = rt.lock if rt.chain.backend == "embedded" else None
+    return sweepers.Sweepers({n: step(n) for n in STEPS}, rt.settings.sweep_seconds, stop, lock).start()
+
+
 def sweep_all() -> None:
-    """Every sweep once, in dependency order (the eager-mode sweeper thread and tests call this)."""
+    """Every sweep once, in dependency order, in the caller (tests call this)."""
     for name in ("inbox", "relay", "index", "keeper", "relay", "index", "webhooks"):
         celery_app.tasks[SWEEPS[name]].apply()

@@ -184,7 +184,8 @@ class Demo:
             202,
         )
         order = self.wait_status(oid, "funded")
-        self.say(f"  {ref}: funded {self.money(amount)} {self.currency} (tx {funded['intent']['tx_hash']})")
+        tx = _chain_tx(order, "OrderFunded") or funded["intent"]["tx_hash"]
+        self.say(f"  {ref}: funded {self.money(amount)} {self.currency} (tx {tx})")
         return order
 
     def ship(self, order: dict[str, Any], serial: int) -> str:
@@ -276,7 +277,9 @@ class Demo:
             headers=_headers(key),
         )
         result = dict(_ok(resp, 202))
-        self.say(f"    {who} evidence {name}: sha256 {digest.hex()[:16]}… tx {result['intent']['tx_hash']}")
+        intent = result["intent"]
+        sent = f"tx {intent['tx_hash']}" if intent["tx_hash"] else f"intent {intent['id']} {intent['status']}"
+        self.say(f"    {who} evidence {name}: sha256 {digest.hex()[:16]}… {sent}")
         return result
 
     def ruling(self, order: dict[str, Any], buyer_share_bps: int, rationale: bytes) -> dict[str, Any]:
@@ -398,3 +401,11 @@ def run(
     table = demo.settlement_table()
     say("\nsettlement table (merchant view, GET /v1/settlements)\n" + table)
     return {**results, "table": table}
+
+
+def _chain_tx(order: dict[str, Any], kind: str) -> str | None:
+    """The transaction of the order's last on-chain fact of ``kind`` (from its timeline), if any."""
+    found = [
+        t["tx_hash"] for t in order.get("timeline") or [] if t["source"] == "chain" and t["kind"] == kind
+    ]
+    return str(found[-1]) if found else None

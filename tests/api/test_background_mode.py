@@ -1,0 +1,63 @@
+"""The default mode (``tradeguard run`` without a broker): requests only validate, store and answer; the
+relay, inbox, indexer, keeper and webhook sweeps run on background threads, woken by the requests' kicks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.client import demo
+from app.client.demo import Wallets
+from app.services import ingestion, keeper, relayer
+from app.services.runtime import Runtime
+from workers import sweepers, tasks
+
+
+@pytest.fixture
+def background(runtime: Runtime) -> Iterator[sweepers.Sweepers]:
+    stop = threading.Event()
+    running = tasks.start_background(runtime, stop)
+    try:
+        yield running
+    finally:
+        running.join()
+    assert not sweepers.running()
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, threads: list[str]) -> None:
+    real = getattr(module, name)
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+def test_the_demo_settles_with_every_sweep_on_the_sweeper_threads(
+    client: TestClient,
+    admin_key: str,
+    wallets: Wallets,
+    background: sweepers.Sweepers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The three demo scenarios end as they do with inline sweeps, and no relay, inbox or keeper pass ran
+    inside a request: each ran on its sweep's thread."""
+    threads: dict[str, list[str]] = {"relay": [], "process_pending": [], "sweep": []}
+    _spy(monkeypatch, relayer, "relay", threads["relay"])
+    _spy(monkeypatch, ingestion, "process_pending", threads["process_pending"])
+    _spy(monkeypatch, keeper, "sweep", threads["sweep"])
+
+    result = demo.run(client, admin_key, wallets, say=lambda _line: None)
+
+    assert result["happy"]["status"] == "released"
+    assert result["dispute"]["status"] == "resolved"
+    assert result["timeout"]["status"] == "refunded"
+    assert result["happy"]["split"]["seller_net"] == str(197_500_000)
+    assert set(threads["relay"]) == {"sweep-relay"}, threads["relay"]
+    assert set(threads["process_pending"]) == {"sweep-inbox"}, threads["process_pending"]
+    assert set(threads["sweep"]) == {"sweep-keeper"}, threads["sweep"]

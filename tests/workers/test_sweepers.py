@@ -1,0 +1,64 @@
+"""The default mode's background sweepers (workers/sweepers.py): a thread per sweep, woken by kicks, backing
+off after a failure. The whole service in that mode: tests/api/test_background_mode.py."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from workers import sweepers
+
+
+def test_a_kick_wakes_the_sweep_and_a_failing_sweep_backs_off_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sweepers, "FAILURE_PAUSE_SECONDS", 0.01)
+    ran = threading.Event()
+    calls: list[str] = []
+
+    def flaky() -> bool:
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise RuntimeError("node down")
+        ran.set()
+        return False
+
+    stop = threading.Event()
+    # `every` is an hour: only the start-up pass and kicks can run the sweep within the test
+    running = sweepers.Sweepers({"flaky": flaky}, every=3600, stop=stop).start()
+    try:
+        assert sweepers.running()
+        assert sweepers.wake("flaky") and not sweepers.wake("nothing-by-that-name")
+        assert ran.wait(30), calls  # the failure was logged and the sweep tried again after its pause
+        assert calls == ["flaky", "flaky"]
+    finally:
+        running.join()
+    assert not sweepers.running() and not sweepers.wake("flaky")  # stopped: kicks go back to Celery
+
+
+def test_a_sweep_that_left_work_runs_again_at_once() -> None:
+    done = threading.Event()
+    passes: list[int] = []
+
+    def backlog() -> bool:
+        passes.append(len(passes))
+        if len(passes) == 3:
+            done.set()
+        return len(passes) < 3  # a page of work each pass, three pages in all
+
+    running = sweepers.Sweepers({"backlog": backlog}, every=3600, stop=threading.Event()).start()
+    try:
+        assert done.wait(30), passes
+    finally:
+        running.join()
+    assert passes == [0, 1, 2]
+
+
+def test_two_sets_of_sweepers_refuse_to_run_in_one_process() -> None:
+    first = sweepers.Sweepers({"a": lambda: False}, every=3600, stop=threading.Event()).start()
+    try:
+        with pytest.raises(RuntimeError, match="already running"):
+            sweepers.Sweepers({"a": lambda: False}, every=3600, stop=threading.Event()).start()
+    finally:
+        first.join()

@@ -1,0 +1,127 @@
+"""The default mode's workers: one thread per sweep in the service's own process (no broker).
+
+``tradeguard run`` without ``TRADEGUARD_BROKER_URL`` starts these, so an HTTP request only validates, stores
+and answers: its ``kick`` wakes the sweep's thread instead of running the sweep inside the request. Each
+thread runs its sweep when woken or every ``sweep_seconds``; a sweep that reports more work (the relayer
+sent or settled transactions, the inbox processed a full page) runs again at once. The sweeps run at the
+same time as each other, as Celery workers would: the relayer sends while the indexer reads and the inbox
+signs. On the in-process chain (eth-tester is single-threaded) they take turns with requests on the
+runtime's lock.
+
+Without an active :class:`Sweepers` (the test suite, and anything that calls the tasks directly) ``kick``
+keeps Celery's eager behaviour: the sweep runs in the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+
+log = logging.getLogger(__name__)
+
+#: A sweep: runs once, returns whether it should run again at once (it left work behind).
+Step = Callable[[], bool]
+
+#: Pause after a failed sweep before the next try, doubled per failure in a row up to the cap (a node or a
+#: database that is down is not hammered; the database is the record, so nothing is lost meanwhile).
+FAILURE_PAUSE_SECONDS = 1.0
+FAILURE_PAUSE_CAP_SECONDS = 30.0
+
+_active: Sweepers | None = None
+_active_guard = threading.Lock()
+
+
+class Sweepers:
+    """Threads that run the sweeps in this process until ``stop`` is set."""
+
+    def __init__(
+        self,
+        steps: Mapping[str, Step],
+        every: float,
+        stop: threading.Event,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self.steps = dict(steps)
+        self.every = every
+        self.stop = stop
+        self.lock = lock
+        self.wakes = {name: threading.Event() for name in self.steps}
+        self.threads: list[threading.Thread] = []
+        #: completed runs per sweep (tests and the benchmark read them)
+        self.runs = dict.fromkeys(self.steps, 0)
+
+    def wake(self, name: str) -> bool:
+        """Run sweep ``name`` soon; False if this set has no such sweep."""
+        event = self.wakes.get(name)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def start(self) -> Sweepers:
+        global _active
+        with _active_guard:
+            if _active is not None and not _active.stop.is_set():
+                raise RuntimeError("background sweepers are already running in this process")
+            _active = self
+        for name in self.steps:
+            thread = threading.Thread(target=self._loop, args=(name,), name=f"sweep-{name}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        return self
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Stop the threads and wait for the sweeps in progress to end."""
+        global _active
+        self.stop.set()
+        for event in self.wakes.values():
+            event.set()
+        for thread in self.threads:
+            thread.join(timeout)
+        with _active_guard:
+            if _active is self:
+                _active = None
+
+    def _loop(self, name: str) -> None:
+        wake, step = self.wakes[name], self.steps[name]
+        again = True  # every sweep runs once at start: work stored before a restart is picked up at once
+        failures = 0
+        while not self.stop.is_set():
+            if not again:
+                wake.wait(self.every)
+                if self.stop.is_set():
+                    return
+            wake.clear()
+            try:
+                with self._turn():
+                    again = step()
+                failures = 0
+            except Exception as exc:  # the next sweep retries; the database is the record
+                failures += 1
+                pause = min(FAILURE_PAUSE_SECONDS * 2 ** (failures - 1), FAILURE_PAUSE_CAP_SECONDS)
+                log.warning("%s sweep failed (%s: %s); again in %.0f s", name, type(exc).__name__, exc, pause)
+                again = True  # after the pause: the work it failed on is still there
+                self.stop.wait(pause)
+            self.runs[name] += 1
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        with self.lock if self.lock is not None else nullcontext():
+            yield
+
+
+def wake(name: str) -> bool:
+    """Wake sweep ``name`` of this process's running sweepers; False when none run here."""
+    with _active_guard:
+        current = _active if _active is not None and not _active.stop.is_set() else None
+    return current.wake(name) if current is not None else False
+
+
+def running() -> bool:
+    with _active_guard:
+        return _active is not None and not _active.stop.is_set()
+
+
+__all__ = ["Step", "Sweepers", "running", "wake"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 #: Execution option marking a connection's transactions as read-only (see :func:`read_transaction`).
 READ_ONLY = "tradeguard_read_only"
+
+#: SQLite engines' in-process writer locks (see :func:`transaction`).
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
@@ -49,6 +54,7 @@ def make_engine(url: str) -> Engine:
             read_only = conn.get_execution_options().get(READ_ONLY, False)
             conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+        _WRITERS[engine] = threading.RLock()
     return engine
 
 
@@ -61,10 +67,21 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one write transaction: commit on success, roll back on any error.
 
     On SQLite it holds the database's write lock from its first statement: keep it short, and never make a
-    network call (RPC, DNS, HTTP) inside it.
+    network call (RPC, DNS, HTTP) inside it. The threads of one process queue for that lock on a Python lock
+    first: SQLite's own busy handler makes a waiting writer sleep (up to 100 ms a try) while the lock is free
+    again within a millisecond, which under load left most of the service's time asleep in ``BEGIN
+    IMMEDIATE`` (py-spy, issue 8). Other processes still meet at SQLite's lock and its busy timeout.
     """
-    with factory() as session, session.begin():
+    writer = _writer_lock(factory.kw.get("bind"))
+    with writer if writer is not None else nullcontext(), factory() as session, session.begin():
         yield session
+
+
+def _writer_lock(bind: Any) -> threading.RLock | None:
+    try:
+        return _WRITERS.get(bind)
+    except TypeError:  # a bind that is not an engine (a connection in a test): no lock of ours
+        return None
 
 
 @contextmanager

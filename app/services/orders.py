@@ -117,8 +117,10 @@ def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str
     """The EIP-2612 permit typed data for the order's amount at the buyer's current nonce, and that nonce."""
     token = rt.chain.contract("TestUSD", order.token)
     nonce = int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer))))
+    known = rt.tokens.get(to_checksum_address(order.token))
+    name = known.name if known is not None else str(rt.chain.call(token.functions.name()))
     document = eip712.permit_typed_data(
-        token_name=str(rt.chain.call(token.functions.name())),
+        token_name=name,
         chain_id=rt.chain.chain_id,
         token=order.token,
         owner=order.buyer,

@@ -50,11 +50,13 @@ DEFAULT_TAX_CAP_BPS = 5000
 
 @dataclass(frozen=True)
 class TokenInfo:
-    """A settlement token: address, symbol (the API's ``currency``) and decimals."""
+    """A settlement token: address, symbol (the API's ``currency``), decimals and name (its EIP-2612
+    domain's name); read once, they never change."""
 
     address: str
     symbol: str
     decimals: int
+    name: str = ""
 
 
 @dataclass
@@ -145,6 +147,7 @@ def _token_info(chain: ChainClient, address: str) -> TokenInfo:
         to_checksum_address(address),
         str(chain.call(token.functions.symbol())),
         int(chain.call(token.functions.decimals())),
+        str(chain.call(token.functions.name())),
     )
 
 

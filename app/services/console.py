@@ -14,11 +14,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.db import pagination
-from app.db.models import ChainEvent, Evidence, InboxItem, Intent, Order, Principal, Shipment
-from app.db.session import read_transaction, transaction
+from app.db.models import ChainEvent, Evidence, InboxItem, Order, Principal, Shipment
+from app.db.session import read_transaction
 from app.errors import InvalidInput, NotFound
-from app.services import chain_guard, corridors, indexer, ingestion, orders, principals, settlements
+from app.services import (
+    chain_guard,
+    corridors,
+    dev_tools,
+    ingestion,
+    order_views,
+    orders,
+    platform,
+    principals,
+    settlements,
+)
 from app.services.orders import require_role
 from app.services.runtime import Runtime
 
@@ -48,53 +57,21 @@ def orders_page(
     """The orders ``me`` may list, newest first (the API's ``GET /v1/orders``)."""
     if status is not None and status not in STATUSES:
         raise InvalidInput("invalid_status", f"status must be one of {', '.join(STATUSES)}")
-    limit = max(1, min(limit, pagination.MAX_LIMIT))
-    query = orders.visible_query(me)
-    if status:
-        query = query.where(Order.status == status)
-    query = pagination.after(query, Order.created_at, Order.id, cursor).limit(limit + 1)
-    with read_transaction(rt.db) as s:
-        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
-        return OrdersPage([orders.public(o) for o in rows], next_cursor)
-
-
-def evidence_items(s: Any, order: Order) -> list[dict[str, Any]]:
-    """The order's evidence with its SHA-256, the anchoring tx, and whether the stored bytes still hash to
-    what was anchored (the API's ``GET /v1/orders/{id}/evidence``)."""
-    anchored = {
-        (str(e.args.get("party", "")).lower(), str(e.args.get("evidenceHash", "")).lower()): e.tx_hash
-        for e in s.scalars(
-            select(ChainEvent).where(ChainEvent.order_id == order.id, ChainEvent.name == "EvidenceSubmitted")
-        )
-    }
-    items = []
-    for ev in s.scalars(select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)):
-        intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
-        tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
-        items.append(
-            {
-                "id": ev.id,
-                "party": ev.party,
-                "side": "buyer" if ev.party.lower() == order.buyer.lower() else "merchant",
-                "filename": ev.filename,
-                "content_type": ev.content_type,
-                "size": ev.size,
-                "sha256": ev.sha256,
-                "intent": orders.intent_public(intent) if intent else None,
-                "anchor_tx": tx,
-                "anchored": tx is not None,
-                "matches_chain": tx is not None and "0x" + hashlib.sha256(ev.data).hexdigest() == ev.sha256,
-            }
-        )
-    return items
+    page = order_views.page(rt, me, max(1, min(limit, order_views.MAX_PAGE)), cursor, status)
+    return OrdersPage(page["items"], page["next_cursor"])
 
 
 def order_view(rt: Runtime, me: Principal, oid: str) -> dict[str, Any]:
-    """An order as ``me`` may see it (others' are :class:`NotFound`): the API view with its timeline, plus
-    shipments and evidence."""
+    """An order as ``me`` may see it (others' are :class:`NotFound`): the API's view with its timeline
+    (``GET /v1/orders/{id}``), its evidence (``GET …/evidence``, each item marked buyer or merchant side),
+    shipments and dispute deadlines."""
+    view = order_views.detail(rt, me, oid)
+    evidence = order_views.evidence_list(rt, me, oid)["items"]
+    for item in evidence:
+        item["side"] = "buyer" if str(item["party"]).lower() == str(view["buyer"]).lower() else "merchant"
+    view["evidence"] = evidence
     with read_transaction(rt.db) as s:
         order = orders.get_visible(s, me, oid)
-        view = orders.public(order, indexer.timeline(s, order.id))
         view["shipments"] = [
             {
                 "carrier": sh.carrier,
@@ -104,22 +81,16 @@ def order_view(rt: Runtime, me: Principal, oid: str) -> dict[str, Any]:
             }
             for sh in s.scalars(select(Shipment).where(Shipment.order_id == order.id))
         ]
-        view["evidence"] = evidence_items(s, order)
         view["response_deadline"] = order.response_deadline
         view["arbitration_deadline"] = order.arbitration_deadline
-        view["updated_at"] = order.updated_at.isoformat()
         view["release_at_unix"] = order.release_at
-        return view
+    return view
 
 
 def evidence_file(rt: Runtime, me: Principal, oid: str, evidence_id: str) -> tuple[bytes, str, str]:
     """The stored bytes of one evidence file, its content type and its recorded SHA-256."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, oid)
-        ev = s.get(Evidence, evidence_id)
-        if ev is None or ev.order_id != order.id:
-            raise NotFound("evidence", evidence_id)
-        return ev.data, ev.content_type, ev.sha256
+    ev = order_views.evidence_file(rt, me, oid, evidence_id)
+    return ev.data, ev.content_type, ev.sha256
 
 
 def order_version(rt: Runtime, me: Principal, oid: str) -> str:
@@ -263,8 +234,7 @@ def principal_list(rt: Runtime, me: Principal) -> list[dict[str, Any]]:
 def create_principal(rt: Runtime, me: Principal, role: str, address: str | None, name: str) -> str:
     """A new principal and its API key (returned once, never stored)."""
     require_role(me, "create principals", "admin")
-    with transaction(rt.db) as s:
-        return principals.create_principal(s, role, address or None, name).api_key
+    return principals.register(rt, role, address or None, name).api_key
 
 
 def disable_principal(rt: Runtime, me: Principal, principal_id: str) -> None:
@@ -272,19 +242,16 @@ def disable_principal(rt: Runtime, me: Principal, principal_id: str) -> None:
     require_role(me, "disable principals", "admin")
     if principal_id == me.id:
         raise InvalidInput("cannot_disable_self", "an admin cannot disable itself")
-    with transaction(rt.db) as s:
-        principals.disable(s, principal_id)
+    principals.disable_by_id(rt, principal_id)
 
 
 def corridor_list(rt: Runtime) -> list[dict[str, Any]]:
-    with read_transaction(rt.db) as s:
-        return [c.as_json() for c in corridors.load(s)]
+    return [c.as_json() for c in corridors.current(rt)]
 
 
 def store_corridors(rt: Runtime, me: Principal, items: list[dict[str, Any]]) -> None:
     require_role(me, "configure corridors", "admin")
-    with transaction(rt.db) as s:
-        corridors.store(s, items)
+    corridors.replace_all(rt, items)
 
 
 # --- dev chains only -------------------------------------------------------------------------------------
@@ -298,15 +265,9 @@ def _require_dev(rt: Runtime) -> None:
 def dev_faucet(rt: Runtime, address: str, currency: str, amount: int) -> str:
     """Dev chains only: mint test tokens to ``address`` (the API's ``POST /v1/dev/faucet``); the tx hash."""
     _require_dev(rt)
-    chain_guard.require(rt)
-    token = rt.token_by_symbol(currency)
-    if token is None:
-        raise InvalidInput("unknown_currency", f"no token {currency!r}")
     if not 0 < amount < 2**128:
         raise InvalidInput("invalid_amount", "amount must be 1..2^128-1 base units")
-    contract = rt.chain.contract("TestUSD", token.address)
-    receipt = rt.chain.send(contract.functions.faucet(address, amount), rt.dev_accounts["deployer"])
-    return "0x" + bytes(receipt["transactionHash"]).hex()
+    return dev_tools.faucet(rt, currency, address, amount)
 
 
 def dev_advance_time(rt: Runtime, me: Principal, seconds: int) -> int:
@@ -316,8 +277,7 @@ def dev_advance_time(rt: Runtime, me: Principal, seconds: int) -> int:
     require_role(me, "move the dev clock", "admin")
     if not 0 < seconds <= 365 * DAY:
         raise InvalidInput("invalid_seconds", "seconds must be 1 s..365 days")
-    chain_guard.require(rt)
-    return rt.chain.advance_time(seconds)
+    return dev_tools.advance_time(rt, seconds)
 
 
 def chain_time(rt: Runtime) -> int:
@@ -327,21 +287,8 @@ def chain_time(rt: Runtime) -> int:
 
 
 def chain_info(rt: Runtime) -> dict[str, Any]:
-    """What a page needs to sign: the EIP-712 domain and types, tokens, chain time, whether it is dev."""
-    from app.chain import eip712
-
-    chain_guard.require(rt)
-    return {
-        "chain_id": rt.chain.chain_id,
-        "escrow": rt.escrow.address,
-        "chain_time": rt.chain.now(),
-        "dev": rt.is_dev,
-        "domain": eip712.domain(rt.chain.chain_id, rt.escrow.address),
-        "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},
-        "tokens": [
-            {"address": t.address, "currency": t.symbol, "decimals": t.decimals} for t in rt.tokens.values()
-        ],
-    }
+    """What a page needs to sign: the EIP-712 domain and types, tokens, chain time (``GET /v1/chain``)."""
+    return platform.public_info(rt)
 
 
 def settlements_csv(rt: Runtime, me: Principal) -> str:
@@ -354,11 +301,8 @@ def settlements_csv(rt: Runtime, me: Principal) -> str:
 
 
 def signing_documents(rt: Runtime, me: Principal, oid: str) -> dict[str, Any]:
-    """The typed data the buyer signs to fund ``oid`` (asks the node for the permit nonce: outside any
-    transaction)."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, me, oid)
-    return orders.signing_documents(rt, order)
+    """The typed data the buyer signs to fund ``oid`` (``GET /v1/orders/{id}/signing``)."""
+    return order_views.signing(rt, me, oid)
 
 
 def dev_sign_typed_data(rt: Runtime, me: Principal, address: str, document: dict[str, Any]) -> str:

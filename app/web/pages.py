@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 from app.api.schemas import BuyerDecisionCreate, FundingCreate, OrderCreate, RulingCreate, ShipmentCreate
 from app.domain.order_state import Decision
 from app.errors import AuthError, InvalidInput
-from app.services import console, ingestion, orders, web_sessions
+from app.services import console, ingestion, order_views, orders, web_sessions
 from app.web.common import (
     CSRF_HEADER,
     PRE_SESSION_COOKIE,
@@ -361,12 +361,10 @@ def signing(rt: RuntimeDep, user: UserDep, order_id: str) -> Response:
     return JSONResponse(console.signing_documents(rt, user.principal, order["id"]))
 
 
-def _intent_answer(rt: RuntimeDep, user: User, order_id: str, intent: Any, wake: str = "relay") -> Response:
-    kick(wake)
-    return JSONResponse(
-        {"order": console.order_view(rt, user.principal, order_id)["status"], "intent": intent},
-        status_code=202,
-    )
+def _intent_answer(rt: RuntimeDep, user: User, order_id: str, intent_id: str) -> Response:
+    """202 with the order and its relayer intent, as the API answers an accepted action."""
+    kick("relay")
+    return JSONResponse(order_views.accepted(rt, user.principal, order_id, intent_id), status_code=202)
 
 
 @router.post("/console/orders/{order_id}/funding")
@@ -380,7 +378,7 @@ def fund(
     if body.permit is not None:
         permit = orders.Permit(bytes.fromhex(body.permit.signature[2:]), body.permit.deadline)
     intent = orders.fund(rt, user.principal, order_id, bytes.fromhex(body.signature[2:]), permit)
-    return _intent_answer(rt, user, order_id, orders.intent_public(intent))
+    return _intent_answer(rt, user, order_id, intent.id)
 
 
 @router.post("/console/orders/{order_id}/decision/{decision}")
@@ -407,7 +405,7 @@ def decide(
         body.valid_until,
         bytes.fromhex(body.evidence_hash[2:]),
     )
-    return _intent_answer(rt, user, order_id, orders.intent_public(intent))
+    return _intent_answer(rt, user, order_id, intent.id)
 
 
 @router.post("/console/orders/{order_id}/evidence")
@@ -439,7 +437,7 @@ def submit_evidence(
         signature=bytes.fromhex(signature[2:]),
         valid_until=valid_until,
     )
-    return _intent_answer(rt, user, order_id, orders.intent_public(intent))
+    return _intent_answer(rt, user, order_id, intent.id)
 
 
 @router.get("/console/orders/{order_id}/evidence/{evidence_id}")
@@ -469,7 +467,7 @@ def submit_ruling(
         body.valid_until,
         bytes.fromhex(body.signature[2:]),
     )
-    return _intent_answer(rt, user, order_id, orders.intent_public(intent))
+    return _intent_answer(rt, user, order_id, intent.id)
 
 
 # --- arbitrator ---------------------------------------------------------------------------------------------

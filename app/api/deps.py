@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.db.models import Principal
 from app.errors import AuthError, Forbidden
 from app.services import principals
+from app.services.principals import Principal
 from app.services.runtime import Runtime, get_runtime
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db.models import IdempotencyRecord, Principal, utcnow
-from app.db.session import transaction
 from app.errors import AuthError, FeedError
 from app.feeds.hashing import check_nesting
+from app.services import idempotency
+from app.services.principals import Principal
 from app.services.principals import resolve as resolve_principal
 from app.services.runtime import Runtime, get_runtime
 
@@ -29,8 +26,6 @@ PROBLEM = b"application/problem+json"
 #: JSON bodies nest at most this deep. py-evm raises Python's recursion limit to 100 000, so a deeply
 #: nested body would overflow the C stack inside ``json.loads`` (a crash, not an exception): refuse it first.
 JSON_MAX_DEPTH = 64
-#: A key whose first request has run this long without an answer is taken over by the next attempt.
-IN_FLIGHT_LEASE_SECONDS = 120
 
 
 def _problem(status: int, code: str, detail: str) -> tuple[int, bytes]:
@@ -118,14 +113,15 @@ class IdempotencyMiddleware:
                 ]
             )
         ).hexdigest()
-        outcome = await anyio.to_thread.run_sync(self._claim, rt, owner, key_text, request_hash, scope)
+        outcome = await anyio.to_thread.run_sync(
+            idempotency.claim, rt, owner, key_text, request_hash, scope["method"], scope["path"]
+        )
         if outcome is not None:
-            status, content_type, stored = outcome
-            if status == -1:
+            if outcome is idempotency.Verdict.IN_FLIGHT:
                 await _send_problem(
                     send, 409, "idempotency_key_in_flight", f"{key_text!r} is still being processed"
                 )
-            elif status == -3:
+            elif outcome is idempotency.Verdict.WITHHELD:
                 await _send_problem(
                     send,
                     409,
@@ -133,7 +129,7 @@ class IdempotencyMiddleware:
                     f"the request with Idempotency-Key {key_text!r} succeeded; its answer carried a "
                     "secret that is shown only once",
                 )
-            elif status == -2:
+            elif outcome is idempotency.Verdict.REUSED:
                 await _send_problem(
                     send,
                     422,
@@ -144,15 +140,15 @@ class IdempotencyMiddleware:
                 await send(
                     {
                         "type": "http.response.start",
-                        "status": status,
+                        "status": outcome.status,
                         "headers": [
-                            (b"content-type", content_type.encode()),
-                            (b"content-length", str(len(stored)).encode()),
+                            (b"content-type", outcome.content_type.encode()),
+                            (b"content-length", str(len(outcome.body)).encode()),
                             (b"idempotent-replayed", b"true"),
                         ],
                     }
                 )
-                await send({"type": "http.response.body", "body": stored})
+                await send({"type": "http.response.body", "body": outcome.body})
             return
         captured: dict[str, Any] = {
             "status": 500,
@@ -178,7 +174,7 @@ class IdempotencyMiddleware:
         finally:
             with anyio.CancelScope(shield=True):  # a cancelled request must still release its key
                 await anyio.to_thread.run_sync(
-                    self._finish,
+                    idempotency.finish,
                     rt,
                     owner,
                     key_text,
@@ -203,63 +199,6 @@ class IdempotencyMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
-
-    @staticmethod
-    def _claim(
-        rt: Runtime, owner: str, key: str, request_hash: str, scope: Scope
-    ) -> tuple[int, str, bytes] | None:
-        """Record the key as in flight (``None``), or return what to answer instead."""
-        now = utcnow()
-        try:
-            with transaction(rt.db) as s:
-                s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
-                s.add(
-                    IdempotencyRecord(
-                        principal_id=owner,
-                        key=key,
-                        request_hash=request_hash,
-                        method=scope["method"],
-                        path=scope["path"][:500],
-                        expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
-                    )
-                )
-            return None
-        except IntegrityError:
-            pass
-        with transaction(rt.db) as s:
-            row = s.scalar(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
-                )
-            )
-            if row is None:  # expired and deleted between the two transactions: ask for a retry
-                return (-1, "", b"")
-            if row.request_hash != request_hash:
-                return (-2, "", b"")
-            if row.status_code is None:
-                if row.created_at > now - timedelta(seconds=IN_FLIGHT_LEASE_SECONDS):
-                    return (-1, "", b"")
-                # the first attempt died mid-request (a crash, a kill): this one takes the key over
-                row.created_at = now
-                return None
-            if row.response_body is None:
-                return (-3, "", b"")
-            return (row.status_code, row.content_type or "application/json", row.response_body)
-
-    @staticmethod
-    def _finish(
-        rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None
-    ) -> None:
-        with transaction(rt.db) as s:
-            row = s.get(IdempotencyRecord, (owner, key))
-            if row is None:
-                return
-            if status >= 500:
-                s.delete(row)
-                return
-            row.status_code = status
-            row.content_type = content_type
-            row.response_body = body
 
 
 def _canonical(body: bytes, content_type: str) -> bytes:

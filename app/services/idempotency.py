@@ -1,0 +1,104 @@
+"""``Idempotency-Key`` records: a POST is claimed before it runs and its answer kept after it.
+
+A key belongs to one principal. The first request with it writes an in-flight record (and drops expired
+ones); the answer is stored when it is known, unless it is a 5xx (the record is deleted, so a retry runs
+again) or carried a secret (kept without its body: a replay is refused rather than shown the secret again).
+A later request with the same key gets one of the :class:`Verdict` values or the stored :class:`Replay`. A
+record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over.
+
+Each step is one short write transaction; the API middleware (:mod:`app.api.middleware`) runs them in a
+worker thread around the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from app.db.models import IdempotencyRecord, utcnow
+from app.db.session import transaction
+from app.services.runtime import Runtime
+
+#: A key whose first request has run this long without an answer is taken over by the next attempt.
+IN_FLIGHT_LEASE_SECONDS = 120
+
+
+class Verdict(Enum):
+    """Why a request with a known key does not run and has no stored answer to replay."""
+
+    #: Still being processed (or the record vanished between two transactions): try again later.
+    IN_FLIGHT = "in_flight"
+    #: The key was used with another request.
+    REUSED = "reused"
+    #: The first request succeeded with an answer that carried a secret, which is never stored.
+    WITHHELD = "withheld"
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored answer of the first request with this key."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+def claim(
+    rt: Runtime, owner: str, key: str, request_hash: str, method: str, path: str
+) -> Verdict | Replay | None:
+    """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
+    now = utcnow()
+    try:
+        with transaction(rt.db) as s:
+            s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
+            s.add(
+                IdempotencyRecord(
+                    principal_id=owner,
+                    key=key,
+                    request_hash=request_hash,
+                    method=method,
+                    path=path[:500],
+                    expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
+                )
+            )
+        return None
+    except IntegrityError:
+        pass
+    with transaction(rt.db) as s:
+        row = s.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
+            )
+        )
+        if row is None:  # expired and deleted between the two transactions: ask for a retry
+            return Verdict.IN_FLIGHT
+        if row.request_hash != request_hash:
+            return Verdict.REUSED
+        if row.status_code is None:
+            if row.created_at > now - timedelta(seconds=IN_FLIGHT_LEASE_SECONDS):
+                return Verdict.IN_FLIGHT
+            # the first attempt died mid-request (a crash, a kill): this one takes the key over
+            row.created_at = now
+            return None
+        if row.response_body is None:
+            return Verdict.WITHHELD
+        return Replay(row.status_code, row.content_type or "application/json", row.response_body)
+
+
+def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None) -> None:
+    """Keep the answer to ``owner``'s request with ``key`` (``body`` None: never replayed); a 5xx frees
+    the key instead, so that the client's retry runs."""
+    with transaction(rt.db) as s:
+        row = s.get(IdempotencyRecord, (owner, key))
+        if row is None:
+            return
+        if status >= 500:
+            s.delete(row)
+            return
+        row.status_code = status
+        row.content_type = content_type
+        row.response_body = body

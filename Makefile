@@ -18,6 +18,7 @@ export FOUNDRY_SOLC := $(ROOT)/tools/solc
 PYTEST_ARGS ?= -n 2
 API_FUZZ_EXAMPLES ?= 350
 API_FUZZ_SEED ?= 1
+DEMO_URL ?= http://127.0.0.1:8000
 
 .PHONY: help setup setup-lint compile run demo test lint gas fuzz
 
@@ -25,7 +26,7 @@ help:
 	@echo "make setup    install .venv, node_modules (solc, OpenZeppelin, anvil, forge), var/"
 	@echo "make compile  compile contracts/src + contracts/test into contracts/build/"
 	@echo "make run      run the service (tradeguard run: anvil, SQLite, eager tasks unless a broker is set)"
-	@echo "make demo     drive three orders through the HTTP API of an in-process service (tradeguard demo)"
+	@echo "make demo     drive three orders through the HTTP API of the service \`make run\` started (else one in process)"
 	@echo "make test     run the test suite (PYTEST_ARGS='...' to pass pytest options)"
 	@echo "make lint     ruff, ruff format --check, mypy --strict, slither"
 	@echo "make gas      gas report"
@@ -43,8 +44,12 @@ compile: setup
 run: setup
 	$(VENV)/bin/tradeguard run
 
+# `make run` in one terminal, then `make demo`: the demo fills the running service (and its console);
+# with no service answering at DEMO_URL it starts one in process instead
 demo: setup
-	$(VENV)/bin/tradeguard demo
+	@if $(PY) -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=2)' \
+		'$(DEMO_URL)' 2>/dev/null; then $(VENV)/bin/tradeguard demo --url '$(DEMO_URL)'; \
+	else $(VENV)/bin/tradeguard demo; fi
 
 test: setup
 	$(PY) -m app.chain.compiler --check

@@ -116,8 +116,13 @@ def cmd_run(settings: Settings) -> int:
         )
         if rt.chain.is_dev_chain:
             print("  demo API keys (new on every start; stored hashed):")
-            for k in seed_demo(rt):
+            demo_keys = seed_demo(rt)
+            for k in demo_keys:
                 print(f"    {k.role:<10} {k.address or '-':<42}  {k.api_key}")
+            from app.client.remote_demo import KEYS_FILE, write_keys
+
+            write_keys(settings.state_dir / KEYS_FILE, demo_keys)  # for `tradeguard demo --url`
+            print(f"  console {url}/console/ (sign in with a key above); `make demo` fills it with orders")
         stop = threading.Event()
         background = _background(rt, stop) if settings.eager else None
         if not settings.eager:
@@ -272,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--port", type=int, help="default TRADEGUARD_PORT (8000)")
     p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
+    p_demo.add_argument("--url", help="drive the running service at URL instead (e.g. http://127.0.0.1:8000)")
+    p_demo.add_argument("--keys", help="with --url: the demo keys file (default <state dir>/demo-keys.json)")
     sub.add_parser("worker", help="Celery worker (needs TRADEGUARD_BROKER_URL)")
     sub.add_parser("beat", help="Celery beat: re-enqueues every sweep (needs TRADEGUARD_BROKER_URL)")
     p_keys = sub.add_parser("keys", help="API keys")
@@ -305,6 +312,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
             return cmd_run(settings.model_copy(update=updates))
+        if args.command == "demo" and args.url:
+            from pathlib import Path
+
+            import httpx
+
+            from app.client import remote_demo
+            from app.client.demo import DemoError
+
+            keys = Path(args.keys) if args.keys else settings.state_dir / remote_demo.KEYS_FILE
+            try:
+                remote_demo.run(args.url, keys)
+            except (DemoError, httpx.HTTPError) as exc:
+                print(f"tradeguard demo: {exc}", file=sys.stderr)
+                return 1
+            return 0
         if args.command == "demo":
             updates2: dict[str, object] = {"chain": args.chain, "dev": True, "port": _free_port()}
             if args.chain == "embedded" and not settings.database_url:

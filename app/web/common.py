@@ -135,6 +135,7 @@ NAV: dict[str, list[tuple[str, str]]] = {
         ("/console/dashboard", "Settlements"),
         ("/console/orders", "Orders"),
         ("/console/orders/new", "New order"),
+        ("/console/webhooks", "Webhooks"),
     ],
     "buyer": [("/console/orders", "My orders")],
     "arbitrator": [("/console/disputes", "Disputes")],

@@ -17,10 +17,17 @@ from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from app.api.schemas import BuyerDecisionCreate, FundingCreate, OrderCreate, RulingCreate, ShipmentCreate
+from app.api.schemas import (
+    BuyerDecisionCreate,
+    FundingCreate,
+    OrderCreate,
+    RulingCreate,
+    ShipmentCreate,
+    WebhookEndpointCreate,
+)
 from app.domain.order_state import Decision
 from app.errors import AuthError, InvalidInput
-from app.services import console, ingestion, order_views, orders, web_sessions
+from app.services import console, ingestion, order_views, orders, web_sessions, webhook_endpoints
 from app.web.common import (
     CSRF_HEADER,
     PRE_SESSION_COOKIE,
@@ -468,6 +475,55 @@ def submit_ruling(
         bytes.fromhex(body.signature[2:]),
     )
     return _intent_answer(rt, user, order_id, intent.id)
+
+
+# --- merchant webhooks --------------------------------------------------------------------------------------
+
+
+@router.get("/console/webhooks")
+def webhooks_page(request: Request, rt: RuntimeDep, user: UserDep) -> Response:
+    """Merchant: webhook endpoints (``GET /v1/webhook-endpoints``) and a form to register one."""
+    require(user, "manage webhook endpoints", "merchant")
+    items = [webhook_endpoints.public(ep) for ep in webhook_endpoints.owned_by(rt, user.principal)]
+    return render(request, "webhooks.html", user, items=items, issued=None)
+
+
+@router.post("/console/webhooks")
+def register_webhook(
+    request: Request,
+    rt: RuntimeDep,
+    user: UserDep,
+    csrf_token: CsrfForm,
+    url: Annotated[str, Form(max_length=2000)],
+    event_types: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Merchant: register an endpoint; its signing secret is shown on this page once."""
+    check_csrf(user, csrf_token)
+    require(user, "manage webhook endpoints", "merchant")
+    try:
+        body = WebhookEndpointCreate.model_validate(
+            {"url": url.strip(), "event_types": [t for t in event_types.replace(",", " ").split() if t]}
+        )
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    registered = webhook_endpoints.register(rt, user.principal, body.url, body.event_types)
+    items = [webhook_endpoints.public(ep) for ep in webhook_endpoints.owned_by(rt, user.principal)]
+    issued = {"id": registered.endpoint.id, "secret": registered.secret}
+    return render(request, "webhooks.html", user, status_code=201, items=items, issued=issued)
+
+
+@router.get("/console/webhooks/{endpoint_id}")
+def webhook_deliveries(
+    request: Request,
+    rt: RuntimeDep,
+    user: UserDep,
+    endpoint_id: str,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Merchant: one endpoint's delivery log, each attempt with its status code or error."""
+    require(user, "manage webhook endpoints", "merchant")
+    log = webhook_endpoints.deliveries(rt, user.principal, endpoint_id, 20, cursor or None)
+    return render(request, "webhook_deliveries.html", user, endpoint_id=endpoint_id, log=log)
 
 
 # --- arbitrator ---------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ if CHROMIUM is None:
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 #: Playwright's own timeout for one wait on page state (a generous bound for a slow CI machine, not a sleep).
 WAIT_MS = 30_000
+playwright_sync.expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="session")

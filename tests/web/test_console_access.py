@@ -4,6 +4,7 @@ another role's pages 403), navigation limited to the role's own pages, and live 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -100,3 +101,30 @@ def test_the_dev_wallet_signs_for_the_demo_accounts_without_a_browser_wallet(
     page.get_by_role("button", name="test tokens (dev)").click()
     page.get_by_role("button", name="Sign and fund").click()
     expect(page.get_by_test_id("status")).to_have_text("funded")
+
+
+def test_the_dispute_queue_is_ordered_by_deadline(
+    live: Live, sign_in: Callable[..., Session], tmp_path: Path
+) -> None:
+    merchant, buyer, admin, arbitrator = (sign_in(r) for r in ("merchant", "buyer", "admin", "arbitrator"))
+    buyer_address = live.keys["buyer"].address or ""
+    first = create_order(merchant, buyer_address, "Q-EARLY", "8", 61)
+    second = create_order(merchant, buyer_address, "Q-LATE", "9", 62)
+    fund(buyer, first)
+    fund(buyer, second)
+    note = tmp_path / "claim.txt"
+    note.write_bytes(b"never arrived\n")
+    for oid in (second, first):  # the later-created order is disputed first: its deadline comes first
+        page = buyer.goto(f"/console/orders/{oid}")
+        page.get_by_label("Evidence file (hashed in your browser)").set_input_files(str(note))
+        page.get_by_role("button", name="Sign and open dispute").click()
+        expect(page.get_by_test_id("status")).to_have_text("disputed")
+        if oid == second:
+            page = admin.goto("/console/principals")
+            page.get_by_label("Advance the chain clock by days").fill("0")
+            page.get_by_label("and seconds").fill("3600")
+            page.get_by_role("button", name="Advance time").click()
+            page.wait_for_url("**/console/principals")
+    page = arbitrator.goto("/console/disputes")
+    assert page.locator("tr[data-order] a").all_text_contents() == ["Q-LATE", "Q-EARLY"]
+    screenshot(page, "arbitrator-queue")

@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.web.conftest import Live, Session
+from tests.web.conftest import Live, Session, screenshot
 from tests.web.test_journeys import create_order, fund
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -69,6 +69,8 @@ def test_every_page_has_no_serious_or_critical_axe_violation(
             if session is arbitrator and path.endswith(oid):
                 expect(page.locator('tr[data-verified="match"]')).to_have_count(1)
             report[f"{session.role} {path}"] = serious_violations(page)
+            name = path.strip("/").replace("/", "-").replace(oid, "order")
+            screenshot(page, f"{session.role}-{name}")
     anonymous = browser.new_context(base_url=live.url)
     page = anonymous.new_page()
     page.goto("/console/sign-in")

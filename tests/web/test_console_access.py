@@ -112,6 +112,8 @@ def test_the_dispute_queue_is_ordered_by_deadline(
     second = create_order(merchant, buyer_address, "Q-LATE", "9", 62)
     fund(buyer, first)
     fund(buyer, second)
+    queue = arbitrator.goto("/console/disputes")  # open before any dispute: it fills itself
+    assert queue.locator("tr[data-order]").count() == 0
     note = tmp_path / "claim.txt"
     note.write_bytes(b"never arrived\n")
     for oid in (second, first):  # the later-created order is disputed first: its deadline comes first
@@ -125,6 +127,6 @@ def test_the_dispute_queue_is_ordered_by_deadline(
             page.get_by_label("and seconds").fill("3600")
             page.get_by_role("button", name="Advance time").click()
             page.wait_for_url("**/console/principals")
-    page = arbitrator.goto("/console/disputes")
-    assert page.locator("tr[data-order] a").all_text_contents() == ["Q-LATE", "Q-EARLY"]
-    screenshot(page, "arbitrator-queue")
+    expect(queue.locator("tr[data-order]")).to_have_count(2)
+    assert queue.locator("tr[data-order] a").all_text_contents() == ["Q-LATE", "Q-EARLY"]
+    screenshot(queue, "arbitrator-queue")

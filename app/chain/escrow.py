@@ -21,6 +21,10 @@ from web3.types import TxReceipt
 from app.chain import eip712
 from app.chain.abi import Event
 from app.chain.client import ChainClient
+from app.chain.messages import RELAY_FUNCTIONS, BuyerDecision, DeliveryAttestation, EvidenceSubmission, Ruling
+from app.chain.messages import Attestation as Attestation
+from app.chain.messages import OrderAuthorization as OrderAuthorization
+from app.chain.messages import SignedMessage as SignedMessage
 from app.domain.order_rules import OrderTerms
 from app.domain.order_state import OrderState, Status
 
@@ -40,45 +44,6 @@ STATE_EVENTS = (
     "OrderFrozen",
     "OrderUnfrozen",
 )
-
-
-@dataclass(frozen=True)
-class OrderAuthorization:
-    """The buyer's OrderAuthorization (SPEC §4)."""
-
-    order_id: bytes
-    buyer: str
-    seller: str
-    token: str
-    amount: int
-    commission_bps: int
-    tax_bps: int
-    tax_recipient: str
-    ship_by: int
-    deliver_by: int
-    hold_seconds: int
-    valid_until: int
-
-    def message(self) -> dict[str, Any]:
-        """The EIP-712 message, field names as in SPEC §4."""
-        return {
-            "orderId": self.order_id,
-            "buyer": to_checksum_address(self.buyer),
-            "seller": to_checksum_address(self.seller),
-            "token": to_checksum_address(self.token),
-            "amount": self.amount,
-            "commissionBps": self.commission_bps,
-            "taxBps": self.tax_bps,
-            "taxRecipient": to_checksum_address(self.tax_recipient),
-            "shipBy": self.ship_by,
-            "deliverBy": self.deliver_by,
-            "holdSeconds": self.hold_seconds,
-            "validUntil": self.valid_until,
-        }
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """ABI tuple for the contract."""
-        return tuple(self.message().values())
 
 
 class Terms(OrderTerms):
@@ -147,27 +112,6 @@ class Order:
         return (self.order_id, self.terms.as_tuple(), self.state)
 
 
-@dataclass(frozen=True)
-class Attestation:
-    """One oracle's DeliveryAttestation; an empty signature means the sender attests itself."""
-
-    milestone: int
-    event_time: int
-    tracking_hash: bytes
-    evidence_hash: bytes
-    signature: bytes = b""
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        """ABI tuple for the contract."""
-        return (
-            self.milestone,
-            self.event_time,
-            self.tracking_hash,
-            self.evidence_hash,
-            self.signature,
-        )
-
-
 NO_PERMIT: tuple[Any, ...] = (0, 0, 0, ZERO_HASH, ZERO_HASH)
 
 
@@ -209,12 +153,24 @@ class Escrow:
     # ------------------------------------------------------------------ typed data and signing
 
     def typed_data(self, primary_type: str, message: dict[str, Any]) -> dict[str, Any]:
-        """EIP-712 document for this escrow's domain."""
+        """EIP-712 document for this escrow's domain (a message given as a dict; see :meth:`document`)."""
         return eip712.typed_data(primary_type, message, self.chain.chain_id, self.address)
+
+    def document(self, msg: SignedMessage) -> dict[str, Any]:
+        """The EIP-712 document of one of the SPEC §4 messages for this escrow."""
+        return msg.typed_data(self.chain.chain_id, self.address)
+
+    def signer_of(self, msg: SignedMessage, signature: bytes) -> str:
+        """Who signed ``msg`` for this escrow (raises on a malformed signature)."""
+        return msg.recover(signature, self.chain.chain_id, self.address)
+
+    def sign(self, key: bytes | str, msg: SignedMessage) -> bytes:
+        """``key``'s signature over ``msg`` for this escrow."""
+        return msg.sign(key, self.chain.chain_id, self.address)
 
     def sign_authorization(self, key: bytes | str, auth: OrderAuthorization) -> bytes:
         """The buyer's OrderAuthorization signature."""
-        return eip712.sign_typed_data(key, self.typed_data("OrderAuthorization", auth.message()))
+        return self.sign(key, auth)
 
     def sign_attestation(
         self,
@@ -226,15 +182,8 @@ class Escrow:
         evidence_hash: bytes,
     ) -> Attestation:
         """An oracle's signed DeliveryAttestation."""
-        msg = {
-            "orderId": order_id,
-            "milestone": milestone,
-            "eventTime": event_time,
-            "trackingHash": tracking_hash,
-            "evidenceHash": evidence_hash,
-        }
-        sig = eip712.sign_typed_data(key, self.typed_data("DeliveryAttestation", msg))
-        return Attestation(milestone, event_time, tracking_hash, evidence_hash, sig)
+        msg = DeliveryAttestation(order_id, milestone, event_time, tracking_hash, evidence_hash)
+        return msg.attestation(self.sign(key, msg))
 
     def sign_buyer_decision(
         self,
@@ -245,25 +194,13 @@ class Escrow:
         valid_until: int,
     ) -> bytes:
         """The buyer's signed BuyerDecision."""
-        msg = {
-            "orderId": order_id,
-            "decision": decision,
-            "evidenceHash": evidence_hash,
-            "validUntil": valid_until,
-        }
-        return eip712.sign_typed_data(key, self.typed_data("BuyerDecision", msg))
+        return self.sign(key, BuyerDecision(order_id, decision, evidence_hash, valid_until))
 
     def sign_evidence(
         self, key: bytes | str, order_id: bytes, party: str, evidence_hash: bytes, valid_until: int
     ) -> bytes:
         """A party's signed EvidenceSubmission."""
-        msg = {
-            "orderId": order_id,
-            "party": to_checksum_address(party),
-            "evidenceHash": evidence_hash,
-            "validUntil": valid_until,
-        }
-        return eip712.sign_typed_data(key, self.typed_data("EvidenceSubmission", msg))
+        return self.sign(key, EvidenceSubmission(order_id, party, evidence_hash, valid_until))
 
     def sign_ruling(
         self,
@@ -274,13 +211,7 @@ class Escrow:
         valid_until: int,
     ) -> bytes:
         """An arbitrator's signed Ruling."""
-        msg = {
-            "orderId": order_id,
-            "buyerShareBps": share_bps,
-            "rationaleHash": rationale_hash,
-            "validUntil": valid_until,
-        }
-        return eip712.sign_typed_data(key, self.typed_data("Ruling", msg))
+        return self.sign(key, Ruling(order_id, share_bps, rationale_hash, valid_until))
 
     def sign_permit(self, owner: LocalAccount, token: Contract, value: int, deadline: int) -> tuple[Any, ...]:
         """An EIP-2612 permit from ``owner`` to this escrow, as the contract's ``Permit`` tuple."""
@@ -364,28 +295,31 @@ class Escrow:
         """``release(orders, strict)``."""
         return self.contract.functions.release([o.ref() for o in orders], strict)
 
+    def relay_call(self, order: Order, msg: SignedMessage, signature: bytes) -> ContractFunction:
+        """The call that relays one signed BuyerDecision, EvidenceSubmission or Ruling for ``order``."""
+        fn = self.contract.functions[RELAY_FUNCTIONS[type(msg)]]
+        return fn(*order.ref(), *msg.call_args(), signature)
+
     def buyer_decision_call(
         self, order: Order, decision: int, evidence_hash: bytes, valid_until: int, signature: bytes
     ) -> ContractFunction:
         """``submitBuyerDecision``: relay the buyer's signed BuyerDecision."""
-        return self.contract.functions.submitBuyerDecision(
-            *order.ref(), decision, evidence_hash, valid_until, signature
-        )
+        msg = BuyerDecision(order.order_id, decision, evidence_hash, valid_until)
+        return self.relay_call(order, msg, signature)
 
     def evidence_call(
         self, order: Order, party: str, evidence_hash: bytes, valid_until: int, signature: bytes
     ) -> ContractFunction:
         """``submitEvidenceSigned``: relay a party's signed EvidenceSubmission."""
-        return self.contract.functions.submitEvidenceSigned(
-            *order.ref(), to_checksum_address(party), evidence_hash, valid_until, signature
-        )
+        msg = EvidenceSubmission(order.order_id, party, evidence_hash, valid_until)
+        return self.relay_call(order, msg, signature)
 
     def ruling_call(
         self, order: Order, share_bps: int, rationale_hash: bytes, valid_until: int, signature: bytes
     ) -> ContractFunction:
         """``submitRuling``: relay an arbitrator's signed Ruling."""
-        return self.contract.functions.submitRuling(
-            *order.ref(), share_bps, rationale_hash, valid_until, signature
+        return self.relay_call(
+            order, Ruling(order.order_id, share_bps, rationale_hash, valid_until), signature
         )
 
     def timeout_refund_call(self, order: Order) -> ContractFunction:

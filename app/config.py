@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     chain_check_seconds: float = Field(
         3.0, ge=0, description="how long a chain identity check (genesis hash, chain id) is trusted"
     )
+    platform_cache_seconds: float = Field(
+        2.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
+    )
     relayer_max_attempts: int = Field(8, ge=1)
     fund_batch: int = Field(
         50, ge=1, le=500, description="fund intents per transaction (the contract takes up to 500)"

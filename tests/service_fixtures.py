@@ -79,6 +79,9 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         "admin_api_key": "tg_admin_test_key_0123456789abcdef",
         "aftership_secret": "aftership-test-secret",
         "easypost_secret": "easypost-test-secret",
+        # tests change the escrow's settings on chain and expect the next request to see it at once
+        # (the cache itself: tests/services/test_platform_cache.py)
+        "platform_cache_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

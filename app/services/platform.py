@@ -11,6 +11,9 @@ types it signs with (SPEC §4), the escrow, the settlement tokens and the settin
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from app.chain import eip712
@@ -19,16 +22,65 @@ from app.services import chain_guard
 from app.services.runtime import Runtime
 
 
-def limits(rt: Runtime, token: str, tax_recipient: str, now: int) -> PlatformLimits:
-    """The escrow's settings for an order in ``token`` paying tax to ``tax_recipient``, funded at ``now``."""
+@dataclass(frozen=True)
+class _Read:
+    """What :func:`limits` read from the chain for one (escrow, token, tax recipient)."""
+
+    config: dict[str, Any]
+    token_allowed: bool
+    tax_cap: int
+    supply: int
+
+
+_cache: dict[tuple[str, str, str], tuple[float, _Read]] = {}
+_cache_lock = threading.Lock()
+#: Entries kept at most (one per token and tax recipient in use; a handful in practice).
+_CACHE_SIZE = 256
+
+
+def _read(rt: Runtime, token: str, tax_recipient: str) -> _Read:
+    """The chain's answers, reused for ``settings.platform_cache_seconds``: a burst of orders costs the
+    node four calls, not four per order. They only pre-check: the funding itself is simulated against the
+    chain as it is then, so an answer that old refuses or admits an order early, and never funds one."""
+    key = (rt.escrow.address, token, tax_recipient)
+    ttl = rt.settings.platform_cache_seconds
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key) if ttl > 0 else None
+    if hit is not None and hit[0] > now:
+        return hit[1]
     fns = rt.escrow.contract.functions
-    config = rt.escrow.config()
     erc20 = rt.chain.contract("TestUSD", token)
-    supply = int(rt.chain.call(erc20.functions.totalSupply()))
-    return PlatformLimits(
+    read = _Read(
+        config=rt.escrow.config(),
         token_allowed=bool(rt.chain.call(fns.isTokenAllowed(token))),
-        commission_bps=int(config["commission_bps"]),
         tax_cap=int(rt.chain.call(fns.taxCap(tax_recipient))),
+        supply=int(rt.chain.call(erc20.functions.totalSupply())),
+    )
+    if ttl > 0:
+        with _cache_lock:
+            if len(_cache) >= _CACHE_SIZE:
+                _cache.clear()
+            _cache[key] = (now + ttl, read)
+    return read
+
+
+def forget(rt: Runtime) -> None:
+    """Drop what :func:`limits` remembers of this escrow (the next order reads the chain again)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == rt.escrow.address]:
+            del _cache[key]
+
+
+def limits(rt: Runtime, token: str, tax_recipient: str, now: int) -> PlatformLimits:
+    """The escrow's settings for an order in ``token`` paying tax to ``tax_recipient``, funded at ``now``
+    (read at most every ``settings.platform_cache_seconds``)."""
+    read = _read(rt, token, tax_recipient)
+    config, supply = read.config, read.supply
+    return PlatformLimits(
+        token_allowed=read.token_allowed,
+        commission_bps=int(config["commission_bps"]),
+        tax_cap=read.tax_cap,
         threshold=int(config["threshold"]),
         usable_oracles=usable_oracles(
             int(config["active_oracles"]),

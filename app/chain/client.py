@@ -359,13 +359,17 @@ class ChainClient(DevChainControls):
         """
         return self.call(fn, sender if isinstance(sender, str) else sender.address)
 
-    def estimate(self, fn: ContractFunction, sender: LocalAccount, *, value: int = 0) -> int:
-        """Gas for ``fn`` sent by ``sender``, estimated against the pending block with :meth:`send`'s margin.
+    def estimate(
+        self, fn: ContractFunction, sender: LocalAccount, *, value: int = 0, gas_price: int | None = None
+    ) -> int:
+        """Gas for ``fn`` sent by ``sender``, estimated against the pending block with :meth:`send`'s margin
+        (at ``gas_price``, asked of the node when not given: the sender must be able to pay for it).
 
         A revert raises :class:`ContractRevert`, an unreachable node :class:`ChainUnavailable`.
         """
         try:
-            tx = {**self._base_tx(sender), "to": fn.address, "value": value}
+            base = self._base_tx(sender) if gas_price is None else self._fixed_price_tx(sender, gas_price)
+            tx = {**base, "to": fn.address, "value": value}
             tx["data"] = fn._encode_transaction_data()
             return self._estimate(tx)
         except Exception as exc:

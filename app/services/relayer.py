@@ -362,7 +362,9 @@ class _Pass:
             else:
                 one = payloads if len(payloads) > 1 else payloads[0]
                 fn = build_call(self.rt, unit.kind, one, orders=orders)
-            gas = self.rt.chain.estimate(fn, self.rt.relayer)  # the batch's check: one estimate
+            gas_price = self.rt.chain.gas_price()
+            # the batch's check and its gas limit: one estimate, at the price it will be sent with
+            gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=gas_price)
         except (ContractRevert, TransactionFailed, InvalidInput) as exc:
             if unit.kind == "fund" and len(unit.intents) > 1:
                 return self.split_funding(unit)
@@ -378,7 +380,6 @@ class _Pass:
         try:
             # the node is asked before the transaction opens: no network round trip under the write lock
             on_chain = nonce_manager.chain_nonce(self.rt.chain, self.sender)
-            gas_price = self.rt.chain.gas_price()
             with transaction(self.rt.db) as s:
                 nonce = nonce_manager.allocate(s, self.sender, on_chain)
                 tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=gas_price)

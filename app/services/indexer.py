@@ -186,6 +186,11 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
             report.ranges += 1
             report.cursor = end
             stalls = 0
+            if end >= report.target:
+                # caught up with the head this pass began at (the range's own transaction projected the
+                # rows waiting for it); newer blocks are the next pass's
+                report.caught_up = True
+                break
         # else another indexer applied the range first: progress all the same, go on from its cursor
 
 
@@ -238,19 +243,23 @@ def _still_there(rt: Runtime, number: int, block_hash: str) -> bool:
 def _verify(rt: Runtime, expected: int, chunk: _Chunk) -> str | None:
     """Check the range against the node before it is applied; returns the stored hash of the cursor block.
 
-    Runs with no transaction open (it asks the node). A reorg after it is found by the next pass, which
-    compares the stored hash of the new cursor block with the node's.
+    Runs with no transaction open. The range must continue the indexed chain: its first block's parent is
+    the stored cursor block (from the headers read, no call), or, when the range starts deeper than the
+    headers kept, the node still has the stored cursor block (one call). A reorg after that (or one that
+    replaced the range's own blocks while they were read) is found by the next pass, which compares the
+    stored hash of the new cursor block with the node's and rolls back.
     """
     with read_transaction(rt.db) as s:
         below = s.get(IndexedBlock, expected)
         below_hash = None if below is None else below.hash
-    if below_hash is not None and not _still_there(rt, expected, below_hash):
-        raise _ChainMoved(f"block {expected} was replaced")
+    if below_hash is None:
+        return None
     first = chunk.headers.get(chunk.start)
-    if below_hash is not None and first is not None and first.parent_hash != below_hash:
-        raise _ChainMoved(f"block {chunk.start} does not follow block {expected}")
-    if not _still_there(rt, chunk.end, chunk.headers[chunk.end].hash):
-        raise _ChainMoved(f"block {chunk.end} was replaced")
+    if first is not None:
+        if first.parent_hash != below_hash:
+            raise _ChainMoved(f"block {chunk.start} does not follow block {expected}")
+    elif not _still_there(rt, expected, below_hash):
+        raise _ChainMoved(f"block {expected} was replaced")
     return below_hash
 
 

@@ -96,8 +96,8 @@ def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]
     return server, thread
 
 
-def cmd_run(settings: Settings) -> int:
-    """Run the service until interrupted."""
+def cmd_run(settings: Settings, workers: int = 1) -> int:
+    """Run the service until interrupted; ``workers`` > 1 serves the API from that many processes."""
     from app.services.bootstrap import seed_demo
 
     children: list[subprocess.Popen[bytes]] = []
@@ -129,7 +129,11 @@ def cmd_run(settings: Settings) -> int:
             env = {**os.environ, "TRADEGUARD_CHAIN": rt.settings.chain}
             for what in ("worker", "beat"):
                 children.append(subprocess.Popen([sys.executable, "-m", "app.cli", what], env=env))
-        server, thread = _serve(rt, settings.host, settings.port)
+        api = _ApiProcesses(settings, workers, stop) if workers > 1 else None
+        if api is not None:
+            server, thread = None, api.start()
+        else:
+            server, thread = _serve(rt, settings.host, settings.port)
         print("ready; Ctrl-C stops it", flush=True)
         try:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -139,8 +143,9 @@ def cmd_run(settings: Settings) -> int:
             pass
         finally:
             stop.set()
-            server.should_exit = True  # type: ignore[attr-defined]
-            thread.join(timeout=10)
+            if server is not None:
+                server.should_exit = True  # type: ignore[attr-defined]
+            thread.join(timeout=30)
             if background is not None:
                 background.join()
             for child in children:
@@ -150,6 +155,76 @@ def cmd_run(settings: Settings) -> int:
                     child.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     child.kill()
+    return 0
+
+
+class _ApiProcesses:
+    """``tradeguard run --workers N``: N API processes sharing one listening socket (the kernel spreads the
+    connections), each with its own runtime on the same database and node. Without a broker the sweeps stay
+    in the parent, and the processes forward their kicks to it over a pipe. A process that dies is started
+    again."""
+
+    def __init__(self, settings: Settings, count: int, stop: threading.Event) -> None:
+        self.settings, self.count, self.stop = settings, count, stop
+        self.sock = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)
+        self.sock.set_inheritable(True)
+        pipe = os.pipe() if settings.eager else None
+        self.kick_read: int | None = pipe[0] if pipe else None
+        self.kick_write: int | None = pipe[1] if pipe else None
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "app.cli", "serve", "--fd", str(self.sock.fileno())]
+        fds = [self.sock.fileno()]
+        if self.kick_write is not None:
+            argv += ["--kick-fd", str(self.kick_write)]
+            fds.append(self.kick_write)
+        return subprocess.Popen(argv, pass_fds=fds)
+
+    def start(self) -> threading.Thread:
+        from workers import sweepers
+
+        if self.kick_read is not None:
+            sweepers.listen(self.kick_read, self.stop)
+        self.procs = [self.spawn() for _ in range(self.count)]
+        thread = threading.Thread(target=self.watch, name="tradeguard-api-processes", daemon=True)
+        thread.start()
+        return thread
+
+    def watch(self) -> None:
+        while not self.stop.wait(1.0):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None:
+                    log.warning("API process %s exited with %s; starting another", proc.pid, proc.returncode)
+                    self.procs[i] = self.spawn()
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.sock.close()
+
+
+def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
+    """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``."""
+    import uvicorn
+
+    from app.api.main import create_app
+    from workers import sweepers
+    from workers.celery_app import celery_app, configure
+
+    rt = build_runtime(settings)
+    set_runtime(rt)
+    configure(celery_app, settings)
+    sweepers.forward_to(kick_fd)
+    try:
+        config = uvicorn.Config(create_app(), fd=fd, log_level="warning", lifespan="off")
+        uvicorn.Server(config).run()
+    finally:
+        set_runtime(None)
+        rt.close()
     return 0
 
 
@@ -275,6 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run the service (local mode: anvil, SQLite, eager tasks by default)")
     p_run.add_argument("--host", help="default TRADEGUARD_HOST (127.0.0.1)")
     p_run.add_argument("--port", type=int, help="default TRADEGUARD_PORT (8000)")
+    p_run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (default 1); more need a chain other than 'embedded' (PostgreSQL recommended)",
+    )
+    p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)  # one API process of `run --workers N`
+    p_serve.add_argument("--fd", type=int, required=True)
+    p_serve.add_argument("--kick-fd", type=int)
     p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
     p_demo.add_argument("--url", help="drive the running service at URL instead (e.g. http://127.0.0.1:8000)")
@@ -311,7 +395,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
         if args.command == "run":
             updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-            return cmd_run(settings.model_copy(update=updates))
+            if args.workers < 1:
+                raise TradeGuardError("--workers must be at least 1")
+            if args.workers > 1 and settings.chain == "embedded":
+                raise TradeGuardError("--workers above 1 needs a node the processes share, not 'embedded'")
+            return cmd_run(settings.model_copy(update=updates), args.workers)
+        if args.command == "serve":
+            return cmd_serve(settings, args.fd, args.kick_fd)
         if args.command == "demo" and args.url:
             from pathlib import Path
 

@@ -71,7 +71,8 @@ def run_once(
     """One run of one configuration on a fresh stack: its figures and its errors."""
     t_start = time.perf_counter()
     first, last = args.chain_orders
-    with start_stack(config, pg=config == "pg", workers=2, source=source) as stack:
+    api = args.api_workers_pg if config == "pg" else args.api_workers_local
+    with start_stack(config, pg=config == "pg", workers=2, source=source, api_workers=api) as stack:
         bench = Bench(stack, tag=f"{config}{run_no}")
         try:
             buyers = args.clients * args.buyers_per_client + 1
@@ -142,6 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: local,pg")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--api-workers-local", type=int, default=1, help="API processes in the local config (run --workers)"
+    )
+    parser.add_argument("--api-workers-pg", type=int, default=2, help="API processes in the pg config")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--orders", type=int, default=320, help="orders created and funded by the clients")
     parser.add_argument("--buyers-per-client", type=int, default=2)
@@ -190,9 +195,11 @@ def main(argv: list[str] | None = None) -> None:
             "and indexed by the service itself; the measured GETs go over HTTP to the server",
             "rpc counts: every JSON-RPC call of the server and its workers through a counting proxy in front "
             "of anvil while one client funds --rpc-window orders one by one (background sweeps included)",
-            "pg: 2 Celery workers = the one `tradeguard run` starts with a broker + one more; its beat",
+            "pg: 2 Celery workers = the one `tradeguard run` starts with a broker + one more; its beat; "
+            "--api-workers-pg API processes (`tradeguard run --workers N`)",
             "anvil is started by the benchmark (free port, behind the proxy) and given to the server as a "
-            "JSON-RPC URL: local mode otherwise (SQLite, no broker, eager tasks)",
+            "JSON-RPC URL: local mode otherwise (SQLite, no broker, the sweeps on background threads of the "
+            "server; --api-workers-local API processes)",
         ],
         "configs": {},
     }

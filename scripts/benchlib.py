@@ -273,9 +273,12 @@ def _redis(use: bool) -> Iterator[str | None]:
 
 
 @contextmanager
-def start_stack(name: str, *, pg: bool, workers: int = 2, source: Path | None = None) -> Iterator[Stack]:
+def start_stack(
+    name: str, *, pg: bool, workers: int = 2, source: Path | None = None, api_workers: int = 1
+) -> Iterator[Stack]:
     """Start one configuration (``pg``: PostgreSQL + Redis + ``workers`` Celery workers + beat); ``source``: a
-    directory whose ``app``/``workers`` packages the server processes import instead of the work tree's."""
+    directory whose ``app``/``workers`` packages the server processes import instead of the work tree's;
+    ``api_workers``: API processes (``tradeguard run --workers``)."""
     from app.chain.anvil import AnvilProcess
 
     admin_key = "tg_admin_bench_" + secrets.token_urlsafe(18)
@@ -294,7 +297,10 @@ def start_stack(name: str, *, pg: bool, workers: int = 2, source: Path | None = 
                     env["PYTHONPATH"] = str(source)
                 log = work / "server.log"
                 stack = Stack(name, f"http://127.0.0.1:{port}", admin_key, node.url, rpc, db_url, work)
-                stack.procs.append(_spawn([str(BIN / "tradeguard"), "run"], env, work, log))
+                argv = [str(BIN / "tradeguard"), "run"]
+                if api_workers > 1:
+                    argv += ["--workers", str(api_workers)]
+                stack.procs.append(_spawn(argv, env, work, log))
                 try:
                     _wait_ready(stack.procs[0], stack.url, log)
                     # `tradeguard run` starts one worker and beat itself when a broker is set

@@ -15,6 +15,7 @@ keeps Celery's eager behaviour: the sweep runs in the caller.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -31,6 +32,9 @@ FAILURE_PAUSE_CAP_SECONDS = 30.0
 
 _active: Sweepers | None = None
 _active_guard = threading.Lock()
+#: In an API process of ``tradeguard run --workers N`` (no broker): the pipe to the parent that runs the
+#: sweepers; a kick is the sweep's name and a newline on it.
+_forward_fd: int | None = None
 
 
 class Sweepers:
@@ -113,10 +117,52 @@ class Sweepers:
 
 
 def wake(name: str) -> bool:
-    """Wake sweep ``name`` of this process's running sweepers; False when none run here."""
+    """Wake sweep ``name`` of this process's running sweepers, or of the parent's (:func:`forward_to`);
+    False when neither exists."""
     with _active_guard:
         current = _active if _active is not None and not _active.stop.is_set() else None
-    return current.wake(name) if current is not None else False
+        forward = _forward_fd
+    if current is not None:
+        return current.wake(name)
+    if forward is not None:
+        try:
+            os.write(forward, name.encode() + b"\n")
+        except BlockingIOError:  # a full pipe: the sweeps have plenty of kicks to read already
+            pass
+        except OSError as exc:  # the parent is gone: its successor sweeps every ``sweep_seconds`` anyway
+            log.warning("kick %s: %s", name, exc)
+        return True
+    return False
+
+
+def forward_to(fd: int | None) -> None:
+    """Send this process's kicks to the sweepers of another process over the pipe ``fd`` (non-blocking:
+    a request never waits on it); None stops forwarding."""
+    global _forward_fd
+    if fd is not None:
+        os.set_blocking(fd, False)
+    with _active_guard:
+        _forward_fd = fd
+
+
+def listen(fd: int, stop: threading.Event) -> threading.Thread:
+    """Wake this process's sweepers for every kick read from the pipe ``fd`` until ``stop`` (or EOF)."""
+
+    def loop() -> None:
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            pending = b""
+            while not stop.is_set():
+                chunk = pipe.read(4096)
+                if not chunk:
+                    return
+                pending += chunk
+                *names, pending = pending.split(b"\n")
+                for name in set(names):
+                    wake(name.decode(errors="replace"))
+
+    thread = threading.Thread(target=loop, name="sweep-kicks", daemon=True)
+    thread.start()
+    return thread
 
 
 def running() -> bool:
@@ -124,4 +170,4 @@ def running() -> bool:
         return _active is not None and not _active.stop.is_set()
 
 
-__all__ = ["Step", "Sweepers", "running", "wake"]
+__all__ = ["Step", "Sweepers", "forward_to", "listen", "running", "wake"]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.chain import eip712
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.domain import order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
@@ -157,7 +157,7 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
     ship_by, deliver_by = order_rules.default_schedule(now, req.ship_by, req.deliver_by)
     hold = req.hold_seconds if req.hold_seconds is not None else rt.settings.hold_seconds
     oid = hex32(order_id(merchant.address, req.order_ref))
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:  # reads: no write lock (the insert below checks again)
         corridor = corridors.resolve(s, req.destination_country, req.goods_category)
         if s.get(Order, oid) is not None:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists", order_id=oid)
@@ -301,7 +301,7 @@ class Permit:
 def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Permit | None) -> Intent:
     """The buyer's signed authorization (and optional permit) → a ``fund`` intent."""
     require_role(buyer, "fund orders", "buyer")
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:
         order = get_visible(s, buyer, oid)
     if order.status != "awaiting_funding":
         raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")

@@ -85,7 +85,7 @@ def root() -> Response:
 
 
 @router.get("/console/sign-in")
-def sign_in_page(request: Request, rt: RuntimeDep) -> Response:
+def sign_in_page(request: Request) -> Response:
     """The sign-in form. Its CSRF token is double-submitted (form field and a SameSite=Strict cookie)."""
     token = secrets.token_urlsafe(32)
     response = render(request, "sign_in.html", None, csrf_token=token, error=None)
@@ -364,8 +364,7 @@ def add_shipment(
 def signing(rt: RuntimeDep, user: UserDep, order_id: str) -> Response:
     """Buyer: the OrderAuthorization and permit typed data (``GET /v1/orders/{id}/signing``)."""
     require(user, "fund orders", "buyer")
-    order = console.order_view(rt, user.principal, order_id)
-    return JSONResponse(console.signing_documents(rt, user.principal, order["id"]))
+    return JSONResponse(console.signing_documents(rt, user.principal, order_id))
 
 
 def _intent_answer(rt: RuntimeDep, user: User, order_id: str, intent_id: str) -> Response:

@@ -28,10 +28,6 @@ from workers.celery_app import celery_app, configure
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip(
-        "chromium is not installed (scripts/bootstrap.sh installs it as root)", allow_module_level=True
-    )
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 #: Playwright's own timeout for one wait on page state (a generous bound for a slow CI machine, not a sleep).
@@ -41,6 +37,8 @@ playwright_sync.expect.set_options(timeout=WAIT_MS)
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (scripts/bootstrap.sh installs it when run as root)")
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         2.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
     )
     relayer_max_attempts: int = Field(8, ge=1)
+    gas_wallet_min_gas: int = Field(
+        2_000_000,
+        ge=0,
+        description="/readyz answers 503 while the relayer's balance pays for less gas than this",
+    )
     fund_batch: int = Field(
         50, ge=1, le=500, description="fund intents per transaction (the contract takes up to 500)"
     )

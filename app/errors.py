@@ -148,6 +148,20 @@ class ChainMismatch(ChainHalted):
         super().__init__("chain_mismatch", reason, **details)
 
 
+class GasWalletEmpty(ChainError):
+    """The node refused a transaction because its sender (the relayer's gas wallet) cannot pay for the gas.
+
+    Nothing is wrong with the intents: they wait, without using up attempts, until the wallet is topped up;
+    ``GET /readyz`` answers 503 ``gas_wallet_low`` meanwhile.
+    """
+
+    code = "gas_wallet_empty"
+
+    def __init__(self, sender: str, message: str) -> None:
+        super().__init__(f"the gas wallet {sender} cannot pay for its transaction: {message}")
+        self.sender = sender
+
+
 class NonceTooLow(ChainError):
     """The node refused a signed transaction because its nonce is already used (mined or replaced)."""
 

@@ -50,11 +50,19 @@ from app.chain.reverts import (
     eth_tester_failure,
     hex_data,
     is_already_known,
+    is_insufficient_funds,
     is_nonce_error,
     is_nonce_too_low,
     revert_data_from_exception,
 )
-from app.errors import ChainError, ChainUnavailable, ContractRevert, NonceTooLow, TransactionFailed
+from app.errors import (
+    ChainError,
+    ChainUnavailable,
+    ContractRevert,
+    GasWalletEmpty,
+    NonceTooLow,
+    TransactionFailed,
+)
 
 Backend = Literal["embedded", "rpc", "anvil"]
 
@@ -373,7 +381,7 @@ class ChainClient(DevChainControls):
             tx["data"] = fn._encode_transaction_data()
             return self._estimate(tx)
         except Exception as exc:
-            raise self._translate(exc) from exc
+            raise self._translate(exc, sender=sender.address) from exc
 
     def prepare(
         self,
@@ -447,6 +455,13 @@ class ChainClient(DevChainControls):
             raise self._translate(exc, tx_hash) from exc
         return True
 
+    def balance(self, address: str) -> int:
+        """The native balance of ``address`` in wei (``eth_getBalance``, latest block)."""
+        try:
+            return int(self.w3.eth.get_balance(to_checksum_address(address)))
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
     def nonce(self, address: str, block: Literal["pending", "latest"] = "pending") -> int:
         """The next nonce of ``address``: counting transactions in the node's pool (pending) or mined only."""
         try:
@@ -471,9 +486,13 @@ class ChainClient(DevChainControls):
             }
         return self._explain_failure(tx, receipt)
 
-    def _translate(self, exc: BaseException, tx_hash: str | None = None) -> Exception:
-        if isinstance(exc, ContractRevert | ChainUnavailable):
+    def _translate(
+        self, exc: BaseException, tx_hash: str | None = None, sender: str | None = None
+    ) -> Exception:
+        if isinstance(exc, ContractRevert | ChainUnavailable | GasWalletEmpty):
             return exc
+        if is_insufficient_funds(exc):
+            return GasWalletEmpty(sender or "of the transaction", str(exc))
         if isinstance(exc, (ContractCustomError, ContractLogicError, *eth_tester_failure())):
             data = revert_data_from_exception(exc)
             if data is not None:

@@ -141,10 +141,21 @@ def is_nonce_too_low(exc: BaseException) -> bool:
     return found is not None and int(found.group(2)) < int(found.group(1))
 
 
+#: Node answers meaning "the sender cannot pay for the gas" (geth/anvil, besu, nethermind, eth-tester).
+_INSUFFICIENT_FUNDS = ("insufficient funds", "cannot afford txn gas", "insufficient balance for transfer")
+
+
+def is_insufficient_funds(exc: BaseException) -> bool:
+    """Whether a node refused a transaction because its sender's balance does not cover gas and value."""
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _INSUFFICIENT_FUNDS)
+
+
 __all__ = [
     "eth_tester_failure",
     "hex_data",
     "is_already_known",
+    "is_insufficient_funds",
     "is_nonce_error",
     "is_nonce_too_low",
     "revert_data_from_exception",

@@ -1,6 +1,9 @@
 """Readiness of this process (``GET /readyz``): the database and the node answer, and the chain is still the
 one the database records, with no halt in force (:mod:`app.services.chain_guard`).
 
+The relayer's gas wallet must hold enough for ``settings.gas_wallet_min_gas`` at the node's gas price: an
+empty wallet stops every chain action, so it is a readiness failure (``gas_wallet_low``), not a log line.
+
 Each dependency is asked on its own so that the answer names every one that failed; the database is asked in
 a read transaction (a probe never takes the write lock), and the guard only once both answer.
 """
@@ -54,4 +57,21 @@ def check(rt: Runtime) -> Readiness:
         checks["chain_guard"] = f"halted: {halt.code}"
         return Readiness(checks, halt)
     checks["chain_guard"] = "ok"
+    checks["gas_wallet"] = _gas_wallet(rt)
     return Readiness(checks)
+
+
+def _gas_wallet(rt: Runtime) -> str:
+    """``ok`` while the relayer's balance pays for ``settings.gas_wallet_min_gas`` at the node's price."""
+    try:
+        balance = rt.chain.balance(rt.relayer.address)
+        price = rt.chain.gas_price()
+    except Exception as exc:  # the node went away between the checks
+        return f"error: {type(exc).__name__}"
+    need = rt.settings.gas_wallet_min_gas * price
+    if balance < need:
+        return (
+            f"low: {rt.relayer.address} holds {balance} wei, below {need} wei "
+            f"({rt.settings.gas_wallet_min_gas} gas at {price} wei)"
+        )
+    return f"ok ({balance} wei)"

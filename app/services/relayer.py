@@ -46,6 +46,7 @@ from app.errors import (
     ChainError,
     ChainUnavailable,
     ContractRevert,
+    GasWalletEmpty,
     InvalidInput,
     NonceTooLow,
     TransactionFailed,
@@ -67,6 +68,8 @@ from app.services.runtime import Runtime
 PENDING, SENT, CONFIRMED, FAILED = "pending", "sent", "confirmed", "failed"
 BACKOFF_BASE_SECONDS = 4
 BACKOFF_CAP_SECONDS = 900
+#: How long intents wait when the gas wallet cannot pay, before they are tried again (no attempt is used).
+GAS_WAIT_SECONDS = 15
 
 
 # ---------------------------------------------------------------------------------------- the outbox
@@ -134,6 +137,8 @@ class RelayReport:
     failed: int = 0
     retried: int = 0
     deferred: int = 0
+    #: the node refused a transaction because the gas wallet cannot pay (``GET /readyz`` says so too)
+    gas_wallet_empty: bool = False
 
 
 def backoff(attempts: int) -> timedelta:
@@ -374,6 +379,9 @@ class _Pass:
                 return [h for it in first for h in self.dispatch(_Unit(unit.kind, [it]))]
             self.fail(unit.ids, exc)
             return []
+        except GasWalletEmpty as exc:  # nothing wrong with the intents: they wait for the top-up
+            self.wait_for_gas(unit.ids, exc)
+            return []
         except Exception as exc:  # node unreachable, or a refusal we cannot classify: try again later
             self.retry(unit.ids, exc)
             return []
@@ -497,6 +505,10 @@ class _Pass:
                 return True
             self.requeue(tx_hash, exc)  # another transaction took the nonce: sign again from pending
             return False
+        except GasWalletEmpty as exc:  # stays sent; re-broadcast as is once the wallet can pay
+            self.report.gas_wallet_empty = True
+            self.sent_trouble(tx_hash, exc, count=False)
+            return False
         except Exception as exc:
             self.sent_trouble(tx_hash, exc, count=not self.is_gap(exc, nonce))
             return False
@@ -535,6 +547,15 @@ class _Pass:
             for it in s.scalars(select(Intent).where(Intent.id.in_(ids), Intent.status == PENDING)):
                 _set_failed(it, exc)
                 self.report.failed += 1
+
+    def wait_for_gas(self, ids: list[str], exc: GasWalletEmpty) -> None:
+        """The gas wallet cannot pay: the intents wait :data:`GAS_WAIT_SECONDS`, their attempts untouched."""
+        self.report.gas_wallet_empty = True
+        with transaction(self.rt.db) as s:
+            for it in s.scalars(select(Intent).where(Intent.id.in_(ids), Intent.status == PENDING)):
+                it.error = str(exc)[:2000]
+                it.next_attempt_at = self.now + timedelta(seconds=GAS_WAIT_SECONDS)
+                self.report.deferred += 1
 
     def retry(self, ids: list[str], exc: Exception) -> None:
         """A transient failure before anything was recorded: back off, or give up after the last attempt."""

@@ -218,3 +218,19 @@ def test_concurrent_creates_of_one_order_ref_without_a_key_store_one(
     assert sorted(statuses) == [201] + [409] * 5, statuses
     with runtime.db() as s:
         assert s.query(Order).filter(Order.order_ref == "RACE-2").count() == 1
+
+
+def test_readyz_is_503_while_the_gas_wallet_cannot_pay_the_minimum(
+    client: TestClient, runtime: Runtime
+) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    balance = runtime.chain.balance(runtime.relayer.address)
+    price = runtime.chain.gas_price()
+    runtime.settings = runtime.settings.model_copy(update={"gas_wallet_min_gas": balance // price + 1})
+
+    body = assert_problem(client.get("/readyz"), 503, "gas_wallet_low")
+
+    assert body["checks"]["gas_wallet"].startswith("low: ")
+    assert runtime.relayer.address in body["detail"] and "top it up" in body["detail"]
+    assert body["checks"]["database"] == "ok" and body["checks"]["chain_guard"] == "ok"

@@ -45,6 +45,13 @@ def readyz(rt: RuntimeDep) -> Any:
             reason=halt.reason,
             **halt.details,
         )
+    if found.checks.get("gas_wallet", "").startswith("low"):
+        return problem(
+            503,
+            "gas_wallet_low",
+            f"the relayer's gas wallet {found.checks['gas_wallet'].removeprefix('low: ')}: top it up",
+            checks=found.checks,
+        )
     if not found.ready:
         return problem(503, "not_ready", "a dependency is not available", checks=found.checks)
     return {"status": "ready", "checks": found.checks}

@@ -224,6 +224,8 @@ class ConsoleRoute(APIRoute):
             try:
                 response = await original(request)
             except SignInRequired:
+                if request.headers.get("HX-Request") == "true":  # a live page polling: send it to sign-in
+                    return secure(Response(status_code=200, headers={"HX-Redirect": "/console/sign-in"}))
                 if _wants_json(request):
                     return secure(problems.problem(401, "unauthorized", "sign in to the console again"))
                 return secure(RedirectResponse("/console/sign-in", status_code=303))

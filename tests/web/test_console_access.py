@@ -88,6 +88,11 @@ def test_the_order_page_updates_itself_when_the_order_changes(
     fund(buyer, oid)
     # no reload, no navigation by the test: the page polls and redraws itself
     expect(page.get_by_test_id("status")).to_have_text("funded")
+    # signed out in another tab, the open page goes to the sign-in page at its next poll
+    other = merchant.context.new_page()
+    other.goto("/console/orders")
+    other.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/console/sign-in")
 
 
 def test_the_dev_wallet_signs_for_the_demo_accounts_without_a_browser_wallet(

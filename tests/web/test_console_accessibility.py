@@ -54,7 +54,13 @@ def test_every_page_has_no_serious_or_critical_axe_violation(
     visits = [
         (
             merchant,
-            ["/console/dashboard", "/console/orders", "/console/orders/new", f"/console/orders/{oid}"],
+            [
+                "/console/dashboard",
+                "/console/orders",
+                "/console/orders/new",
+                f"/console/orders/{oid}",
+                "/console/webhooks",
+            ],
         ),
         (buyer, ["/console/orders", f"/console/orders/{oid}"]),
         (arbitrator, ["/console/disputes", f"/console/orders/{oid}"]),
@@ -77,7 +83,7 @@ def test_every_page_has_no_serious_or_critical_axe_violation(
     report["signed out /console/sign-in"] = serious_violations(page)
     anonymous.close()
     assert {where: found for where, found in report.items() if found} == {}
-    assert len(report) == 14
+    assert len(report) == 15
 
 
 def tab_to(page: Any, selector: str, limit: int = 60) -> None:
@@ -119,3 +125,28 @@ def test_sign_in_create_and_fund_by_keyboard_alone(
     tab_to(page, "button[data-action=fund]")
     page.keyboard.press("Space")
     expect(page.get_by_test_id("status")).to_have_text("funded")
+
+
+def test_a_ruling_by_keyboard_alone(live: Live, sign_in: Callable[..., Session], tmp_path: Path) -> None:
+    merchant, buyer, arbitrator = (sign_in(r) for r in ("merchant", "buyer", "arbitrator"))
+    oid = create_order(merchant, live.keys["buyer"].address or "", "KEY-2", "10", 22)
+    fund(buyer, oid)
+    note = tmp_path / "claim.txt"
+    note.write_bytes(b"wrong size\n")
+    page = buyer.goto(f"/console/orders/{oid}")
+    page.get_by_label("Evidence file (hashed in your browser)").set_input_files(str(note))
+    page.get_by_role("button", name="Sign and open dispute").click()
+    expect(page.get_by_test_id("status")).to_have_text("disputed")
+
+    page = arbitrator.goto(f"/console/orders/{oid}")
+    page.wait_for_selector("body[data-ready=true]")
+    tab_to(page, "#share")
+    for _ in range(2):
+        page.keyboard.press("PageDown")  # the slider moves by keyboard too (10 % a step, from 50 %)
+    expect(page.get_by_test_id("share-pct")).to_have_text("30.00 %")
+    tab_to(page, "#rationale")
+    page.keyboard.type("Item smaller than listed.")
+    tab_to(page, "form[data-action=ruling] button[type=submit]")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("status")).to_have_text("resolved")
+    assert int(str(page.locator('[data-split="buyer_refund"]').get_attribute("data-units"))) == 3 * 10**6

@@ -42,7 +42,7 @@ from web3.exceptions import (
 )
 from web3.types import TxReceipt
 
-from app.chain import compiler
+from app.chain import compiler, speedups
 from app.chain.abi import AbiRegistry, Event
 from app.chain.anvil import AnvilProcess
 from app.chain.devchain import EMBEDDED_ACCOUNTS, DevChainControls
@@ -63,6 +63,8 @@ from app.errors import (
     NonceTooLow,
     TransactionFailed,
 )
+
+speedups.install()  # memoised keccak for checksummed addresses and ABI selectors (see the module)
 
 Backend = Literal["embedded", "rpc", "anvil"]
 

@@ -60,12 +60,6 @@ class Live:
             return self.runtime.chain.now()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(runtime: Runtime) -> Iterator[Live]:
     """The app over ``runtime`` served by uvicorn on a free port (as ``tradeguard run`` serves it)."""
@@ -77,11 +71,15 @@ def live(runtime: Runtime) -> Iterator[Live]:
     configure(celery_app, runtime.settings)
     prepare(runtime)
     keys = {k.role: k for k in seed_demo(runtime)}
-    port = _free_port()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here and handed over: no other process can take the port meanwhile
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
-    thread = threading.Thread(target=server.run, name="web-test-http", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="web-test-http", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -92,6 +90,7 @@ def live(runtime: Runtime) -> Iterator[Live]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
         set_runtime(None)
 
 

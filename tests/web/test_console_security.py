@@ -123,3 +123,17 @@ def test_api_docs_render_offline(browser: Any, live: Live) -> None:
     # on error). No script, style or font comes from outside.
     assert all(item.startswith("image ") for item in outside), outside
     context.close()
+
+
+def test_markup_in_user_input_is_shown_as_text(live: Live, sign_in: Callable[..., Session]) -> None:
+    merchant = sign_in("merchant")
+    ref = '"><img/src=x/onerror=window.__xss=1>'
+    page = merchant.goto("/console/orders/new")
+    page.get_by_label("Order number").fill(ref)
+    page.get_by_label("Buyer address").fill(live.keys["buyer"].address or "")
+    page.get_by_label("Amount").fill("1")
+    page.get_by_role("button", name="Create order").click()
+    page.wait_for_selector('[data-testid="status"]')
+    assert ref in page.inner_text("h1")
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__xss === undefined")

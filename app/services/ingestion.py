@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.chain import eip712
 from app.chain.escrow import Order as ChainOrder
+from app.chain.messages import DeliveryAttestation
 from app.db.models import InboxItem, Intent, LogisticsEvent, Order, Principal, Shipment, TimelineEntry, utcnow
 from app.db.session import read_transaction, transaction
 from app.domain.order_state import Milestone
@@ -145,17 +145,9 @@ def accept_attestation(
     """An independent oracle's signed DeliveryAttestation: checked, stored, and queued for the relayer."""
     require_role(oracle, "post attestations", "oracle")
     assert oracle.address is not None
-    message = {
-        "orderId": bytes.fromhex(payload["orderId"][2:]),
-        "milestone": int(payload["milestone"]),
-        "eventTime": int(payload["eventTime"]),
-        "trackingHash": bytes.fromhex(payload["trackingHash"][2:]),
-        "evidenceHash": bytes.fromhex(payload["evidenceHash"][2:]),
-    }
+    message = DeliveryAttestation.from_payload(payload)
     try:
-        signer = eip712.recover_signer(
-            rt.escrow.typed_data("DeliveryAttestation", message), bytes.fromhex(payload["signature"][2:])
-        )
+        signer = rt.escrow.signer_of(message, bytes.fromhex(payload["signature"][2:]))
     except Exception as exc:  # eth-account raises several types for malformed signatures
         raise InvalidInput("invalid_signature", f"the signature cannot be recovered: {exc}") from exc
     if signer != to_checksum_address(oracle.address):
@@ -198,7 +190,7 @@ def accept_attestation(
                         kind="attestation.received",
                         data={
                             "oracle": oracle.address,
-                            "milestone": message["milestone"],
+                            "milestone": message.milestone,
                             "intent_id": intent.id,
                         },
                     )

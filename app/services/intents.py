@@ -31,7 +31,15 @@ from pydantic import (
 )
 
 from app.chain.client import ContractCall
-from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Attestation, Order, OrderAuthorization, Terms
+from app.chain.escrow import NO_PERMIT, ZERO_ADDRESS, Order, Terms
+from app.chain.messages import (
+    Attestation,
+    BuyerDecision,
+    DeliveryAttestation,
+    EvidenceSubmission,
+    OrderAuthorization,
+    Ruling,
+)
 from app.errors import InvalidInput
 from app.services.order_gateway import OrderGateway
 from app.services.runtime import Runtime
@@ -120,12 +128,8 @@ class AuthorizationIn(IntentPayload):
     validUntil: Uint64
 
     def to_authorization(self) -> OrderAuthorization:
-        """As the chain package's :class:`OrderAuthorization`."""
-        return OrderAuthorization(
-            hex_bytes(self.orderId), self.buyer, self.seller, self.token, self.amount,
-            self.commissionBps, self.taxBps, self.taxRecipient, self.shipBy, self.deliverBy,
-            self.holdSeconds, self.validUntil,
-        )  # fmt: skip
+        """As the chain package's :class:`~app.chain.messages.OrderAuthorization`."""
+        return OrderAuthorization.from_payload(self.model_dump())
 
 
 class PermitIn(IntentPayload):
@@ -160,6 +164,10 @@ class AttestPayload(IntentPayload):
     evidenceHash: Bytes32
     signature: Signature
 
+    def message(self) -> DeliveryAttestation:
+        """The signed message (:class:`~app.chain.messages.DeliveryAttestation`)."""
+        return DeliveryAttestation.from_payload(self.model_dump())
+
 
 class BuyerDecisionPayload(IntentPayload):
     """``confirm_receipt`` / ``open_dispute``: the buyer's signed BuyerDecision."""
@@ -169,6 +177,10 @@ class BuyerDecisionPayload(IntentPayload):
     evidenceHash: Bytes32
     validUntil: Uint64
     signature: Signature
+
+    def message(self) -> BuyerDecision:
+        """The signed message (:class:`~app.chain.messages.BuyerDecision`)."""
+        return BuyerDecision.from_payload(self.model_dump())
 
 
 class EvidencePayload(IntentPayload):
@@ -180,6 +192,10 @@ class EvidencePayload(IntentPayload):
     validUntil: Uint64
     signature: Signature
 
+    def message(self) -> EvidenceSubmission:
+        """The signed message (:class:`~app.chain.messages.EvidenceSubmission`)."""
+        return EvidenceSubmission.from_payload(self.model_dump())
+
 
 class RulingPayload(IntentPayload):
     """``ruling``: an arbitrator's signed Ruling."""
@@ -189,6 +205,10 @@ class RulingPayload(IntentPayload):
     rationaleHash: Bytes32
     validUntil: Uint64
     signature: Signature
+
+    def message(self) -> Ruling:
+        """The signed message (:class:`~app.chain.messages.Ruling`)."""
+        return Ruling.from_payload(self.model_dump())
 
 
 class OrderPayload(IntentPayload):
@@ -308,31 +328,15 @@ def build_call(
         items: dict[tuple[str, int], list[Attestation]] = {}
         for a in ps:
             assert isinstance(a, AttestPayload)
-            att = Attestation(
-                a.milestone,
-                a.eventTime,
-                hex_bytes(a.trackingHash),
-                hex_bytes(a.evidenceHash),
-                hex_bytes(a.signature),
-            )
+            att: Attestation = a.message().attestation(hex_bytes(a.signature))
             items.setdefault((a.orderId, a.milestone), []).append(att)
         pairs = [(_order(oid, orders), atts) for (oid, _), atts in items.items()]
         return esc.attest_call(pairs, not batch)
     if kind == "release":
         return esc.release_call([_order(q.order_id, orders) for q in ps], not batch)
     order = _order(p.order_id, orders)
-    if isinstance(p, BuyerDecisionPayload):
-        return esc.buyer_decision_call(
-            order, p.decision, hex_bytes(p.evidenceHash), p.validUntil, hex_bytes(p.signature)
-        )
-    if isinstance(p, EvidencePayload):
-        return esc.evidence_call(
-            order, p.party, hex_bytes(p.evidenceHash), p.validUntil, hex_bytes(p.signature)
-        )
-    if isinstance(p, RulingPayload):
-        return esc.ruling_call(
-            order, p.buyerShareBps, hex_bytes(p.rationaleHash), p.validUntil, hex_bytes(p.signature)
-        )
+    if isinstance(p, BuyerDecisionPayload | EvidencePayload | RulingPayload):
+        return esc.relay_call(order, p.message(), hex_bytes(p.signature))
     return esc.timeout_refund_call(order)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chain import eip712
+from app.chain.messages import BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
 from app.db.session import read_transaction, transaction
 from app.domain import order_rules
@@ -95,22 +96,13 @@ class NewOrder:
     valid_for_seconds: int = DAY
 
 
-def authorization_message(order: Order) -> dict[str, Any]:
-    """The OrderAuthorization message of SPEC §4 for ``order`` (bytes as bytes, for signing/recovery)."""
-    return {
-        "orderId": bytes.fromhex(order.id[2:]),
-        "buyer": to_checksum_address(order.buyer),
-        "seller": to_checksum_address(order.seller),
-        "token": to_checksum_address(order.token),
-        "amount": order.amount,
-        "commissionBps": order.commission_bps,
-        "taxBps": order.tax_bps,
-        "taxRecipient": to_checksum_address(order.tax_recipient),
-        "shipBy": order.ship_by,
-        "deliverBy": order.deliver_by,
-        "holdSeconds": order.hold_seconds,
-        "validUntil": order.valid_until,
-    }
+def authorization(order: Order) -> OrderAuthorization:
+    """The OrderAuthorization (SPEC §4) the buyer signs for ``order``."""
+    return OrderAuthorization(
+        bytes.fromhex(order.id[2:]), order.buyer, order.seller, order.token, order.amount,
+        order.commission_bps, order.tax_bps, order.tax_recipient, order.ship_by, order.deliver_by,
+        order.hold_seconds, order.valid_until,
+    )  # fmt: skip
 
 
 def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str, Any], int]:
@@ -134,7 +126,7 @@ def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str
 
 def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
     """The typed data the buyer signs: the OrderAuthorization and an EIP-2612 permit for the amount."""
-    auth = rt.escrow.typed_data("OrderAuthorization", authorization_message(order))
+    auth = rt.escrow.document(authorization(order))
     permit, _nonce = _permit_document(rt, order, order.valid_until)
     return {"authorization": eip712.jsonable(auth), "permit": eip712.jsonable(permit)}
 
@@ -305,17 +297,14 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Perm
         order = get_visible(s, buyer, oid)
     if order.status != "awaiting_funding":
         raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")
-    message = authorization_message(order)
-    _check_signer(rt.escrow.typed_data("OrderAuthorization", message), signature, order.buyer)
+    message = authorization(order)
+    _check_signer(rt.escrow.document(message), signature, order.buyer)
     permit_nonce = None
     if permit is not None:
         document, permit_nonce = _permit_document(rt, order, permit.deadline)
         _check_signer(document, permit.signature, order.buyer, field="permit.signature")
     payload = {
-        "authorization": {
-            k: (hex32(v) if isinstance(v, bytes) else str(v) if k == "amount" else v)
-            for k, v in message.items()
-        },
+        "authorization": message.payload(),
         "signature": hex32(signature),
         "permit": permit.payload(order.amount) if permit is not None else None,
     }
@@ -379,22 +368,10 @@ def buyer_decision(
     require_role(buyer, "confirm receipt or dispute", "buyer")
     with transaction(rt.db) as s:
         order = get_visible(s, buyer, oid)
-    message = {
-        "orderId": bytes.fromhex(order.id[2:]),
-        "decision": int(decision),
-        "evidenceHash": evidence_hash,
-        "validUntil": valid_until,
-    }
-    _check_signer(rt.escrow.typed_data("BuyerDecision", message), signature, order.buyer)
+    message = BuyerDecision(bytes.fromhex(order.id[2:]), int(decision), evidence_hash, valid_until)
+    _check_signer(rt.escrow.document(message), signature, order.buyer)
     kind = "confirm_receipt" if decision == Decision.CONFIRM_RECEIPT else "open_dispute"
-    payload = {
-        "orderId": order.id,
-        "decision": int(decision),
-        "evidenceHash": hex32(evidence_hash),
-        "validUntil": valid_until,
-        "signature": hex32(signature),
-    }
-    return _submit(rt, kind, payload, order.id, {})
+    return _submit(rt, kind, message.payload(signature), order.id, {})
 
 
 def _printable(text: str) -> str:
@@ -421,20 +398,9 @@ def add_evidence(
     if order.status in FINAL or order.status == "awaiting_funding":
         raise DomainError("invalid_state", f"order {oid} is {order.status}: evidence is closed")
     digest = content_hash(data)
-    message = {
-        "orderId": bytes.fromhex(order.id[2:]),
-        "party": party.address,
-        "evidenceHash": digest,
-        "validUntil": valid_until,
-    }
-    _check_signer(rt.escrow.typed_data("EvidenceSubmission", message), signature, party.address)
-    payload = {
-        "orderId": order.id,
-        "party": party.address,
-        "evidenceHash": hex32(digest),
-        "validUntil": valid_until,
-        "signature": hex32(signature),
-    }
+    message = EvidenceSubmission(bytes.fromhex(order.id[2:]), party.address, digest, valid_until)
+    _check_signer(rt.escrow.document(message), signature, party.address)
+    payload = message.payload(signature)
     relayer.preflight(rt, "evidence", payload)
     with transaction(rt.db) as s:
         intent = relayer.submit(s, "evidence", payload, order_id=order.id)
@@ -474,21 +440,9 @@ def rule(
     assert arbitrator.address is not None
     with transaction(rt.db) as s:
         order = get_visible(s, arbitrator, oid)
-    message = {
-        "orderId": bytes.fromhex(order.id[2:]),
-        "buyerShareBps": share_bps,
-        "rationaleHash": rationale_hash,
-        "validUntil": valid_until,
-    }
-    _check_signer(rt.escrow.typed_data("Ruling", message), signature, arbitrator.address)
-    payload = {
-        "orderId": order.id,
-        "buyerShareBps": share_bps,
-        "rationaleHash": hex32(rationale_hash),
-        "validUntil": valid_until,
-        "signature": hex32(signature),
-    }
-    return _submit(rt, "ruling", payload, order.id, {"buyer_share_bps": share_bps})
+    message = Ruling(bytes.fromhex(order.id[2:]), share_bps, rationale_hash, valid_until)
+    _check_signer(rt.escrow.document(message), signature, arbitrator.address)
+    return _submit(rt, "ruling", message.payload(signature), order.id, {"buyer_share_bps": share_bps})
 
 
 def add_shipment(

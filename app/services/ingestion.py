@@ -533,22 +533,14 @@ def _process_item(
             continue
         assert rt.oracle is not None
         tracking = bytes.fromhex(shipment.tracking_hash[2:]) if shipment else ZERO32
-        attestation = rt.escrow.sign_attestation(
-            rt.oracle.key,
+        message = DeliveryAttestation(
             bytes.fromhex(order.id[2:]),
             int(fact.milestone),
             min(fact.event_time, now),  # within the allowed clock skew
             tracking,
             fact.content_hash,
         )
-        payload = {
-            "orderId": order.id,
-            "milestone": int(fact.milestone),
-            "eventTime": min(fact.event_time, now),
-            "trackingHash": "0x" + tracking.hex(),
-            "evidenceHash": digest,
-            "signature": "0x" + attestation.signature.hex(),
-        }
+        payload = message.payload(rt.escrow.sign(rt.oracle.key, message))
         intent = relayer.submit(session, "attest", payload, order_id=order.id)
         session.flush()
         row.intent_id = intent.id

@@ -119,10 +119,19 @@ BAD_SIGNATURE: Example = (
     },
 )
 WRONG_STATE: Example = ("invalid_state", "order 0x5e1f… is released, not awaiting_funding")
+#: A contract revert: the code is its custom error's (app/domain/contract_errors.py); a state refusal: 409 ...
 REVERT: Example = (
-    "contract_revert",
-    "the escrow refused: InvalidStatus(orderId=0x5e1f…)",
-    {"error": "InvalidStatus", "arguments": {"orderId": "0x5e1f…"}},
+    "invalid_status",
+    "the escrow refused: InvalidStatus(orderId=0x5e1f…, status=1): the order's status does not allow this "
+    "action",
+    {"error": "InvalidStatus", "arguments": {"orderId": "0x5e1f…", "status": 1}},
+)
+#: ... and refusals of the request's own content are 422.
+REVERT_INPUT: Example = (
+    "signature_expired",
+    "the escrow refused: SignatureExpired(validUntil=1767225600, nowTime=1767229200): the signed message's "
+    "validUntil is before the chain's time",
+    {"error": "SignatureExpired", "arguments": {"validUntil": 1767225600, "nowTime": 1767229200}},
 )
 
 

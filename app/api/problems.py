@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.domain import contract_errors
 from app.errors import (
     AuthError,
     ChainError,
@@ -35,26 +36,6 @@ log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://tradeguard.dev/problems/"
-
-#: Custom errors that mean "the order is not in a state for this" (409); the rest are bad input (422).
-STATE_CONFLICTS = frozenset(
-    {
-        "OrderAlreadyExists",
-        "UnknownOrder",
-        "OrderDataMismatch",
-        "InvalidStatus",
-        "DeadlinePassed",
-        "DeadlineNotReached",
-        "OrderIsFrozen",
-        "OrderNotFrozen",
-        "FreezeTooLong",
-        "SignatureReplayed",
-        "DuplicateAttestation",
-        "EnforcedPause",
-        "ExpectedPause",
-        "InsufficientCredit",
-    }
-)
 
 _TITLES = {
     400: "Bad Request",
@@ -115,12 +96,12 @@ def _jsonable(value: Any) -> Any:
 
 def from_exception(exc: Exception) -> JSONResponse:
     """Map any exception to a problem response (the single table of the project)."""
-    if isinstance(exc, ContractRevert):
-        status = 409 if exc.name in STATE_CONFLICTS else 422
+    if isinstance(exc, ContractRevert):  # code and status from the one table (app/domain/contract_errors.py)
+        known = contract_errors.describe(exc.name)
         return problem(
-            status,
-            "contract_revert",
-            f"the escrow refused: {exc}",
+            known.status,
+            known.code,
+            f"the escrow refused: {exc}: {known.meaning}",
             error=exc.name,
             arguments=_jsonable(exc.args_by_name),
             tx_hash=exc.tx_hash,

@@ -136,7 +136,8 @@ def test_funding_without_allowance_names_the_contract_error(
     resp = client.post(
         f"/v1/orders/{oid}/funding", json={"signature": "0x" + sig.hex()}, headers=auth(keys.buyer)
     )
-    body = assert_problem(resp, 422, "contract_revert")
+    # the buyer's allowance is the token's state, not the request's content: 409 (issue 10's status rule)
+    body = assert_problem(resp, 409, "erc20_insufficient_allowance")
     assert body["error"] == "ERC20InsufficientAllowance"
     assert counts(runtime) == before
 

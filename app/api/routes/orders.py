@@ -23,6 +23,7 @@ from app.api.openapi import (
     BODY,
     CHECKSUM,
     REVERT,
+    REVERT_INPUT,
     WRONG_STATE,
     links,
     problems,
@@ -63,7 +64,9 @@ STATUSES = (
 #: What an order read answers besides 200: not yours or unknown, a malformed id.
 READ = problems(*AUTH, 404, 422)
 #: What a signed action on an order answers besides 202.
-ACTION = problems(*AUTH, *BODY, 403, 404, valid={422: [BAD_SIGNATURE, REVERT], 409: [WRONG_STATE, REVERT]})
+ACTION = problems(
+    *AUTH, *BODY, 403, 404, valid={422: [BAD_SIGNATURE, REVERT_INPUT], 409: [WRONG_STATE, REVERT]}
+)
 CREATE = problems(
     *AUTH,
     *BODY,

@@ -162,9 +162,10 @@ def _require_dev(rt: RuntimeDep) -> None:
             422: [
                 ("unknown_currency", "no token 'EUR'"),
                 (
-                    "contract_revert",
-                    "the escrow refused: ERC20InvalidReceiver(receiver=0x0000…0000)",
-                    {"error": "ERC20InvalidReceiver"},
+                    "faucet_limit",
+                    "the escrow refused: FaucetLimit(requested=…, limit=…): tUSD faucet: more than the "
+                    "limit per call",
+                    {"error": "FaucetLimit"},
                 ),
                 CHECKSUM,
             ]

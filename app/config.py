@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         2.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
     )
     relayer_max_attempts: int = Field(8, ge=1)
+    replace_after_seconds: float = Field(
+        60.0, gt=0, description="a relayer transaction still pending this long is replaced with higher fees"
+    )
+    max_fee_gwei: float = Field(
+        500.0, gt=0, description="replacements never offer more than this per gas (maxFeePerGas, gwei)"
+    )
     gas_wallet_min_gas: int = Field(
         2_000_000,
         ge=0,

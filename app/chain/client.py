@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
@@ -92,6 +93,36 @@ class PreparedTx:
     sender: str
     nonce: int
     gas: int
+
+
+#: How much a replacement must raise each fee (geth and anvil accept +10 %; a margin above it).
+REPLACEMENT_BUMP_PERCENT = 13
+
+
+@dataclass(frozen=True)
+class Fees:
+    """What a transaction offers to pay per gas: EIP-1559 (``priority`` set: ``max_fee`` is
+    ``maxFeePerGas``) or, on a chain without a base fee, a legacy ``gasPrice`` of ``max_fee``."""
+
+    max_fee: int
+    priority: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        if self.priority is None:
+            return {"gasPrice": self.max_fee}
+        return {"type": 2, "maxFeePerGas": self.max_fee, "maxPriorityFeePerGas": self.priority}
+
+    def bumped(self, floor: Fees, percent: int = REPLACEMENT_BUMP_PERCENT) -> Fees:
+        """Fees that replace a transaction sent with these (every field up by ``percent``, rounded up, as
+        nodes require) and that pay at least ``floor`` (what the chain asks now)."""
+
+        def up(value: int) -> int:
+            return -(-value * (100 + percent) // 100)
+
+        if self.priority is None or floor.priority is None:
+            return Fees(max(up(self.max_fee), floor.max_fee))
+        priority = max(up(self.priority), floor.priority)
+        return Fees(max(up(self.max_fee), floor.max_fee, priority), priority)
 
 
 class ChainClient(DevChainControls):
@@ -223,11 +254,29 @@ class ChainClient(DevChainControls):
     def _base_tx(self, sender: LocalAccount) -> dict[str, Any]:
         return self._fixed_price_tx(sender, self._gas_price())
 
-    def _fixed_price_tx(self, sender: LocalAccount, gas_price: int) -> dict[str, Any]:
-        return {"from": sender.address, "chainId": self.chain_id, "gasPrice": gas_price}
+    def _fixed_price_tx(self, sender: LocalAccount, gas_price: int | Fees) -> dict[str, Any]:
+        fees = gas_price if isinstance(gas_price, Fees) else Fees(gas_price)
+        return {"from": sender.address, "chainId": self.chain_id, **fees.fields()}
 
     def _gas_price(self) -> int:
         return int(self.w3.eth.gas_price)
+
+    def fees(self) -> Fees:
+        """EIP-1559 fees for a transaction now: twice the latest base fee plus the node's suggested tip
+        (``eth_maxPriorityFeePerGas``), so that it stays includable through several full blocks; a chain
+        without a base fee gets its legacy gas price. Raises :class:`ChainUnavailable` if the node does not
+        answer."""
+        try:
+            base = self.w3.eth.get_block("latest").get("baseFeePerGas")
+            if base is None:
+                return Fees(self._gas_price())
+            try:
+                priority = int(self.w3.eth.max_priority_fee)
+            except (ValueError, NotImplementedError):  # a node without the method: 1 gwei, the usual tip
+                priority = 10**9
+            return Fees(2 * int(base) + priority, priority)
+        except Exception as exc:
+            raise self._translate(exc) from exc
 
     def gas_price(self) -> int:
         """The node's gas price (``eth_gasPrice``); raises :class:`ChainUnavailable` if it does not answer."""
@@ -370,7 +419,12 @@ class ChainClient(DevChainControls):
         return self.call(fn, sender if isinstance(sender, str) else sender.address)
 
     def estimate(
-        self, fn: ContractFunction, sender: LocalAccount, *, value: int = 0, gas_price: int | None = None
+        self,
+        fn: ContractFunction,
+        sender: LocalAccount,
+        *,
+        value: int = 0,
+        gas_price: int | Fees | None = None,
     ) -> int:
         """Gas for ``fn`` sent by ``sender``, estimated against the pending block with :meth:`send`'s margin
         (at ``gas_price``, asked of the node when not given: the sender must be able to pay for it).
@@ -393,7 +447,7 @@ class ChainClient(DevChainControls):
         gas: int | None = None,
         *,
         value: int = 0,
-        gas_price: int | None = None,
+        gas_price: int | Fees | None = None,
     ) -> PreparedTx:
         """Sign ``fn`` from ``sender`` with ``nonce`` without sending it (estimating gas when not given).
 
@@ -417,6 +471,33 @@ class ChainClient(DevChainControls):
             nonce=nonce,
             gas=int(tx["gas"]),
         )
+
+    def replacement(self, raw: bytes, sender: LocalAccount, fees: Fees) -> PreparedTx:
+        """The signed transaction ``raw`` signed again by ``sender`` with ``fees`` (same nonce, call and gas
+        limit): a replacement for one that is stuck. No call to the node."""
+        first = raw[0] if raw else 0
+        if first != 2:
+            raise ChainError(f"only EIP-1559 transactions are replaced (type {first})")
+        tx = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
+        tx.pop("v", None), tx.pop("r", None), tx.pop("s", None), tx.pop("yParity", None)
+        tx.update(fees.fields())
+        tx["to"] = to_checksum_address(tx["to"])
+        signed = sender.sign_transaction(tx)
+        return PreparedTx(
+            raw=bytes(signed.raw_transaction),
+            tx_hash="0x" + bytes(signed.hash).hex(),
+            sender=sender.address,
+            nonce=int(tx["nonce"]),
+            gas=int(tx["gas"]),
+        )
+
+    @staticmethod
+    def offered_fees(raw: bytes) -> Fees:
+        """The fees a signed transaction offers."""
+        if raw and raw[0] == 2:
+            tx = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+            return Fees(int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"]))
+        raise ChainError("only EIP-1559 transactions carry fees that can be bumped")
 
     def broadcast(self, raw: bytes) -> str:
         """Hand a signed transaction to the node; returns its hash. Safe to repeat with the same bytes.

@@ -318,6 +318,10 @@ class Intent(Base):
     error_name: Mapped[str | None] = mapped_column(String(80))
     error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when the recorded transaction (``tx_hash``) was signed: one stuck longer is replaced by fee
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: earlier transactions at the same nonce this one replaced (any of them may be the one mined)
+    replaced_hashes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

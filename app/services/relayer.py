@@ -27,6 +27,7 @@ What an intent carries, how it is hashed and which contract call it becomes: :mo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from app.chain import eip712
-from app.chain.client import PreparedTx, Receipt
+from app.chain.client import Fees, PreparedTx, Receipt
 from app.chain.escrow import Order
 from app.db.models import Intent, utcnow
 from app.db.session import transaction
@@ -64,6 +65,8 @@ from app.services.intents import (
 )
 from app.services.order_gateway import OrderGateway
 from app.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 PENDING, SENT, CONFIRMED, FAILED = "pending", "sent", "confirmed", "failed"
 BACKOFF_BASE_SECONDS = 4
@@ -121,6 +124,7 @@ def revive(intent: Intent, now: datetime | None = None) -> bool:
     intent.status, intent.attempts, intent.next_attempt_at = PENDING, 0, now or utcnow()
     intent.error = intent.error_name = intent.sender = intent.tx_hash = None
     intent.nonce = intent.raw_tx = intent.block_number = intent.gas_used = None
+    intent.sent_at = intent.replaced_hashes = None
     return True
 
 
@@ -137,6 +141,8 @@ class RelayReport:
     failed: int = 0
     retried: int = 0
     deferred: int = 0
+    #: stuck transactions replaced with higher fees (same nonce)
+    replaced: int = 0
     #: the node refused a transaction because the gas wallet cannot pay (``GET /readyz`` says so too)
     gas_wallet_empty: bool = False
 
@@ -198,21 +204,30 @@ class _Pass:
     # ------------------------------------------------------------------ (a) sent intents
 
     def reconcile(self) -> list[str]:
-        """Settle mined ``sent`` transactions; re-broadcast the due ones the node does not know (returned)."""
+        """Settle mined ``sent`` transactions (the one recorded, or one it replaced); re-broadcast the due
+        ones the node does not know, and replace the ones stuck in its pool (returned: hashes broadcast)."""
         with transaction(self.rt.db) as s:
             rows = s.execute(
-                select(Intent.tx_hash, Intent.nonce, Intent.raw_tx, Intent.next_attempt_at)
+                select(
+                    Intent.tx_hash,
+                    Intent.nonce,
+                    Intent.raw_tx,
+                    Intent.next_attempt_at,
+                    Intent.sent_at,
+                    Intent.replaced_hashes,
+                )
                 .where(Intent.status == SENT, Intent.sender == self.sender)
                 .order_by(Intent.nonce)
             ).all()
         seen: set[str] = set()
         again: list[str] = []
         gap_below = False
-        for tx_hash, nonce, raw, due_at in rows:
+        stuck_before = self.now - timedelta(seconds=self.rt.settings.replace_after_seconds)
+        for tx_hash, nonce, raw, due_at, sent_at, replaced in rows:
             if tx_hash is None or tx_hash in seen:
                 continue
             seen.add(tx_hash)
-            receipt = self.rt.chain.receipt(tx_hash)
+            receipt = self.mined(tx_hash, replaced or [])
             if receipt is not None:
                 self.settle(tx_hash, receipt)
             elif gap_below or raw is None or nonce is None or due_at > self.now:
@@ -223,7 +238,46 @@ class _Pass:
                 chain_guard.require(self.rt, force=not again)
                 gap_below = not self.broadcast(tx_hash, int(nonce), bytes(raw), again=True)
                 again += [] if gap_below else [tx_hash]
+            elif sent_at is not None and sent_at <= stuck_before:
+                again += self.replace(tx_hash, bytes(raw))
         return again
+
+    def mined(self, tx_hash: str, replaced: list[str]) -> Receipt | None:
+        """The receipt of the recorded transaction or of one it replaced (either may be the one mined)."""
+        receipt = self.rt.chain.receipt(tx_hash)
+        for older in replaced:
+            if receipt is not None:
+                break
+            receipt = self.rt.chain.receipt(older)
+        return receipt
+
+    def replace(self, tx_hash: str, raw: bytes) -> list[str]:
+        """Replace-by-fee: the same nonce, call and gas limit signed again with every fee up 13 % (at least
+        what the chain asks now), recorded (the old hash kept: it may still be mined) before the broadcast.
+        Capped at ``settings.max_fee_gwei``; a transaction at the cap waits as it is."""
+        try:
+            offered = self.rt.chain.offered_fees(raw)
+            fees = offered.bumped(self.rt.chain.fees())
+        except ChainError as exc:  # a legacy transaction, or the node did not answer: wait
+            log.info("relayer: %s is stuck and cannot be replaced now: %s", tx_hash, exc)
+            return []
+        cap = int(self.rt.settings.max_fee_gwei * 10**9)
+        if fees.max_fee > cap:
+            if offered.max_fee >= cap:
+                log.warning("relayer: %s is stuck at the fee cap (TRADEGUARD_MAX_FEE_GWEI)", tx_hash)
+                return []
+            fees = Fees(cap, min(fees.priority or cap, cap))
+        new = self.rt.chain.replacement(raw, self.rt.relayer, fees)
+        with transaction(self.rt.db) as s:
+            rows = list(s.scalars(select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT)))
+            for it in rows:
+                it.replaced_hashes = [*(it.replaced_hashes or []), tx_hash]
+                it.tx_hash, it.raw_tx, it.sent_at = new.tx_hash, new.raw, utcnow()
+        if not rows:
+            return []
+        log.info("relayer: %s stuck since before %s; replaced by %s", tx_hash, self.now, new.tx_hash)
+        self.report.replaced += 1
+        return [new.tx_hash] if self.broadcast(new.tx_hash, new.nonce, new.raw, again=True) else []
 
     def settle(self, tx_hash: str, receipt: Receipt) -> None:
         """Mark the intents of a mined transaction confirmed or failed (per order for a non-strict batch)."""
@@ -243,9 +297,11 @@ class _Pass:
             rows = list(s.scalars(stmt))
             # a fund batch reverted on chain (the state moved since its check): every entry is checked again
             recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
+            mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
             for it in rows:
                 self.report.mined += 1
                 it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
+                it.tx_hash = mined_hash  # the replacement, or the transaction it replaced
                 error = failure or (skipped.get(it.order_id or "") if it.kind in BATCHED else None)
                 if error is None:
                     it.status, it.error, it.error_name = CONFIRMED, None, None
@@ -253,6 +309,7 @@ class _Pass:
                 elif recheck:
                     it.status, it.block_number, it.gas_used = PENDING, None, None
                     it.sender = it.nonce = it.tx_hash = it.raw_tx = None
+                    it.sent_at = it.replaced_hashes = None
                     self.count_attempt(it, error)
                 else:
                     _set_failed(it, error)
@@ -367,9 +424,9 @@ class _Pass:
             else:
                 one = payloads if len(payloads) > 1 else payloads[0]
                 fn = build_call(self.rt, unit.kind, one, orders=orders)
-            gas_price = self.rt.chain.gas_price()
-            # the batch's check and its gas limit: one estimate, at the price it will be sent with
-            gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=gas_price)
+            fees = self.rt.chain.fees()
+            # the batch's check and its gas limit: one estimate, at the fees it will be sent with
+            gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=fees)
         except (ContractRevert, TransactionFailed, InvalidInput) as exc:
             if unit.kind == "fund" and len(unit.intents) > 1:
                 return self.split_funding(unit)
@@ -390,7 +447,7 @@ class _Pass:
             on_chain = nonce_manager.chain_nonce(self.rt.chain, self.sender)
             with transaction(self.rt.db) as s:
                 nonce = nonce_manager.allocate(s, self.sender, on_chain)
-                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=gas_price)
+                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=fees)
                 self.record(s, unit, tx)
         except _Claimed:
             self.report.deferred += len(unit.intents)
@@ -485,6 +542,8 @@ class _Pass:
                 nonce=tx.nonce,
                 tx_hash=tx.tx_hash,
                 raw_tx=tx.raw,
+                sent_at=utcnow(),
+                replaced_hashes=None,
                 error=None,
                 error_name=None,
                 updated_at=utcnow(),
@@ -568,6 +627,7 @@ class _Pass:
             for it in s.scalars(select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT)):
                 it.status = PENDING
                 it.sender = it.nonce = it.tx_hash = it.raw_tx = None
+                it.sent_at = it.replaced_hashes = None
                 self.count_attempt(it, exc)
 
     def sent_trouble(self, tx_hash: str, exc: Exception, *, count: bool) -> None:

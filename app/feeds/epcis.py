@@ -1,4 +1,4 @@
-"""EPCIS 2.0 capture documents (JSON / JSON-LD) read into typed, hashed events (SPEC §5).
+"""EPCIS 2.0 capture and query documents (JSON / JSON-LD) read into typed, hashed events (SPEC §5).
 
 Pure: bytes in, :class:`EpcisEvent` values out, :class:`~app.errors.FeedError` for anything malformed. Which
 order an event belongs to, whether its destination is the order's, and what to do with a retraction are the
@@ -108,12 +108,36 @@ class EpcisEvent:
         return self.error_declaration is not None
 
 
+#: Where each document type keeps its events: a capture document in ``epcisBody.eventList``, the result of a
+#: SimpleEventQuery (the form many systems export) in ``epcisBody.queryResults.resultsBody.eventList``.
+_EVENT_LIST_PATHS: dict[str, tuple[str, ...]] = {
+    "EPCISDocument": ("epcisBody", "eventList"),
+    "EPCISQueryDocument": ("epcisBody", "queryResults", "resultsBody", "eventList"),
+}
+
+
+def _event_list(document: dict[str, Any], path: tuple[str, ...]) -> list[Any]:
+    """The event list at ``path``; every object on the way must be there, and the last step a list."""
+    node: Any = document
+    for depth, key in enumerate(path):
+        node = node.get(key)
+        where = ".".join(path[: depth + 1])
+        if depth == len(path) - 1:
+            if not isinstance(node, list):
+                raise FeedError("malformed", f"{where} must be a list", field=where)
+        elif not isinstance(node, dict):
+            raise FeedError("malformed", f"{where} must be an object", field=where)
+    return list(node)
+
+
 def parse_document(body: bytes, *, with_cbv_hash: bool = True) -> list[EpcisEvent]:
-    """Read an EPCIS 2.0 ``EPCISDocument`` into its events, in document order.
+    """Read an EPCIS 2.0 ``EPCISDocument``, or the ``EPCISQueryDocument`` a SimpleEventQuery answers with
+    (its ``queryResults.resultsBody.eventList``), into its events, in document order. Both are captures
+    alike: the events are read, hashed and matched the same way, whichever document carried them.
 
     Raises :class:`FeedError`: ``too_large`` (body over :data:`MAX_BODY_BYTES`, more than :data:`MAX_EVENTS`
     events, nesting too deep), ``malformed`` (not JSON, wrong shape, missing or invalid ``eventTime``;
-    ``details`` name the event ``index`` and ``field``), ``unsupported_document`` (not an ``EPCISDocument``)
+    ``details`` name the event ``index`` and ``field``), ``unsupported_document`` (neither document type)
     or ``unsupported_event`` (an event type EPCIS 2.0 does not define). ``with_cbv_hash=False`` skips the
     slow, best-effort CBV hash (about 4 ms an event).
     """
@@ -121,16 +145,14 @@ def parse_document(body: bytes, *, with_cbv_hash: bool = True) -> list[EpcisEven
     if not isinstance(document, dict):
         raise FeedError("malformed", "an EPCIS document must be a JSON object")
     doc_type = document.get("type")
-    if doc_type != "EPCISDocument":
+    path = _EVENT_LIST_PATHS.get(doc_type) if isinstance(doc_type, str) else None
+    if path is None:
         raise FeedError(
-            "unsupported_document", f"expected type EPCISDocument, got {doc_type!r}", type=doc_type
+            "unsupported_document",
+            f"expected type EPCISDocument or EPCISQueryDocument, got {doc_type!r}",
+            type=doc_type,
         )
-    epcis_body = document.get("epcisBody")
-    if not isinstance(epcis_body, dict):
-        raise FeedError("malformed", "epcisBody must be an object", field="epcisBody")
-    event_list = epcis_body.get("eventList")
-    if not isinstance(event_list, list):
-        raise FeedError("malformed", "epcisBody.eventList must be a list", field="epcisBody.eventList")
+    event_list = _event_list(document, path)
     if len(event_list) > MAX_EVENTS:
         raise FeedError(
             "too_large", f"{len(event_list)} events, at most {MAX_EVENTS} per document", limit=MAX_EVENTS

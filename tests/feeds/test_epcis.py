@@ -370,8 +370,10 @@ def test_empty_event_list_is_an_empty_capture() -> None:
         (json.dumps({"type": "EPCISDocument", "epcisBody": []}).encode(), "malformed"),
         (json.dumps({"type": "EPCISDocument", "epcisBody": {}}).encode(), "malformed"),
         (json.dumps({"type": "EPCISDocument", "epcisBody": {"eventList": {}}}).encode(), "malformed"),
+        (json.dumps({"type": "EPCISQueryDocument", "epcisBody": {"queryResults": {}}}).encode(), "malformed"),
+        (json.dumps({"type": "EPCISQueryDocument", "epcisBody": {"eventList": []}}).encode(), "malformed"),
         (
-            json.dumps({"type": "EPCISQueryDocument", "epcisBody": {"queryResults": {}}}).encode(),
+            json.dumps({"type": "EPCISMasterDataDocument", "epcisBody": {"vocabularyList": []}}).encode(),
             "unsupported_document",
         ),
         (json.dumps({"epcisBody": {"eventList": []}}).encode(), "unsupported_document"),
@@ -380,6 +382,60 @@ def test_empty_event_list_is_an_empty_capture() -> None:
 )
 def test_refuses_bad_documents(body: bytes, code: str) -> None:
     assert refused(body).code == code
+
+
+def query_doc(*events: dict[str, Any], context: Any = None) -> bytes:
+    """The EPCISQueryDocument a SimpleEventQuery answers with, carrying ``events``."""
+    return json.dumps(
+        {
+            "@context": context or [EPCIS_CONTEXT],
+            "type": "EPCISQueryDocument",
+            "schemaVersion": "2.0",
+            "creationDate": "2024-03-01T10:20:00Z",
+            "epcisBody": {
+                "queryResults": {
+                    "queryName": "SimpleEventQuery",
+                    "subscriptionID": "sub-1",
+                    "resultsBody": {"eventList": list(events)},
+                }
+            },
+        }
+    ).encode()
+
+
+def test_a_query_document_reads_like_a_capture_of_the_same_events() -> None:
+    events = [event(bizStep="shipping"), event(bizStep="receiving", eventTime="2024-03-02T09:00:00Z")]
+    from_query = parse_document(query_doc(*events))
+    from_capture = parse_document(doc(*events))
+    assert from_query == from_capture
+    assert [e.milestone for e in from_query] == [Milestone.SHIPPED, Milestone.DELIVERED]
+    assert parse_document(query_doc(), with_cbv_hash=False) == []  # a query that matched nothing
+
+
+@pytest.mark.parametrize(
+    "results, field",
+    [
+        ({"queryResults": []}, "epcisBody.queryResults"),
+        ({"queryResults": {"queryName": "SimpleEventQuery"}}, "epcisBody.queryResults.resultsBody"),
+        (
+            {"queryResults": {"resultsBody": {"vocabularyList": []}}},
+            "epcisBody.queryResults.resultsBody.eventList",
+        ),
+        (
+            {"queryResults": {"resultsBody": {"eventList": {}}}},
+            "epcisBody.queryResults.resultsBody.eventList",
+        ),
+    ],
+)
+def test_a_query_document_without_an_event_list_is_refused_naming_the_field(
+    results: dict[str, Any], field: str
+) -> None:
+    err = refused(json.dumps({"type": "EPCISQueryDocument", "epcisBody": results}).encode())
+    assert (err.code, err.details) == ("malformed", {"field": field})
+
+
+def test_a_query_document_obeys_the_event_limit() -> None:
+    assert refused(query_doc(*[event()] * (epcis.MAX_EVENTS + 1))).code == "too_large"
 
 
 def test_refuses_too_many_events() -> None:
@@ -602,3 +658,18 @@ def test_sample_transaction_events_keep_user_vocabulary() -> None:
         ("urn:gs1:epcisapp:rail:btt:passage", "http://transaction.examplerail.com/passage/xyz12345"),
     )
     assert transported.destinations == (("location", "urn:epc:id:sgln:952005385.011.0"),)
+
+
+def test_sample_events_in_a_query_document_read_as_in_their_capture_document() -> None:
+    """GS1's 9.6.1 capture, its events re-wrapped as the answer to a SimpleEventQuery (same @context)."""
+    path = SAMPLES / "gs1-EPCIS__Example_9.6.1-ObjectEvent.jsonld"
+    if not path.is_file():
+        pytest.skip(f"sample data not available: {path}")
+    captured = json.loads(path.read_bytes())
+    body = query_doc(*captured["epcisBody"]["eventList"], context=captured["@context"])
+    from_query = parse_document(body)
+    assert from_query == parse_document(path.read_bytes())
+    assert [summary(e)[2:5] for e in from_query] == [
+        ("shipping", "in_transit", Milestone.SHIPPED),
+        ("receiving", "in_progress", Milestone.DELIVERED),
+    ]

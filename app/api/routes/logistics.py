@@ -23,7 +23,7 @@ router = APIRouter(tags=["logistics"])
 _FEED_RULES: dict[int, list[Example]] = {
     422: [
         ("malformed", "epcisBody.eventList must be a list", {"field": "epcisBody.eventList"}),
-        ("unsupported_document", "expected type EPCISDocument, got None"),
+        ("unsupported_document", "expected type EPCISDocument or EPCISQueryDocument, got None"),
         ("unsupported_event", "event 0 has unknown type 'TransformationEvent'", {"index": 0}),
     ],
     413: [("too_large", "body nests deeper than 64 levels", {"limit": 64})],
@@ -54,7 +54,9 @@ _FEED_RULES: dict[int, list[Example]] = {
     },
 )
 async def capture_epcis(request: Request, me: CapturePrincipal, rt: RuntimeDep) -> JSONResponse:
-    """Oracle: capture an EPCISDocument, stored before the 202 (``GET /v1/epcis/capture/{id}``: outcome).
+    """Oracle: capture an EPCISDocument, or an EPCISQueryDocument (a SimpleEventQuery's answer: its
+    ``queryResults.resultsBody.eventList`` is read alike), stored before the 202
+    (``GET /v1/epcis/capture/{id}``: outcome).
 
     The same document again answers with the original capture (``duplicate: true``).
     """

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from app import web
 from app.api import problems
 from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
-from app.api.routes import logistics, orders, settlements, system, webhook_endpoints
+from app.api.routes import carts, logistics, orders, settlements, system, webhook_endpoints
 
 DESCRIPTION = """
 TradeGuard holds a buyer's payment in an on-chain escrow until delivery is attested and the T+N hold window
@@ -30,7 +30,7 @@ def create_app() -> FastAPI:
     # outermost too: a failure in the middlewares' own database work (the idempotency claim, the principal)
     # is an ordinary answer (503 when the database is down), never Starlette's re-raising 500
     app.add_middleware(problems.LastResort)
-    for module in (system, orders, settlements, logistics, webhook_endpoints):
+    for module in (system, orders, carts, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     web.install(app)
     return app

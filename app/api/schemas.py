@@ -174,6 +174,24 @@ class FundingCreate(Strict):
     )
 
 
+class CartSigningRequest(Strict):
+    order_ids: list[OrderId] = Field(
+        min_length=1, max_length=50, description="the buyer's orders, in one token"
+    )
+
+
+class CartItemIn(Strict):
+    order_id: OrderId
+    signature: Signature = Field(description="the buyer's OrderAuthorization signature for this order")
+
+
+class CartFundingCreate(Strict):
+    items: list[CartItemIn] = Field(min_length=1, max_length=50)
+    permit: PermitIn = Field(
+        description="one EIP-2612 permit for the cart's total (from POST /v1/carts/signing)"
+    )
+
+
 class IntentPublic(BaseModel):
     id: str
     kind: str

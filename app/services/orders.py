@@ -105,8 +105,11 @@ def authorization(order: Order) -> OrderAuthorization:
     )  # fmt: skip
 
 
-def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str, Any], int]:
-    """The EIP-2612 permit typed data for the order's amount at the buyer's current nonce, and that nonce."""
+def _permit_document(
+    rt: Runtime, order: Order, deadline: int, value: int | None = None
+) -> tuple[dict[str, Any], int]:
+    """The EIP-2612 permit typed data for the order's amount (or ``value``: a cart's total) at the buyer's
+    current nonce, and that nonce."""
     token = rt.chain.contract("TestUSD", order.token)
     nonce = int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer))))
     known = rt.tokens.get(to_checksum_address(order.token))
@@ -117,7 +120,7 @@ def _permit_document(rt: Runtime, order: Order, deadline: int) -> tuple[dict[str
         token=order.token,
         owner=order.buyer,
         spender=rt.escrow.address,
-        value=order.amount,
+        value=order.amount if value is None else value,
         nonce=nonce,
         deadline=deadline,
     )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,6 +86,13 @@ def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload
     """
     chain_guard.require(rt)
     rt.chain.simulate(build_call(rt, kind, payload), rt.relayer.address)
+
+
+def preflight_funding(rt: Runtime, payloads: Sequence[Mapping[str, Any]]) -> None:
+    """Simulate several fund intents as the one transaction they go out in (a cart: only the first carries
+    the permit, the others rely on the allowance it gives); writes nothing. Raises as :func:`preflight`."""
+    chain_guard.require(rt)
+    rt.chain.simulate(fund_call(rt, payloads), rt.relayer.address)
 
 
 def submit(
@@ -672,6 +679,7 @@ def _set_failed(it: Intent, exc: Exception) -> None:
 __all__ = [
     "RelayReport",
     "preflight",
+    "preflight_funding",
     "relay",
     "revive",
     "submit",

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         50, ge=1, le=500, description="fund intents per transaction (the contract takes up to 500)"
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'json': one JSON object per log line, with the request id (app/logs.py)"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="if set, GET /metrics needs 'Authorization: Bearer <token>' (else it is open)"
+    )
 
     @field_validator("chain")
     @classmethod

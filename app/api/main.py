@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app import web
+from app import logs, web
 from app.api import problems
 from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
-from app.api.routes import carts, logistics, orders, settlements, system, webhook_endpoints
+from app.api.observability import RequestObservability
+from app.api.routes import carts, logistics, metrics, orders, settlements, system, webhook_endpoints
+from app.config import get_settings
+from app.services.runtime import load_runtime_if_any
 
 DESCRIPTION = """
 TradeGuard holds a buyer's payment in an on-chain escrow until delivery is attested and the T+N hold window
@@ -30,7 +33,12 @@ def create_app() -> FastAPI:
     # outermost too: a failure in the middlewares' own database work (the idempotency claim, the principal)
     # is an ordinary answer (503 when the database is down), never Starlette's re-raising 500
     app.add_middleware(problems.LastResort)
-    for module in (system, orders, carts, settlements, logistics, webhook_endpoints):
+    # outermost of all: the request id is set before anything logs, and every answer is counted
+    app.add_middleware(RequestObservability)
+    # TRADEGUARD_LOG_FORMAT=json: JSON lines with the request id (the runtime's settings, as the CLI set it)
+    rt = load_runtime_if_any()
+    logs.configure(rt.settings if rt is not None else get_settings())
+    for module in (system, metrics, orders, carts, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     web.install(app)
     return app

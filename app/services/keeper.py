@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from app.db.models import Intent, Order, utcnow
 from app.db.session import transaction
@@ -77,16 +77,10 @@ def due_action(order: Order, now: int) -> str | None:
     return "timeout_refund" if deadlines and now > min(deadlines) else None
 
 
-def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
-    """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
-    block's timestamp). Only writes intents; the relayer sends them. Refuses
-    (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work."""
-    chain_guard.require(rt)
-    now = rt.chain.now() if now is None else now
-    report = KeeperReport(now)
-    revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
-    # Necessary conditions only (every timer is at least its column): the exact rule runs in due_action.
-    candidates = select(Order).where(
+def candidates(now: int) -> Select[Order]:
+    """The open orders that may be due at chain time ``now``: necessary conditions only (every timer is at
+    least its column), for the exact rule of :func:`due_action` to decide."""
+    return select(Order).where(
         Order.status.in_(OPEN_STATUSES),
         or_(
             and_(Order.status == "delivered", or_(Order.release_at.is_(None), Order.release_at <= now)),
@@ -95,8 +89,18 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
             and_(Order.status == "disputed", Order.disputed_at < now),
         ),
     )
+
+
+def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
+    """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
+    block's timestamp). Only writes intents; the relayer sends them. Refuses
+    (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work."""
+    chain_guard.require(rt)
+    now = rt.chain.now() if now is None else now
+    report = KeeperReport(now)
+    revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
     with transaction(rt.db) as s:
-        for order in s.scalars(candidates.order_by(Order.id)):
+        for order in s.scalars(candidates(now).order_by(Order.id)):
             report.checked += 1
             kind = due_action(order, now)
             if kind is None:
@@ -123,4 +127,4 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
     return report
 
 
-__all__ = ["KeeperReport", "OPEN_STATUSES", "REVIVE_AFTER_SECONDS", "due_action", "sweep"]
+__all__ = ["KeeperReport", "OPEN_STATUSES", "REVIVE_AFTER_SECONDS", "candidates", "due_action", "sweep"]

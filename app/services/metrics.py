@@ -1,0 +1,242 @@
+"""Operator signals for Prometheus (``GET /metrics``): request latency, and the backlog of every sweep.
+
+Two kinds of series:
+
+- **Counted in process**: :data:`REQUEST_SECONDS`, a histogram of every HTTP request by method, route
+  *template* (``/v1/orders/{order_id}``, never the raw path, so an id cannot blow up the series count; a
+  path no route matched is ``unmatched``) and status. Its ``_count`` is the request rate.
+- **Read at scrape time** (:func:`scrape`): everything the database is the record of (intents by kind and
+  status, the relayer's backlog and its oldest item, the inbox backlog, webhook deliveries and failed
+  attempts, orders by status, the indexer's cursor, the chain halt flag, what the keeper finds due) in one
+  read transaction (no write lock, one snapshot), plus two facts only the node knows (the head block with
+  its time, and the gas wallet's balance). Nothing is cached between scrapes: a gauge is never stale.
+
+The node is asked once per scrape (the latest block, then the balance), outside any transaction, on a
+helper thread the scrape waits for at most :data:`NODE_TIMEOUT_SECONDS`; a probe that is still running (a
+hung node) is not started again, and the scrape answers without the node's series and with
+``tradeguard_node_up 0``. On the in-process chain (eth-tester) the probe runs inline: the request holds the
+runtime lock and the chain cannot hang.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import InboxItem, Intent, Order, WebhookAttempt, WebhookDelivery, utcnow
+from app.db.session import read_transaction
+from app.services import chain_guard, indexer, keeper, relayer
+from app.services.runtime import Runtime
+
+#: Content type of the Prometheus text exposition format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How long a scrape waits for the node (head block and balance) before answering without them.
+NODE_TIMEOUT_SECONDS = 2.0
+#: Inbox items still to be processed.
+INBOX_BACKLOG = ("received",)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUEST_SECONDS = Histogram(
+    "tradeguard_http_request_duration_seconds",
+    "HTTP requests by method, route template and status: latency (seconds); _count is the request rate",
+    ("method", "route", "status"),
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one served HTTP request (``route`` is the template it matched, or ``unmatched``)."""
+    REQUEST_SECONDS.labels(method, route, str(status)).observe(seconds)
+
+
+@dataclass(frozen=True)
+class NodeReading:
+    """What one scrape learnt from the node."""
+
+    head: int
+    chain_time: int
+    gas_wallet_wei: int
+
+
+def _read_node(rt: Runtime) -> NodeReading:
+    # one eth_getBlockByNumber for the head and its time (ChainClient asks for them separately), one balance
+    latest = rt.chain.w3.eth.get_block("latest")
+    return NodeReading(int(latest["number"]), int(latest["timestamp"]), rt.chain.balance(rt.relayer.address))
+
+
+class _NodeProbe:
+    """At most one node probe in flight per process; a scrape waits for it a bounded time."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-node")
+        self._lock = threading.Lock()
+        self._running: Future[NodeReading] | None = None
+
+    def read(self, rt: Runtime, timeout: float) -> NodeReading | None:
+        """The node's reading, or None when it failed or did not answer within ``timeout`` seconds."""
+        if rt.chain.backend == "embedded":
+            try:
+                return _read_node(rt)
+            except Exception:  # an eth-tester failure is as good as a node that does not answer
+                return None
+        with self._lock:
+            if self._running is not None and not self._running.done():
+                return None  # the previous scrape's probe still hangs: do not pile up another
+            running = self._running = self._executor.submit(_read_node, rt)
+        try:
+            return running.result(timeout=timeout)
+        except Exception:  # a timeout, or any node or transport error: the node is down for this scrape
+            return None
+
+
+_PROBE = _NodeProbe()
+
+
+class _Snapshot(Collector):
+    """Hands the families computed for one scrape to ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def scrape(rt: Runtime, timeout: float = NODE_TIMEOUT_SECONDS) -> bytes:
+    """Every metric in the Prometheus text format: the in-process counters and a fresh snapshot."""
+    node = _PROBE.read(rt, timeout)  # before the transaction: no network call inside one
+    with read_transaction(rt.db) as s:
+        families = list(_database_families(s, rt, node, utcnow()))
+    snapshot = CollectorRegistry(auto_describe=False)
+    snapshot.register(_Snapshot(families))
+    return generate_latest(REGISTRY) + generate_latest(snapshot)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
+
+
+def _database_families(s: Session, rt: Runtime, node: NodeReading | None, now: datetime) -> Iterator[Metric]:
+    intents = GaugeMetricFamily(
+        "tradeguard_intents", "Intents (outbox rows) by kind and status", labels=("kind", "status")
+    )
+    for kind, status, count in s.execute(
+        select(Intent.kind, Intent.status, func.count()).group_by(Intent.kind, Intent.status)
+    ):
+        intents.add_metric((kind, status), count)
+    yield intents
+
+    waiting = (relayer.PENDING, relayer.SENT)
+    pending, oldest = s.execute(
+        select(func.count(), func.min(Intent.created_at)).where(Intent.status.in_(waiting))
+    ).one()
+    yield _gauge(
+        "tradeguard_relayer_pending_intents", "Intents the relayer has not settled (pending or sent)", pending
+    )
+    yield _gauge(
+        "tradeguard_relayer_oldest_pending_age_seconds",
+        "Age of the oldest intent still pending or sent (0 when there is none)",
+        _age(now, oldest),
+    )
+
+    backlog = GaugeMetricFamily(
+        "tradeguard_inbox_backlog", "Inbox items received but not processed, by source", labels=("source",)
+    )
+    oldest_item: datetime | None = None
+    for source, count, first in s.execute(
+        select(InboxItem.source, func.count(), func.min(InboxItem.received_at))
+        .where(InboxItem.status.in_(INBOX_BACKLOG))
+        .group_by(InboxItem.source)
+    ):
+        backlog.add_metric((source,), count)
+        oldest_item = first if oldest_item is None or first < oldest_item else oldest_item
+    yield backlog
+    yield _gauge(
+        "tradeguard_inbox_oldest_age_seconds",
+        "Age of the oldest unprocessed inbox item (0 when none)",
+        _age(now, oldest_item),
+    )
+
+    deliveries = GaugeMetricFamily(
+        "tradeguard_webhook_deliveries", "Merchant webhook deliveries by status", labels=("status",)
+    )
+    for status, count in s.execute(
+        select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status)
+    ):
+        deliveries.add_metric((status,), count)
+    yield deliveries
+    failed_attempts = s.scalar(
+        select(func.count()).select_from(WebhookAttempt).where(WebhookAttempt.error.is_not(None))
+    )
+    yield CounterMetricFamily(
+        "tradeguard_webhook_failed_attempts",
+        "Webhook POSTs that did not get a 2xx (timeouts, refusals, non-2xx answers), from the delivery log",
+        value=failed_attempts or 0,
+    )
+
+    orders = GaugeMetricFamily("tradeguard_orders", "Orders by status", labels=("status",))
+    for status, count in s.execute(select(Order.status, func.count()).group_by(Order.status)):
+        orders.add_metric((status,), count)
+    yield orders
+
+    yield _gauge(
+        "tradeguard_chain_halted",
+        "1 while chain work is halted (deep reorg, or another chain)",
+        int(chain_guard.stored_halt(s) is not None),
+    )
+    cursor = indexer.cursor(s)
+    if cursor is not None:
+        yield _gauge("tradeguard_indexer_cursor_block", "Last block the indexer has applied", cursor)
+
+    yield _gauge("tradeguard_node_up", "1 when the node answered this scrape in time", int(node is not None))
+    if node is None:
+        return
+    yield _gauge("tradeguard_chain_head_block", "The node's latest block", node.head)
+    if cursor is not None:
+        behind = node.head - rt.settings.confirmation_depth - cursor
+        yield _gauge(
+            "tradeguard_indexer_lag_blocks",
+            "Blocks the indexer is behind the head, beyond the confirmation depth it waits for on purpose",
+            max(0, behind),
+        )
+    yield _gauge(
+        "tradeguard_gas_wallet_balance_wei", "The relayer's gas wallet balance (wei)", node.gas_wallet_wei
+    )
+    due = GaugeMetricFamily(
+        "tradeguard_keeper_due_orders",
+        "Orders whose release or timeout refund is due at the chain's time but not done yet",
+        labels=("action",),
+    )
+    counts = {"release": 0, "timeout_refund": 0}
+    for order in s.scalars(keeper.candidates(node.chain_time)):
+        action = keeper.due_action(order, node.chain_time)
+        if action is not None:
+            counts[action] = counts.get(action, 0) + 1
+    for action, count in counts.items():
+        due.add_metric((action,), count)
+    yield due
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "NODE_TIMEOUT_SECONDS",
+    "REGISTRY",
+    "REQUEST_SECONDS",
+    "NodeReading",
+    "observe_request",
+    "scrape",
+]

@@ -27,15 +27,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.chain import compiler
 from app.chain.client import ChainClient
 from app.config import Settings, get_settings
 from app.errors import TradeGuardError
-from app.services.runtime import Runtime, build_runtime, set_runtime, start_local_anvil
 
+# The service's layers (runtime, database) are imported inside the commands that run the service, so that
+# `tradeguard verify` (an audit against any node) never loads the database layer (tests/api/test_verify.py).
 if TYPE_CHECKING:
+    from app.services.runtime import Runtime
     from workers.sweepers import Sweepers
 
 log = logging.getLogger("tradeguard")
@@ -43,6 +46,8 @@ log = logging.getLogger("tradeguard")
 
 def _open_chain(settings: Settings) -> ChainClient:
     if settings.chain == "local":
+        from app.services.runtime import start_local_anvil
+
         return start_local_anvil(settings)
     if settings.chain == "embedded":
         return ChainClient.embedded()
@@ -53,6 +58,7 @@ def _open_chain(settings: Settings) -> ChainClient:
 def service_runtime(settings: Settings) -> Iterator[Runtime]:
     """The process runtime for ``run`` and ``demo``: chain (started here in local mode), database, escrow."""
     from app.services.bootstrap import prepare
+    from app.services.runtime import build_runtime, set_runtime
     from workers.celery_app import celery_app, configure
 
     chain = _open_chain(settings)
@@ -212,6 +218,7 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     import uvicorn
 
     from app.api.main import create_app
+    from app.services.runtime import build_runtime, set_runtime
     from workers import sweepers
     from workers.celery_app import celery_app, configure
 
@@ -343,6 +350,33 @@ def cmd_keys(settings: Settings, role: str, address: str | None, name: str) -> i
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``tradeguard verify``: print the audit's JSON report; exit 0 when everything agrees, 2 when not."""
+    import json
+
+    import httpx
+
+    from app.client.verify import VerifyError, verify
+
+    if args.api and not args.api_key:
+        raise TradeGuardError("--api needs --api-key (an admin key: the audit reads every order)")
+    if args.evidence_dir is not None and not args.evidence_dir.is_dir():
+        raise TradeGuardError(f"--evidence-dir {args.evidence_dir} is not a directory")
+    try:
+        report = verify(
+            args.rpc,
+            args.escrow,
+            from_block=args.from_block,
+            evidence=args.evidence_dir,
+            api=args.api,
+            api_key=args.api_key,
+        )
+    except (VerifyError, httpx.HTTPError, OSError, ValueError) as exc:
+        raise TradeGuardError(f"verify: {exc}") from exc
+    print(json.dumps(report, indent=2))
+    return 0 if report["ok"] else 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tradeguard`` console script."""
     parser = argparse.ArgumentParser(prog="tradeguard", description="TradeGuard escrow settlement service")
@@ -377,6 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_compile.add_argument("--check", action="store_true", help="only check artifacts are fresh")
     p_chain = sub.add_parser("chain-demo", help="contract-level demo with the gas of each step")
     p_chain.add_argument("--chain", choices=("embedded", "anvil"), default="embedded")
+    p_verify = sub.add_parser(
+        "verify", help="audit the escrow from the chain's logs alone (and the service's answers); JSON out"
+    )
+    p_verify.add_argument("--rpc", required=True, help="JSON-RPC URL of any node of the chain")
+    p_verify.add_argument("--escrow", required=True, help="the escrow's address")
+    p_verify.add_argument("--from-block", type=int, default=0, help="the escrow's deployment block")
+    p_verify.add_argument("--evidence-dir", type=Path, help="evidence files under DIR/<order id>/")
+    p_verify.add_argument("--api", help="the service's URL, to compare what it reports")
+    p_verify.add_argument("--api-key", help="an admin API key for --api")
     p_halt = sub.add_parser("chain", help="chain guard: `chain resume` clears a deep-reorg halt")
     p_halt.add_argument("action", choices=("resume",))
     args, extra = parser.parse_known_args(argv)
@@ -403,8 +446,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return cmd_serve(settings, args.fd, args.kick_fd)
         if args.command == "demo" and args.url:
-            from pathlib import Path
-
             import httpx
 
             from app.client import remote_demo
@@ -427,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_demo(settings.model_copy(update=updates2))
         if args.command in ("worker", "beat"):
             return cmd_celery(settings, args.command, extra)
+        if args.command == "verify":
+            return cmd_verify(args)
         if args.command == "chain":
             return cmd_chain_resume(settings)
         return cmd_keys(settings, args.role, args.address, args.name)

@@ -24,11 +24,48 @@ from app.services.runtime import Runtime
 MAX_PAGE = pagination.MAX_LIMIT
 
 
+#: The contract's ``Terms`` struct, in ABI order (SPEC §1: a party may act on chain without us).
+TERMS_FIELDS = (
+    "buyer",
+    "seller",
+    "token",
+    "amount",
+    "commissionBps",
+    "taxBps",
+    "taxRecipient",
+    "shipBy",
+    "deliverBy",
+    "holdSeconds",
+    "threshold",
+    "responseSeconds",
+    "arbitrationSeconds",
+    "fundedAt",
+)
+
+
 def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
-    """One order as the API shows it, with its timeline of on- and off-chain facts (with tx hashes)."""
+    """One order as the API shows it, with its timeline of on- and off-chain facts (with tx hashes), and,
+    once funded, what the escrow's functions take as the order's reference (``onchain``): the ``Terms``
+    tuple it was funded with (from the indexed ``OrderFunded`` event) and the packed state word."""
     with read_transaction(rt.db) as s:
         order = orders.get_visible(s, viewer, oid)
-        return orders.public(order, indexer.timeline(s, order.id))
+        out = orders.public(order, indexer.timeline(s, order.id))
+        funded = s.scalars(
+            select(ChainEvent.args)
+            .where(ChainEvent.order_id == order.id, ChainEvent.name == "OrderFunded")
+            .order_by(ChainEvent.block_number.desc())
+            .limit(1)
+        ).first()
+    if funded is not None and order.state_word is not None:
+        terms = funded["terms"]
+        out["onchain"] = {
+            "order_id": order.id,
+            "terms": [str(terms[k]) if isinstance(terms[k], int) else terms[k] for k in TERMS_FIELDS],
+            "terms_fields": list(TERMS_FIELDS),
+            "state": str(order.state_word),
+            "state_hex": "0x" + order.state_word.to_bytes(32, "big").hex(),
+        }
+    return out
 
 
 def page(

@@ -236,3 +236,35 @@ def test_an_evidence_upload_retried_with_its_idempotency_key_is_stored_once(
     assert answers[1].headers.get("idempotent-replayed") == "true"
     with runtime.db() as s:
         assert len(s.scalars(select(Evidence)).all()) == 1
+
+
+def test_the_onchain_reference_lets_the_seller_act_on_chain_without_the_service(
+    client: TestClient, admin_key: str, wallets: Wallets, runtime: Runtime
+) -> None:
+    """SPEC §1: GET /v1/orders/{id} gives the Terms tuple and the packed state word, which is all the
+    escrow's functions need; the seller refunds straight on chain from them, and the service follows."""
+    from app.chain.escrow import Order as ChainOrder
+    from app.chain.escrow import Terms
+    from app.services import indexer
+    from app.services.order_views import TERMS_FIELDS
+
+    d = demo.Demo(client, admin_key, wallets, lambda _line: None)
+    order = d.create_and_fund(f"ONCHAIN-{d.run_id}", d.units(12))
+    view = d.order(d.parties.merchant, order["id"])
+    onchain = view["onchain"]
+    assert onchain["order_id"] == order["id"] and onchain["terms_fields"] == list(TERMS_FIELDS)
+    values = dict(zip(TERMS_FIELDS, onchain["terms"], strict=True))
+    assert values["amount"] == str(d.units(12)) and values["seller"] == wallets.merchant.address
+    ref = ChainOrder(
+        bytes.fromhex(order["id"][2:]),
+        Terms.from_event({k: int(v) if str(v).isdigit() else v for k, v in values.items()}),
+        int(onchain["state"]),
+    )
+    assert runtime.escrow.commitment(ref.order_id) != bytes(32)  # the escrow checks the ref against it
+
+    result = runtime.escrow.refund_by_seller(ref, wallets.merchant)
+
+    assert int(result.receipt["status"]) == 1
+    indexer.sync(runtime)
+    after = d.order(d.parties.buyer, order["id"])
+    assert after["status"] == "refunded" and after["split"]["buyer_refund"] == str(d.units(12))

@@ -326,11 +326,13 @@ def _lifecycle(status: str, timeline: list[dict[str, Any]]) -> list[dict[str, st
 def order_live(
     rt: RuntimeDep, user: UserDep, order_id: str, v: Annotated[str, Query(max_length=32)] = ""
 ) -> Response:
-    """Polled by the order page (htmx, every 2 s): 204 while nothing changed; ``HX-Refresh`` when it did."""
+    """Polled by the order page (htmx, every 2 s): 204 while nothing changed; when it did, an
+    ``order-changed`` event that the page script answers by redrawing the page, unless the user is in the
+    middle of an action there (a file chosen, a form being filled): then it says so and waits."""
     version = console.order_version(rt, user.principal, order_id)
     if version == v:
         return Response(status_code=204)
-    return Response(status_code=200, headers={"HX-Refresh": "true"})
+    return Response(status_code=200, headers={"HX-Trigger": "order-changed"})
 
 
 @router.post("/console/orders/{order_id}/shipments")

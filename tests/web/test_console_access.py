@@ -135,3 +135,17 @@ def test_the_dispute_queue_is_ordered_by_deadline(
     expect(queue.locator("tr[data-order]")).to_have_count(2)
     assert queue.locator("tr[data-order] a").all_text_contents() == ["Q-LATE", "Q-EARLY"]
     screenshot(queue, "arbitrator-queue")
+
+
+def test_a_change_to_the_order_does_not_wipe_a_form_being_filled(
+    live: Live, sign_in: Callable[..., Session]
+) -> None:
+    merchant, buyer = sign_in("merchant"), sign_in("buyer")
+    oid = create_order(merchant, live.keys["buyer"].address or "", "BUSY-1", "4", 14)
+    page = merchant.goto(f"/console/orders/{oid}")
+    page.get_by_label("Tracking number").fill("HALF-TYPED")
+    fund(buyer, oid)
+    expect(page.get_by_test_id("notice")).to_contain_text("This order changed")
+    assert page.get_by_label("Tracking number").input_value() == "HALF-TYPED"
+    page.reload()
+    expect(page.get_by_test_id("status")).to_have_text("funded")

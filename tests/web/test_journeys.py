@@ -173,6 +173,8 @@ def test_dispute_with_evidence_from_both_sides_a_33_33_percent_ruling_and_a_tamp
     invoice = tmp_path / "delivery-note.txt"
     invoice.write_bytes(b"signed delivery note, parcel intact\n")
     page = merchant.goto(f"/console/orders/{oid}")
+    # act on the page once it shows the buyer's evidence anchored (the last change the dispute brings)
+    expect(page.locator('tr[data-verified="match"]')).to_have_count(1)
     page.get_by_label(
         "Evidence file (hashed in your browser, the hash is anchored on chain)"
     ).set_input_files(str(invoice))

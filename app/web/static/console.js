@@ -147,7 +147,13 @@ async function validUntil() {
   return Number(chain.chain_time) + DAY;
 }
 
+/** Whether the user is in the middle of something on this page (a file chosen, a form filled, an action
+ * running): a change to the order then must not redraw the page under them. */
+let busy = false;
+let changedMeanwhile = false;
+
 async function run(button, label, work) {
+  busy = true;
   if (button) button.disabled = true;
   notice(`${label}: waiting for the wallet…`);
   try {
@@ -286,6 +292,18 @@ async function verifyEvidence() {
 
 function wireOrderPage() {
   if (!order) return;
+  for (const section of document.querySelectorAll("section.actions")) {
+    section.addEventListener("input", () => (busy = true));
+    section.addEventListener("change", () => (busy = true));
+  }
+  document.body.addEventListener("order-changed", () => {
+    if (!busy) {
+      window.location.reload();
+    } else if (!changedMeanwhile) {
+      changedMeanwhile = true;
+      notice("This order changed since the page loaded: reload to see it (your form is kept until you do).");
+    }
+  });
   document.querySelector('[data-action="fund"]')?.addEventListener("click", (e) => fund(e.currentTarget));
   document.querySelector('[data-action="confirm-receipt"]')?.addEventListener("click", (e) =>
     run(e.currentTarget, "Confirm receipt", () => decide("confirm-receipt", ZERO32)),

@@ -149,3 +149,24 @@ def test_a_change_to_the_order_does_not_wipe_a_form_being_filled(
     assert page.get_by_label("Tracking number").input_value() == "HALF-TYPED"
     page.reload()
     expect(page.get_by_test_id("status")).to_have_text("funded")
+
+
+def test_no_dev_wallet_or_faucet_when_dev_tools_are_off(live: Live, sign_in: Callable[..., Session]) -> None:
+    merchant = sign_in("merchant")
+    oid = create_order(merchant, live.keys["buyer"].address or "", "NODEV-1", "6", 15)
+    # the same service with TRADEGUARD_DEV off (as on any chain that is not a dev chain)
+    live.runtime.settings = live.runtime.settings.model_copy(update={"dev": False})
+    buyer = sign_in("buyer", inject_wallet=False)
+    page = buyer.goto(f"/console/orders/{oid}")
+    assert page.locator("body").get_attribute("data-dev") == "false"
+    assert page.get_by_role("button", name="test tokens (dev)").count() == 0
+    page.get_by_role("button", name="Sign and fund").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("no wallet")
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    resp = buyer.context.request.post(
+        "/console/dev/wallet/sign",
+        data={"address": live.keys["buyer"].address, "typed_data": "{}"},
+        headers={"X-CSRF-Token": str(csrf)},
+    )
+    assert resp.status == 404
+    assert page.get_by_test_id("status").text_content() == "awaiting funding"

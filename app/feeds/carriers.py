@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import hashlib
 import hmac
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import rfc8785
@@ -40,6 +42,12 @@ MAX_BODY_BYTES = 1024 * 1024
 
 AFTERSHIP_SIGNATURE_HEADER = "aftership-hmac-sha256"
 EASYPOST_SIGNATURE_HEADER = "X-Hmac-Signature"
+#: EasyPost's newer scheme: the signature also covers a timestamp and the request path (replay protection).
+EASYPOST_SIGNATURE_V2_HEADER = "X-Hmac-Signature-v2"
+EASYPOST_TIMESTAMP_HEADER = "X-Timestamp"
+EASYPOST_PATH_HEADER = "X-Path"
+#: A v2 signature is accepted this long either side of our clock (a replay within it is a duplicate anyway).
+EASYPOST_TOLERANCE_SECONDS = 300
 _EASYPOST_PREFIX = "hmac-sha256-hex="
 
 AFTERSHIP_EVENTS = frozenset({"tracking_update"})
@@ -131,6 +139,55 @@ def verify_easypost(body: bytes, header_value: str | None, secret: str) -> None:
         raise FeedError("bad_signature", f"{EASYPOST_SIGNATURE_HEADER} is not hex") from exc
     if not hmac.compare_digest(hmac.digest(key, body, "sha256"), given):
         raise FeedError("bad_signature", f"{EASYPOST_SIGNATURE_HEADER} does not match the body")
+
+
+def verify_easypost_request(
+    body: bytes, headers: Mapping[str, str], secret: str, *, now: int, method: str = "POST"
+) -> None:
+    """Check an EasyPost webhook by the best scheme it carries: ``X-Hmac-Signature-v2`` when present, else
+    the body-only ``X-Hmac-Signature`` (:func:`verify_easypost`). ``headers`` are keyed in lower case.
+
+    v2 (EasyPost's "Webhook HMAC Validation"): ``X-Timestamp`` is an RFC 2822 date (``Tue, 19 Aug 2025
+    20:37:09 -0000``) within :data:`EASYPOST_TOLERANCE_SECONDS` of ``now`` (unix seconds), and the header is
+    ``hmac-sha256-hex=`` + hex HMAC-SHA256(secret, timestamp + method + ``X-Path`` + raw body). A request
+    that carries a v2 signature is judged by it alone: a bad one is never rescued by a v1 header (no
+    downgrade). Raises :class:`FeedError` ``bad_signature``, or :class:`ConfigError` for an empty secret.
+    """
+    signature = headers.get(EASYPOST_SIGNATURE_V2_HEADER.lower())
+    if signature is None:
+        verify_easypost(body, headers.get(EASYPOST_SIGNATURE_HEADER.lower()), secret)
+        return
+    key = _key(unicodedata.normalize("NFKD", secret), "EasyPost")
+    timestamp = headers.get(EASYPOST_TIMESTAMP_HEADER.lower())
+    path = headers.get(EASYPOST_PATH_HEADER.lower())
+    if not timestamp or not path:
+        raise FeedError(
+            "bad_signature",
+            f"{EASYPOST_SIGNATURE_V2_HEADER} needs {EASYPOST_TIMESTAMP_HEADER} and {EASYPOST_PATH_HEADER}",
+        )
+    try:
+        sent = email.utils.parsedate_to_datetime(timestamp)
+    except (TypeError, ValueError) as exc:
+        raise FeedError("bad_signature", f"{EASYPOST_TIMESTAMP_HEADER} is not an RFC 2822 date") from exc
+    if sent.tzinfo is None:  # "-0000": UTC, origin unknown (RFC 2822 §3.3)
+        sent = sent.replace(tzinfo=UTC)
+    skew = int(sent.timestamp()) - now
+    if abs(skew) > EASYPOST_TOLERANCE_SECONDS:
+        raise FeedError(
+            "bad_signature",
+            f"{EASYPOST_TIMESTAMP_HEADER} is {abs(skew)} s from our clock (at most "
+            f"{EASYPOST_TOLERANCE_SECONDS} s)",
+        )
+    value = signature.strip()
+    if not value.lower().startswith(_EASYPOST_PREFIX):
+        raise FeedError("bad_signature", f"{EASYPOST_SIGNATURE_V2_HEADER} must start with {_EASYPOST_PREFIX}")
+    try:
+        given = bytes.fromhex(value[len(_EASYPOST_PREFIX) :])
+    except ValueError as exc:
+        raise FeedError("bad_signature", f"{EASYPOST_SIGNATURE_V2_HEADER} is not hex") from exc
+    signed = timestamp.encode() + method.upper().encode() + path.encode() + body
+    if not hmac.compare_digest(hmac.digest(key, signed, "sha256"), given):
+        raise FeedError("bad_signature", f"{EASYPOST_SIGNATURE_V2_HEADER} does not match the request")
 
 
 def parse_aftership(body: bytes) -> CarrierEvent:

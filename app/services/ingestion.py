@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +110,7 @@ def accept_carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, st
         if carrier == "aftership":
             carriers.verify_aftership(body, headers.get("aftership-hmac-sha256"), secret.get_secret_value())
         else:
-            carriers.verify_easypost(body, headers.get("x-hmac-signature"), secret.get_secret_value())
+            carriers.verify_easypost_request(body, headers, secret.get_secret_value(), now=int(time.time()))
     except ConfigError as exc:
         raise FeedError("not_configured", str(exc)) from exc
     try:

@@ -398,3 +398,82 @@ def test_sample_tracking_guide_delivered() -> None:
 def test_sample_webhooks_guide_event_without_result_is_refused() -> None:
     err = refused(parse_easypost, sample("guides__webhooks-guide__event__event_example"))
     assert (err.code, err.details) == ("malformed", {"field": "result"})
+
+
+# --- EasyPost X-Hmac-Signature-v2 (timestamp and path signed too) ------
+
+NOW = 1_755_635_829  # Tue, 19 Aug 2025 20:37:09 GMT
+STAMP = "Tue, 19 Aug 2025 20:37:09 -0000"
+HOOK_PATH = "/v1/carriers/easypost/webhooks"
+
+
+def easypost_v2_headers(
+    body: bytes, *, stamp: str = STAMP, path: str = HOOK_PATH, method: str = "POST", secret: str = SECRET
+) -> dict[str, str]:
+    key = unicodedata.normalize("NFKD", secret).encode()
+    digest = hmac.new(
+        key, stamp.encode() + method.encode() + path.encode() + body, hashlib.sha256
+    ).hexdigest()
+    return {"x-timestamp": stamp, "x-path": path, "x-hmac-signature-v2": "hmac-sha256-hex=" + digest}
+
+
+def test_easypost_v2_signature_accepted_within_the_tolerance() -> None:
+    body = raw(easypost_body())
+    headers = easypost_v2_headers(body)
+    for now in (NOW, NOW - carriers.EASYPOST_TOLERANCE_SECONDS, NOW + carriers.EASYPOST_TOLERANCE_SECONDS):
+        carriers.verify_easypost_request(body, headers, SECRET, now=now)
+    # the same instant written with an offset signs (and parses) the same way
+    offset = easypost_v2_headers(body, stamp="Tue, 19 Aug 2025 22:37:09 +0200")
+    carriers.verify_easypost_request(body, offset, SECRET, now=NOW)
+
+
+def test_without_a_v2_header_the_body_signature_is_checked() -> None:
+    body = raw(easypost_body())
+    carriers.verify_easypost_request(body, {"x-hmac-signature": easypost_signature(body)}, SECRET, now=NOW)
+    with pytest.raises(FeedError):
+        carriers.verify_easypost_request(body, {}, SECRET, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"secret": "other-secret"},
+        {"path": "/v1/carriers/aftership/webhooks"},
+        {"method": "PUT"},
+        {"stamp": "Tue, 19 Aug 2025 20:27:08 -0000"},  # 601 s old: outside the window
+        {"stamp": "Tue, 19 Aug 2025 20:47:10 -0000"},  # from the future
+    ],
+)
+def test_easypost_v2_refuses_another_secret_path_method_or_time(change: dict[str, str]) -> None:
+    body = raw(easypost_body())
+    headers = easypost_v2_headers(body, **change)
+    if "stamp" not in change:  # signed over something else than what is sent
+        headers.update({"x-timestamp": STAMP, "x-path": HOOK_PATH})
+    with pytest.raises(FeedError) as err:
+        carriers.verify_easypost_request(body, headers, SECRET, now=NOW)
+    assert err.value.code == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-hmac-signature-v2": "hmac-sha256-hex=00"},  # no timestamp, no path
+        {"x-hmac-signature-v2": "hmac-sha256-hex=00", "x-timestamp": "yesterday", "x-path": HOOK_PATH},
+        {"x-hmac-signature-v2": "sha256=00", "x-timestamp": STAMP, "x-path": HOOK_PATH},
+        {"x-hmac-signature-v2": "hmac-sha256-hex=zz", "x-timestamp": STAMP, "x-path": HOOK_PATH},
+    ],
+)
+def test_easypost_v2_malformed_headers_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(FeedError) as err:
+        carriers.verify_easypost_request(raw(easypost_body()), headers, SECRET, now=NOW)
+    assert err.value.code == "bad_signature"
+
+
+def test_a_bad_v2_signature_is_not_rescued_by_a_good_v1_one() -> None:
+    body = raw(easypost_body())
+    headers = {
+        **easypost_v2_headers(body, secret="other-secret"),
+        "x-hmac-signature": easypost_signature(body),
+    }
+    with pytest.raises(FeedError):
+        carriers.verify_easypost_request(body, headers, SECRET, now=NOW)

@@ -119,8 +119,10 @@ def get_capture(
 async def carrier_webhook(
     carrier: Annotated[str, Path(pattern="^(aftership|easypost)$")], request: Request, rt: RuntimeDep
 ) -> JSONResponse:
-    """Carrier webhooks, each verified by its own scheme (AfterShip ``aftership-hmac-sha256``, EasyPost
-    ``X-Hmac-Signature``). Stored before the answer; a redelivery answers with the original outcome (200)."""
+    """Carrier webhooks, each verified by its own scheme (AfterShip ``aftership-hmac-sha256``; EasyPost
+    ``X-Hmac-Signature-v2`` over ``X-Timestamp``, method, ``X-Path`` and body, within 5 minutes of our clock,
+    else the body-only ``X-Hmac-Signature``). Stored before the answer; a redelivery answers with the original
+    outcome (200)."""
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     answer = await anyio.to_thread.run_sync(_carrier, rt, carrier, body, headers)

@@ -134,6 +134,9 @@ def sign_in(
             csrf_token=expected,
             error="That API key is unknown, revoked or disabled.",
         )
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # signing in again (perhaps as someone else) ends the session this browser had
+        web_sessions.sign_out(rt.db, previous)
     response = _see_other("/console/")
     _set_cookie(request, response, SESSION_COOKIE, signed.cookie, max_age=None)
     response.delete_cookie(PRE_SESSION_COOKIE, path="/")

@@ -20,6 +20,19 @@ def test_sign_in_gives_a_strict_httponly_cookie_and_sign_out_ends_the_session(
     assert cookie["secure"] is False  # plain HTTP on loopback; Secure is set when the request is HTTPS
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
 
+    # signing in again in the same browser ends the session it had
+    page.goto("/console/sign-in")
+    page.get_by_label("API key").fill(live.keys["merchant"].api_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/console/dashboard")
+    (renewed,) = [c for c in merchant.context.cookies() if c["name"] == "tg_session"]
+    assert renewed["value"] != cookie["value"]
+    replay = browser.new_context(base_url=live.url)
+    replay.add_cookies([{"name": "tg_session", "value": cookie["value"], "url": live.url}])
+    assert replay.request.get("/console/dashboard", max_redirects=0).status == 303
+    replay.close()
+    cookie = renewed
+
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/console/sign-in")
     # the old cookie, replayed from another browser, opens nothing: the session ended on the server

@@ -1,13 +1,15 @@
 """``Idempotency-Key`` records: a POST is claimed before it runs and its answer kept after it.
 
-A key belongs to one principal. The first request with it writes an in-flight record (and drops expired
-ones); the answer is stored when it is known, unless it is a 5xx (the record is deleted, so a retry runs
-again) or carried a secret (kept without its body: a replay is refused rather than shown the secret again).
+A key belongs to one principal. The first request with it writes an in-flight record; the answer is stored
+when it is known, unless it is a 5xx (the record is deleted, so a retry runs again) or carried a secret
+(kept without its body: a replay is refused rather than shown the secret again).
 A later request with the same key gets one of the :class:`Verdict` values or the stored :class:`Replay`. A
-record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over.
+record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over, and so
+is a record past its ``expires_at`` that the keeper has not removed yet (the key is free again).
 
 Each step is one short write transaction; the API middleware (:mod:`app.api.middleware`) runs them in a
-worker thread around the request.
+worker thread around the request. Expired records are removed by the keeper's sweep
+(:func:`purge_expired`, a bounded batch per sweep), not by the requests: a claim writes its own row only.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from app.db.models import IdempotencyRecord, utcnow
@@ -25,6 +28,8 @@ from app.services.runtime import Runtime
 
 #: A key whose first request has run this long without an answer is taken over by the next attempt.
 IN_FLIGHT_LEASE_SECONDS = 120
+#: Expired records one purge removes (one short transaction; the next sweep takes the rest).
+PURGE_BATCH = 500
 
 
 class Verdict(Enum):
@@ -54,7 +59,6 @@ def claim(
     now = utcnow()
     try:
         with transaction(rt.db) as s:
-            s.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
             s.add(
                 IdempotencyRecord(
                     principal_id=owner,
@@ -74,8 +78,30 @@ def claim(
                 IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
             )
         )
-        if row is None:  # expired and deleted between the two transactions: ask for a retry
+        if row is None:  # expired and purged between the two transactions: ask for a retry
             return Verdict.IN_FLIGHT
+        if row.expires_at < now:
+            # expired, not purged yet: the key is free. Guarded, so that of two requests taking it over at
+            # once only one runs (the other is told it is in flight).
+            taken: Any = s.execute(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.principal_id == owner,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.expires_at < now,
+                )
+                .values(
+                    request_hash=request_hash,
+                    method=method,
+                    path=path[:500],
+                    status_code=None,
+                    response_body=None,
+                    content_type=None,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
+                )
+            )
+            return None if taken.rowcount == 1 else Verdict.IN_FLIGHT
         if row.request_hash != request_hash:
             return Verdict.REUSED
         if row.status_code is None:
@@ -102,3 +128,24 @@ def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, bo
         row.status_code = status
         row.content_type = content_type
         row.response_body = body
+
+
+def purge_expired(rt: Runtime, limit: int = PURGE_BATCH) -> int:
+    """Remove up to ``limit`` records past their ``expires_at`` (the keeper's sweep calls this); how many."""
+    now = utcnow()
+    with transaction(rt.db) as s:
+        keys = s.execute(
+            select(IdempotencyRecord.principal_id, IdempotencyRecord.key)
+            .where(IdempotencyRecord.expires_at < now)
+            .order_by(IdempotencyRecord.expires_at)
+            .limit(limit)
+        ).all()
+        if not keys:
+            return 0
+        s.execute(
+            delete(IdempotencyRecord).where(
+                tuple_(IdempotencyRecord.principal_id, IdempotencyRecord.key).in_([tuple(k) for k in keys]),
+                IdempotencyRecord.expires_at < now,
+            )
+        )
+        return len(keys)

@@ -14,9 +14,10 @@ out, exactly as the contract's ``release`` and ``timeoutRefund`` decide:
 
 When the row carries the packed ``state_word`` the keeper takes status, freeze, anchor and the responded flag
 from it (the chain's own data); otherwise it uses the projected columns. It only submits intents, idempotent
-per (kind, order): sweeping twice submits nothing new. An intent that failed earlier (say the order was frozen
-just before it went out) is revived once the order is due again and the failure is older than
-:data:`REVIVE_AFTER_SECONDS`.
+per (kind, order): sweeping twice submits nothing new. An intent that failed earlier (say the order was
+frozen just before it went out) is revived once the order is due again and the failure is older than
+:data:`REVIVE_AFTER_SECONDS`. Each sweep also removes a batch of expired ``Idempotency-Key`` records
+(:func:`app.services.idempotency.purge_expired`), so requests never have to.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from sqlalchemy import Select, and_, or_, select
 from app.db.models import Intent, Order, utcnow
 from app.db.session import transaction
 from app.domain.order_state import OrderState
-from app.services import chain_guard, relayer
+from app.services import chain_guard, idempotency, relayer
 from app.services.intents import compute_intent_hash
 from app.services.runtime import Runtime
 
@@ -49,6 +50,8 @@ class KeeperReport:
     already: int = 0
     intents: list[tuple[str, str]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+    #: expired Idempotency-Key records removed (wall clock; see app/services/idempotency.py)
+    purged_idempotency_keys: int = 0
 
 
 def due_action(order: Order, now: int) -> str | None:
@@ -95,9 +98,11 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
     """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
     block's timestamp). Only writes intents; the relayer sends them. Refuses
     (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work."""
-    chain_guard.require(rt)
+    chain_guard.require(rt)  # a halted chain touches nothing, housekeeping included
+    # housekeeping in its own short transaction, on the wall clock (keys expire in real time)
+    purged = idempotency.purge_expired(rt)
     now = rt.chain.now() if now is None else now
-    report = KeeperReport(now)
+    report = KeeperReport(now, purged_idempotency_keys=purged)
     revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
     with transaction(rt.db) as s:
         for order in s.scalars(candidates(now).order_by(Order.id)):

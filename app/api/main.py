@@ -9,7 +9,7 @@ from app import logs, web
 from app.api import problems
 from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
 from app.api.observability import RequestObservability
-from app.api.routes import carts, logistics, metrics, orders, settlements, system, webhook_endpoints
+from app.api.routes import carts, logistics, metrics, orders, settlements, system, wallet, webhook_endpoints
 from app.config import get_settings
 from app.services.runtime import load_runtime_if_any
 
@@ -38,7 +38,7 @@ def create_app() -> FastAPI:
     # TRADEGUARD_LOG_FORMAT=json: JSON lines with the request id (the runtime's settings, as the CLI set it)
     rt = load_runtime_if_any()
     logs.configure(rt.settings if rt is not None else get_settings())
-    for module in (system, metrics, orders, carts, settlements, logistics, webhook_endpoints):
+    for module in (system, metrics, orders, carts, wallet, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     web.install(app)
     return app

@@ -439,6 +439,22 @@ class ChainClient(DevChainControls):
         except Exception as exc:
             raise self._translate(exc, sender=sender.address) from exc
 
+    def estimate_from(self, fn: ContractFunction, sender: str, *, value: int = 0) -> int:
+        """Gas (with :meth:`send`'s margin) for ``fn`` sent by the wallet at ``sender``, whose key we do not
+        hold: the check behind a transaction the API hands to a party. A revert raises
+        :class:`ContractRevert`, an unreachable node :class:`ChainUnavailable`."""
+        try:
+            tx = {
+                "from": to_checksum_address(sender),
+                "to": fn.address,
+                "value": value,
+                "chainId": self.chain_id,
+                "data": fn._encode_transaction_data(),
+            }
+            return self._estimate(tx)
+        except Exception as exc:
+            raise self._translate(exc, sender=sender) from exc
+
     def prepare(
         self,
         fn: ContractFunction,

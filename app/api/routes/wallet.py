@@ -1,0 +1,81 @@
+"""Transactions for a party's own wallet, where SPEC §4 has no signed message: a seller's refund, a withdrawal
+of credits, and the escrow admin's registration of oracles and arbitrators; plus credits and on-chain roles.
+
+Each answer is the exact transaction (``from``, ``to``, ``data``, ``value``, ``chainId``, ``gas``), estimated
+against the chain first (a refusal is its decoded error, 409/422); these routes write nothing, and the indexer
+picks the result of the sent transaction up like any other event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from app.api.deps import AdminPrincipal, CurrentPrincipal, MerchantPrincipal, RuntimeDep
+from app.api.openapi import AUTH, REVERT, REVERT_INPUT, WRONG_STATE, problems
+from app.api.schemas import Address, Amount
+from app.services import wallet_actions
+
+router = APIRouter(tags=["wallet"])
+
+OrderIdPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="orderId, 0x + 64 hex")]
+PrincipalIdPath = Annotated[str, Path(max_length=40)]
+NO_ROLE = (
+    "no_onchain_role",
+    "a merchant has no role on the escrow (only oracles and arbitrators are registered)",
+)
+NO_CREDIT = (
+    "insufficient_credit",
+    "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 is owed 0 of tUSD; cannot withdraw 0",
+)
+PREPARED = problems(
+    *AUTH, 403, 404, 422, valid={409: [WRONG_STATE, REVERT], 422: [REVERT_INPUT, NO_ROLE, NO_CREDIT]}
+)
+
+
+@router.get("/v1/orders/{order_id}/refund-transaction", responses=PREPARED)
+def seller_refund(order_id: OrderIdPath, rt: RuntimeDep, me: MerchantPrincipal) -> dict[str, Any]:
+    """Seller: the ``refundBySeller`` transaction for its wallet (the buyer gets the whole amount back)."""
+    return wallet_actions.seller_refund(rt, me, order_id)
+
+
+@router.get("/v1/credits", responses=problems(*AUTH))
+def credits(rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """The caller's unpaid credits on the escrow, per settlement token (net, tax, commission, refunds)."""
+    return wallet_actions.credits(rt, me)
+
+
+@router.get("/v1/credits/withdrawal", responses=PREPARED)
+def withdrawal(
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    currency: Annotated[str, Query(min_length=1, max_length=16)],
+    amount: Annotated[Amount | None, Query(description="base units; default: the whole credit")] = None,
+    to: Annotated[Address | None, Query(description="default: the caller's own address")] = None,
+) -> dict[str, Any]:
+    """The caller's ``withdraw`` transaction for its wallet."""
+    return wallet_actions.withdrawal(rt, me, currency, None if amount is None else int(amount), to)
+
+
+@router.get(
+    "/v1/principals/{principal_id}/onchain",
+    tags=["principals"],
+    responses=problems(*AUTH, 403, 404, valid={422: [NO_ROLE]}),
+)
+def onchain_role(principal_id: PrincipalIdPath, rt: RuntimeDep, me: AdminPrincipal) -> dict[str, Any]:
+    """Admin: whether an oracle's or arbitrator's address holds its role on the escrow, and from when."""
+    return wallet_actions.role_status(rt, principal_id)
+
+
+@router.get("/v1/principals/{principal_id}/onchain/{change}", tags=["principals"], responses=PREPARED)
+def onchain_role_change(
+    principal_id: PrincipalIdPath,
+    change: Annotated[str, Path(pattern="^(registration|removal)$")],
+    rt: RuntimeDep,
+    me: AdminPrincipal,
+    admin_address: Annotated[Address | None, Query(description="the escrow admin's wallet")] = None,
+) -> dict[str, Any]:
+    """Admin: the escrow admin's ``addOracle``/``addArbitrator`` (registration) or ``remove…`` (removal)
+    transaction for the principal's address; a new role counts after the escrow's ``ROLE_DELAY``."""
+    return wallet_actions.role_change(rt, principal_id, change == "registration", admin_address)

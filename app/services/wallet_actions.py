@@ -1,0 +1,202 @@
+"""Actions a party takes from its own wallet, for which SPEC §4 has no signed message: the API answers with
+the exact transaction to send (to, data, value, chain id, gas), checked against the chain first, and the
+indexer picks the result up like any other event.
+
+- a seller's refund of a funded order (``refundBySeller``);
+- an account's withdrawal of its credits (``withdraw``), and its unpaid credits per token (``creditOf``);
+- the escrow admin's registration and removal of an oracle or arbitrator principal (``addOracle`` …), and
+  that principal's role on chain (registered, active from when).
+
+Nothing here writes to the database or holds a transaction open while it asks the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import select
+from web3.contract.contract import ContractFunction
+
+from app.chain.escrow import Order as ChainOrder
+from app.chain.escrow import Terms
+from app.db.models import ChainEvent, Principal
+from app.db.session import read_transaction
+from app.domain.encoding import rfc3339
+from app.errors import DomainError, InvalidInput, NotFound
+from app.services import chain_guard, orders
+from app.services.runtime import Runtime
+
+#: Roles whose address the escrow must know, and the admin functions that add and remove them.
+ONCHAIN_ROLES = {"oracle": ("addOracle", "removeOracle"), "arbitrator": ("addArbitrator", "removeArbitrator")}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A transaction for a party's own wallet to sign and send."""
+
+    sender: str
+    fn: ContractFunction
+    gas: int
+    chain_id: int
+    what: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "description": self.what,
+            "transaction": {
+                "from": self.sender,
+                "to": self.fn.address,
+                "data": self.fn._encode_transaction_data(),
+                "value": "0x0",
+                "chainId": self.chain_id,
+                "gas": hex(self.gas),
+            },
+        }
+
+
+def _prepare(rt: Runtime, fn: ContractFunction, sender: str, what: str) -> Prepared:
+    """Estimate ``fn`` from ``sender``: a call the escrow would refuse is its decoded error (409/422) now,
+    not a failed transaction in the party's wallet later."""
+    chain_guard.require(rt)
+    gas = rt.chain.estimate_from(fn, sender)
+    return Prepared(to_checksum_address(sender), fn, gas, rt.chain.chain_id, what)
+
+
+def order_ref(rt: Runtime, viewer: Principal, oid: str) -> ChainOrder:
+    """The order's on-chain reference (``orderId``, ``Terms``, state word) from the index; a 409 when it
+    is not funded on chain (yet)."""
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+        funded = s.scalars(
+            select(ChainEvent.args)
+            .where(ChainEvent.order_id == order.id, ChainEvent.name == "OrderFunded")
+            .order_by(ChainEvent.block_number.desc())
+            .limit(1)
+        ).first()
+    if funded is None or order.state_word is None:
+        raise DomainError("invalid_state", f"order {oid} is {order.status}: not funded on chain yet")
+    terms = {k: int(v) if isinstance(v, str) and v.isdigit() else v for k, v in funded["terms"].items()}
+    return ChainOrder(bytes.fromhex(order.id[2:]), Terms.from_event(terms), int(order.state_word))
+
+
+def seller_refund(rt: Runtime, seller: Principal, oid: str) -> dict[str, Any]:
+    """The seller's ``refundBySeller`` for one of its funded orders (the buyer gets the whole amount)."""
+    orders.require_role(seller, "refund its orders", "merchant")
+    ref = order_ref(rt, seller, oid)
+    if to_checksum_address(ref.terms.seller) != seller.address:
+        raise NotFound("order", oid)
+    fn = rt.escrow.contract.functions.refundBySeller(*ref.ref())
+    return _prepare(rt, fn, str(seller.address), f"refund order {oid} in full to its buyer").public()
+
+
+def credits(rt: Runtime, who: Principal) -> dict[str, Any]:
+    """The caller's unpaid credits in every settlement token (none for a principal without an address)."""
+    if not who.address:
+        return {"address": None, "items": []}
+    address = _address(who)
+    fns = rt.escrow.contract.functions
+    items = [
+        {
+            "currency": t.symbol,
+            "token": t.address,
+            "amount": str(int(rt.chain.call(fns.creditOf(t.address, address)))),
+        }
+        for t in rt.tokens.values()
+    ]
+    return {"address": address, "items": items}
+
+
+def withdrawal(
+    rt: Runtime, who: Principal, currency: str, amount: int | None, to: str | None
+) -> dict[str, Any]:
+    """The caller's ``withdraw`` of ``amount`` (all of it by default) of its credit in ``currency``."""
+    address = _address(who)
+    token = rt.token_by_symbol(currency)
+    if token is None:
+        raise InvalidInput(
+            "unknown_currency",
+            f"currency {currency!r} is not a settlement token here",
+            errors=[{"field": "currency", "message": "unknown"}],
+        )
+    owed = int(rt.chain.call(rt.escrow.contract.functions.creditOf(token.address, address)))
+    amount = owed if amount is None else amount
+    if amount == 0 or amount > owed:
+        raise DomainError(
+            "insufficient_credit",
+            f"{address} is owed {owed} of {currency}; cannot withdraw {amount}",
+            owed=str(owed),
+        )
+    target = to_checksum_address(to) if to else address
+    fn = rt.escrow.contract.functions.withdraw(token.address, target, amount)
+    return _prepare(rt, fn, address, f"withdraw {amount} {currency} of credit to {target}").public()
+
+
+def _address(who: Principal) -> str:
+    if not who.address:
+        raise DomainError("no_address", "this principal has no address on chain")
+    return str(to_checksum_address(who.address))
+
+
+def _onchain_principal(rt: Runtime, principal_id: str) -> Principal:
+    with read_transaction(rt.db) as s:
+        found = s.get(Principal, principal_id)
+    if found is None:
+        raise NotFound("principal", principal_id)
+    if found.role not in ONCHAIN_ROLES or not found.address:
+        raise DomainError(
+            "no_onchain_role",
+            f"a {found.role} has no role on the escrow (only oracles and arbitrators are registered there)",
+        )
+    return found
+
+
+def role_status(rt: Runtime, principal_id: str) -> dict[str, Any]:
+    """Whether the principal's address holds its role on the escrow now, and from when it counts."""
+    p = _onchain_principal(rt, principal_id)
+    fns = rt.escrow.contract.functions
+    address = to_checksum_address(str(p.address))
+    now = rt.chain.now()
+    if p.role == "oracle":
+        info = rt.chain.call(fns.oracleInfo(address))
+        index, active, active_from = int(info[0]), bool(info[1]), int(info[2])
+        registered = active
+    else:
+        active_from = int(rt.chain.call(fns.arbitratorActiveFrom(address)))
+        registered, index = active_from > 0, None
+    return {
+        "principal_id": p.id,
+        "role": p.role,
+        "address": address,
+        "registered": registered,
+        "active": registered and now >= active_from,
+        "active_from": rfc3339(active_from) if registered else None,
+        **({"oracle_index": index} if p.role == "oracle" and registered else {}),
+    }
+
+
+def role_change(rt: Runtime, principal_id: str, add: bool, admin_address: str | None) -> dict[str, Any]:
+    """The escrow admin's transaction that registers (or removes) the principal's address in its role.
+
+    ``admin_address`` is the wallet holding the escrow's admin role (on a dev chain: the deployer's)."""
+    p = _onchain_principal(rt, principal_id)
+    sender = admin_address or (rt.dev_accounts["deployer"].address if "deployer" in rt.dev_accounts else None)
+    if sender is None:
+        raise InvalidInput(
+            "admin_address_required",
+            "name the wallet that holds the escrow's admin role (admin_address)",
+            errors=[{"field": "admin_address", "message": "required on this chain"}],
+        )
+    add_fn, remove_fn = ONCHAIN_ROLES[p.role]
+    fn = getattr(rt.escrow.contract.functions, add_fn if add else remove_fn)(
+        to_checksum_address(str(p.address))
+    )
+    what = f"{'register' if add else 'remove'} {p.role} {p.address} on the escrow"
+    if add:
+        delay = int(rt.chain.call(rt.escrow.contract.functions.ROLE_DELAY()))
+        what += f" (it counts once ROLE_DELAY, {delay} s, has passed)"
+    return _prepare(rt, fn, to_checksum_address(sender), what).public()
+
+
+__all__ = ["credits", "order_ref", "role_change", "role_status", "seller_refund", "withdrawal"]

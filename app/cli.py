@@ -403,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     p_create = keys_sub.add_parser("create", help="create a principal and print its API key once")
     p_create.add_argument(
-        "--role", required=True, choices=("admin", "merchant", "buyer", "oracle", "arbitrator")
+        "--role", required=True, choices=("admin", "merchant", "buyer", "oracle", "arbitrator", "regulator")
     )
     p_create.add_argument("--address", help="0x address (required except for admin)")
     p_create.add_argument("--name", default="")

@@ -65,5 +65,6 @@ MerchantPrincipal = Annotated[Principal, Depends(_role_dep("use merchant routes"
 BuyerPrincipal = Annotated[Principal, Depends(_role_dep("use buyer routes", "buyer"))]
 PartyPrincipal = Annotated[Principal, Depends(_role_dep("act for a party", "buyer", "merchant"))]
 ArbitratorPrincipal = Annotated[Principal, Depends(_role_dep("rule on disputes", "arbitrator"))]
+RegulatorPrincipal = Annotated[Principal, Depends(_role_dep("freeze orders", "regulator"))]
 OraclePrincipal = Annotated[Principal, Depends(_role_dep("post attestations", "oracle"))]
 CapturePrincipal = Annotated[Principal, Depends(_role_dep("capture EPCIS events", "oracle", "admin"))]

@@ -84,7 +84,7 @@ class Problem(BaseModel):
 
 
 class PrincipalCreate(Strict):
-    role: Literal["admin", "merchant", "buyer", "oracle", "arbitrator"]
+    role: Literal["admin", "merchant", "buyer", "oracle", "arbitrator", "regulator"]
     address: Address | None = None
     name: Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)] = ""
 
@@ -259,6 +259,7 @@ class EvidencePublic(BaseModel):
 
 class EvidenceList(BaseModel):
     items: list[EvidencePublic]
+    next_cursor: str | None
 
 
 # --- logistics ------------------------------------------------------------------------------------
@@ -306,6 +307,11 @@ class WebhookEndpointPublic(BaseModel):
     event_types: list[str]
     enabled: bool
     created_at: datetime
+
+
+class WebhookEndpointsPage(BaseModel):
+    items: list[WebhookEndpointPublic]
+    next_cursor: str | None
 
 
 class WebhookEndpointCreated(WebhookEndpointPublic):

@@ -41,12 +41,20 @@ def after(
     created_col: InstrumentedAttribute[Any],
     id_col: InstrumentedAttribute[Any],
     cursor: str | None,
+    *,
+    oldest_first: bool = False,
 ) -> Any:
-    """``query`` ordered newest first, continuing after ``cursor``."""
-    query = query.order_by(created_col.desc(), id_col.desc())
+    """``query`` ordered newest first (or oldest first), continuing after ``cursor``."""
+    if oldest_first:
+        query = query.order_by(created_col.asc(), id_col.asc())
+    else:
+        query = query.order_by(created_col.desc(), id_col.desc())
     if cursor:
         created, ident = decode(cursor)
-        query = query.where(or_(created_col < created, and_(created_col == created, id_col < ident)))
+        if oldest_first:
+            query = query.where(or_(created_col > created, and_(created_col == created, id_col > ident)))
+        else:
+            query = query.where(or_(created_col < created, and_(created_col == created, id_col < ident)))
     return query
 
 

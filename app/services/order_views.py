@@ -98,9 +98,12 @@ def signing(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
     return orders.signing_documents(rt, order)
 
 
-def evidence_list(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
-    """An order's evidence with its SHA-256, its intent, the transaction that anchored it, and whether the
-    stored bytes still hash to what the chain holds."""
+def evidence_list(
+    rt: Runtime, viewer: Principal, oid: str, limit: int | None = None, cursor: str | None = None
+) -> dict[str, Any]:
+    """An order's evidence, oldest first, with its SHA-256, its intent, the transaction that anchored it, and
+    whether the stored bytes still hash to what the chain holds. With ``limit``, one page of it and the
+    ``next_cursor`` that continues (each item re-hashes its file, so a page bounds the work)."""
     with read_transaction(rt.db) as s:
         order = orders.get_visible(s, viewer, oid)
         anchored = {
@@ -111,10 +114,17 @@ def evidence_list(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
                 )
             )
         }
+        query = pagination.after(
+            select(Evidence).where(Evidence.order_id == order.id),
+            Evidence.created_at,
+            Evidence.id,
+            cursor,
+            oldest_first=True,
+        )
+        rows = list(s.scalars(query if limit is None else query.limit(limit + 1)))
+        rows, next_cursor = (rows, None) if limit is None else pagination.page(rows, limit)
         items = []
-        for ev in s.scalars(
-            select(Evidence).where(Evidence.order_id == order.id).order_by(Evidence.created_at)
-        ):
+        for ev in rows:
             intent = s.get(Intent, ev.intent_id) if ev.intent_id else None
             recomputed = "0x" + hashlib.sha256(ev.data).hexdigest()
             tx = anchored.get((ev.party.lower(), ev.sha256.lower()))
@@ -133,7 +143,7 @@ def evidence_list(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
                     "created_at": ev.created_at,
                 }
             )
-        return {"items": items}
+        return {"items": items, "next_cursor": next_cursor}
 
 
 def evidence_file(rt: Runtime, viewer: Principal, oid: str, evidence_id: str) -> Evidence:

@@ -23,7 +23,7 @@ from app.db.session import read_transaction, transaction
 from app.errors import AuthError, InvalidInput, NotFound
 from app.services.runtime import Runtime
 
-ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
+ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator", "regulator")
 BOOTSTRAP_ADMIN = "bootstrap admin"
 
 

@@ -3,17 +3,20 @@ refunded, with totals per currency. Amounts are summed as ``int`` and shown as d
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Order, Principal
 from app.db.session import read_transaction
 from app.domain.encoding import rfc3339
+from app.errors import InvalidInput
 from app.services.orders import split_of
 from app.services.runtime import Runtime
 
@@ -62,12 +65,22 @@ def _row(order: Order) -> dict[str, Any]:
     }
 
 
+def _orders_query(merchant: Principal) -> Select[Order]:
+    """The orders in ``merchant``'s pipeline (an admin's: every order)."""
+    query = select(Order)
+    return query if merchant.role == "admin" else query.where(Order.merchant_id == merchant.id)
+
+
 def pipeline(session: Session, merchant: Principal, now: int) -> dict[str, Any]:
     """Items (due first) and totals per currency and stage; ``due_now`` counts what beat will release."""
-    query = select(Order)
-    if merchant.role != "admin":
-        query = query.where(Order.merchant_id == merchant.id)
-    orders = list(session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc())))
+    return _summarise(_pipeline_orders(session, merchant), now)
+
+
+def _pipeline_orders(session: Session, merchant: Principal) -> list[Order]:
+    return list(session.scalars(_orders_query(merchant).order_by(Order.created_at.desc(), Order.id.desc())))
+
+
+def _summarise(orders: list[Order], now: int) -> dict[str, Any]:
     totals: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: {"count": 0, "amount": 0, "commission": 0, "tax": 0, "seller_net": 0})
     )
@@ -97,6 +110,57 @@ def pipeline(session: Session, merchant: Principal, now: int) -> dict[str, Any]:
         },
         "items": rows,
     }
+
+
+def _position(row: dict[str, Any], order: Order) -> tuple[int, int, int, str]:
+    """Where an item sits in the pipeline's order, as a total order: due first, then by ``release_at``
+    (none first), newest first, then by id. A cursor is the position of the last item it showed."""
+    micros = int(order.created_at.timestamp() * 1_000_000)
+    return (0 if row["stage"] == "due" else 1, order.release_at or -1, -micros, order.id)
+
+
+def _encode(position: tuple[int, int, int, str]) -> str:
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[int, int, int, str]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        rank, release, created, ident = value
+        if not (
+            all(isinstance(v, int) and not isinstance(v, bool) for v in (rank, release, created))
+            and isinstance(ident, str)
+            and len(ident) <= 100
+        ):
+            raise ValueError("not a cursor of ours")
+        return rank, release, created, ident
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            "invalid_cursor",
+            "cursor is not one this API returned",
+            errors=[{"field": "cursor", "message": "bad"}],
+        ) from exc
+
+
+def page(rt: Runtime, merchant: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+    """:func:`report` with one page of its items (in the pipeline's order) and the ``next_cursor`` that
+    continues; ``totals`` and ``due_now`` always cover every order. Items that moved since the last page
+    are shown where they are now (a cursor is a position, not an offset: nothing is shown twice in a row)."""
+    after = _decode(cursor) if cursor else None
+    now = rt.chain.now()  # the node first: never inside the transaction
+    with read_transaction(rt.db) as s:
+        orders = _pipeline_orders(s, merchant)
+    full = _summarise(orders, now)
+    by_id = {o.id: o for o in orders}
+    positioned = sorted(
+        ((_position(row, by_id[row["order_id"]]), row) for row in full["items"]), key=lambda pair: pair[0]
+    )
+    if after is not None:
+        positioned = [pair for pair in positioned if pair[0] > after]
+    shown = positioned[:limit]
+    next_cursor = _encode(shown[-1][0]) if len(positioned) > limit else None
+    return {**full, "items": [row for _, row in shown], "next_cursor": next_cursor}
 
 
 def report(rt: Runtime, merchant: Principal) -> dict[str, Any]:

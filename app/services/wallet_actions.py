@@ -3,6 +3,7 @@ the exact transaction to send (to, data, value, chain id, gas), checked against 
 indexer picks the result up like any other event.
 
 - a seller's refund of a funded order (``refundBySeller``);
+- a regulator's freeze and unfreeze of an order (``freeze``, ``unfreeze``);
 - an account's withdrawal of its credits (``withdraw``), and its unpaid credits per token (``creditOf``);
 - the escrow admin's registration and removal of an oracle or arbitrator principal (``addOracle`` …), and
   that principal's role on chain (registered, active from when).
@@ -12,6 +13,7 @@ Nothing here writes to the database or holds a transaction open while it asks th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,29 @@ def seller_refund(rt: Runtime, seller: Principal, oid: str) -> dict[str, Any]:
         raise NotFound("order", oid)
     fn = rt.escrow.contract.functions.refundBySeller(*ref.ref())
     return _prepare(rt, fn, str(seller.address), f"refund order {oid} in full to its buyer").public()
+
+
+#: The longest freeze one transaction asks for (the escrow bounds it too).
+MAX_FREEZE_SECONDS = 90 * 86_400
+
+
+def freeze(rt: Runtime, regulator: Principal, oid: str, seconds: int, reason: str) -> dict[str, Any]:
+    """The regulator's ``freeze`` of an open order for ``seconds`` (its timers stop; nothing moves), with
+    the SHA-256 of ``reason`` anchored as the reason hash."""
+    orders.require_role(regulator, "freeze orders", "regulator")
+    ref = order_ref(rt, regulator, oid)
+    reason_hash = hashlib.sha256(reason.encode()).digest()
+    fn = rt.escrow.contract.functions.freeze(*ref.ref(), seconds, reason_hash)
+    what = f"freeze order {oid} for {seconds} s (reason sha256 0x{reason_hash.hex()})"
+    return _prepare(rt, fn, _address(regulator), what).public()
+
+
+def unfreeze(rt: Runtime, regulator: Principal, oid: str) -> dict[str, Any]:
+    """The regulator's ``unfreeze`` of a frozen order (its timers resume)."""
+    orders.require_role(regulator, "unfreeze orders", "regulator")
+    ref = order_ref(rt, regulator, oid)
+    fn = rt.escrow.contract.functions.unfreeze(*ref.ref())
+    return _prepare(rt, fn, _address(regulator), f"unfreeze order {oid}").public()
 
 
 def credits(rt: Runtime, who: Principal) -> dict[str, Any]:
@@ -199,4 +224,13 @@ def role_change(rt: Runtime, principal_id: str, add: bool, admin_address: str | 
     return _prepare(rt, fn, to_checksum_address(sender), what).public()
 
 
-__all__ = ["credits", "order_ref", "role_change", "role_status", "seller_refund", "withdrawal"]
+__all__ = [
+    "credits",
+    "freeze",
+    "order_ref",
+    "role_change",
+    "role_status",
+    "seller_refund",
+    "unfreeze",
+    "withdrawal",
+]

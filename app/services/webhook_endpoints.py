@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.db import pagination
 from app.db.models import Principal, WebhookEndpoint
 from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput, NotFound
@@ -63,6 +64,19 @@ def owned_by(rt: Runtime, owner: Principal) -> list[WebhookEndpoint]:
     """Every endpoint ``owner`` registered."""
     with read_transaction(rt.db) as s:
         return list(s.scalars(select(WebhookEndpoint).where(WebhookEndpoint.principal_id == owner.id)))
+
+
+def page(rt: Runtime, owner: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of ``owner``'s endpoints, newest first, and the ``next_cursor`` that continues."""
+    query = pagination.after(
+        select(WebhookEndpoint).where(WebhookEndpoint.principal_id == owner.id),
+        WebhookEndpoint.created_at,
+        WebhookEndpoint.id,
+        cursor,
+    ).limit(limit + 1)
+    with read_transaction(rt.db) as s:
+        rows, next_cursor = pagination.page(list(s.scalars(query)), limit)
+        return {"items": [public(ep) for ep in rows], "next_cursor": next_cursor}
 
 
 def deliveries(

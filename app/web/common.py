@@ -140,6 +140,7 @@ NAV: dict[str, list[tuple[str, str]]] = {
     "buyer": [("/console/orders", "My orders")],
     "arbitrator": [("/console/disputes", "Disputes")],
     "oracle": [("/console/captures", "Captures")],
+    "regulator": [("/console/orders", "Orders")],
     "admin": [
         ("/console/principals", "Principals"),
         ("/console/corridors", "Corridors"),

@@ -59,6 +59,7 @@ HOME = {
     "buyer": "/console/orders",
     "arbitrator": "/console/disputes",
     "oracle": "/console/captures",
+    "regulator": "/console/orders",
     "admin": "/console/principals",
 }
 

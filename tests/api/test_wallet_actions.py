@@ -122,3 +122,35 @@ def test_the_admin_registers_an_oracle_on_chain_and_sees_when_it_counts(
         client.get(f"/v1/principals/{merchant_id}/onchain", headers=auth(keys.admin)), 422, "no_onchain_role"
     )
     assert_problem(client.get(base, headers=auth(keys.merchant)), 403)
+
+
+def test_a_regulator_freezes_and_unfreezes_an_order_from_its_wallet(
+    client: TestClient, admin_key: str, wallets: Wallets, runtime: Runtime
+) -> None:
+    regulator = runtime.dev_accounts["regulator"]
+    made = client.post(
+        "/v1/principals", json={"role": "regulator", "address": regulator.address}, headers=auth(admin_key)
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["api_key"]
+    d = demo.Demo(client, admin_key, wallets, lambda _line: None)
+    order = d.create_and_fund(f"FREEZE-{d.run_id}", d.units(5))
+    path = f"/v1/orders/{order['id']}/freeze-transaction"
+    assert_problem(
+        client.get(path, params={"seconds": 3600, "reason": "x"}, headers=auth(d.parties.merchant)), 403
+    )
+    assert _get(client, f"/v1/orders/{order['id']}", key)["id"] == order["id"]  # a regulator sees every order
+
+    answer = _get(client, path, key, seconds=86_400, reason="customs hold: case 42")
+    assert "freeze order" in answer["description"]
+    _send(runtime, regulator, answer)
+    indexer.sync(runtime)
+    frozen = d.order(d.parties.merchant, order["id"])
+    assert frozen["frozen_until"] is not None
+    assert any(t["kind"] == "OrderFrozen" for t in frozen["timeline"])
+
+    _send(runtime, regulator, _get(client, f"/v1/orders/{order['id']}/unfreeze-transaction", key))
+    indexer.sync(runtime)
+    thawed = d.order(d.parties.merchant, order["id"])
+    assert any(t["kind"] == "OrderUnfrozen" for t in thawed["timeline"])
+    assert thawed["status"] == "funded"

@@ -63,6 +63,8 @@ STATUSES = (
 
 #: What an order read answers besides 200: not yours or unknown, a malformed id.
 READ = problems(*AUTH, 404, 422)
+#: The largest page of evidence (each item re-hashes its stored file).
+EVIDENCE_PAGE = 50
 #: What a signed action on an order answers besides 202.
 ACTION = problems(
     *AUTH, *BODY, 403, 404, valid={422: [BAD_SIGNATURE, REVERT_INPUT], 409: [WRONG_STATE, REVERT]}
@@ -285,10 +287,21 @@ def submit_evidence(
     return _accepted(rt, me, order_id, intent.id)
 
 
-@router.get("/{order_id}/evidence", response_model=EvidenceList, responses=READ)
-def list_evidence(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
-    """Evidence with its SHA-256, anchor tx, and whether the stored file still matches the hash on chain."""
-    return order_views.evidence_list(rt, me, order_id)
+@router.get(
+    "/{order_id}/evidence",
+    response_model=EvidenceList,
+    responses=problems(*AUTH, 404, 422, valid={422: [BAD_CURSOR]}),
+)
+def list_evidence(
+    order_id: OrderIdPath,
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=EVIDENCE_PAGE)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Evidence, oldest first, with its SHA-256, anchor tx, and whether the stored file still matches the hash
+    on chain; ``next_cursor`` continues."""
+    return order_views.evidence_list(rt, me, order_id, limit, cursor)
 
 
 @router.get("/{order_id}/evidence/{evidence_id}/content", response_class=Response, responses=READ)

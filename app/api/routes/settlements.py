@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
-from app.api.openapi import AUTH, problems
+from app.api.openapi import AUTH, BAD_CURSOR, problems
 from app.services import settlements
 from app.services.orders import require_role
 
@@ -19,21 +19,27 @@ router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
     "",
     responses={
         200: {"content": {"application/json": {}, "text/csv": {}}, "description": "the pipeline"},
-        **problems(*AUTH, 403),
+        **problems(*AUTH, 403, 422, valid={422: [BAD_CURSOR]}),
     },
     response_model=None,
 )
-def get_settlements(request: Request, rt: RuntimeDep, me: CurrentPrincipal) -> Any:
+def get_settlements(
+    request: Request,
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Any:
     """Due (with ``release_at``), released, disputed and refunded orders with totals per currency.
 
-    ``Accept: text/csv`` gives the items as CSV.
+    The items come a page at a time (due first, by ``release_at``; ``next_cursor`` continues); ``totals`` and
+    ``due_now`` always cover every order. ``Accept: text/csv`` gives every item as CSV (an export, unpaged).
     """
     require_role(me, "read settlements", "merchant", "admin")
-    report = settlements.report(rt, me)
     if "text/csv" in request.headers.get("accept", ""):
         return Response(
-            settlements.to_csv(report),
+            settlements.to_csv(settlements.report(rt, me)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="settlements.csv"'},
         )
-    return report
+    return settlements.page(rt, me, limit, cursor)

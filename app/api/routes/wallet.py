@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import AdminPrincipal, CurrentPrincipal, MerchantPrincipal, RuntimeDep
+from app.api.deps import AdminPrincipal, CurrentPrincipal, MerchantPrincipal, RegulatorPrincipal, RuntimeDep
 from app.api.openapi import AUTH, REVERT, REVERT_INPUT, WRONG_STATE, problems
-from app.api.schemas import Address, Amount
+from app.api.schemas import PRINTABLE, Address, Amount
 from app.services import wallet_actions
 
 router = APIRouter(tags=["wallet"])
@@ -38,6 +38,25 @@ PREPARED = problems(
 def seller_refund(order_id: OrderIdPath, rt: RuntimeDep, me: MerchantPrincipal) -> dict[str, Any]:
     """Seller: the ``refundBySeller`` transaction for its wallet (the buyer gets the whole amount back)."""
     return wallet_actions.seller_refund(rt, me, order_id)
+
+
+@router.get("/v1/orders/{order_id}/freeze-transaction", responses=PREPARED)
+def freeze(
+    order_id: OrderIdPath,
+    rt: RuntimeDep,
+    me: RegulatorPrincipal,
+    seconds: Annotated[int, Query(ge=1, le=wallet_actions.MAX_FREEZE_SECONDS)],
+    reason: Annotated[str, Query(min_length=1, max_length=500, pattern=PRINTABLE)],
+) -> dict[str, Any]:
+    """Regulator: the ``freeze`` transaction for its wallet (the order's timers stop for ``seconds``; the
+    SHA-256 of ``reason`` is anchored)."""
+    return wallet_actions.freeze(rt, me, order_id, seconds, reason)
+
+
+@router.get("/v1/orders/{order_id}/unfreeze-transaction", responses=PREPARED)
+def unfreeze(order_id: OrderIdPath, rt: RuntimeDep, me: RegulatorPrincipal) -> dict[str, Any]:
+    """Regulator: the ``unfreeze`` transaction for its wallet."""
+    return wallet_actions.unfreeze(rt, me, order_id)
 
 
 @router.get("/v1/credits", responses=problems(*AUTH))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import CurrentPrincipal, MerchantPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
-from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointPublic
+from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointsPage
 from app.services import webhook_endpoints
 from app.services.orders import require_role
 
@@ -44,10 +44,17 @@ def create_endpoint(
     return {**webhook_endpoints.public(registered.endpoint), "secret": registered.secret}
 
 
-@router.get("", response_model=list[WebhookEndpointPublic], responses=problems(*AUTH))
-def list_endpoints(rt: RuntimeDep, me: CurrentPrincipal) -> list[dict[str, Any]]:
-    """The caller's endpoints."""
-    return [webhook_endpoints.public(ep) for ep in webhook_endpoints.owned_by(rt, me)]
+@router.get(
+    "", response_model=WebhookEndpointsPage, responses=problems(*AUTH, 422, valid={422: [BAD_CURSOR]})
+)
+def list_endpoints(
+    rt: RuntimeDep,
+    me: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """The caller's endpoints, newest first; ``next_cursor`` continues."""
+    return webhook_endpoints.page(rt, me, limit, cursor)
 
 
 @router.get("/{endpoint_id}/deliveries", responses=problems(*AUTH, 404, 422, valid={422: [BAD_CURSOR]}))

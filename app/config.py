@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         2.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
     )
     relayer_max_attempts: int = Field(8, ge=1)
+    audit_seconds: float = Field(
+        300.0, ge=0, description="how often the keeper audits the index against the chain (0: never)"
+    )
     replace_after_seconds: float = Field(
         60.0, gt=0, description="a relayer transaction still pending this long is replaced with higher fees"
     )

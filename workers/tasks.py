@@ -166,7 +166,27 @@ def keeper_step(rt: Runtime) -> bool:
     report = keeper.sweep(rt)
     if report.submitted or report.revived:
         kick("relay")
+    _audit_when_due(rt)
     return False
+
+
+def _audit_when_due(rt: Runtime) -> None:
+    """The service's own audit (:mod:`app.services.audit`) every ``settings.audit_seconds``."""
+    from datetime import datetime
+
+    from app.db.models import utcnow
+    from app.services import audit
+
+    every = rt.settings.audit_seconds
+    if every <= 0:
+        return
+    last = audit.last(rt)
+    if last is not None and (utcnow() - datetime.fromisoformat(last["at"])).total_seconds() < every:
+        return
+    try:
+        audit.run(rt)
+    except Exception as exc:  # the node or the database went away: the next keeper pass tries again
+        log.warning("audit: %s: %s", type(exc).__name__, exc)
 
 
 def inbox_step(rt: Runtime) -> bool:

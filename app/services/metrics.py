@@ -32,9 +32,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import InboxItem, Intent, Order, WebhookAttempt, WebhookDelivery, utcnow
+from app.db.models import InboxItem, Intent, KeyValue, Order, WebhookAttempt, WebhookDelivery, utcnow
 from app.db.session import read_transaction
-from app.services import chain_guard, indexer, keeper, relayer
+from app.services import audit, chain_guard, indexer, keeper, relayer
 from app.services.runtime import Runtime
 
 #: Content type of the Prometheus text exposition format.
@@ -201,6 +201,18 @@ def _database_families(s: Session, rt: Runtime, node: NodeReading | None, now: d
     cursor = indexer.cursor(s)
     if cursor is not None:
         yield _gauge("tradeguard_indexer_cursor_block", "Last block the indexer has applied", cursor)
+    audited = s.get(KeyValue, audit.AUDIT_KEY)
+    if audited is not None:
+        yield _gauge(
+            "tradeguard_audit_disagreements",
+            "Disagreements the last periodic audit found (index vs chain, rows vs events): alert on > 0",
+            int(audited.value["disagreements"]),
+        )
+        yield _gauge(
+            "tradeguard_audit_last_run_timestamp_seconds",
+            "When the periodic audit last ran (UNIX time)",
+            datetime.fromisoformat(audited.value["at"]).timestamp(),
+        )
 
     yield _gauge("tradeguard_node_up", "1 when the node answered this scrape in time", int(node is not None))
     if node is None:

@@ -9,7 +9,8 @@ exactly when the change it reports was committed. :func:`deliver_due` sends what
    and its attempt counter, which fences the outcome, goes up;
 2. **POST** it with no transaction open: JSON body ``{"id", "type", "created", "data"}``, headers
    ``TradeGuard-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`` and ``TradeGuard-Event-Id``;
-   5 s timeouts, redirects not followed, only ``http``/``https`` URLs;
+   5 s timeouts, redirects not followed, only ``http``/``https`` URLs; off a dev chain the host is resolved
+   again at send time and the POST goes to that checked public address (DNS rebinding cannot aim it inside);
 3. **record** the outcome in a second transaction, with one :class:`~app.db.models.WebhookAttempt` row per
    attempt: a 2xx is ``delivered``; anything else is retried after 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
    then every 8 h, the last try exactly ``webhook_retry_hours`` (≥ 72 h) after the event; a failure at or past
@@ -173,20 +174,52 @@ def url_refusal(url: str) -> str | None:
     return None
 
 
-def private_address_refusal(url: str) -> str | None:
-    """Why ``url`` must not be registered outside a dev chain: its host resolves to a loopback, private,
-    link-local or otherwise internal address (the delivery log would make the service an internal port
-    scanner). ``None`` when every address it resolves to is public."""
-    host = urlsplit(url).hostname or ""
+@dataclass(frozen=True)
+class PinnedTarget:
+    """Where a webhook is POSTed: the URL aimed at an address checked just now, with the original host kept
+    for the ``Host`` header and TLS (server name and certificate check)."""
+
+    url: str
+    host_header: str
+    server_name: str
+
+
+def pin_public_address(url: str) -> PinnedTarget | str:
+    """Resolve ``url``'s host now and aim the URL at one of its addresses, if every one is public; else why
+    not. Checked at send time as well as at registration: a name that resolved to a public address then may
+    resolve to an internal one now (DNS rebinding), and connecting to the address checked (one lookup) leaves
+    no second lookup to race."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    addresses = _public_addresses(host)
+    if isinstance(addresses, str):
+        return addresses
+    address = addresses[0]
+    userinfo, at, host_port = parts.netloc.rpartition("@")
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = userinfo + at + (literal if parts.port is None else f"{literal}:{parts.port}")
+    return PinnedTarget(parts._replace(netloc=netloc).geturl(), host_port, host)
+
+
+def _public_addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | str:
+    """Every address ``host`` resolves to, if all are public; else why not."""
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
         return f"refused: {host!r} does not resolve ({exc})"
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not address.is_global:
             return f"refused: {host!r} resolves to the internal address {address}"
-    return None
+    return addresses or f"refused: {host!r} does not resolve"
+
+
+def private_address_refusal(url: str) -> str | None:
+    """Why ``url`` must not be registered outside a dev chain: its host resolves to a loopback, private,
+    link-local or otherwise internal address (the delivery log would make the service an internal port
+    scanner). ``None`` when every address it resolves to is public."""
+    found = _public_addresses(urlsplit(url).hostname or "")
+    return found if isinstance(found, str) else None
 
 
 # ---------------------------------------------------------------------------------------------- delivery
@@ -214,6 +247,8 @@ class _Claim:
     event_id: str
     body: bytes
     horizon: datetime
+    #: off a dev chain the receiver's address is checked (and pinned) at send time, not only at registration
+    check_address: bool = True
 
 
 def _claim(rt: Runtime, now: datetime, report: DeliveryReport) -> _Claim | Literal["none_due", "settled"]:
@@ -257,6 +292,7 @@ def _claim(rt: Runtime, now: datetime, report: DeliveryReport) -> _Claim | Liter
             event.id,
             event_body(event),
             horizon,
+            check_address=not rt.is_dev,
         )
 
 
@@ -271,10 +307,26 @@ def _post(client: httpx.Client, claim: _Claim, now: datetime) -> tuple[int | Non
     started = time.monotonic()
     code: int | None = None
     error: str | None = None
+    target, extensions = claim.url, {}
+    if claim.check_address:
+        pinned = pin_public_address(claim.url)
+        if isinstance(pinned, str):  # an internal address now: not sent, retried like any failure
+            return None, pinned[:_ERROR_CHARS], int((time.monotonic() - started) * 1000)
+        target, headers["Host"], extensions = (
+            pinned.url,
+            pinned.host_header,
+            {"sni_hostname": pinned.server_name},
+        )
     try:
         # stream: only the status line and headers are read, never a body the receiver may make huge
         with client.stream(
-            "POST", claim.url, content=claim.body, headers=headers, timeout=TIMEOUT, follow_redirects=False
+            "POST",
+            target,
+            content=claim.body,
+            headers=headers,
+            timeout=TIMEOUT,
+            follow_redirects=False,
+            extensions=extensions,
         ) as response:
             code = response.status_code
     except httpx.HTTPError as exc:
@@ -416,11 +468,13 @@ def delivery_log(
 __all__ = [
     "BACKOFF_SECONDS",
     "DeliveryReport",
+    "PinnedTarget",
     "backoff",
     "deliver_due",
     "delivery_log",
     "emit",
     "event_body",
+    "pin_public_address",
     "url_refusal",
     "wants",
 ]

@@ -236,7 +236,8 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
 
 
 def cmd_demo(settings: Settings) -> int:
-    """Start the service in process and drive the three demo orders through its HTTP API."""
+    """Start the service in process and drive the demo orders through its HTTP API (and, for the actions
+    SPEC §4 has no signed message for, the parties' own wallets)."""
     import httpx
 
     from app.client import demo
@@ -258,8 +259,12 @@ def cmd_demo(settings: Settings) -> int:
             oracle_address=rt.dev_accounts["oracle"].address,
         )
         try:
+            from app.client.wallet import NodeWallet
+
+            # the parties' own wallets send the refund and the withdrawal straight to the chain
+            wallet = NodeWallet(rt.chain, rt.lock if rt.chain.backend == "embedded" else None)
             with httpx.Client(base_url=url, timeout=120) as client:
-                demo.run(client, admin_key, wallets)
+                demo.run(client, admin_key, wallets, wallet=wallet)
         finally:
             stop.set()
             server.should_exit = True  # type: ignore[attr-defined]
@@ -397,6 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
     p_demo.add_argument("--url", help="drive the running service at URL instead (e.g. http://127.0.0.1:8000)")
     p_demo.add_argument("--keys", help="with --url: the demo keys file (default <state dir>/demo-keys.json)")
+    p_demo.add_argument(
+        "--rpc",
+        default="http://127.0.0.1:8545",
+        help="with --url: the dev chain's node, for the parties' own wallets (default: make run's anvil)",
+    )
     sub.add_parser("worker", help="Celery worker (needs TRADEGUARD_BROKER_URL)")
     sub.add_parser("beat", help="Celery beat: re-enqueues every sweep (needs TRADEGUARD_BROKER_URL)")
     p_keys = sub.add_parser("keys", help="API keys")
@@ -453,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             keys = Path(args.keys) if args.keys else settings.state_dir / remote_demo.KEYS_FILE
             try:
-                remote_demo.run(args.url, keys)
+                remote_demo.run(args.url, keys, rpc=args.rpc)
             except (DemoError, httpx.HTTPError) as exc:
                 print(f"tradeguard demo: {exc}", file=sys.stderr)
                 return 1

@@ -25,6 +25,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from app.chain.eip712 import sign_typed_data
+from app.client.wallet import NodeWallet
 from app.domain.encoding import rfc3339
 from app.feeds.epcis import gs1_check_digit
 
@@ -374,6 +375,24 @@ class Demo:
         self.say(f"    after ship_by: {order['status']}")
         return order
 
+    def seller_refund_and_withdrawal(self, wallet: NodeWallet) -> dict[str, Any]:
+        """Actions from the parties' own wallets (the API answers with the transaction to send)."""
+        self.say("4. seller refund from the merchant's wallet, then the buyer withdraws the credit")
+        order = self.create_and_fund(f"DEMO-{self.run_id}-4", self.units(60))
+        answer = self.get(self.parties.merchant, f"/v1/orders/{order['id']}/refund-transaction")
+        tx = wallet.send(self.wallets.merchant, answer)
+        order = self.wait_status(order["id"], "refunded")
+        self.say(f"    merchant sent refundBySeller (tx {tx}): {order['status']}")
+        owed = self.get(self.parties.buyer, "/v1/credits")["items"]
+        credit = next(int(i["amount"]) for i in owed if i["currency"] == self.currency)
+        self.say(f"    buyer's credit on the escrow: {self.money(credit)} {self.currency}")
+        answer = self.get(self.parties.buyer, f"/v1/credits/withdrawal?currency={self.currency}")
+        tx = wallet.send(self.wallets.buyer, answer)
+        left = self.get(self.parties.buyer, "/v1/credits")["items"]
+        remaining = next(int(i["amount"]) for i in left if i["currency"] == self.currency)
+        self.say(f"    buyer withdrew {self.money(credit - remaining)} {self.currency} (tx {tx})")
+        return {**order, "withdrawn": str(credit - remaining), "credit_left": str(remaining)}
+
     def settlement_table(self) -> str:
         report = self.get(self.parties.merchant, "/v1/settlements")
         lines = [
@@ -393,11 +412,18 @@ class Demo:
 
 
 def run(
-    client: httpx.Client, admin_key: str, wallets: Wallets, say: Callable[[str], None] = print
+    client: httpx.Client,
+    admin_key: str,
+    wallets: Wallets,
+    say: Callable[[str], None] = print,
+    wallet: NodeWallet | None = None,
 ) -> dict[str, Any]:
-    """All three scenarios; returns the final orders and the settlement table."""
+    """All scenarios (the fourth, from the parties' own wallets, when ``wallet`` reaches the chain); returns
+    the final orders and the settlement table."""
     demo = Demo(client, admin_key, wallets, say)
     results = {"happy": demo.happy_path(), "dispute": demo.dispute(), "timeout": demo.ship_timeout()}
+    if wallet is not None:
+        results["refund"] = demo.seller_refund_and_withdrawal(wallet)
     table = demo.settlement_table()
     say("\nsettlement table (merchant view, GET /v1/settlements)\n" + table)
     return {**results, "table": table}

@@ -18,8 +18,10 @@ import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from app.chain.client import ChainClient
 from app.chain.devchain import ANVIL_MNEMONIC
 from app.client.demo import Demo, DemoError, Parties, Wallets
+from app.client.wallet import NodeWallet
 
 KEYS_FILE = "demo-keys.json"
 ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator")
@@ -87,8 +89,25 @@ def load(keys_file: Path) -> tuple[Parties, Wallets]:
     return parties, wallets
 
 
-def run(url: str, keys_file: Path, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """The three scenarios against the service at ``url``; the final orders and the settlement table."""
+def _wallet(rpc: str | None, chain_id: int, say: Callable[[str], None]) -> NodeWallet | None:
+    """The parties' own wallets on the node at ``rpc``, if it answers for the service's chain."""
+    if not rpc:
+        return None
+    try:
+        chain = ChainClient.rpc(rpc, timeout=10)
+        if chain.chain_id == chain_id:
+            return NodeWallet(chain)
+        say(f"(the node at {rpc} serves chain {chain.chain_id}, not {chain_id}: no wallet scenario)")
+    except Exception as exc:  # no node there: the demo runs without the wallet scenario
+        say(f"(no node at {rpc}: {type(exc).__name__}; the wallet scenario is skipped, see --rpc)")
+    return None
+
+
+def run(
+    url: str, keys_file: Path, say: Callable[[str], None] = print, rpc: str | None = None
+) -> dict[str, Any]:
+    """The scenarios against the service at ``url`` (the fourth through the parties' own wallets on the node
+    at ``rpc``); the final orders and the settlement table."""
     parties, wallets = load(keys_file)
     with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
         chain = client.get("/v1/chain")
@@ -98,6 +117,9 @@ def run(url: str, keys_file: Path, say: Callable[[str], None] = print) -> dict[s
             )
         demo = RemoteDemo(client, parties, wallets, say)
         results = {"happy": demo.happy_path(), "dispute": demo.dispute(), "timeout": demo.ship_timeout()}
+        wallet = _wallet(rpc, int(chain.json()["chain_id"]), say)
+        if wallet is not None:
+            results["refund"] = demo.seller_refund_and_withdrawal(wallet)
         table = demo.settlement_table()
     say("\nsettlement table (merchant view, GET /v1/settlements)\n" + table)
     say(f"\nsign in at {url.rstrip('/')}/console/ with the keys `tradeguard run` printed to see these orders")

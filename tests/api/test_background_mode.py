@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.client import demo
 from app.client.demo import Wallets
+from app.client.wallet import NodeWallet
 from app.services import ingestion, keeper, relayer
 from app.services.runtime import Runtime
 from workers import sweepers, tasks
@@ -44,20 +45,28 @@ def test_the_demo_settles_with_every_sweep_on_the_sweeper_threads(
     wallets: Wallets,
     background: sweepers.Sweepers,
     monkeypatch: pytest.MonkeyPatch,
+    runtime: Runtime,
 ) -> None:
-    """The three demo scenarios end as they do with inline sweeps, and no relay, inbox or keeper pass ran
-    inside a request: each ran on its sweep's thread."""
+    """The demo scenarios end as they do with inline sweeps, and no relay, inbox or keeper pass ran inside a
+    request: each ran on its sweep's thread."""
     threads: dict[str, list[str]] = {"relay": [], "process_pending": [], "sweep": []}
     _spy(monkeypatch, relayer, "relay", threads["relay"])
     _spy(monkeypatch, ingestion, "process_pending", threads["process_pending"])
     _spy(monkeypatch, keeper, "sweep", threads["sweep"])
 
-    result = demo.run(client, admin_key, wallets, say=lambda _line: None)
+    # the fourth scenario's refund and withdrawal go from the parties' wallets straight to the chain: the
+    # indexer's periodic sweep (nothing kicks it) brings them into the service
+    wallet = NodeWallet(runtime.chain, runtime.lock)
+    result = demo.run(client, admin_key, wallets, say=lambda _line: None, wallet=wallet)
 
     assert result["happy"]["status"] == "released"
     assert result["dispute"]["status"] == "resolved"
     assert result["timeout"]["status"] == "refunded"
     assert result["happy"]["split"]["seller_net"] == str(197_500_000)
+    refund = result["refund"]
+    assert refund["status"] == "refunded" and refund["split"]["buyer_refund"] == str(60 * 10**6)
+    # the buyer withdraws every credit it has: this refund (60), the dispute's 40 % of 400 and the timeout's 90
+    assert (refund["withdrawn"], refund["credit_left"]) == (str((60 + 160 + 90) * 10**6), "0")
     assert set(threads["relay"]) == {"sweep-relay"}, threads["relay"]
     assert set(threads["process_pending"]) == {"sweep-inbox"}, threads["process_pending"]
     assert set(threads["sweep"]) == {"sweep-keeper"}, threads["sweep"]

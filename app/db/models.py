@@ -228,6 +228,9 @@ class ChainEvent(Base):
     name: Mapped[str] = mapped_column(String(40))
     order_id: Mapped[str | None] = mapped_column(String(66), index=True)
     args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: when the indexer stored it (wall clock; None for rows indexed before migration 0005): a timeline sorts
+    #: every fact by when the service recorded it (block time and wall clock differ: a dev chain's moves)
+    recorded_at: Mapped[datetime | None] = mapped_column(default=utcnow)
 
 
 class IndexedBlock(Base):

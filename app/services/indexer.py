@@ -504,32 +504,39 @@ def _announce_reorg(
 
 
 def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
-    """An order's on-chain facts (indexed events) and off-chain facts (timeline entries), oldest first.
+    """An order's on-chain facts (indexed events) and off-chain facts (timeline entries), in the order the
+    service recorded them (one clock, the wall clock; a chain's block time may run ahead of it, as a dev
+    chain's does after ``advance-time``, or behind it).
 
     Each item: ``source`` (``chain`` | ``service``), ``kind`` (event name or entry kind), ``at`` (RFC 3339
-    UTC), ``tx_hash``, ``block_number``, ``log_index`` (None off chain) and ``data`` (key arguments, amounts
-    as decimal strings). ERC-1497 mirror events (``Dispute``, ``Evidence``) are left out.
+    UTC: the block time of a chain fact, the wall clock of a service fact), ``recorded_at`` (wall clock, when
+    the service recorded it), ``tx_hash``, ``block_number``, ``log_index`` (None off chain) and ``data`` (key
+    arguments, amounts as decimal strings). ERC-1497 mirror events (``Dispute``, ``Evidence``) are left out.
     """
     keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
     for e in _events_of(session, order_id):
         if e.name in projection.TIMELINE_DUPLICATES:
             continue
+        # a row indexed before recorded_at existed sorts by its block time, as timelines used to
+        recorded = e.recorded_at.timestamp() if e.recorded_at is not None else float(e.block_time)
         item = {
             "source": "chain",
             "kind": e.name,
             "at": rfc3339(e.block_time),
+            "recorded_at": webhooks.seconds(e.recorded_at) if e.recorded_at is not None else None,
             "tx_hash": e.tx_hash,
             "block_number": e.block_number,
             "log_index": e.log_index,
             "data": projection.timeline_args(e.name, e.args),
         }
-        keyed.append(((float(e.block_time), 0, e.block_number, e.log_index, 0), item))
+        keyed.append(((recorded, 0, e.block_number, e.log_index, 0), item))
     entries = session.scalars(select(TimelineEntry).where(TimelineEntry.order_id == order_id)).all()
     for entry in entries:
         item = {
             "source": "service",
             "kind": entry.kind,
             "at": webhooks.seconds(entry.at),
+            "recorded_at": webhooks.seconds(entry.at),
             "tx_hash": None,
             "block_number": None,
             "log_index": None,

@@ -96,7 +96,11 @@ done
 if ! command -v chromium >/dev/null; then
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     say "apt-get install chromium (browser tests)"
-    quiet apt-get install -y chromium || { quiet apt-get update; quiet apt-get install -y chromium; }
+    # (quiet exits on failure: the first try is plain, so that a stale package index gets an update and a retry)
+    if ! apt-get install -y chromium >/dev/null 2>&1; then
+      quiet apt-get update
+      quiet apt-get install -y chromium
+    fi
   else
     say "chromium not found: the browser tests (tests/web) will be skipped; install it with" \
       "'sudo apt-get install -y chromium'"

@@ -198,6 +198,7 @@ class IntentPublic(BaseModel):
     status: str
     tx_hash: str | None
     error: str | None
+    request_id: str | None = Field(None, description="the X-Request-Id of the request that submitted it")
 
 
 class ActionAccepted(BaseModel):

@@ -27,9 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from app.logs import request_id
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request this row is written for (:data:`app.logs.request_id`), if any: intents and
+    timeline entries keep it, so an operator can follow a request into its intents and their transactions."""
+    return request_id.get()
 
 
 def new_id(prefix: str) -> str:
@@ -192,6 +200,7 @@ class TimelineEntry(Base):
     kind: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=current_request_id)
 
 
 class Evidence(Base):
@@ -325,6 +334,8 @@ class Intent(Base):
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     #: earlier transactions at the same nonce this one replaced (any of them may be the one mined)
     replaced_hashes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    #: the X-Request-Id of the request that submitted it (None when a sweep wrote it on its own)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=current_request_id)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

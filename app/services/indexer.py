@@ -49,7 +49,16 @@ from sqlalchemy.orm import Session
 
 from app.chain.abi import Event
 from app.chain.client import BlockHeader
-from app.db.models import ChainEvent, IndexedBlock, KeyValue, Order, Principal, TimelineEntry, WebhookEvent
+from app.db.models import (
+    ChainEvent,
+    IndexedBlock,
+    Intent,
+    KeyValue,
+    Order,
+    Principal,
+    TimelineEntry,
+    WebhookEvent,
+)
 from app.db.session import read_transaction, transaction
 from app.domain.encoding import rfc3339
 from app.errors import ChainUnavailable
@@ -510,10 +519,21 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
 
     Each item: ``source`` (``chain`` | ``service``), ``kind`` (event name or entry kind), ``at`` (RFC 3339
     UTC: the block time of a chain fact, the wall clock of a service fact), ``recorded_at`` (wall clock, when
-    the service recorded it), ``tx_hash``, ``block_number``, ``log_index`` (None off chain) and ``data`` (key
-    arguments, amounts as decimal strings). ERC-1497 mirror events (``Dispute``, ``Evidence``) are left out.
+    the service recorded it), ``request_id`` (the X-Request-Id of the request that wrote the fact, or whose
+    intent sent the fact's transaction; None when no request did), ``tx_hash``, ``block_number``,
+    ``log_index`` (None off chain) and ``data`` (key arguments, amounts as decimal strings). ERC-1497 mirror
+    events (``Dispute``, ``Evidence``) are left out.
     """
     keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
+    # the request whose intent sent a transaction, by its hash (the request id follows into the chain facts)
+    requested: dict[str, str] = {}
+    for tx, rid in session.execute(
+        select(Intent.tx_hash, Intent.request_id).where(
+            Intent.order_id == order_id, Intent.tx_hash.is_not(None), Intent.request_id.is_not(None)
+        )
+    ):
+        if tx is not None and rid is not None:  # the query's filter, for the type checker
+            requested[tx] = rid
     for e in _events_of(session, order_id):
         if e.name in projection.TIMELINE_DUPLICATES:
             continue
@@ -524,6 +544,7 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
             "kind": e.name,
             "at": rfc3339(e.block_time),
             "recorded_at": webhooks.seconds(e.recorded_at) if e.recorded_at is not None else None,
+            "request_id": requested.get(e.tx_hash),
             "tx_hash": e.tx_hash,
             "block_number": e.block_number,
             "log_index": e.log_index,
@@ -537,6 +558,7 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
             "kind": entry.kind,
             "at": webhooks.seconds(entry.at),
             "recorded_at": webhooks.seconds(entry.at),
+            "request_id": entry.request_id,
             "tx_hash": None,
             "block_number": None,
             "log_index": None,

@@ -564,4 +564,5 @@ def intent_public(intent: Intent) -> dict[str, Any]:
         "status": intent.status,
         "tx_hash": intent.tx_hash,
         "error": intent.error_name,
+        "request_id": intent.request_id,
     }

@@ -198,6 +198,9 @@ class IntentPublic(BaseModel):
     status: str
     tx_hash: str | None
     error: str | None
+    error_code: str | None = Field(
+        None, description="a failed intent's error as a stable code (the README's table of contract errors)"
+    )
     request_id: str | None = Field(None, description="the X-Request-Id of the request that submitted it")
 
 

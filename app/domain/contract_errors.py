@@ -164,6 +164,13 @@ def describe(name: str) -> ContractErrorCode:
     return CONTRACT_ERRORS.get(name) or ContractErrorCode(name, UNKNOWN.code, UNKNOWN.status, UNKNOWN.meaning)
 
 
+def code_of(name: str) -> str:
+    """The code for a failure called ``name`` wherever it is shown (a failed intent's ``error_code``): a
+    contract error's own code, else the name in snake_case (``Retracted`` → ``retracted``)."""
+    known = CONTRACT_ERRORS.get(name)
+    return known.code if known is not None else snake_case(name)
+
+
 def markdown_table() -> str:
     """The README's table: code, status, Solidity error, meaning (sorted by status, then code)."""
     lines = ["| code | status | error | meaning |", "|---|---|---|---|"]
@@ -178,6 +185,7 @@ __all__ = [
     "STATE",
     "UNKNOWN",
     "ContractErrorCode",
+    "code_of",
     "describe",
     "markdown_table",
     "snake_case",

@@ -20,7 +20,7 @@ from app.chain import eip712
 from app.chain.messages import BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
 from app.db.session import read_transaction, transaction
-from app.domain import order_rules
+from app.domain import contract_errors, order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
 from app.domain.money import Split, release_split
@@ -564,5 +564,6 @@ def intent_public(intent: Intent) -> dict[str, Any]:
         "status": intent.status,
         "tx_hash": intent.tx_hash,
         "error": intent.error_name,
+        "error_code": None if intent.error_name is None else contract_errors.code_of(intent.error_name),
         "request_id": intent.request_id,
     }

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from app.chain.compiler import artifacts_dir
-from app.domain.contract_errors import CONTRACT_ERRORS, INPUT, STATE, describe, markdown_table, snake_case
+from app.domain.contract_errors import (
+    CONTRACT_ERRORS,
+    INPUT,
+    STATE,
+    describe,
+    markdown_table,
+    snake_case,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -8,10 +8,11 @@ Two kinds of series:
 - **Read at scrape time** (:func:`scrape`): everything the database is the record of (intents by kind and
   status, the relayer's backlog and its oldest item, the inbox backlog, webhook deliveries and failed
   attempts, orders by status, the indexer's cursor, the chain halt flag, what the keeper finds due) in one
-  read transaction (no write lock, one snapshot), plus two facts only the node knows (the head block with
-  its time, and the gas wallet's balance). Nothing is cached between scrapes: a gauge is never stale.
+  read transaction (no write lock, one snapshot), plus what only the node knows (the head block with
+  its time, the gas wallet's balance and the relayer's nonce). Nothing is cached between scrapes: a gauge
+  is never stale.
 
-The node is asked once per scrape (the latest block, then the balance), outside any transaction, on a
+The node is asked once per scrape (the latest block, the balance, the nonce), outside any transaction, on a
 helper thread the scrape waits for at most :data:`NODE_TIMEOUT_SECONDS`; a probe that is still running (a
 hung node) is not started again, and the scrape answers without the node's series and with
 ``tradeguard_node_up 0``. On the in-process chain (eth-tester) the probe runs inline: the request holds the
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import InboxItem, Intent, KeyValue, Order, WebhookAttempt, WebhookDelivery, utcnow
 from app.db.session import read_transaction
-from app.services import audit, chain_guard, indexer, keeper, relayer
+from app.services import audit, chain_guard, indexer, keeper, nonce_manager, relayer
 from app.services.runtime import Runtime
 
 #: Content type of the Prometheus text exposition format.
@@ -66,12 +67,18 @@ class NodeReading:
     head: int
     chain_time: int
     gas_wallet_wei: int
+    #: the relayer's next nonce as the node counts it (its pool included)
+    relayer_nonce: int
 
 
 def _read_node(rt: Runtime) -> NodeReading:
-    # one eth_getBlockByNumber for the head and its time (ChainClient asks for them separately), one balance
+    # one eth_getBlockByNumber for the head and its time (ChainClient asks for them separately), one balance,
+    # one nonce
     latest = rt.chain.w3.eth.get_block("latest")
-    return NodeReading(int(latest["number"]), int(latest["timestamp"]), rt.chain.balance(rt.relayer.address))
+    address = rt.relayer.address
+    return NodeReading(
+        int(latest["number"]), int(latest["timestamp"]), rt.chain.balance(address), rt.chain.nonce(address)
+    )
 
 
 class _NodeProbe:
@@ -227,6 +234,13 @@ def _database_families(s: Session, rt: Runtime, node: NodeReading | None, now: d
         )
     yield _gauge(
         "tradeguard_gas_wallet_balance_wei", "The relayer's gas wallet balance (wei)", node.gas_wallet_wei
+    )
+    stored = s.get(KeyValue, nonce_manager.nonce_key(rt.relayer.address))
+    allocated = int((stored.value if stored is not None else {}).get("next", node.relayer_nonce))
+    yield _gauge(
+        "tradeguard_relayer_nonce_gap",
+        "Nonces the relayer allocated that the node has not seen (a lost transaction holds every later one)",
+        max(0, allocated - node.relayer_nonce),
     )
     due = GaugeMetricFamily(
         "tradeguard_keeper_due_orders",

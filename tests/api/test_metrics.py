@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.api.routes import logistics
 from app.client import demo
 from app.client.demo import Wallets
-from app.services import metrics
+from app.db.models import KeyValue
+from app.services import metrics, nonce_manager
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 from workers.tasks import sweep_all
@@ -79,6 +80,7 @@ def test_gauges_follow_the_orders_through_their_life(
     assert value(got, "tradeguard_gas_wallet_balance_wei") == pytest.approx(balance, rel=1e-15)
     assert value(got, "tradeguard_chain_halted") == 0
     assert value(got, "tradeguard_keeper_due_orders", action="release") == 0
+    assert value(got, "tradeguard_relayer_nonce_gap") == 0
 
     # the hold window passes on chain, and no sweep has run yet: the release is due and not done
     runtime.chain.advance_time(int(delivered["hold_seconds"]) + 1)
@@ -157,3 +159,16 @@ def test_metrics_token(client: TestClient, runtime: Runtime, monkeypatch: pytest
     assert_problem(client.get("/metrics"), 401, "unauthorized")
     assert_problem(client.get("/metrics", headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
     assert "tradeguard_node_up" in {n for n, _ in scrape(client, {"Authorization": "Bearer s3cret-scrape"})}
+
+
+def test_nonces_allocated_that_the_node_never_saw_are_a_gap(client: TestClient, runtime: Runtime) -> None:
+    """As after a crash between recording a signed transaction and broadcasting it (the relayer re-sends)."""
+    key = nonce_manager.nonce_key(runtime.relayer.address)
+    node_nonce = runtime.chain.nonce(runtime.relayer.address)
+    with runtime.db() as s, s.begin():
+        row = s.get(KeyValue, key)
+        if row is None:
+            s.add(KeyValue(key=key, value={"next": node_nonce + 2}))
+        else:
+            row.value = {**row.value, "next": node_nonce + 2}
+    assert value(scrape(client), "tradeguard_relayer_nonce_gap") == 2

@@ -20,7 +20,7 @@ def test_a_hung_node_is_waited_for_once_and_not_asked_again_until_it_answers(
     def slow(_rt: Any) -> metrics.NodeReading:
         calls.append(1)
         answer.wait(30)
-        return metrics.NodeReading(head=7, chain_time=1_700_000_000, gas_wallet_wei=10**18)
+        return metrics.NodeReading(head=7, chain_time=1_700_000_000, gas_wallet_wei=10**18, relayer_nonce=3)
 
     monkeypatch.setattr(metrics, "_read_node", slow)
     probe = metrics._NodeProbe()
@@ -32,7 +32,7 @@ def test_a_hung_node_is_waited_for_once_and_not_asked_again_until_it_answers(
     assert probe._running is not None
     probe._running.result(timeout=30)  # the hung probe ends
     reading = probe.read(rt, timeout=5)  # the node answers again: a new probe, read in time
-    assert reading == metrics.NodeReading(7, 1_700_000_000, 10**18) and len(calls) == 2
+    assert reading == metrics.NodeReading(7, 1_700_000_000, 10**18, 3) and len(calls) == 2
 
 
 def test_a_node_error_is_a_missing_reading(monkeypatch: pytest.MonkeyPatch) -> None:

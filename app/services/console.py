@@ -319,4 +319,7 @@ def dev_sign_typed_data(rt: Runtime, me: Principal, address: str, document: dict
     account = next((a for a in rt.dev_accounts.values() if a.address.lower() == address.lower()), None)
     if account is None:
         raise InvalidInput("not_a_dev_account", f"{address} is not one of the dev chain's demo accounts")
+    if rt.chain.backend != "embedded":  # the dev node's own wallet (anvil unlocks these accounts)
+        return rt.chain.sign_typed_data_v4(account.address, eip712.jsonable(document))
+    # the in-process chain (eth-tester) has no wallet: the same well-known key, signed here
     return "0x" + eip712.sign_typed_data(account.key, document).hex()

@@ -18,7 +18,7 @@ import pytest
 from app.chain.anvil import AnvilProcess, check_state_file
 from app.chain.client import ChainClient
 from app.domain.order_state import Status
-from app.errors import CorruptChainState
+from app.errors import ChainError, CorruptChainState
 from tests.chain.conftest import anvil_binary, deploy_test_stack
 from tests.factories import DAY, Actors, OrderFactory
 
@@ -181,3 +181,33 @@ def test_a_state_file_anvil_refuses_is_a_startup_error_too(tmp_path: Path) -> No
     with pytest.raises(CorruptChainState, match="anvil refused it") as raised:
         ChainClient.start_anvil(state_file=state)
     assert str(state) in str(raised.value) and raised.value.backup is None
+
+
+def test_the_dev_nodes_own_wallet_signs_typed_data_as_the_well_known_key_does() -> None:
+    """The console's dev wallet on anvil asks the node (``eth_signTypedData_v4``): same signature, and
+    the signer recovers to the account."""
+    from app.chain import eip712
+
+    anvil_binary()
+    chain = ChainClient.start_anvil()
+    try:
+        account = chain.dev_accounts(1)[0]
+        doc = eip712.jsonable(
+            eip712.permit_typed_data(
+                token_name="TradeGuard USD",
+                chain_id=chain.chain_id,
+                token=account.address,
+                owner=account.address,
+                spender=account.address,
+                value=5,
+                nonce=0,
+                deadline=2**40,
+            )
+        )
+        signed = chain.sign_typed_data_v4(account.address, doc)
+        assert signed == "0x" + eip712.sign_typed_data(account.key, doc).hex()
+        assert eip712.recover_signer(doc, bytes.fromhex(signed[2:])) == account.address
+    finally:
+        chain.close()
+    with pytest.raises(ChainError, match="no wallet"):
+        ChainClient.embedded().sign_typed_data_v4(account.address, doc)

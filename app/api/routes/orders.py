@@ -63,8 +63,8 @@ STATUSES = (
 
 #: What an order read answers besides 200: not yours or unknown, a malformed id.
 READ = problems(*AUTH, 404, 422)
-#: The largest page of evidence (each item re-hashes its stored file).
-EVIDENCE_PAGE = 50
+#: The largest page of evidence: as every list's (each item re-hashes its stored file: the page bounds it).
+EVIDENCE_PAGE = order_views.MAX_PAGE
 #: What a signed action on an order answers besides 202.
 ACTION = problems(
     *AUTH, *BODY, 403, 404, valid={422: [BAD_SIGNATURE, REVERT_INPUT], 409: [WRONG_STATE, REVERT]}

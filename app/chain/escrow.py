@@ -46,6 +46,26 @@ STATE_EVENTS = (
 )
 
 
+#: The contract's ``Terms`` struct, in ABI order (SPEC §1: a party may act on chain without us);
+#: the keys of an ``OrderFunded`` event's ``terms``.
+TERMS_FIELDS = (
+    "buyer",
+    "seller",
+    "token",
+    "amount",
+    "commissionBps",
+    "taxBps",
+    "taxRecipient",
+    "shipBy",
+    "deliverBy",
+    "holdSeconds",
+    "threshold",
+    "responseSeconds",
+    "arbitrationSeconds",
+    "fundedAt",
+)
+
+
 class Terms(OrderTerms):
     """The terms an order was funded with (:class:`OrderTerms`), with the contract's ``Terms`` ABI tuple."""
 

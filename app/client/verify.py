@@ -32,9 +32,12 @@ from eth_utils import to_checksum_address
 
 from app.chain.abi import Event
 from app.chain.client import ChainClient
+from app.domain.money import SETTLING_EVENTS, settled_split
 from app.domain.order_state import OrderState, Status
 
 ZERO = "0x" + "00" * 32
+#: Items asked per page of the service's lists (every list answers at least this many).
+PAGE = 50
 #: Events whose ``evidenceHash`` anchors a file for the order.
 EVIDENCE_EVENTS = ("EvidenceSubmitted", "DisputeOpened", "ReceiptConfirmed")
 
@@ -115,22 +118,13 @@ def rebuild(events: Iterable[Event], escrow: str) -> Ledger:
             order.state = int(a["state"])
         if ev.name in EVIDENCE_EVENTS and _hex(a["evidenceHash"]) != ZERO:
             order.evidence.add(_hex(a["evidenceHash"]))
-        if ev.name in ("OrderReleased", "DisputeResolved"):
-            refund = int(a.get("buyerRefund", 0))
-            order.split = {
-                "buyer_refund": refund,
-                "commission": int(a["commission"]),
-                "tax": int(a["tax"]),
-                "seller_net": int(a["sellerNet"]),
-            }
+        if ev.name in SETTLING_EVENTS:
+            split = order.split = settled_split(ev.name, a, order.amount)
             if led.treasury is not None:
-                led.credits[(order.token, led.treasury)] += int(a["commission"])
-            led.credits[(order.token, order.tax_recipient)] += int(a["tax"])
-            led.credits[(order.token, order.seller)] += int(a["sellerNet"])
-            led.credits[(order.token, order.buyer)] += refund
-        elif ev.name == "OrderRefunded":
-            order.split = {"buyer_refund": order.amount, "commission": 0, "tax": 0, "seller_net": 0}
-            led.credits[(order.token, order.buyer)] += order.amount
+                led.credits[(order.token, led.treasury)] += split["commission"]
+            led.credits[(order.token, order.tax_recipient)] += split["tax"]
+            led.credits[(order.token, order.seller)] += split["seller_net"]
+            led.credits[(order.token, order.buyer)] += split["buyer_refund"]
     return led
 
 
@@ -290,7 +284,7 @@ def _compare_order(audit: Audit, client: httpx.Client, item: dict[str, Any]) -> 
 def _pages(client: httpx.Client, path: str) -> Iterable[dict[str, Any]]:
     cursor: str | None = None
     while True:
-        page = _get(client, path, {"limit": 100, **({"cursor": cursor} if cursor else {})})
+        page = _get(client, path, {"limit": PAGE, **({"cursor": cursor} if cursor else {})})
         yield from page.get("items", [])
         cursor = page.get("next_cursor")
         if not cursor:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 BPS = 10_000
 MAX_COMMISSION_BPS = 3000
@@ -45,3 +47,20 @@ def ruling_split(amount: int, buyer_share_bps: int, commission_bps: int, tax_bps
 def refund_split(amount: int) -> Split:
     """A refund charges neither commission nor tax."""
     return Split(amount, 0, 0, 0)
+
+
+#: The escrow events that settle an order, and so carry (or imply) its final split.
+SETTLING_EVENTS = ("OrderReleased", "DisputeResolved", "OrderRefunded")
+
+
+def settled_split(event: str, args: Mapping[str, Any], amount: int) -> dict[str, int]:
+    """The final split a settling event (:data:`SETTLING_EVENTS`) paid, by field, from its arguments (a
+    refund's from the order's ``amount``); integers, whatever the arguments were stored as."""
+    if event == "OrderRefunded":
+        return {"buyer_refund": amount, "commission": 0, "tax": 0, "seller_net": 0}
+    return {
+        "buyer_refund": int(args.get("buyerRefund") or 0),
+        "commission": int(args["commission"]),
+        "tax": int(args["tax"]),
+        "seller_net": int(args["sellerNet"]),
+    }

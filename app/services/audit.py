@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from app.db.models import ChainEvent, KeyValue, Order, utcnow
 from app.db.session import read_transaction, transaction
+from app.domain.money import SETTLING_EVENTS, settled_split
 from app.domain.order_state import OrderState
 from app.services import indexer
 from app.services.runtime import Runtime
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 AUDIT_KEY = "audit"
 #: Disagreements kept in the stored result (all are logged).
 KEPT = 20
-SETTLING = {"OrderReleased", "DisputeResolved", "OrderRefunded"}
 
 
 @dataclass
@@ -69,7 +69,7 @@ def run(rt: Runtime) -> AuditResult:
                 funded[to_checksum_address(ev.args["terms"]["token"])] += _int(ev.args["terms"]["amount"])
             if "state" in ev.args:
                 latest[ev.order_id] = ev
-            if ev.name in SETTLING:
+            if ev.name in SETTLING_EVENTS:
                 settled[ev.order_id] = ev
         for order in s.scalars(select(Order).where(Order.state_word.is_not(None))):
             result.orders += 1
@@ -110,16 +110,7 @@ def _check_order(
         )
     if settled is None:
         return
-    a = settled.args
-    if settled.name == "OrderRefunded":
-        want = {"buyer_refund": order.amount, "commission": 0, "tax": 0, "seller_net": 0}
-    else:
-        want = {
-            "buyer_refund": _int(a.get("buyerRefund")),
-            "commission": _int(a["commission"]),
-            "tax": _int(a["tax"]),
-            "seller_net": _int(a["sellerNet"]),
-        }
+    want = settled_split(settled.name, settled.args, order.amount)
     stored = {k: _int(getattr(order, k)) for k in want}
     if stored != want:
         result.find(

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.chain.escrow import TERMS_FIELDS
 from app.db import pagination
 from app.db.models import ChainEvent, Evidence, Intent, Order, Principal
 from app.db.session import read_transaction
@@ -22,25 +23,6 @@ from app.services.runtime import Runtime
 
 #: The largest page a list answers.
 MAX_PAGE = pagination.MAX_LIMIT
-
-
-#: The contract's ``Terms`` struct, in ABI order (SPEC §1: a party may act on chain without us).
-TERMS_FIELDS = (
-    "buyer",
-    "seller",
-    "token",
-    "amount",
-    "commissionBps",
-    "taxBps",
-    "taxRecipient",
-    "shipBy",
-    "deliverBy",
-    "holdSeconds",
-    "threshold",
-    "responseSeconds",
-    "arbitrationSeconds",
-    "fundedAt",
-)
 
 
 def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_the_demo_settles_with_every_sweep_on_the_sweeper_threads(
     assert result["happy"]["split"]["seller_net"] == str(197_500_000)
     refund = result["refund"]
     assert refund["status"] == "refunded" and refund["split"]["buyer_refund"] == str(60 * 10**6)
-    # the buyer withdraws every credit it has: this refund (60), the dispute's 40 % of 400 and the timeout's 90
+    # the buyer withdraws every credit it has: this refund (60), 40 % of the dispute's 400, the timeout's 90
     assert (refund["withdrawn"], refund["credit_left"]) == (str((60 + 160 + 90) * 10**6), "0")
     assert set(threads["relay"]) == {"sweep-relay"}, threads["relay"]
     assert set(threads["process_pending"]) == {"sweep-inbox"}, threads["process_pending"]

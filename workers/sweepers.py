@@ -22,8 +22,10 @@ from contextlib import contextmanager, nullcontext
 
 log = logging.getLogger(__name__)
 
-#: A sweep: runs once, returns whether it should run again at once (it left work behind).
-Step = Callable[[], bool]
+#: A sweep: runs once, returns whether it should run again at once (True: it left work behind), after a
+#: pause of that many seconds (a float: something to look at again soon, such as a transaction not mined
+#: yet), or only when woken or every ``every`` seconds (False).
+Step = Callable[[], bool | float]
 
 #: Pause after a failed sweep before the next try, doubled per failure in a row up to the cap (a node or a
 #: database that is down is not hammered; the database is the record, so nothing is lost meanwhile).
@@ -90,11 +92,12 @@ class Sweepers:
 
     def _loop(self, name: str) -> None:
         wake, step = self.wakes[name], self.steps[name]
-        again = True  # every sweep runs once at start: work stored before a restart is picked up at once
+        # every sweep runs once at start: work stored before a restart is picked up at once
+        again: bool | float = True
         failures = 0
         while not self.stop.is_set():
-            if not again:
-                wake.wait(self.every)
+            if again is not True:
+                wake.wait(self.every if again is False else float(again))
                 if self.stop.is_set():
                     return
             wake.clear()

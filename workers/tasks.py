@@ -137,14 +137,23 @@ def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
 RELAY_LIMIT = 200
 
 
-def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool:
-    """Send due intents and reconcile sent ones; kick the indexer when something was mined."""
+#: How soon the relayer looks again for the receipts of transactions still in flight (dev chain, other).
+RECEIPT_POLL_SECONDS = (0.2, 2.0)
+
+
+def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool | float:
+    """Send due intents and reconcile sent ones; kick the indexer when something was mined. Again at once
+    when it sent or settled something; soon (to read their receipts) while transactions are in flight."""
     from app.services import relayer
 
     report = relayer.relay(rt, limit=max(RELAY_LIMIT, 2 * rt.settings.fund_batch), wait_seconds=wait_seconds)
     if report.mined:
         kick("index")
-    return bool(report.transactions or report.mined or report.rebroadcast)
+    if report.transactions or report.mined or report.rebroadcast:
+        return True
+    if report.in_flight:
+        return RECEIPT_POLL_SECONDS[0] if rt.chain.is_dev_chain else RECEIPT_POLL_SECONDS[1]
+    return False
 
 
 def index_step(rt: Runtime) -> bool:
@@ -213,7 +222,7 @@ def webhooks_step(rt: Runtime) -> bool:
 
 _RETRY = {"autoretry_for": (ChainUnavailable,), "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 5}
 
-STEPS: dict[str, Callable[[Runtime], bool]] = {
+STEPS: dict[str, Callable[[Runtime], bool | float]] = {
     "inbox": inbox_step,
     "relay": relay_step,
     "index": index_step,
@@ -277,7 +286,7 @@ def start_background(rt: Runtime, stop: threading.Event) -> sweepers.Sweepers:
     def step(name: str) -> sweepers.Step:
         job = STEPS[name] if name != "relay" else (lambda r: relay_step(r, wait_seconds=0))
 
-        def run() -> bool:
+        def run() -> bool | float:
             with only_one(name, rt) as got:
                 if not got:  # someone called the sweep directly meanwhile (tests): it does the work
                     return False

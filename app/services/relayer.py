@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -150,6 +150,8 @@ class RelayReport:
     deferred: int = 0
     #: stuck transactions replaced with higher fees (same nonce)
     replaced: int = 0
+    #: transactions of this relayer still unsettled when the pass ended (sent, no receipt read yet)
+    in_flight: int = 0
     #: the node refused a transaction because the gas wallet cannot pay (``GET /readyz`` says so too)
     gas_wallet_empty: bool = False
 
@@ -206,6 +208,15 @@ class _Pass:
         if hashes:
             wait = (5.0 if self.rt.chain.is_dev_chain else 20.0) if wait_seconds is None else wait_seconds
             self.await_receipts(hashes, wait)
+        with transaction(self.rt.db) as s:
+            self.report.in_flight = int(
+                s.scalar(
+                    select(func.count(func.distinct(Intent.tx_hash))).where(
+                        Intent.status == SENT, Intent.sender == self.sender
+                    )
+                )
+                or 0
+            )
         return self.report
 
     # ------------------------------------------------------------------ (a) sent intents

@@ -100,7 +100,11 @@ def test_two_api_processes_settle_the_demo_on_kicks_alone_and_a_killed_one_is_re
             oracle_address=accounts[DEV_ROLES["oracle"]].address,
         )
         with httpx.Client(base_url=url, timeout=60) as client:
-            result = demo.run(client, admin_key, wallets, say=lambda _line: None)
+            try:
+                result = demo.run(client, admin_key, wallets, say=lambda _line: None)
+            except demo.DemoError as exc:
+                log.flush()
+                raise AssertionError(f"{exc}\n--- server log ---\n{_tail(tmp_path)}") from exc
         assert result["happy"]["status"] == "released"
         assert result["happy"]["split"]["seller_net"] == str(197_500_000)
         assert result["dispute"]["status"] == "resolved"
@@ -143,6 +147,10 @@ def test_workers_above_one_are_refused_on_the_in_process_chain(tmp_path: Path) -
         )
         err = done.stderr.decode()
         assert done.returncode == 1 and message in err and "Traceback" not in err, err
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "server.log").read_text(errors="replace")[-6000:]
 
 
 def _free_port() -> int:

@@ -4,6 +4,7 @@ off after a failure. The whole service in that mode: tests/api/test_background_m
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -62,3 +63,24 @@ def test_two_sets_of_sweepers_refuse_to_run_in_one_process() -> None:
             sweepers.Sweepers({"a": lambda: False}, every=3600, stop=threading.Event()).start()
     finally:
         first.join()
+
+
+def test_a_sweep_waiting_on_something_in_flight_looks_again_after_its_pause_without_a_kick() -> None:
+    """The relayer's case: a transaction sent but its receipt not readable yet. Nothing will kick it, so
+    the sweep says how soon to look again (a float) instead of sleeping until the next kick."""
+    done = threading.Event()
+    passes: list[float] = []
+
+    def in_flight() -> bool | float:
+        passes.append(time.monotonic())
+        if len(passes) == 3:
+            done.set()
+            return False
+        return 0.05
+
+    running = sweepers.Sweepers({"relay": in_flight}, every=3600, stop=threading.Event()).start()
+    try:
+        assert done.wait(30), passes
+    finally:
+        running.join()
+    assert len(passes) == 3

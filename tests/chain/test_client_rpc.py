@@ -40,17 +40,3 @@ def test_calls_and_estimates_do_not_ask_for_the_chain_id(
     assert methods.count("eth_call") == 3 and methods.count("eth_estimateGas") == 1
     assert "eth_chainId" not in methods, methods
     assert node.chain_id == 31337
-
-
-def test_a_node_gone_is_chain_unavailable_for_the_clock_and_the_head_too(node: ChainClient) -> None:
-    """The chain time read at order creation, the head and block headers: an unreachable node is a typed
-    ``ChainUnavailable`` (the API's 503 ``chain_unavailable``), not a raw connection error."""
-    from app.errors import ChainUnavailable
-
-    assert node.now() > 0 and node.block_number() >= 0 and node.get_block(0) is not None
-    anvil = node._anvil
-    assert anvil is not None
-    anvil.stop()
-    for read in (node.now, node.block_number, lambda: node.get_block(0)):
-        with pytest.raises(ChainUnavailable):
-            read()

@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,8 +103,45 @@ def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]
     return server, thread
 
 
+@contextmanager
+def _metrics_dir() -> Iterator[Path | None]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for this process and every process it starts: a fresh directory this
+    command owns and removes when it ends, so that ``/metrics`` of any API process merges the in-process
+    series of all of them (API processes, the sweeps, the Celery worker and beat it starts).
+
+    It must be set before prometheus-client is first imported here (the value class is chosen then); if it
+    was imported already (``cmd_run`` called inside another program), every process counts on its own."""
+    if "prometheus_client" in sys.modules:
+        log.warning("prometheus-client was loaded before `run` began: /metrics counts per process")
+        yield None
+        return
+    path = Path(tempfile.mkdtemp(prefix="tradeguard-metrics-"))
+    previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        else:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> None:
+    """A child process ended: its live gauges leave ``/metrics`` (its counters stay counted)."""
+    from app.services import metrics
+
+    metrics.process_exited(proc.pid)
+
+
 def cmd_run(settings: Settings, workers: int = 1) -> int:
     """Run the service until interrupted; ``workers`` > 1 serves the API from that many processes."""
+    with _metrics_dir():
+        return _run_service(settings, workers)
+
+
+def _run_service(settings: Settings, workers: int) -> int:
     from app.services.bootstrap import seed_demo
 
     children: list[subprocess.Popen[bytes]] = []
@@ -161,6 +199,8 @@ def cmd_run(settings: Settings, workers: int = 1) -> int:
                     child.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     child.kill()
+                    child.wait()
+                _exited(child)
     return 0
 
 
@@ -202,6 +242,7 @@ class _ApiProcesses:
             for i, proc in enumerate(self.procs):
                 if proc.poll() is not None:
                     log.warning("API process %s exited with %s; starting another", proc.pid, proc.returncode)
+                    _exited(proc)
                     self.procs[i] = self.spawn()
         for proc in self.procs:
             proc.terminate()
@@ -210,6 +251,8 @@ class _ApiProcesses:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            _exited(proc)
         self.sock.close()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from celery.exceptions import Ignore
 
 from app.errors import ChainHalted, ChainUnavailable
+from app.services import metrics
 from app.services.runtime import Runtime, get_runtime
 from workers import sweepers
 from workers.celery_app import SWEEPS, celery_app
@@ -112,6 +114,21 @@ def _renew(lock: Any, name: str, ttl: float, stop: threading.Event) -> None:
             log.warning("%s: renewing the sweep lock: %s", name, exc)
 
 
+@contextmanager
+def _observed(name: str) -> Iterator[None]:
+    """Time one pass of sweep ``name`` into the sweep metrics: done, failed (it raised), or halted."""
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    except ChainHalted:
+        outcome = "halted"
+        raise
+    finally:
+        metrics.observe_sweep(name, time.perf_counter() - started, outcome)
+
+
 def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
     """A Celery task's sweep: one at a time across workers; skipped (``Ignore``) when taken or halted."""
     rt = get_runtime()
@@ -121,7 +138,8 @@ def _run(name: str, job: Callable[[Runtime], Any]) -> Any:
             # not a success: the worker logs the task as ignored, and acknowledges it
             raise Ignore()
         try:
-            return job(rt)
+            with _observed(name):
+                return job(rt)
         except ChainHalted as exc:
             # the guard logged the halt once (CHAIN HALTED) and /readyz names it; every beat tick would
             # otherwise log a traceback. The other sweeps (inbox, webhooks) go on.
@@ -291,7 +309,8 @@ def start_background(rt: Runtime, stop: threading.Event) -> sweepers.Sweepers:
                 if not got:  # someone called the sweep directly meanwhile (tests): it does the work
                     return False
                 try:
-                    return job(rt)
+                    with _observed(name):
+                        return job(rt)
                 except ChainHalted as exc:
                     log.info("%s sweep not run: chain work is halted (%s)", name, exc.code)
                     return False

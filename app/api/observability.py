@@ -4,7 +4,8 @@
 otherwise one is generated; either way it is answered in the response's ``X-Request-Id`` and set in
 :data:`app.logs.request_id` while the request runs, so every log record of the request carries it. When the
 response is done, the request is counted in :data:`app.services.metrics.REQUEST_SECONDS` under the route
-*template* Starlette matched (``scope["route"]``), never the raw path, and logged once at INFO on
+*template* Starlette matched (``scope["route"]``), never the raw path (and counted in
+:data:`~app.services.metrics.REQUESTS_IN_PROGRESS` while it runs), and logged once at INFO on
 ``app.access`` (method, route, status, duration) for the JSON log format.
 """
 
@@ -54,9 +55,11 @@ class RequestObservability:
                 message = {**message, "headers": [*headers, (HEADER, rid.encode("latin-1"))]}
             await send(message)
 
+        metrics.REQUESTS_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            metrics.REQUESTS_IN_PROGRESS.dec()
             seconds = time.perf_counter() - started
             route = route_template(scope)
             metrics.observe_request(scope["method"], route, status, seconds)

@@ -5,6 +5,14 @@ Two kinds of series:
 - **Counted in process**: :data:`REQUEST_SECONDS`, a histogram of every HTTP request by method, route
   *template* (``/v1/orders/{order_id}``, never the raw path, so an id cannot blow up the series count; a
   path no route matched is ``unmatched``) and status. Its ``_count`` is the request rate.
+  :data:`REQUESTS_IN_PROGRESS`, and per sweep (relay, index, keeper, inbox, webhooks, wherever it runs:
+  background thread or Celery task) :data:`SWEEP_SECONDS` and :data:`SWEEP_LAST_SUCCESS`.
+- **Several processes** (``tradeguard run`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory it owns
+  before any of its processes imports prometheus-client): every process writes its in-process series to
+  files there, and a scrape of any API process merges them all (:data:`MULTIPROCESS`,
+  :class:`~prometheus_client.multiprocess.MultiProcessCollector`): the request counts of every API process,
+  the parent's sweeps, the Celery worker it started. Counters and histograms of a process that exited stay
+  counted; its live gauges are dropped (``mark_process_dead``, called by ``tradeguard run``).
 - **Read at scrape time** (:func:`scrape`): everything the database is the record of (intents by kind and
   status, the relayer's backlog and its oldest item, the inbox backlog, webhook deliveries and failed
   attempts, orders by status, the indexer's cursor, the chain halt flag, what the keeper finds due) in one
@@ -22,12 +30,13 @@ runtime lock and the chain cannot hang.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -45,6 +54,10 @@ NODE_TIMEOUT_SECONDS = 2.0
 #: Inbox items still to be processed.
 INBOX_BACKLOG = ("received",)
 
+#: Whether this process writes its in-process series for a multiprocess scrape (``PROMETHEUS_MULTIPROC_DIR``
+#: was set when prometheus-client was first imported): then a scrape merges every process's files.
+MULTIPROCESS = values.ValueClass is not values.MutexValue
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUEST_SECONDS = Histogram(
     "tradeguard_http_request_duration_seconds",
@@ -55,9 +68,62 @@ REQUEST_SECONDS = Histogram(
 )
 
 
+REQUESTS_IN_PROGRESS = Gauge(
+    "tradeguard_http_requests_in_progress",
+    "HTTP requests being served now (summed over the live API processes)",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+SWEEP_SECONDS = Histogram(
+    "tradeguard_sweep_duration_seconds",
+    "Sweep passes (relay, index, keeper, inbox, webhooks) by outcome (done, failed, halted): seconds",
+    ("sweep", "outcome"),
+    registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+SWEEP_LAST_SUCCESS = Gauge(
+    "tradeguard_sweep_last_success_timestamp_seconds",
+    "When a pass of the sweep last ended without an error (UNIX time; the latest over every process)",
+    ("sweep",),
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one served HTTP request (``route`` is the template it matched, or ``unmatched``)."""
     REQUEST_SECONDS.labels(method, route, str(status)).observe(seconds)
+
+
+#: How a sweep pass ended: without an error, with one, or refused because chain work is halted.
+SWEEP_OUTCOMES = ("done", "failed", "halted")
+
+
+def observe_sweep(sweep: str, seconds: float, outcome: str) -> None:
+    """Count one pass of ``sweep`` that took ``seconds`` and ended with ``outcome`` (:data:`SWEEP_OUTCOMES`);
+    a ``done`` pass also sets the sweep's last success time."""
+    SWEEP_SECONDS.labels(sweep, outcome).observe(seconds)
+    if outcome == "done":
+        SWEEP_LAST_SUCCESS.labels(sweep).set(time.time())
+
+
+def in_process_registry() -> CollectorRegistry:
+    """The in-process series to answer: this process's, or every process's files merged (multiprocess)."""
+    if not MULTIPROCESS:
+        return REGISTRY
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    merged = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return merged
+
+
+def process_exited(pid: int) -> None:
+    """Multiprocess mode: drop the live gauges of a process that exited (its counters stay counted)."""
+    if MULTIPROCESS:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -126,7 +192,7 @@ def scrape(rt: Runtime, timeout: float = NODE_TIMEOUT_SECONDS) -> bytes:
         families = list(_database_families(s, rt, node, utcnow()))
     snapshot = CollectorRegistry(auto_describe=False)
     snapshot.register(_Snapshot(families))
-    return generate_latest(REGISTRY) + generate_latest(snapshot)
+    return generate_latest(in_process_registry()) + generate_latest(snapshot)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
@@ -260,9 +326,17 @@ def _database_families(s: Session, rt: Runtime, node: NodeReading | None, now: d
 __all__ = [
     "CONTENT_TYPE",
     "NODE_TIMEOUT_SECONDS",
+    "MULTIPROCESS",
     "REGISTRY",
+    "REQUESTS_IN_PROGRESS",
     "REQUEST_SECONDS",
+    "SWEEP_LAST_SUCCESS",
+    "SWEEP_OUTCOMES",
+    "SWEEP_SECONDS",
     "NodeReading",
+    "in_process_registry",
     "observe_request",
+    "observe_sweep",
+    "process_exited",
     "scrape",
 ]

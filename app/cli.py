@@ -346,8 +346,11 @@ def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
         )
     from workers.celery_app import celery_app
 
+    # no startup banner in the JSON log format: every line the process writes is one JSON object
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     if what == "worker":
         argv = [
+            *quiet,
             "worker",
             "--loglevel",
             settings.log_level,
@@ -360,7 +363,7 @@ def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
     else:
         schedule = settings.state_dir / "celerybeat-schedule"
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        argv = ["beat", "--loglevel", settings.log_level, "--schedule", str(schedule), *extra]
+        argv = [*quiet, "beat", "--loglevel", settings.log_level, "--schedule", str(schedule), *extra]
     celery_app.start(argv)
     return 0
 
@@ -489,6 +492,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return demo(args.chain, 129_990_000, 3 * 86_400)
         settings = get_settings()
+        # one logging setup for every process (API, sweeps, `run`'s parent); Celery's workers apply it again
+        # after their own (workers.celery_app.structured_logs)
+        from app import logs
+
+        logs.configure(settings)
         if args.command == "run":
             updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
             if args.workers < 1:

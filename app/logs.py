@@ -69,10 +69,13 @@ class JsonFormatter(logging.Formatter):
 
 def configure(settings: Settings, root: logging.Logger | None = None) -> None:
     """With ``log_format == "json"``: JSON lines with the request id on every handler of the root logger
-    (one to stderr is added if it has none), and the service's own loggers (``app``, ``workers``) at
-    ``log_level``. The text format is left as the command line set it up. Safe to call again."""
+    (one to stderr is added if it has none), Python's warnings logged too (``py.warnings``, not printed),
+    and the service's own loggers (``app``, ``workers``) at ``log_level``. The text format is left as the
+    command line set it up. Safe to call again; every process calls it (the API's, ``tradeguard run``'s
+    parent, and Celery's worker and beat once Celery has set up their handlers: ``workers.celery_app``)."""
     if settings.log_format != "json":
         return
+    logging.captureWarnings(True)
     root = root or logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())

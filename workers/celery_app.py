@@ -9,12 +9,21 @@ Recovery from a worker killed mid-sweep does not wait for Celery's redelivery of
 (``workers.tasks.LOCK_TTL_SECONDS``), so within ``sweep_seconds`` + that TTL of a worker being up again. The
 visibility timeout stays above the longest retry countdown (60 s) plus a sweep, else Redis would hand a task
 that is waiting for its retry to a second worker again and again.
+
+Logs: a worker and beat write the API's log lines (:func:`app.logs.configure`: with
+``TRADEGUARD_LOG_FORMAT=json`` one JSON object per line), set up on Celery's own logging signals, with the
+task's name and id on the lines a task writes; the relayer's lines carry the ``request_id`` of the request
+that submitted each intent, beside the transaction's hash.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
+from celery import Celery, signals
+
+from app import logs
 from app.config import Settings, get_settings
 
 SWEEPS = {
@@ -66,3 +75,32 @@ def configure(app: Celery, settings: Settings) -> None:
 
 celery_app = Celery("tradeguard", include=["workers.tasks"])
 configure(celery_app, get_settings())
+
+
+class TaskContext(logging.Filter):
+    """Stamps ``task_name`` and ``task_id`` of the Celery task this thread runs (if any) on each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from celery._state import get_current_task
+
+        task = get_current_task()
+        if task is not None and getattr(task.request, "id", None) is not None:
+            record.task_name, record.task_id = task.name, task.request.id
+        return True
+
+
+def structured_logs(logger: logging.Logger, **_: Any) -> None:
+    """Celery's ``after_setup_logger`` and ``after_setup_task_logger``: once Celery has set up the worker's
+    (or beat's) handlers, they write what the API writes (:func:`app.logs.configure`), and in the JSON format
+    with the running task's name and id."""
+    settings = get_settings()
+    logs.configure(settings, logger)
+    if settings.log_format != "json":
+        return
+    for handler in logger.handlers:
+        if not any(isinstance(f, TaskContext) for f in handler.filters):
+            handler.addFilter(TaskContext())
+
+
+signals.after_setup_logger.connect(structured_logs, weak=False)
+signals.after_setup_task_logger.connect(structured_logs, weak=False)

@@ -316,6 +316,7 @@ class _Pass:
             # a fund batch reverted on chain (the state moved since its check): every entry is checked again
             recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
             mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+            settled: list[dict[str, Any]] = []
             for it in rows:
                 self.report.mined += 1
                 it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
@@ -332,6 +333,8 @@ class _Pass:
                 else:
                     _set_failed(it, error)
                     self.report.failed += 1
+                settled.append(_logged(it))
+        _log_intents(settled, "mined", mined_hash, block_number=int(receipt["blockNumber"]))
 
     # ------------------------------------------------------------------ (b) pending intents
 
@@ -474,6 +477,8 @@ class _Pass:
             self.retry(unit.ids, exc)
             return []
         self.report.sent += len(unit.intents)
+        signed = [{**_logged(it), "status": SENT} for it in unit.intents]  # recorded sent, to broadcast now
+        _log_intents(signed, "signed", tx.tx_hash, nonce=tx.nonce)
         return [tx.tx_hash] if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False) else []
 
     def split_funding(self, unit: _Unit) -> list[str]:
@@ -679,6 +684,35 @@ def _run_key(it: Intent) -> tuple[str, str]:
     """A fund intent's (buyer, token): consecutive orders with the same pair are one transfer."""
     auth = it.payload["authorization"]
     return str(auth["buyer"]), str(auth["token"])
+
+
+def _logged(it: Intent) -> dict[str, Any]:
+    """What a log line says of an intent: its id, kind, order, status (and error), and the X-Request-Id of
+    the request that submitted it."""
+    return {
+        "intent_id": it.id,
+        "intent_kind": it.kind,
+        "order_id": it.order_id,
+        "status": it.status,
+        "error_name": it.error_name,
+        "request_id": it.request_id,
+    }
+
+
+def _log_intents(intents: list[dict[str, Any]], what: str, tx_hash: str, **fields: Any) -> None:
+    """One INFO line per intent of transaction ``tx_hash``, carrying the intent's ``request_id``: whichever
+    process relays it (a Celery worker on another machine), its lines trace back to the request."""
+    for it in intents:
+        log.info(
+            "relayer: %s intent %s (order %s) %s in %s: %s",
+            it["intent_kind"],
+            it["intent_id"],
+            it["order_id"],
+            what,
+            tx_hash,
+            it["status"] if it["error_name"] is None else f"{it['status']} ({it['error_name']})",
+            extra={**it, "tx_hash": tx_hash, **fields},
+        )
 
 
 def _set_failed(it: Intent, exc: Exception) -> None:

@@ -40,6 +40,7 @@ from web3.exceptions import (
     ContractLogicError,
     TimeExhausted,
     TransactionNotFound,
+    Web3RPCError,
 )
 from web3.types import TxReceipt
 
@@ -150,6 +151,12 @@ class ChainClient(DevChainControls):
         self._receipt_timeout = receipt_timeout
         self._nonces: dict[str, int] = {}
         self._nonce_lock = threading.Lock()
+        # the latest block (header, base fee) and the suggested tip, with the monotonic time each was read:
+        # callers that can use a reading a moment old say how old (``max_age``) and share one round trip
+        self._head: tuple[float, BlockHeader, int | None] | None = None
+        self._tip: tuple[float, int] | None = None
+        self._pending: dict[str, tuple[float, int]] = {}
+        self._head_lock = threading.Lock()
         self._artifacts: dict[str, dict[str, Any]] = {}
         self.abis = AbiRegistry(self._all_abis())
         # web3's validation middleware asks a node for eth_chainId before every call and estimate (21 of
@@ -261,22 +268,56 @@ class ChainClient(DevChainControls):
     def _gas_price(self) -> int:
         return int(self.w3.eth.gas_price)
 
-    def fees(self) -> Fees:
+    def fees(self, max_age: float = 0.0) -> Fees:
         """EIP-1559 fees for a transaction now: twice the latest base fee plus the node's suggested tip
         (``eth_maxPriorityFeePerGas``), so that it stays includable through several full blocks; a chain
-        without a base fee gets its legacy gas price. Raises :class:`ChainUnavailable` if the node does not
-        answer."""
+        without a base fee gets its legacy gas price. ``max_age``: seconds a base fee and tip already read
+        may be reused (a relayer sending many transactions a second asks once). Raises
+        :class:`ChainUnavailable` if the node does not answer."""
         try:
-            base = self.w3.eth.get_block("latest").get("baseFeePerGas")
+            _header, base = self._latest(max_age)
             if base is None:
                 return Fees(self._gas_price())
-            try:
-                priority = int(self.w3.eth.max_priority_fee)
-            except (ValueError, NotImplementedError):  # a node without the method: 1 gwei, the usual tip
-                priority = 10**9
-            return Fees(2 * int(base) + priority, priority)
+            priority = self._priority_fee(max_age)
+            return Fees(2 * base + priority, priority)
+        except ChainError:
+            raise
         except Exception as exc:
             raise self._translate(exc) from exc
+
+    def _priority_fee(self, max_age: float) -> int:
+        with self._head_lock:
+            if self._tip is not None and max_age > 0 and time.monotonic() - self._tip[0] <= max_age:
+                return self._tip[1]
+        at = time.monotonic()
+        try:
+            priority = int(self.w3.eth.max_priority_fee)
+        except (ValueError, NotImplementedError, Web3RPCError) as exc:
+            if isinstance(exc, Web3RPCError) and not _method_missing(exc):
+                raise
+            priority = 10**9  # a node without the method: the usual tip
+        with self._head_lock:
+            self._tip = (at, priority)
+        return priority
+
+    def _latest(self, max_age: float) -> tuple[BlockHeader, int | None]:
+        """The latest block's header and base fee, read at most ``max_age`` seconds ago (0: now)."""
+        with self._head_lock:
+            if self._head is not None and max_age > 0 and time.monotonic() - self._head[0] <= max_age:
+                return self._head[1], self._head[2]
+        at = time.monotonic()
+        block = self.w3.eth.get_block("latest")
+        header = _header(block)
+        base = block.get("baseFeePerGas")
+        with self._head_lock:
+            if self._head is None or self._head[0] <= at:
+                self._head = (at, header, None if base is None else int(base))
+        return header, None if base is None else int(base)
+
+    def forget_head(self) -> None:
+        """Drop the cached latest block and tip (after moving a dev chain's clock, say)."""
+        with self._head_lock:
+            self._head = self._tip = None
 
     def gas_price(self) -> int:
         """The node's gas price (``eth_gasPrice``); raises :class:`ChainUnavailable` if it does not answer."""
@@ -561,12 +602,32 @@ class ChainClient(DevChainControls):
         except Exception as exc:
             raise self._translate(exc) from exc
 
-    def nonce(self, address: str, block: Literal["pending", "latest"] = "pending") -> int:
-        """The next nonce of ``address``: counting transactions in the node's pool (pending) or mined only."""
+    def nonce(
+        self, address: str, block: Literal["pending", "latest"] = "pending", *, max_age: float = 0.0
+    ) -> int:
+        """The next nonce of ``address``: counting transactions in the node's pool (pending) or mined only.
+        ``max_age``: seconds a pending count already read may be reused (one that old is at most lower
+        than the node's: our own later transactions are not in it); :meth:`forget_nonce` drops it."""
+        key = to_checksum_address(address)
+        if block == "pending" and max_age > 0:
+            with self._head_lock:
+                seen = self._pending.get(key)
+            if seen is not None and time.monotonic() - seen[0] <= max_age:
+                return seen[1]
+        at = time.monotonic()
         try:
-            return int(self.w3.eth.get_transaction_count(to_checksum_address(address), block))
+            value = int(self.w3.eth.get_transaction_count(key, block))
         except Exception as exc:
             raise self._translate(exc) from exc
+        if block == "pending":
+            with self._head_lock:
+                self._pending[key] = (at, value)
+        return value
+
+    def forget_nonce(self, address: str) -> None:
+        """Drop the pending count read for ``address`` (after the node refused a nonce, say)."""
+        with self._head_lock:
+            self._pending.pop(to_checksum_address(address), None)
 
     def explain_failure(self, receipt: TxReceipt, tx: dict[str, Any] | None = None) -> Exception:
         """Why a mined transaction has status 0: a :class:`ContractRevert` when the reason decodes, else a
@@ -692,9 +753,23 @@ class ChainClient(DevChainControls):
 
     # ------------------------------------------------------------------ time and snapshots
 
-    def now(self) -> int:
-        """Timestamp of the latest block."""
-        return int(self.w3.eth.get_block("latest")["timestamp"])
+    def now(self, max_age: float = 0.0) -> int:
+        """Timestamp of the latest block; ``max_age``: seconds a reading already made may be reused."""
+        try:
+            return self._latest(max_age)[0].timestamp
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def latest(self, max_age: float = 0.0) -> BlockHeader:
+        """The latest block's header (``max_age`` as for :meth:`now`)."""
+        try:
+            return self._latest(max_age)[0]
+        except ChainError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
 
     def block_number(self) -> int:
         """Number of the latest block."""
@@ -706,12 +781,24 @@ class ChainClient(DevChainControls):
             block = self.w3.eth.get_block(number)
         except BlockNotFound:
             return None
-        return BlockHeader(
-            number=int(block["number"]),
-            hash="0x" + bytes(block["hash"]).hex(),
-            parent_hash="0x" + bytes(block["parentHash"]).hex(),
-            timestamp=int(block["timestamp"]),
-        )
+        return _header(block)
+
+
+def _method_missing(exc: Web3RPCError) -> bool:
+    """Whether a node's error says it has no such method (JSON-RPC -32601, or words to that effect)."""
+    error = (exc.rpc_response or {}).get("error") if isinstance(exc.rpc_response, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    text = str(exc).lower()
+    return code == -32601 or "not found" in text or "not supported" in text or "unsupported" in text
+
+
+def _header(block: Any) -> BlockHeader:
+    return BlockHeader(
+        number=int(block["number"]),
+        hash="0x" + bytes(block["hash"]).hex(),
+        parent_hash="0x" + bytes(block["parentHash"]).hex(),
+        timestamp=int(block["timestamp"]),
+    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -40,3 +40,75 @@ def test_calls_and_estimates_do_not_ask_for_the_chain_id(
     assert methods.count("eth_call") == 3 and methods.count("eth_estimateGas") == 1
     assert "eth_chainId" not in methods, methods
     assert node.chain_id == 31337
+
+
+def _counting(node: ChainClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    methods: list[str] = []
+    real = node.w3.manager._make_request
+
+    def counting(method: Any, params: Any) -> Any:
+        methods.append(str(method))
+        return real(method, params)
+
+    monkeypatch.setattr(node.w3.manager, "_make_request", counting)
+    return methods
+
+
+def test_the_latest_block_and_tip_are_shared_within_max_age(
+    node: ChainClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    methods = _counting(node, monkeypatch)
+    first = node.fees(max_age=3600)
+    assert node.fees(max_age=3600) == first and node.now(max_age=3600) == node.latest(max_age=3600).timestamp
+    assert methods.count("eth_getBlockByNumber") == 1 and methods.count("eth_maxPriorityFeePerGas") == 1
+    # no max_age: always the node's answer (a new block is seen at once)
+    node.w3.provider.make_request("evm_mine", [])
+    assert node.latest().number == node.latest(max_age=3600).number == node.w3.eth.block_number
+    node.forget_head()
+    node.fees(max_age=3600)
+    assert methods.count("eth_maxPriorityFeePerGas") == 2
+
+
+class _NoTipNode:
+    """A JSON-RPC node that knows blocks and the chain id but neither eth_maxPriorityFeePerGas nor
+    eth_feeHistory (web3's fallback), answering -32601 like geth does for an unknown method."""
+
+    def __enter__(self) -> str:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                req = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                block = {"number": "0x5", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32}
+                answers: dict[str, Any] = {
+                    "eth_chainId": {"result": "0x7"},
+                    "eth_getBlockByNumber": {"result": {**block, "timestamp": "0x10", "baseFeePerGas": "0x7"}},
+                }
+                missing = {"code": -32601, "message": f"the method {req['method']} does not exist"}
+                res = answers.get(req["method"], {"error": missing})
+                body = json.dumps({"jsonrpc": "2.0", "id": req["id"], **res}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore:There was an issue with the method")
+def test_a_node_without_a_tip_method_gets_the_usual_one_gwei() -> None:
+    with _NoTipNode() as url:
+        fees = ChainClient.rpc(url, timeout=5).fees()
+    assert (fees.max_fee, fees.priority) == (2 * 7 + 10**9, 10**9)

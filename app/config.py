@@ -57,8 +57,13 @@ class Settings(BaseSettings):
     chain_check_seconds: float = Field(
         3.0, ge=0, description="how long a chain identity check (genesis hash, chain id) is trusted"
     )
+    head_cache_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="how long the latest block (chain time, base fee) and the tip are reused (0: never)",
+    )
     platform_cache_seconds: float = Field(
-        2.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
+        10.0, ge=0, description="how long the escrow's settings read for new orders are reused (0: never)"
     )
     relayer_max_attempts: int = Field(8, ge=1)
     audit_seconds: float = Field(

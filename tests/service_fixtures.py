@@ -82,6 +82,9 @@ def make_settings(db_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         # tests change the escrow's settings on chain and expect the next request to see it at once
         # (the cache itself: tests/services/test_platform_cache.py)
         "platform_cache_seconds": 0,
+        # the same for the chain's clock and fees, and the relayer's nonce (the cache itself:
+        # tests/chain/test_client_rpc.py, tests/services/test_rpc_budget.py)
+        "head_cache_seconds": 0,
         # the periodic audit runs in its own tests (tests/services/test_audit.py), not in every keeper pass
         "audit_seconds": 0,
     }

@@ -326,6 +326,9 @@ class Intent(Base):
     raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    #: The gas limit (margin included) estimated when the intent was checked, before it was stored: a
+    #: transaction of this intent alone goes out with it, without estimating again.
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_name: Mapped[str | None] = mapped_column(String(80))
     error: Mapped[str | None] = mapped_column(Text)

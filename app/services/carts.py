@@ -110,8 +110,7 @@ def fund(rt: Runtime, buyer: Principal, items: Sequence[CartItem], permit: order
                 "permit": permit.payload(total) if n == 0 else None,
             }
         )
-    document, nonce = orders._permit_document(rt, cart[0], permit.deadline, value=total)
-    orders._check_signer(document, permit.signature, cart[0].buyer, field="permit.signature")
+    nonce = orders.signed_permit(rt, cart[0], permit, value=total)
     relayer.preflight_funding(rt, payloads)
     with transaction(rt.db) as s:
         intents = [relayer.submit(s, "fund", p, order_id=o.id) for o, p in zip(cart, payloads, strict=True)]

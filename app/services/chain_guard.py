@@ -66,11 +66,14 @@ class GuardState:
     expected: tuple[int, str] | None = None
 
 
-def check(rt: Runtime, *, force: bool = False) -> Halt | None:
-    """What stops chain work now (None: nothing). Cached for ``settings.chain_check_seconds`` unless
-    ``force``. Raises :class:`~app.errors.ChainUnavailable` when the node does not answer."""
+def check(rt: Runtime, *, force: bool = False, max_age: float | None = None) -> Halt | None:
+    """What stops chain work now (None: nothing). Cached for ``settings.chain_check_seconds`` (or
+    ``max_age``, if shorter) unless ``force``. Raises :class:`~app.errors.ChainUnavailable` when the node
+    does not answer."""
     state = rt.guard
-    ttl = rt.settings.chain_check_seconds
+    ttl = (
+        rt.settings.chain_check_seconds if max_age is None else min(max_age, rt.settings.chain_check_seconds)
+    )
     with state.lock:
         if not force and state.checked_at is not None and time.monotonic() - state.checked_at < ttl:
             return state.halt
@@ -79,9 +82,9 @@ def check(rt: Runtime, *, force: bool = False) -> Halt | None:
     return halt
 
 
-def require(rt: Runtime, *, force: bool = False) -> None:
+def require(rt: Runtime, *, force: bool = False, max_age: float | None = None) -> None:
     """Raise :class:`~app.errors.ChainHalted` (or ``ChainMismatch``) if chain work must not go on."""
-    halt = check(rt, force=force)
+    halt = check(rt, force=force, max_age=max_age)
     if halt is not None:
         raise halt.error()
 

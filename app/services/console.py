@@ -283,7 +283,7 @@ def dev_advance_time(rt: Runtime, me: Principal, seconds: int) -> int:
 def chain_time(rt: Runtime) -> int:
     """The chain's current time (unix seconds)."""
     chain_guard.require(rt)
-    return rt.chain.now()
+    return rt.chain.now(rt.settings.head_cache_seconds)
 
 
 def chain_info(rt: Runtime) -> dict[str, Any]:
@@ -323,3 +323,29 @@ def dev_sign_typed_data(rt: Runtime, me: Principal, address: str, document: dict
         return rt.chain.sign_typed_data_v4(account.address, eip712.jsonable(document))
     # the in-process chain (eth-tester) has no wallet: the same well-known key, signed here
     return "0x" + eip712.sign_typed_data(account.key, document).hex()
+
+
+def dev_send_transaction(rt: Runtime, me: Principal, tx: dict[str, Any]) -> str:
+    """Dev chains only: the console's dev wallet sends a transaction the API answered for the caller's own
+    wallet (a refund, a withdrawal, a freeze) from the caller's address, when that address is one of the
+    dev chain's demo accounts: the dev node's own ``eth_sendTransaction`` (anvil unlocks those accounts;
+    eth-tester holds the same keys). Only to the escrow, without value, on this chain. The hash; the
+    indexer picks the result up like any other transaction's."""
+    _require_dev(rt)
+    sender, to = str(tx.get("from", "")), str(tx.get("to", ""))
+    if me.address is None or sender.lower() != me.address.lower():
+        raise InvalidInput(
+            "not_your_address", "the dev wallet sends only from the signed-in principal's address"
+        )
+    if not any(a.address.lower() == sender.lower() for a in rt.dev_accounts.values()):
+        raise InvalidInput("not_a_dev_account", f"{sender} is not one of the dev chain's demo accounts")
+    if to.lower() != rt.escrow.address.lower():
+        raise InvalidInput("not_the_escrow", "the dev wallet sends only the escrow's transactions")
+    if int(str(tx.get("value", "0x0")), 16) != 0:
+        raise InvalidInput("value_not_allowed", "the escrow's wallet transactions carry no value")
+    if int(tx.get("chainId", rt.chain.chain_id)) != rt.chain.chain_id:
+        raise InvalidInput("wrong_chain", f"the transaction is for chain {tx.get('chainId')}")
+    fields: dict[str, Any] = {"from": sender, "to": to, "data": str(tx.get("data", "0x")), "value": 0}
+    if tx.get("gas"):
+        fields["gas"] = int(str(tx["gas"]), 16)
+    return rt.chain.send_from_dev_account(fields)

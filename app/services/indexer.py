@@ -168,11 +168,14 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
     chain_guard.require(rt)
     _ensure_cursor(rt)
     stalls = 0
+    moved = False  # the last range did not continue the indexed chain: look for the fork first
     while (max_ranges is None or report.ranges < max_ranges) and stalls <= MAX_STALLS:
-        report.head = rt.chain.block_number()
+        tip = rt.chain.latest()  # the head's number and its header, one call
+        report.head = tip.number
         report.target = report.head - rt.settings.confirmation_depth
         at = report.cursor = _read_cursor(rt)
-        ancestor = _find_fork(rt, at)
+        ancestor = _find_fork(rt, at) if moved or not _continues(rt, at, tip, report.target) else None
+        moved = False
         if ancestor is not None:
             chain_guard.require(rt, force=True)  # a replaced chain is halted on, never rolled back to
             _roll_back(rt, at, ancestor, report)
@@ -184,12 +187,13 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
             break
         end = min(report.target, at + max_blocks)
         try:
-            applied = _apply(rt, at, _fetch(rt, at + 1, end, report.head), report)
+            applied = _apply(rt, at, _fetch(rt, at + 1, end, tip), report)
         except _ChainMoved as exc:
             log.info(
                 "indexer: the chain moved while reading blocks %d..%d (%s); reading again", at + 1, end, exc
             )
             stalls += 1
+            moved = True
             continue
         if applied:
             report.ranges += 1
@@ -203,9 +207,27 @@ def _sync(rt: Runtime, max_blocks: int, max_ranges: int | None, report: IndexRep
         # else another indexer applied the range first: progress all the same, go on from its cursor
 
 
-def _fetch(rt: Runtime, start: int, end: int, head: int) -> _Chunk:
-    chain = rt.chain
-    last = chain.get_block(end)
+def _continues(rt: Runtime, at: int, tip: BlockHeader, target: int) -> bool:
+    """Whether the indexed chain up to the cursor ``at`` is known to still be the node's without a call.
+
+    With a range to read (``at`` below the target) :func:`_verify` checks that the range's first block
+    follows the cursor block before anything is applied, and a range that does not makes the next round
+    look for the fork. At the head (the cursor is the tip just read) the tip's hash says it. Otherwise
+    (the cursor past the tip, or confirmations held back) :func:`_find_fork` asks the node.
+    """
+    if at < target:
+        return True
+    if at != tip.number:
+        return False
+    with read_transaction(rt.db) as s:
+        stored = s.get(IndexedBlock, at)
+        stored_hash = None if stored is None else stored.hash
+    return stored_hash is None or stored_hash == tip.hash
+
+
+def _fetch(rt: Runtime, start: int, end: int, tip: BlockHeader) -> _Chunk:
+    chain, head = rt.chain, tip.number
+    last = tip if end == head else chain.get_block(end)
     if last is None:
         raise _ChainMoved(f"block {end} is gone")
     events = chain.get_events(rt.escrow.address, start, end)

@@ -101,7 +101,7 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
     chain_guard.require(rt)  # a halted chain touches nothing, housekeeping included
     # housekeeping in its own short transaction, on the wall clock (keys expire in real time)
     purged = idempotency.purge_expired(rt)
-    now = rt.chain.now() if now is None else now
+    now = rt.chain.now(rt.settings.head_cache_seconds) if now is None else now
     report = KeeperReport(now, purged_idempotency_keys=purged)
     revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
     with transaction(rt.db) as s:

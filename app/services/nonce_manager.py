@@ -69,12 +69,15 @@ def held_nonces(session: Session, address: str, from_nonce: int = 0) -> set[int]
     return {int(n) for n in rows if n is not None}
 
 
-def chain_nonce(chain: ChainClient, address: str) -> int:
+def chain_nonce(chain: ChainClient, address: str, max_age: float = 0.0) -> int:
     """The chain's pending nonce of ``address``: read it *before* opening the transaction that allocates.
 
-    Raises :class:`~app.errors.ChainUnavailable` if the node does not answer.
+    ``max_age``: a reading up to that many seconds old will do. It can only be lower than the node's figure
+    (our transactions sent since are not in it), which :func:`allocate` already allows for: nonces held by
+    ``sent`` or mined intents are never handed out again. Raises :class:`~app.errors.ChainUnavailable` if
+    the node does not answer.
     """
-    return chain.nonce(address, "pending")
+    return chain.nonce(address, "pending", max_age=max_age)
 
 
 def allocate(session: Session, address: str, on_chain: int) -> int:

@@ -8,6 +8,7 @@ intent in the same transaction as its off-chain facts (evidence bytes, timeline)
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,14 +106,27 @@ def authorization(order: Order) -> OrderAuthorization:
     )  # fmt: skip
 
 
+#: The permit nonce each buyer was last served with, per token: a funding signed at it is checked without
+#: asking the node again (bounded; a miss reads the chain, as the first time).
+_served_nonces: dict[tuple[str, str], int] = {}
+_served_lock = threading.Lock()
+_SERVED_SIZE = 10_000
+
+
 def _permit_document(
-    rt: Runtime, order: Order, deadline: int, value: int | None = None
+    rt: Runtime, order: Order, deadline: int, value: int | None = None, nonce: int | None = None
 ) -> tuple[dict[str, Any], int]:
-    """The EIP-2612 permit typed data for the order's amount (or ``value``: a cart's total) at the buyer's
-    current nonce, and that nonce."""
+    """The EIP-2612 permit typed data for the order's amount (or ``value``: a cart's total) at ``nonce``,
+    by default the buyer's current one (read from the token), and that nonce."""
     token = rt.chain.contract("TestUSD", order.token)
-    nonce = int(rt.chain.call(token.functions.nonces(to_checksum_address(order.buyer))))
-    known = rt.tokens.get(to_checksum_address(order.token))
+    key = (to_checksum_address(order.token), to_checksum_address(order.buyer))
+    if nonce is None:
+        nonce = int(rt.chain.call(token.functions.nonces(key[1])))
+        with _served_lock:
+            if len(_served_nonces) >= _SERVED_SIZE:
+                _served_nonces.clear()
+            _served_nonces[key] = nonce
+    known = rt.tokens.get(key[0])
     name = known.name if known is not None else str(rt.chain.call(token.functions.name()))
     document = eip712.permit_typed_data(
         token_name=name,
@@ -125,6 +139,29 @@ def _permit_document(
         deadline=deadline,
     )
     return document, nonce
+
+
+def signed_permit(rt: Runtime, order: Order, permit: Permit, value: int | None = None) -> int:
+    """Check the buyer's permit signature; the nonce it was signed at.
+
+    The nonce the buyer was served with (:func:`signing_documents`) is tried first, without a call; a
+    signature that does not recover at it is checked at the token's current nonce. A nonce used meanwhile
+    is not refused here: the funding's simulation decides (the escrow takes a spent permit when the
+    allowance is there), and the permit claim keeps two fundings off one nonce.
+    """
+    key = (to_checksum_address(order.token), to_checksum_address(order.buyer))
+    with _served_lock:
+        served = _served_nonces.get(key)
+    if served is not None:
+        document, nonce = _permit_document(rt, order, permit.deadline, value, nonce=served)
+        try:
+            if eip712.recover_signer(document, permit.signature) == key[1]:
+                return nonce
+        except Exception:  # malformed: the check below names it
+            pass
+    document, nonce = _permit_document(rt, order, permit.deadline, value)
+    _check_signer(document, permit.signature, order.buyer, field="permit.signature")
+    return nonce
 
 
 def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:
@@ -148,7 +185,7 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
             ],
         )
     buyer = to_checksum_address(req.buyer)
-    now = rt.chain.now()
+    now = rt.chain.now(rt.settings.head_cache_seconds)
     ship_by, deliver_by = order_rules.default_schedule(now, req.ship_by, req.deliver_by)
     hold = req.hold_seconds if req.hold_seconds is not None else rt.settings.hold_seconds
     oid = hex32(order_id(merchant.address, req.order_ref))
@@ -302,18 +339,15 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Perm
         raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")
     message = authorization(order)
     _check_signer(rt.escrow.document(message), signature, order.buyer)
-    permit_nonce = None
-    if permit is not None:
-        document, permit_nonce = _permit_document(rt, order, permit.deadline)
-        _check_signer(document, permit.signature, order.buyer, field="permit.signature")
+    permit_nonce = None if permit is None else signed_permit(rt, order, permit)
     payload = {
         "authorization": message.payload(),
         "signature": hex32(signature),
         "permit": permit.payload(order.amount) if permit is not None else None,
     }
-    relayer.preflight(rt, "fund", payload)
+    gas = relayer.preflight(rt, "fund", payload)
     with transaction(rt.db) as s:
-        intent = relayer.submit(s, "fund", payload, order_id=order.id)
+        intent = relayer.submit(s, "fund", payload, order_id=order.id, gas_limit=gas)
         if permit_nonce is not None:
             _claim_permit(s, order, permit_nonce, intent)
         s.add(TimelineEntry(order_id=order.id, kind="fund.submitted", data={"intent_id": intent.id}))

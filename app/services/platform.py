@@ -101,7 +101,7 @@ def public_info(rt: Runtime) -> dict[str, Any]:
         "chain_id": rt.chain.chain_id,
         "escrow": rt.escrow.address,
         "block_number": rt.chain.block_number(),
-        "chain_time": rt.chain.now(),
+        "chain_time": rt.chain.now(rt.settings.head_cache_seconds),
         "dev": rt.is_dev,
         "domain": eip712.domain(rt.chain.chain_id, rt.escrow.address),
         "types": {"EIP712Domain": eip712.EIP712_DOMAIN, **eip712.TYPES},

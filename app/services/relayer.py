@@ -73,19 +73,24 @@ BACKOFF_BASE_SECONDS = 4
 BACKOFF_CAP_SECONDS = 900
 #: How long intents wait when the gas wallet cannot pay, before they are tried again (no attempt is used).
 GAS_WAIT_SECONDS = 15
+#: How long the estimate made when a funding was checked serves as its gas limit (its margin, a quarter plus
+#: 20,000, covers the state moving meanwhile: a permit front-run, a first-time balance slot).
+ESTIMATE_FRESH = timedelta(seconds=60)
 
 
 # ---------------------------------------------------------------------------------------- the outbox
 
 
-def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload) -> None:
-    """Simulate the intent from the relayer's address against the chain as it is now; writes nothing.
+def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload) -> int:
+    """Estimate the intent from the relayer's address against the chain as it is now; writes nothing. The
+    estimate is the check and, stored with the intent (:func:`submit`), the gas limit of a transaction
+    that carries this intent alone (one estimate, not two).
 
     Raises :class:`ContractRevert` (the API answers 409/422), :class:`InvalidInput` for a bad payload, or
     :class:`~app.errors.ChainUnavailable`, or :class:`~app.errors.ChainHalted` while chain work is halted.
     """
     chain_guard.require(rt)
-    rt.chain.simulate(build_call(rt, kind, payload), rt.relayer.address)
+    return rt.chain.estimate_from(build_call(rt, kind, payload), rt.relayer.address)
 
 
 def preflight_funding(rt: Runtime, payloads: Sequence[Mapping[str, Any]]) -> None:
@@ -96,12 +101,18 @@ def preflight_funding(rt: Runtime, payloads: Sequence[Mapping[str, Any]]) -> Non
 
 
 def submit(
-    session: Session, kind: str, payload: Mapping[str, Any] | IntentPayload, order_id: str | None = None
+    session: Session,
+    kind: str,
+    payload: Mapping[str, Any] | IntentPayload,
+    order_id: str | None = None,
+    *,
+    gas_limit: int | None = None,
 ) -> Intent:
     """Record an intent in the caller's transaction, or return the existing row for the same intent.
 
     Idempotent by ``intent_hash`` (:func:`compute_intent_hash`); the payload is stored normalised.
-    ``order_id`` defaults to the payload's order and must match it when given.
+    ``order_id`` defaults to the payload's order and must match it when given. ``gas_limit``: what
+    :func:`preflight` estimated for it.
     """
     parsed = parse_payload(kind, payload)
     oid = parsed.order_id
@@ -111,7 +122,13 @@ def submit(
     existing = session.scalar(select(Intent).where(Intent.intent_hash == digest))
     if existing is not None:
         return existing
-    intent = Intent(kind=kind, order_id=oid, intent_hash=digest, payload=parsed.model_dump(mode="json"))
+    intent = Intent(
+        kind=kind,
+        order_id=oid,
+        intent_hash=digest,
+        payload=parsed.model_dump(mode="json"),
+        gas_limit=gas_limit,
+    )
     try:
         with session.begin_nested():  # a concurrent submit of the same intent loses the race here
             session.add(intent)
@@ -203,7 +220,11 @@ class _Pass:
         hashes = self.reconcile()
         units = self.plan(limit)
         if units:
-            chain_guard.require(self.rt, force=True)  # no new transaction goes to a chain that is not ours
+            # no new transaction goes to a chain that is not ours: an identity check at most
+            # head_cache_seconds old (1 s: one check a second however many are sent). A node replaced within
+            # that second gets transactions signed for our chain id (EIP-155) with nonces beyond a fresh
+            # chain's; they stay recorded and are sent again once our chain is back
+            chain_guard.require(self.rt, max_age=self.rt.settings.head_cache_seconds)
         hashes += [h for unit in units for h in self.dispatch(unit)]
         if hashes:
             wait = (5.0 if self.rt.chain.is_dev_chain else 20.0) if wait_seconds is None else wait_seconds
@@ -445,9 +466,11 @@ class _Pass:
             else:
                 one = payloads if len(payloads) > 1 else payloads[0]
                 fn = build_call(self.rt, unit.kind, one, orders=orders)
-            fees = self.rt.chain.fees()
-            # the batch's check and its gas limit: one estimate, at the fees it will be sent with
-            gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=fees)
+            fees = self.rt.chain.fees(self.rt.settings.head_cache_seconds)
+            gas = self.estimated(unit)
+            if gas is None:
+                # the batch's check and its gas limit: one estimate, at the fees it will be sent with
+                gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=fees)
         except (ContractRevert, TransactionFailed, InvalidInput) as exc:
             if unit.kind == "fund" and len(unit.intents) > 1:
                 return self.split_funding(unit)
@@ -464,8 +487,11 @@ class _Pass:
             self.retry(unit.ids, exc)
             return []
         try:
-            # the node is asked before the transaction opens: no network round trip under the write lock
-            on_chain = nonce_manager.chain_nonce(self.rt.chain, self.sender)
+            # the node is asked before the transaction opens (no network round trip under the write lock); a
+            # count read a moment ago will do
+            on_chain = nonce_manager.chain_nonce(
+                self.rt.chain, self.sender, self.rt.settings.head_cache_seconds
+            )
             with transaction(self.rt.db) as s:
                 nonce = nonce_manager.allocate(s, self.sender, on_chain)
                 tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=fees)
@@ -480,6 +506,17 @@ class _Pass:
         signed = [{**_logged(it), "status": SENT} for it in unit.intents]  # recorded sent, to broadcast now
         _log_intents(signed, "signed", tx.tx_hash, nonce=tx.nonce)
         return [tx.tx_hash] if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False) else []
+
+    def estimated(self, unit: _Unit) -> int | None:
+        """The gas limit the funding's own check estimated, for a funding that goes out alone on its first
+        attempt within :data:`ESTIMATE_FRESH` of that check (None: estimate now). A later attempt, or a
+        batch, is estimated afresh: that estimate is also its check."""
+        if unit.kind != "fund" or len(unit.intents) != 1:
+            return None
+        it = unit.intents[0]
+        if it.gas_limit is None or it.attempts or self.now - it.created_at > ESTIMATE_FRESH:
+            return None
+        return int(it.gas_limit)
 
     def split_funding(self, unit: _Unit) -> list[str]:
         """A fund batch the chain refuses (it is all-or-nothing): each entry is checked on its own, the
@@ -581,6 +618,7 @@ class _Pass:
         try:
             self.rt.chain.broadcast(raw)
         except NonceTooLow as exc:
+            self.rt.chain.forget_nonce(self.sender)  # the next allocation asks the node again
             receipt = self.rt.chain.receipt(tx_hash)
             if receipt is not None:
                 self.settle(tx_hash, receipt)
@@ -592,6 +630,7 @@ class _Pass:
             self.sent_trouble(tx_hash, exc, count=False)
             return False
         except Exception as exc:
+            self.rt.chain.forget_nonce(self.sender)
             self.sent_trouble(tx_hash, exc, count=not self.is_gap(exc, nonce))
             return False
         if again:

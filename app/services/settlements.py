@@ -148,7 +148,7 @@ def page(rt: Runtime, merchant: Principal, limit: int, cursor: str | None) -> di
     continues; ``totals`` and ``due_now`` always cover every order. Items that moved since the last page
     are shown where they are now (a cursor is a position, not an offset: nothing is shown twice in a row)."""
     after = _decode(cursor) if cursor else None
-    now = rt.chain.now()  # the node first: never inside the transaction
+    now = rt.chain.now(rt.settings.head_cache_seconds)  # the node first: never inside the transaction
     with read_transaction(rt.db) as s:
         orders = _pipeline_orders(s, merchant)
     full = _summarise(orders, now)
@@ -166,7 +166,7 @@ def page(rt: Runtime, merchant: Principal, limit: int, cursor: str | None) -> di
 def report(rt: Runtime, merchant: Principal) -> dict[str, Any]:
     """:func:`pipeline` as of the chain's clock (``due_now`` is what the keeper would release at this block
     time), read in one read transaction: the node is asked before the database, never inside it."""
-    now = rt.chain.now()
+    now = rt.chain.now(rt.settings.head_cache_seconds)
     with read_transaction(rt.db) as s:
         return pipeline(s, merchant, now)
 

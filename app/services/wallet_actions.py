@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import func, select
 from web3.contract.contract import ContractFunction
 
 from app.chain.escrow import Order as ChainOrder
@@ -27,7 +27,7 @@ from app.db.models import ChainEvent, Principal
 from app.db.session import read_transaction
 from app.domain.encoding import rfc3339
 from app.errors import DomainError, InvalidInput, NotFound
-from app.services import chain_guard, orders
+from app.services import chain_guard, indexer, orders
 from app.services.runtime import Runtime
 
 #: Roles whose address the escrow must know, and the admin functions that add and remove them.
@@ -158,6 +158,66 @@ def withdrawal(
     return _prepare(rt, fn, address, f"withdraw {amount} {currency} of credit to {target}").public()
 
 
+#: How a transaction a party sent from its own wallet stands, as :func:`transaction_status` answers.
+TX_STATES = ("pending", "reverted", "mined", "indexed")
+
+
+def transaction_status(rt: Runtime, tx_hash: str) -> dict[str, Any]:
+    """Where a transaction sent from a party's own wallet stands: ``pending`` (not mined), ``reverted``,
+    ``mined`` (the indexer has not reached its block yet) or ``indexed`` (the index, and so every order and
+    list, shows its effect), with the escrow events the index holds for it. Its receipt is asked of the node
+    first, outside any transaction; then one read of the index."""
+    receipt = rt.chain.receipt(tx_hash)
+    if receipt is None:
+        return {"tx_hash": tx_hash, "status": "pending", "block_number": None, "events": []}
+    block = int(receipt["blockNumber"])
+    if int(receipt["status"]) != 1:
+        return {"tx_hash": tx_hash, "status": "reverted", "block_number": block, "events": []}
+    with read_transaction(rt.db) as s:
+        at = indexer.cursor(s)
+        events = [
+            {"name": name, "order_id": order_id}
+            for name, order_id in s.execute(
+                select(ChainEvent.name, ChainEvent.order_id)
+                .where(ChainEvent.tx_hash == tx_hash)
+                .order_by(ChainEvent.log_index)
+            )
+        ]
+    status = "indexed" if at is not None and at >= block else "mined"
+    return {"tx_hash": tx_hash, "status": status, "block_number": block, "events": events}
+
+
+def withdrawals(rt: Runtime, who: Principal, limit: int = 20) -> list[dict[str, Any]]:
+    """The caller's latest withdrawals as indexed (``Withdrawn`` events of its address), newest first."""
+    if not who.address:
+        return []
+    symbols = {t.address.lower(): t.symbol for t in rt.tokens.values()}
+    with read_transaction(rt.db) as s:
+        rows = list(
+            s.scalars(
+                select(ChainEvent)
+                .where(
+                    ChainEvent.name == "Withdrawn",
+                    func.lower(ChainEvent.args["account"].as_string()) == who.address.lower(),
+                )
+                .order_by(ChainEvent.block_number.desc(), ChainEvent.log_index.desc())
+                .limit(limit)
+            )
+        )
+    return [
+        {
+            "currency": symbols.get(str(e.args["token"]).lower(), ""),
+            "token": e.args["token"],
+            "amount": str(e.args["amount"]),
+            "to": e.args["to"],
+            "tx_hash": e.tx_hash,
+            "block_number": e.block_number,
+            "at": rfc3339(e.block_time),
+        }
+        for e in rows
+    ]
+
+
 def _address(who: Principal) -> str:
     if not who.address:
         raise DomainError("no_address", "this principal has no address on chain")
@@ -182,7 +242,7 @@ def role_status(rt: Runtime, principal_id: str) -> dict[str, Any]:
     p = _onchain_principal(rt, principal_id)
     fns = rt.escrow.contract.functions
     address = to_checksum_address(str(p.address))
-    now = rt.chain.now()
+    now = rt.chain.now(rt.settings.head_cache_seconds)
     if p.role == "oracle":
         info = rt.chain.call(fns.oracleInfo(address))
         index, active, active_from = int(info[0]), bool(info[1]), int(info[2])
@@ -225,12 +285,15 @@ def role_change(rt: Runtime, principal_id: str, add: bool, admin_address: str | 
 
 
 __all__ = [
+    "TX_STATES",
     "credits",
     "freeze",
     "order_ref",
     "role_change",
     "role_status",
     "seller_refund",
+    "transaction_status",
     "unfreeze",
     "withdrawal",
+    "withdrawals",
 ]

@@ -11,6 +11,7 @@ from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
 from app.api.observability import RequestObservability
 from app.api.routes import carts, logistics, metrics, orders, settlements, system, wallet, webhook_endpoints
 from app.config import get_settings
+from app.services import wake
 from app.services.runtime import load_runtime_if_any
 
 DESCRIPTION = """
@@ -23,8 +24,15 @@ units as decimal strings; times are RFC 3339 UTC.
 """
 
 
-def create_app() -> FastAPI:
-    """A new application over the process runtime (:func:`app.services.runtime.get_runtime`)."""
+def create_app(waker: wake.Waker | None = None) -> FastAPI:
+    """A new application over the process runtime (:func:`app.services.runtime.get_runtime`).
+
+    This is the API process's composition root: ``waker`` is who hears the requests' wakes
+    (:mod:`app.services.wake`); by default the workers' :func:`~workers.tasks.kick`, which finds the
+    background sweepers, the parent process or the broker itself."""
+    if waker is None:
+        from workers.tasks import kick as waker
+    wake.install(waker)
     # /docs and /redoc are served by the console (app.web) from vendored assets: FastAPI's own load a CDN
     app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION, docs_url=None, redoc_url=None)
     problems.install(app)

@@ -10,7 +10,7 @@ from app.api.deps import BuyerPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, REVERT, REVERT_INPUT, WRONG_STATE, problems
 from app.api.schemas import CartFundingCreate, CartSigningRequest
 from app.services import carts, order_views, orders
-from workers.tasks import kick
+from app.services.wake import wake
 
 router = APIRouter(prefix="/v1/carts", tags=["carts"])
 
@@ -35,7 +35,7 @@ def fund_cart(body: CartFundingCreate, rt: RuntimeDep, me: BuyerPrincipal) -> di
     items = [carts.CartItem(i.order_id, bytes.fromhex(i.signature[2:])) for i in body.items]
     permit = orders.Permit(bytes.fromhex(body.permit.signature[2:]), body.permit.deadline)
     intents = carts.fund(rt, me, items, permit)
-    kick("relay")
+    wake("relay")
     return {
         "items": [order_views.accepted(rt, me, it.order_id or "", it.id) for it in intents],
     }

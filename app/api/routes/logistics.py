@@ -15,7 +15,7 @@ from app.services import ingestion
 from app.services.orders import intent_public
 from app.services.principals import Principal
 from app.services.runtime import Runtime
-from workers.tasks import kick
+from app.services.wake import wake
 
 router = APIRouter(tags=["logistics"])
 
@@ -79,7 +79,7 @@ def _carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) ->
 def _answer(rt: Runtime, accepted: ingestion.Accepted) -> dict[str, Any]:
     """Wake the inbox worker for a new input; answer with the input's id and current status."""
     if not accepted.duplicate:
-        kick("inbox")
+        wake("inbox")
     return {
         "capture_id": accepted.item.id,
         "status": ingestion.inbox_status(rt, accepted.item.id),
@@ -144,7 +144,7 @@ def post_attestation(body: AttestationCreate, rt: RuntimeDep, me: OraclePrincipa
     }
     accepted, intent = ingestion.accept_attestation(rt, me, payload)
     if intent is not None and not accepted.duplicate:
-        kick("relay")
+        wake("relay")
     return {
         "capture_id": accepted.item.id,
         "duplicate": accepted.duplicate,

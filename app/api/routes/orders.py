@@ -45,7 +45,7 @@ from app.api.schemas import (
 from app.domain.order_state import Decision
 from app.errors import InvalidInput
 from app.services import order_views, orders
-from workers.tasks import kick
+from app.services.wake import wake
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 OrderIdPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$", description="orderId, 0x + 64 hex")]
@@ -115,7 +115,7 @@ def _signature(hex_text: str) -> bytes:
 
 
 def _accepted(rt: RuntimeDep, me: CurrentPrincipal, oid: str, intent_id: str) -> dict[str, Any]:
-    kick("relay")
+    wake("relay")
     return order_views.accepted(rt, me, oid, intent_id)
 
 

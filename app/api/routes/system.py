@@ -20,6 +20,7 @@ from app.api.schemas import (
 from app.errors import InvalidInput, NotFound
 from app.services import corridors, dev_tools, platform, principals, readiness
 from app.services.orders import require_role
+from app.services.wake import wake
 
 router = APIRouter()
 
@@ -185,7 +186,5 @@ def advance_time(body: AdvanceTime, rt: RuntimeDep, me: AdminPrincipal) -> dict[
     _require_dev(rt)
     require_role(me, "move the dev clock", "admin")
     now = dev_tools.advance_time(rt, body.seconds)
-    from workers.tasks import kick
-
-    kick("keeper")
+    wake("keeper")
     return {"chain_time": now}

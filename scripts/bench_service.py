@@ -82,7 +82,7 @@ def run_once(
             bulk_first = bulk_fund(bench, first - args.rpc_window)
             rpc_first = rpc_window(bench, args.rpc_window)
             t = time.perf_counter()
-            orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client)
+            orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client, args.cart_size)
             steps["orders_s"] = time.perf_counter() - t
             t = time.perf_counter()
             ssccs = bench.ship_all(orders["ids"])
@@ -150,6 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--orders", type=int, default=320, help="orders created and funded by the clients")
     parser.add_argument("--buyers-per-client", type=int, default=2)
+    parser.add_argument(
+        "--cart-size",
+        type=int,
+        default=1,
+        help="orders a buyer funds at once as a cart (/v1/carts: one permit, one request); 1: one by one",
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="receiving captures offered per second")
     parser.add_argument("--events", type=int, default=200, help="receiving captures offered (<= orders)")
     parser.add_argument(

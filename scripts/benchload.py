@@ -180,6 +180,30 @@ class Bench:
             phase, "POST", f"/v1/orders/{oid}/funding", key, 202, "/v1/orders/{id}/funding", json=body
         )
 
+    def fund_cart(
+        self, api: Api, phase: str, ids: Sequence[str], buyer: LocalAccount, key: str
+    ) -> tuple[Reply, Reply | None]:
+        """A buyer's cart: its signing documents (one permit for the total), then one funding request."""
+        body = {"order_ids": list(ids)}
+        docs = api.call(phase, "POST", "/v1/carts/signing", key, 200, "/v1/carts/signing", json=body)
+        if docs.status != 200:
+            return docs, None
+        permit = docs.body["permit"]
+        funding = {
+            "items": [
+                {
+                    "order_id": o["order_id"],
+                    "signature": "0x" + sign_typed_data(buyer.key, o["authorization"]).hex(),
+                }
+                for o in docs.body["orders"]
+            ],
+            "permit": {
+                "deadline": int(permit["message"]["deadline"]),
+                "signature": "0x" + sign_typed_data(buyer.key, permit).hex(),
+            },
+        }
+        return docs, api.call(phase, "POST", "/v1/carts/funding", key, 202, "/v1/carts/funding", json=funding)
+
     def wait_status(
         self, api: Api, phase: str, oid: str, status: str, timeout: float = WAIT_S
     ) -> float | None:
@@ -195,9 +219,14 @@ class Bench:
         self.error(phase, f"not {status} within {timeout:.0f} s")
         return None
 
-    def orders_phase(self, n: int, clients: int, buyers_per_client: int) -> dict[str, Any]:
+    def orders_phase(self, n: int, clients: int, buyers_per_client: int, cart: int = 1) -> dict[str, Any]:
         """``clients`` threads create and fund ``n`` orders; a buyer's next order waits for its previous one
-        to show funded (a permit nonce funds one order). Ends when every order shows funded."""
+        to show funded (a permit nonce funds one order). Ends when every order shows funded.
+
+        ``cart`` > 1: each buyer creates that many orders, then funds them as one cart (``/v1/carts``: one
+        permit, one funding request, one transaction); ``fund_ms`` is then the cart's funding request."""
+        if cart > 1:
+            return self.carts_phase(n, clients, buyers_per_client, cart)
         created_s: list[float] = []
         fund_s: list[float] = []
         funded: dict[str, float] = {}
@@ -221,6 +250,57 @@ class Bench:
                 if sent.status == 202:
                     pending[buyer.address] = made.body["order"]["id"]
                     watcher.expect(made.body["order"]["id"])
+            for oid in pending.values():
+                watcher.wait(oid)
+            api.close()
+
+        with watcher:
+            run_all(clients, client)
+        funded = watcher.seen_of(watcher.expected)
+        self.on_chain += len(funded)
+        end = max(funded.values(), default=start)
+        return {
+            "orders": n,
+            "funded": len(funded),
+            "orders_per_s": round(len(funded) / (end - start), 2) if funded else None,
+            "create_ms": p50_p99([1000 * s for s in created_s]),
+            "fund_ms": p50_p99([1000 * s for s in fund_s]),
+            "ids": sorted(funded),
+        }
+
+    def carts_phase(self, n: int, clients: int, buyers_per_client: int, cart: int) -> dict[str, Any]:
+        created_s: list[float] = []
+        fund_s: list[float] = []
+        watcher = Watcher(self, "funded", interval=0.1)
+        start = time.perf_counter()
+
+        def client(c: int) -> None:
+            api = self.api()
+            mine = self.buyers[c * buyers_per_client : (c + 1) * buyers_per_client]
+            pending: dict[str, str] = {}
+            todo = n // clients + (1 if c < n % clients else 0)
+            j = 0
+            while todo > 0:
+                buyer, key = mine[j % len(mine)]
+                if buyer.address in pending:
+                    watcher.wait(pending.pop(buyer.address))
+                ids: list[str] = []
+                for k in range(min(cart, todo)):
+                    made = self.create(api, "orders", f"{self.tag}-o{c}-{j}-{k}", buyer)
+                    created_s.append(made.seconds)
+                    if made.status == 201:
+                        ids.append(made.body["order"]["id"])
+                todo -= min(cart, todo)
+                j += 1
+                if not ids:
+                    continue
+                _docs, sent = self.fund_cart(api, "orders", ids, buyer, key)
+                if sent is not None:
+                    fund_s.append(sent.seconds)
+                if sent is not None and sent.status == 202:
+                    pending[buyer.address] = ids[-1]
+                    for oid in ids:
+                        watcher.expect(oid)
             for oid in pending.values():
                 watcher.wait(oid)
             api.close()

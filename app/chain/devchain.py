@@ -15,7 +15,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from app.errors import ChainError, ChainUnavailable
+from app.errors import ChainError, ChainUnavailable, TransactionFailed
 
 #: Chain ids of development chains (anvil/hardhat, geth --dev, eth-tester).
 DEV_CHAIN_IDS = frozenset({31337, 1337, 131277322940537})
@@ -37,6 +37,10 @@ class DevChainControls:
     if TYPE_CHECKING:  # provided by ChainClient
 
         def now(self) -> int: ...
+
+        def _translate(
+            self, exc: BaseException, tx_hash: str | None = None, sender: str | None = None
+        ) -> Exception: ...
 
     @property
     def is_dev_chain(self) -> bool:
@@ -132,6 +136,26 @@ class DevChainControls:
         if self.backend == "embedded":
             raise ChainError("eth_signTypedData_v4 needs a node (the in-process chain has no wallet)")
         return str(self._dev_rpc("eth_signTypedData_v4", address, json.dumps(document)))
+
+    def send_from_dev_account(self, tx: dict[str, Any]) -> str:
+        """Dev chains only: the node's own ``eth_sendTransaction`` from one of its unlocked dev accounts
+        (anvil unlocks them; eth-tester holds the same keys); the transaction's hash, without waiting for it
+        to be mined. A call the node refuses raises the decoded contract error (or
+        :class:`TransactionFailed`)."""
+        self._require_dev()
+        fields = {
+            **tx,
+            "from": Web3.to_checksum_address(tx["from"]),
+            "to": Web3.to_checksum_address(tx["to"]),
+        }
+        try:
+            sent = self.w3.eth.send_transaction(cast(Any, fields))
+        except Exception as exc:  # a revert in the node's estimate (decoded), an unknown account, no node
+            found = self._translate(exc, None, fields["from"])
+            if isinstance(found, ChainError):
+                raise found from exc
+            raise TransactionFailed("-", f"eth_sendTransaction from {fields['from']} refused: {exc}") from exc
+        return "0x" + bytes(sent).hex()
 
     def _dev_rpc(self, method: str, *params: Any) -> Any:
         """Call a dev-node JSON-RPC method; an error answer raises :class:`ChainError`."""

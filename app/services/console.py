@@ -343,8 +343,11 @@ def dev_send_transaction(rt: Runtime, me: Principal, tx: dict[str, Any]) -> str:
         raise InvalidInput("not_the_escrow", "the dev wallet sends only the escrow's transactions")
     if int(str(tx.get("value", "0x0")), 16) != 0:
         raise InvalidInput("value_not_allowed", "the escrow's wallet transactions carry no value")
-    if int(tx.get("chainId", rt.chain.chain_id)) != rt.chain.chain_id:
-        raise InvalidInput("wrong_chain", f"the transaction is for chain {tx.get('chainId')}")
+    chain_id = tx.get("chainId")  # an int as the API answers it, or EIP-1193's hex string
+    if isinstance(chain_id, str):
+        chain_id = int(chain_id, 16)
+    if chain_id is not None and chain_id != rt.chain.chain_id:
+        raise InvalidInput("wrong_chain", f"the transaction is for chain {chain_id}, not this one")
     fields: dict[str, Any] = {"from": sender, "to": to, "data": str(tx.get("data", "0x")), "value": 0}
     if tx.get("gas"):
         fields["gas"] = int(str(tx["gas"]), 16)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.api.schemas import (
+    PRINTABLE,
     BuyerDecisionCreate,
     FundingCreate,
     OrderCreate,
@@ -27,7 +29,15 @@ from app.api.schemas import (
 )
 from app.domain.order_state import Decision
 from app.errors import AuthError, InvalidInput
-from app.services import console, ingestion, order_views, orders, web_sessions, webhook_endpoints
+from app.services import (
+    console,
+    ingestion,
+    order_views,
+    orders,
+    wallet_actions,
+    web_sessions,
+    webhook_endpoints,
+)
 from app.web.common import (
     CSRF_HEADER,
     PRE_SESSION_COOKIE,
@@ -50,7 +60,27 @@ class DevSignRequest(BaseModel):
     typed_data: str = Field(max_length=100_000)
 
 
+class WalletTransaction(BaseModel):
+    """An EIP-1193 ``eth_sendTransaction`` parameter, as the API's wallet transactions are answered."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: str = Field(alias="from", pattern=r"^0x[0-9a-fA-F]{40}$")
+    to: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    data: str = Field(pattern=r"^0x(?:[0-9a-fA-F]{2})*$", max_length=20_002)
+    value: str = Field("0x0", pattern=r"^0x[0-9a-fA-F]{1,64}$")
+    gas: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{1,16}$")
+    chainId: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{1,16}$")  # noqa: N815 (EIP-1193's name)
+
+
+class DevSendRequest(BaseModel):
+    """What the dev wallet's ``eth_sendTransaction`` carries."""
+
+    transaction: WalletTransaction
+
+
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+TxHashPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{64}$")]
 CsrfForm = Annotated[str, Form(max_length=200)]
 CsrfHeader = Annotated[str | None, Header(alias=CSRF_HEADER, max_length=200)]
 
@@ -295,6 +325,9 @@ def order_page(request: Request, rt: RuntimeDep, user: UserDep, order_id: str) -
     view = console.order_view(rt, user.principal, order_id)
     version = console.order_version(rt, user.principal, order_id)
     steps = _lifecycle(view["status"], view["timeline"])
+    now = console.chain_time(rt)
+    frozen_until = view.get("frozen_until")
+    frozen = bool(frozen_until) and datetime.fromisoformat(str(frozen_until)).timestamp() > now
     return render(
         request,
         "order.html",
@@ -302,7 +335,8 @@ def order_page(request: Request, rt: RuntimeDep, user: UserDep, order_id: str) -
         order=view,
         steps=steps,
         version=version,
-        chain_time=console.chain_time(rt),
+        chain_time=now,
+        frozen=frozen,
     )
 
 
@@ -480,6 +514,70 @@ def submit_ruling(
         bytes.fromhex(body.signature[2:]),
     )
     return _intent_answer(rt, user, order_id, intent.id)
+
+
+# --- the parties' own wallets: transactions the API answers where SPEC §4 has no signed message -------------
+
+
+@router.get("/console/orders/{order_id}/refund-transaction")
+def refund_transaction(rt: RuntimeDep, user: UserDep, order_id: str) -> Response:
+    """Seller: the ``refundBySeller`` transaction for its wallet (the API's refund-transaction)."""
+    require(user, "refund its orders", "merchant")
+    return JSONResponse(wallet_actions.seller_refund(rt, user.principal, order_id))
+
+
+@router.get("/console/orders/{order_id}/freeze-transaction")
+def freeze_transaction(
+    rt: RuntimeDep,
+    user: UserDep,
+    order_id: str,
+    seconds: Annotated[int, Query(ge=1, le=wallet_actions.MAX_FREEZE_SECONDS)],
+    reason: Annotated[str, Query(min_length=1, max_length=500, pattern=PRINTABLE)],
+) -> Response:
+    """Regulator: the ``freeze`` transaction for its wallet (``GET /v1/orders/{id}/freeze-transaction``)."""
+    require(user, "freeze orders", "regulator")
+    return JSONResponse(wallet_actions.freeze(rt, user.principal, order_id, seconds, reason))
+
+
+@router.get("/console/orders/{order_id}/unfreeze-transaction")
+def unfreeze_transaction(rt: RuntimeDep, user: UserDep, order_id: str) -> Response:
+    """Regulator: the ``unfreeze`` transaction for its wallet."""
+    require(user, "unfreeze orders", "regulator")
+    return JSONResponse(wallet_actions.unfreeze(rt, user.principal, order_id))
+
+
+@router.get("/console/credits")
+def credits_page(request: Request, rt: RuntimeDep, user: UserDep) -> Response:
+    """The caller's unpaid credits on the escrow per token (``GET /v1/credits``), a withdrawal for each, and
+    the withdrawals the index holds."""
+    return render(
+        request,
+        "credits.html",
+        user,
+        credits=wallet_actions.credits(rt, user.principal),
+        withdrawals=wallet_actions.withdrawals(rt, user.principal),
+    )
+
+
+@router.get("/console/credits/withdrawal")
+def withdrawal_transaction(
+    rt: RuntimeDep,
+    user: UserDep,
+    currency: Annotated[str, Query(min_length=1, max_length=16)],
+) -> Response:
+    """The caller's ``withdraw`` of its whole credit in ``currency`` (``GET /v1/credits/withdrawal``)."""
+    return JSONResponse(wallet_actions.withdrawal(rt, user.principal, currency, None, None))
+
+
+@router.get("/console/transactions/{tx_hash}")
+def transaction_status(rt: RuntimeDep, user: UserDep, tx_hash: TxHashPath) -> Response:
+    """Where a transaction the page sent from the party's wallet stands (pending, reverted, mined, indexed);
+    the page polls it until the index shows the result. A mined one wakes the indexer (a lost wake-up
+    loses nothing: it sweeps every ``sweep_seconds`` anyway)."""
+    answer = wallet_actions.transaction_status(rt, tx_hash.lower())
+    if answer["status"] == "mined":
+        kick("index")
+    return JSONResponse(answer)
 
 
 # --- merchant webhooks --------------------------------------------------------------------------------------
@@ -690,3 +788,13 @@ def dev_wallet_sign(rt: RuntimeDep, user: UserDep, body: DevSignRequest, csrf: C
         raise InvalidInput("invalid_typed_data", "typed_data is not an EIP-712 document")
     signature = console.dev_sign_typed_data(rt, user.principal, body.address, document)
     return JSONResponse({"signature": signature})
+
+
+@router.post("/console/dev/wallet/send")
+def dev_wallet_send(rt: RuntimeDep, user: UserDep, body: DevSendRequest, csrf: CsrfHeader = None) -> Response:
+    """Dev chains only: the dev wallet's ``eth_sendTransaction`` (see
+    :func:`app.services.console.dev_send_transaction`); the hash, and the indexer is woken."""
+    check_csrf(user, csrf)
+    tx_hash = console.dev_send_transaction(rt, user.principal, body.transaction.model_dump(by_alias=True))
+    kick("index")
+    return JSONResponse({"tx_hash": tx_hash})

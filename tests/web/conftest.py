@@ -1,8 +1,9 @@
 """Browser tests of the web console: the service over HTTP (uvicorn in a thread, on the test runtime),
 Debian's chromium driven by Playwright, and a test-side EIP-1193 wallet injected into every page.
 
-The wallet signs ``eth_signTypedData_v4`` with keys this test holds (the dev accounts of the embedded chain);
-nothing in the page knows it is a test. Each role gets its own browser context (its own cookie jar), signed
+The wallet signs ``eth_signTypedData_v4`` with keys this test holds (the dev accounts of the embedded chain),
+and sends ``eth_sendTransaction`` signed with them to the chain (the parties' own wallets); nothing in the
+page knows it is a test. Each role gets its own browser context (its own cookie jar), signed
 in through the sign-in form. Waits are on page state (a status badge, a notice), never on time.
 """
 
@@ -14,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 
 from app.chain.eip712 import sign_typed_data
+from app.client.wallet import NodeWallet
 from app.services.bootstrap import DemoKey, prepare, seed_demo
 from app.services.runtime import Runtime, set_runtime
 from workers.celery_app import celery_app, configure
@@ -102,6 +104,7 @@ window.ethereum = {
     if (method === "eth_requestAccounts" || method === "eth_accounts") return [window.__tgAccount];
     if (method === "eth_chainId") return "0x" + Number(window.__tgChainId).toString(16);
     if (method === "eth_signTypedData_v4") return await window.__tgSign(params[0], params[1]);
+    if (method === "eth_sendTransaction") return await window.__tgSend(JSON.stringify(params[0]));
     throw new Error("test wallet: unsupported " + method);
   },
 };
@@ -116,6 +119,8 @@ class Session:
     context: Any
     page: Any
     signed: list[dict[str, Any]]
+    #: transactions the wallet sent (``eth_sendTransaction``): the parameters the page gave it
+    sent: list[dict[str, Any]] = field(default_factory=list)
 
     def goto(self, url: str) -> Any:
         self.page.goto(url)
@@ -140,8 +145,21 @@ def sign_in(browser: Any, live: Live) -> Iterator[Callable[..., Session]]:
             signed.append(document)
             return "0x" + sign_typed_data(account.key, document).hex()
 
+        sent: list[dict[str, Any]] = []
+
+        def send(tx_json: str) -> str:
+            # the party's own wallet: signs with the test's key and sends to the chain's node (NodeWallet,
+            # as the demo does), after checking the transaction is for this account and chain
+            tx = json.loads(tx_json)
+            sent.append(tx)
+            wallet = NodeWallet(live.runtime.chain, live.runtime.lock)
+            return wallet.send(
+                accounts[tx["from"].lower()], {"transaction": {**tx, "chainId": int(tx["chainId"], 16)}}
+            )
+
         if inject_wallet:
             context.expose_function("__tgSign", sign)
+            context.expose_function("__tgSend", send)
             context.add_init_script(
                 f"window.__tgAccount = {json.dumps(key.address or '')}; window.__tgChainId = "
                 f"{live.runtime.chain.chain_id};" + WALLET_JS
@@ -152,7 +170,7 @@ def sign_in(browser: Any, live: Live) -> Iterator[Callable[..., Session]]:
         page.get_by_label("API key").fill(key.api_key)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_selector(f'[data-testid="role"]:text-is("{role}")')
-        return Session(role, context, page, signed)
+        return Session(role, context, page, signed, sent)
 
     yield open_as
     for context in contexts:

@@ -33,6 +33,11 @@ const devWallet = {
       const answer = await postJSON("/console/dev/wallet/sign", { address: params[0], typed_data: params[1] });
       return answer.signature;
     }
+    if (method === "eth_sendTransaction") {
+      // the dev node's own eth_sendTransaction from the signed-in principal's (unlocked) demo account
+      const answer = await postJSON("/console/dev/wallet/send", { transaction: params[0] });
+      return answer.tx_hash;
+    }
     throw new Error(`dev wallet: ${method} is not supported`);
   },
 };
@@ -340,6 +345,92 @@ function wireOrderPage() {
   verifyEvidence().then(() => document.body.setAttribute("data-evidence-checked", "true"));
 }
 
+// --- the party's own wallet: transactions the API answers (refund, withdrawal, freeze) -----------------------------
+
+/** Send the API's transaction (to, data, value, chainId, gas) unchanged from the wallet; its hash. */
+async function sendTransaction(answer) {
+  const tx = answer.transaction;
+  const me = await account();
+  if (!sameAddress(me, tx.from)) throw new Error(`this needs the wallet account ${tx.from}, not ${me}`);
+  return provider().request({
+    method: "eth_sendTransaction",
+    params: [
+      {
+        from: tx.from,
+        to: tx.to,
+        data: tx.data,
+        value: tx.value,
+        gas: tx.gas,
+        chainId: "0x" + Number(tx.chainId).toString(16),
+      },
+    ],
+  });
+}
+
+const POLL_MS = 1000;
+const POLL_TRIES = 120;
+
+/** Wait until the service's index has the transaction (or it reverted); the page then shows its effect. */
+async function untilIndexed(hash, label) {
+  for (let i = 0; i < POLL_TRIES; i++) {
+    const state = await getJSON(`/console/transactions/${hash}`);
+    if (state.status === "indexed") return state;
+    if (state.status === "reverted") throw new Error(`transaction ${hash} reverted on chain`);
+    notice(`${label}: transaction ${hash} is ${state.status}; waiting for the index…`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  throw new Error(`transaction ${hash} is not indexed yet: reload the page later`);
+}
+
+/** Fetch the transaction from the API, send it from the wallet, wait for the index, show the page again. */
+async function walletAction(button, label, url) {
+  await run(button, label, async () => {
+    const answer = await getJSON(url);
+    notice(`${label}: ${answer.description}; confirm in your wallet…`);
+    const hash = await sendTransaction(answer);
+    const state = await untilIndexed(hash, label);
+    const events = state.events.map((e) => e.name).join(", ");
+    sessionStorage.setItem(
+      "tg-notice",
+      `${label}: done, transaction ${hash} indexed in block ${state.block_number} (${events || "no events"})`,
+    );
+    return null;
+  });
+}
+
+function wireWalletActions() {
+  if (order) {
+    const base = `/console/orders/${order.dataset.orderId}`;
+    document.querySelector('[data-action="refund"]')?.addEventListener("click", (e) =>
+      walletAction(e.currentTarget, "Refund", `${base}/refund-transaction`),
+    );
+    document.querySelector('[data-action="unfreeze"]')?.addEventListener("click", (e) =>
+      walletAction(e.currentTarget, "Unfreeze", `${base}/unfreeze-transaction`),
+    );
+    const freeze = document.querySelector('form[data-action="freeze"]');
+    freeze?.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const days = Math.trunc(Number(freeze.querySelector("#freeze-days").value));
+      const query = new URLSearchParams({
+        seconds: String(days * DAY),
+        reason: freeze.querySelector("#freeze-reason").value,
+      });
+      walletAction(freeze.querySelector("button"), "Freeze", `${base}/freeze-transaction?${query}`);
+    });
+  }
+  for (const button of document.querySelectorAll('button[data-action="withdraw"]')) {
+    const currency = button.dataset.currency;
+    button.addEventListener("click", () =>
+      walletAction(button, `Withdrawal (${currency})`, `/console/credits/withdrawal?${new URLSearchParams({ currency })}`),
+    );
+  }
+  const saved = sessionStorage.getItem("tg-notice");
+  if (saved) {
+    sessionStorage.removeItem("tg-notice");
+    notice(saved);
+  }
+}
+
 // --- dashboard --------------------------------------------------------------------------------------------------
 
 function drawCalendars() {
@@ -360,5 +451,6 @@ function drawCalendars() {
 }
 
 wireOrderPage();
+wireWalletActions();
 drawCalendars();
 document.body.setAttribute("data-ready", "true");

@@ -18,6 +18,7 @@ from app.db.session import transaction
 from app.services import principals
 from app.services.bootstrap import DemoKey
 from tests.web.conftest import Live, Session
+from tests.web.test_console_accessibility import serious_violations
 from tests.web.test_journeys import create_order, fund
 
 UNIT = 10**6
@@ -73,6 +74,7 @@ def test_seller_refunds_from_its_wallet_and_the_buyer_withdraws_the_credit_with_
     expect(row.locator("td[data-units]")).to_have_attribute("data-units", str(amount))
     assert _token_balance(live, buyer_address) == before + amount
     assert wallet.sent == []  # nothing went through a page wallet: the dev node sent it
+    assert serious_violations(page) == []  # axe-core on the credits page, with a withdrawal listed
 
 
 def test_a_regulator_freezes_and_unfreezes_an_order_from_its_wallet(
@@ -88,6 +90,7 @@ def test_a_regulator_freezes_and_unfreezes_an_order_from_its_wallet(
 
     page = regulator.goto(f"/console/orders/{oid}")
     expect(page.get_by_test_id("frozen-until")).to_have_count(0)
+    assert serious_violations(page) == []  # axe-core on the regulator's order page with the freeze form
     page.get_by_label("Freeze for (days)").fill("5")
     page.get_by_label("Reason (its SHA-256 is anchored on chain)").fill("sanctions screening hit")
     page.get_by_role("button", name="Freeze from your wallet").click()

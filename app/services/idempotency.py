@@ -8,8 +8,14 @@ record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request d
 is a record past its ``expires_at`` that the keeper has not removed yet (the key is free again).
 
 Each step is one short write transaction; the API middleware (:mod:`app.api.middleware`) runs them in a
-worker thread around the request. Expired records are removed by the keeper's sweep
-(:func:`purge_expired`, a bounded batch per sweep), not by the requests: a claim writes its own row only.
+worker thread around the request. None of them waits for the disk (``transaction(durable=False)``): the
+request's own data is committed durably between the claim and the answer, which writes the claim out with
+it. What a machine crash can lose is the kept answer; the key is then in flight for
+:data:`IN_FLIGHT_LEASE_SECONDS` and a retry after that runs the request again, which finds its own data
+(an order reference, an event hash, an intent) already there.
+
+Expired records are removed by the keeper's sweep (:func:`purge_expired`, a bounded batch per sweep), not by
+the requests: a claim writes its own row only.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ def claim(
     """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
     now = utcnow()
     try:
-        with transaction(rt.db) as s:
+        with transaction(rt.db, durable=False) as s:
             s.add(
                 IdempotencyRecord(
                     principal_id=owner,
@@ -72,7 +78,7 @@ def claim(
         return None
     except IntegrityError:
         pass
-    with transaction(rt.db) as s:
+    with transaction(rt.db, durable=False) as s:
         row = s.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
@@ -118,7 +124,7 @@ def claim(
 def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None) -> None:
     """Keep the answer to ``owner``'s request with ``key`` (``body`` None: never replayed); a 5xx frees
     the key instead, so that the client's retry runs."""
-    with transaction(rt.db) as s:
+    with transaction(rt.db, durable=False) as s:
         row = s.get(IdempotencyRecord, (owner, key))
         if row is None:
             return
@@ -133,7 +139,7 @@ def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, bo
 def purge_expired(rt: Runtime, limit: int = PURGE_BATCH) -> int:
     """Remove up to ``limit`` records past their ``expires_at`` (the keeper's sweep calls this); how many."""
     now = utcnow()
-    with transaction(rt.db) as s:
+    with transaction(rt.db, durable=False) as s:
         keys = s.execute(
             select(IdempotencyRecord.principal_id, IdempotencyRecord.key)
             .where(IdempotencyRecord.expires_at < now)

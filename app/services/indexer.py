@@ -296,7 +296,9 @@ def _verify(rt: Runtime, expected: int, chunk: _Chunk) -> str | None:
 
 def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bool:
     verified = _verify(rt, expected, chunk)
-    with transaction(rt.db) as s:
+    # all of it is read again from the chain if a machine crash loses it (the cursor moves in the same
+    # transaction): its commit need not wait for the disk, and a burst of blocks does not queue writers on it
+    with transaction(rt.db, durable=False) as s:
         row = _lock_cursor(s)
         if int(row.value["block"]) != expected:
             return False  # another indexer applied this range (or rolled back) meanwhile

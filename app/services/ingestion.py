@@ -433,7 +433,7 @@ def _chain_view(rt: Runtime, item_id: str) -> _ChainView:
             if matched is not None and matched[0].status not in ACCEPTS[fact.milestone]:
                 lagging.add(matched[0].id)
     orders = OrderGateway.of(rt).current_many(lagging) if lagging else {}
-    return _ChainView(rt.chain.now(rt.settings.head_cache_seconds), orders)
+    return _ChainView(rt.chain.now(), orders)  # the node's clock: an event time is checked against it
 
 
 def _why_not(

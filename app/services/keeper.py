@@ -101,7 +101,9 @@ def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
     chain_guard.require(rt)  # a halted chain touches nothing, housekeeping included
     # housekeeping in its own short transaction, on the wall clock (keys expire in real time)
     purged = idempotency.purge_expired(rt)
-    now = rt.chain.now(rt.settings.head_cache_seconds) if now is None else now
+    # the node's clock itself, never a cached reading: a dev clock moved by another process (an API process
+    # of --workers N) must be seen by the sweep its move woke
+    now = rt.chain.now() if now is None else now
     report = KeeperReport(now, purged_idempotency_keys=purged)
     revive_before = utcnow() - timedelta(seconds=REVIVE_AFTER_SECONDS)
     with transaction(rt.db) as s:

@@ -155,13 +155,32 @@ def signed_permit(rt: Runtime, order: Order, permit: Permit, value: int | None =
     if served is not None:
         document, nonce = _permit_document(rt, order, permit.deadline, value, nonce=served)
         try:
-            if eip712.recover_signer(document, permit.signature) == key[1]:
-                return nonce
+            signed_here = eip712.recover_signer(document, permit.signature) == key[1]
         except Exception:  # malformed: the check below names it
-            pass
+            signed_here = False
+        if signed_here:
+            _refuse_spent_permit(rt, order, nonce)
+            return nonce
     document, nonce = _permit_document(rt, order, permit.deadline, value)
     _check_signer(document, permit.signature, order.buyer, field="permit.signature")
     return nonce
+
+
+def _refuse_spent_permit(rt: Runtime, order: Order, nonce: int) -> None:
+    """A permit signed at a nonce that another of our fundings used, now mined, acts no more: refused as the
+    token would refuse it (a funding still in flight at it is the claim's 409, :func:`_claim_permit`)."""
+    with read_transaction(rt.db) as s:
+        claim = s.get(PermitClaim, (order.token, order.buyer, nonce))
+        holder = None if claim is None or claim.order_id == order.id else s.get(Intent, claim.intent_id)
+        spent = holder is not None and holder.status == "confirmed"
+        used_by = holder.order_id if holder is not None else None
+    if spent:
+        raise InvalidInput(
+            "invalid_signature",
+            f"the permit is signed at nonce {nonce}, which the funding of order {used_by} used up: fetch the "
+            "signing documents again (GET /v1/orders/{id}/signing) and sign the new permit",
+            errors=[{"field": "permit.signature", "message": "signed at a used nonce"}],
+        )
 
 
 def signing_documents(rt: Runtime, order: Order) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_a_permit_nonce_funds_one_order_only(
     assert client.post("/v1/dev/faucet", json=faucet, headers=auth(keys.admin)).status_code == 200
     first, second = _order(client, keys, wallets, "CART-1"), _order(client, keys, wallets, "CART-2")
     assert first["sign"]["permit"]["message"]["nonce"] == second["sign"]["permit"]["message"]["nonce"]
-    monkeypatch.setattr(orders_routes, "kick", lambda _name: None)  # the relayer has not run yet
+    monkeypatch.setattr(orders_routes, "wake", lambda _name: None)  # the relayer has not run yet
 
     one = client.post(
         f"/v1/orders/{first['order']['id']}/funding",

@@ -110,7 +110,7 @@ def test_a_lost_wake_up_shows_as_inbox_backlog_and_webhook_failures_are_counted(
     assert value(got, "tradeguard_webhook_deliveries", status="pending") >= 1
     assert value(got, "tradeguard_inbox_backlog", source="epcis") == 0
 
-    monkeypatch.setattr(logistics, "kick", lambda _name: None)  # the wake-up message is lost (Redis down)
+    monkeypatch.setattr(logistics, "wake", lambda _name: None)  # the wake-up message is lost (Redis down)
     event = demo.object_event(d.chain_time(), "shipping", bizTransactionList=[])
     resp = client.post(
         "/v1/epcis/capture",

@@ -84,7 +84,9 @@ class _NoTipNode:
                 block = {"number": "0x5", "hash": "0x" + "11" * 32, "parentHash": "0x" + "22" * 32}
                 answers: dict[str, Any] = {
                     "eth_chainId": {"result": "0x7"},
-                    "eth_getBlockByNumber": {"result": {**block, "timestamp": "0x10", "baseFeePerGas": "0x7"}},
+                    "eth_getBlockByNumber": {
+                        "result": {**block, "timestamp": "0x10", "baseFeePerGas": "0x7"}
+                    },
                 }
                 missing = {"code": -32601, "message": f"the method {req['method']} does not exist"}
                 res = answers.get(req["method"], {"error": missing})

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
-Sweep = Literal["relay", "inbox", "indexer", "keeper", "webhooks"]
+Sweep = Literal["relay", "inbox", "index", "keeper", "webhooks"]
 Waker = Callable[[str], None]
 
 _waker: Waker | None = None

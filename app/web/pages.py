@@ -38,6 +38,7 @@ from app.services import (
     web_sessions,
     webhook_endpoints,
 )
+from app.services.wake import wake
 from app.web.common import (
     CSRF_HEADER,
     PRE_SESSION_COOKIE,
@@ -50,7 +51,6 @@ from app.web.common import (
     render,
     require,
 )
-from workers.tasks import kick
 
 
 class DevSignRequest(BaseModel):
@@ -409,7 +409,7 @@ def signing(rt: RuntimeDep, user: UserDep, order_id: str) -> Response:
 
 def _intent_answer(rt: RuntimeDep, user: User, order_id: str, intent_id: str) -> Response:
     """202 with the order and its relayer intent, as the API answers an accepted action."""
-    kick("relay")
+    wake("relay")
     return JSONResponse(order_views.accepted(rt, user.principal, order_id, intent_id), status_code=202)
 
 
@@ -576,7 +576,7 @@ def transaction_status(rt: RuntimeDep, user: UserDep, tx_hash: TxHashPath) -> Re
     loses nothing: it sweeps every ``sweep_seconds`` anyway)."""
     answer = wallet_actions.transaction_status(rt, tx_hash.lower())
     if answer["status"] == "mined":
-        kick("index")
+        wake("index")
     return JSONResponse(answer)
 
 
@@ -662,7 +662,7 @@ def capture(
         raise InvalidInput("too_large", f"EPCIS documents are limited to {rt.settings.max_body_bytes} bytes")
     accepted = ingestion.accept_epcis(rt, user.principal, body, document.content_type or "application/json")
     if not accepted.duplicate:
-        kick("inbox")
+        wake("inbox")
     return _see_other("/console/captures")
 
 
@@ -754,7 +754,7 @@ def advance_time(
     """Dev chains only (admin): move the chain clock, then wake the keeper (releases, timeouts)."""
     check_csrf(user, csrf_token)
     console.dev_advance_time(rt, user.principal, days * console.DAY + seconds)
-    kick("keeper")
+    wake("keeper")
     return _see_other("/console/principals")
 
 
@@ -796,5 +796,5 @@ def dev_wallet_send(rt: RuntimeDep, user: UserDep, body: DevSendRequest, csrf: C
     :func:`app.services.console.dev_send_transaction`); the hash, and the indexer is woken."""
     check_csrf(user, csrf)
     tx_hash = console.dev_send_transaction(rt, user.principal, body.transaction.model_dump(by_alias=True))
-    kick("index")
+    wake("index")
     return JSONResponse({"tx_hash": tx_hash})

@@ -20,9 +20,7 @@ The first problem found, and the recovery, are logged at ERROR / WARNING once pe
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import KeyValue
 from app.db.session import read_transaction, transaction
-from app.errors import ChainError, ChainHalted, ChainMismatch, ChainUnavailable
+from app.errors import ChainError, ChainHalted, ChainUnavailable
+from app.services.chain_halt import GuardState, Halt
 
 if TYPE_CHECKING:
     from app.services.runtime import Runtime
@@ -39,31 +38,6 @@ log = logging.getLogger(__name__)
 
 HALT_KEY = "chain_halt"
 DEPLOYMENT_KEY = "deployment"
-
-
-@dataclass(frozen=True)
-class Halt:
-    """Why chain work is stopped: ``code`` (``chain_mismatch``, ``deep_reorg``), a sentence, the facts."""
-
-    code: str
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def error(self) -> ChainHalted:
-        """A fresh exception for this halt (one per raise, so tracebacks do not pile up)."""
-        if self.code == "chain_mismatch":
-            return ChainMismatch(self.reason, **self.details)
-        return ChainHalted(self.code, self.reason, **self.details)
-
-
-@dataclass
-class GuardState:
-    """One process's cached view: when the chain was last checked, and what was wrong then."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    checked_at: float | None = None
-    halt: Halt | None = None
-    expected: tuple[int, str] | None = None
 
 
 def check(rt: Runtime, *, force: bool = False, max_age: float | None = None) -> Halt | None:

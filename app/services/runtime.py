@@ -27,7 +27,7 @@ from app.db.migrate import upgrade
 from app.db.models import KeyValue
 from app.db.session import make_engine, make_session_factory, transaction
 from app.errors import ConfigError
-from app.services.chain_guard import GuardState
+from app.services.chain_halt import GuardState
 
 log = logging.getLogger(__name__)
 

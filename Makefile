@@ -20,7 +20,7 @@ API_FUZZ_EXAMPLES ?= 350
 API_FUZZ_SEED ?= 1
 DEMO_URL ?= http://127.0.0.1:8000
 
-.PHONY: help setup setup-lint compile run demo test lint gas fuzz
+.PHONY: help setup setup-lint compile run demo test lint gas fuzz mutation
 
 help:
 	@echo "make setup    install .venv, node_modules (solc, OpenZeppelin, anvil, forge), var/"
@@ -31,6 +31,7 @@ help:
 	@echo "make lint     ruff, ruff format --check, mypy --strict, slither"
 	@echo "make gas      gas report"
 	@echo "make fuzz     long forge invariant runs + hypothesis stateful model (fuzz profiles) + API fuzzing"
+	@echo "make mutation mutation score of the tests on the escrow (scripts/mutation_check.py, ~40 min; JSON)"
 
 setup:
 	bash scripts/bootstrap.sh
@@ -72,6 +73,12 @@ fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m fuzz tests/contracts/test_model_stateful.py
 	@echo "schemathesis --checks all over a live tradeguard run, admin and merchant keys (>= 10,000 cases each)"
 	$(PY) scripts/fuzz_api.py --max-examples $(API_FUZZ_EXAMPLES) --seed $(API_FUZZ_SEED) --min-cases 10000
+
+# slither-mutate's operators + hand-made mutants, each against the forge and Python tests that reach it (long:
+# not part of `make test` or CI). MUTATION_ARGS='--sample 0' runs every slither mutant (~6 h).
+MUTATION_ARGS ?=
+mutation: setup-lint
+	$(PY) scripts/mutation_check.py $(MUTATION_ARGS)
 
 bench: setup
 	$(PY) scripts/bench_service.py

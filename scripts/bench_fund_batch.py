@@ -28,7 +28,7 @@ from app.config import Settings  # noqa: E402
 from app.db.models import Intent  # noqa: E402
 from app.db.session import transaction  # noqa: E402
 from app.domain.ids import order_id  # noqa: E402
-from app.services.relayer import CONFIRMED, PENDING, SENT, relay, submit  # noqa: E402
+from app.services.outbox.relayer import CONFIRMED, PENDING, SENT, relay, submit  # noqa: E402
 from app.services.runtime import Runtime, build_runtime  # noqa: E402
 
 AMOUNT = 1_000_000

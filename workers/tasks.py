@@ -162,7 +162,7 @@ RECEIPT_POLL_SECONDS = (0.2, 2.0)
 def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool | float:
     """Send due intents and reconcile sent ones; kick the indexer when something was mined. Again at once
     when it sent or settled something; soon (to read their receipts) while transactions are in flight."""
-    from app.services import relayer
+    from app.services.outbox import relayer
 
     report = relayer.relay(rt, limit=max(RELAY_LIMIT, 2 * rt.settings.fund_batch), wait_seconds=wait_seconds)
     if report.mined:
@@ -176,7 +176,7 @@ def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool | float:
 
 def index_step(rt: Runtime) -> bool:
     """Follow the escrow's events into the database; queue the webhooks the changes owe."""
-    from app.services import indexer
+    from app.services.index import indexer
 
     report = indexer.sync(rt)
     # inline (eager, no background sweepers), webhooks wait for the sweeper: a merchant's slow URL never
@@ -188,7 +188,7 @@ def index_step(rt: Runtime) -> bool:
 
 def keeper_step(rt: Runtime) -> bool:
     """Submit releases and timeout refunds that are due; kick the relayer if it submitted any."""
-    from app.services import keeper
+    from app.services.settlement import keeper
 
     report = keeper.sweep(rt)
     if report.submitted or report.revived:
@@ -198,11 +198,11 @@ def keeper_step(rt: Runtime) -> bool:
 
 
 def _audit_when_due(rt: Runtime) -> None:
-    """The service's own audit (:mod:`app.services.audit`) every ``settings.audit_seconds``."""
+    """The service's own audit (:mod:`app.services.index.audit`) every ``settings.audit_seconds``."""
     from datetime import datetime
 
     from app.db.models import utcnow
-    from app.services import audit
+    from app.services.index import audit
 
     every = rt.settings.audit_seconds
     if every <= 0:
@@ -218,7 +218,7 @@ def _audit_when_due(rt: Runtime) -> None:
 
 def inbox_step(rt: Runtime) -> bool:
     """Map stored logistics inputs to milestones, sign attestations and queue them for the relayer."""
-    from app.services import ingestion
+    from app.services.inbox import ingestion
 
     report = ingestion.process_pending(rt, limit=INBOX_LIMIT)
     if report.intents:
@@ -232,7 +232,7 @@ INBOX_LIMIT = 50
 
 def webhooks_step(rt: Runtime) -> bool:
     """POST due merchant webhooks."""
-    from app.services import webhooks
+    from app.services.outbox import webhooks
 
     webhooks.deliver_due(rt)
     return False

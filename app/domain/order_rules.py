@@ -1,7 +1,7 @@
 """The bounds the escrow enforces when an order is funded, as one rule set.
 
 The contract checks an OrderAuthorization in ``_open`` (``TradeGuardEscrow.sol``); the service's order
-creation (:mod:`app.services.orders`) and the test-only reference model (``tests/model/lifecycle.py``)
+creation (:mod:`app.services.trade.orders`) and the test-only reference model (``tests/model/lifecycle.py``)
 both ask this module, so a buyer is never handed terms the escrow will refuse and no stored term can later
 break a read (every time stays within a year of the chain's clock, every amount within ``uint128``).
 

@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from app.db.models import Principal
 from app.db.session import transaction
-from app.services import corridors, principals
+from app.services import principals
 from app.services.runtime import Runtime
+from app.services.trade import corridors
 
 #: Demo principals of a dev chain: role → dev account role (see ``runtime.DEV_ROLES``).
 DEMO = {"merchant": "merchant", "buyer": "buyer", "oracle": "oracle", "arbitrator": "arbitrator"}

@@ -17,19 +17,12 @@ from sqlalchemy import select
 from app.db.models import ChainEvent, Evidence, InboxItem, Order, Principal, Shipment
 from app.db.session import read_transaction
 from app.errors import InvalidInput, NotFound
-from app.services import (
-    chain_guard,
-    corridors,
-    dev_tools,
-    ingestion,
-    order_views,
-    orders,
-    platform,
-    principals,
-    settlements,
-)
-from app.services.orders import require_role
+from app.services import chain_guard, dev_tools, principals
+from app.services.inbox import ingestion
 from app.services.runtime import Runtime
+from app.services.settlement import settlements
+from app.services.trade import corridors, order_views, orders, platform
+from app.services.trade.orders import require_role
 
 DAY = 86_400
 #: The lifecycle as the order page draws it: the happy path, then where a dispute or refund ends.

@@ -44,8 +44,11 @@ from sqlalchemy.orm import Session
 
 from app.db.models import InboxItem, Intent, KeyValue, Order, WebhookAttempt, WebhookDelivery, utcnow
 from app.db.session import read_transaction
-from app.services import audit, chain_guard, indexer, keeper, nonce_manager, relayer
+from app.services import chain_guard
+from app.services.index import audit, indexer
+from app.services.outbox import nonce_manager, relayer
 from app.services.runtime import Runtime
+from app.services.settlement import keeper
 
 #: Content type of the Prometheus text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

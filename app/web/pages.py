@@ -29,15 +29,10 @@ from app.api.schemas import (
 )
 from app.domain.order_state import Decision
 from app.errors import AuthError, InvalidInput
-from app.services import (
-    console,
-    ingestion,
-    order_views,
-    orders,
-    wallet_actions,
-    web_sessions,
-    webhook_endpoints,
-)
+from app.services import console, web_sessions
+from app.services.inbox import ingestion
+from app.services.outbox import webhook_endpoints
+from app.services.trade import order_views, orders, wallet_actions
 from app.services.wake import wake
 from app.web.common import (
     CSRF_HEADER,

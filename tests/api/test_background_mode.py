@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from app.client import demo
 from app.client.demo import Wallets
 from app.client.wallet import NodeWallet
-from app.services import ingestion, keeper, relayer
+from app.services.inbox import ingestion
+from app.services.outbox import relayer
 from app.services.runtime import Runtime
+from app.services.settlement import keeper
 from workers import sweepers, tasks
 
 

@@ -369,7 +369,7 @@ def test_a_disabled_principal_is_locked_out(client: TestClient, keys: Keys) -> N
 def test_webhook_urls_to_internal_addresses_are_refused_outside_dev(
     client: TestClient, keys: Keys, runtime: Runtime
 ) -> None:
-    from app.services import webhooks
+    from app.services.outbox import webhooks
 
     assert webhooks.private_address_refusal("http://127.0.0.1:8080/hook") is not None
     assert webhooks.private_address_refusal("http://169.254.169.254/latest") is not None

@@ -11,7 +11,8 @@ from app.api.routes import logistics
 from app.client import demo
 from app.client.demo import Wallets
 from app.db.models import KeyValue
-from app.services import metrics, nonce_manager
+from app.services import metrics
+from app.services.outbox import nonce_manager
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 from workers.tasks import sweep_all

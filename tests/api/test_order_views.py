@@ -245,7 +245,7 @@ def test_the_onchain_reference_lets_the_seller_act_on_chain_without_the_service(
     escrow's functions need; the seller refunds straight on chain from them, and the service follows."""
     from app.chain.escrow import TERMS_FIELDS, Terms
     from app.chain.escrow import Order as ChainOrder
-    from app.services import indexer
+    from app.services.index import indexer
 
     d = demo.Demo(client, admin_key, wallets, lambda _line: None)
     order = d.create_and_fund(f"ONCHAIN-{d.run_id}", d.units(12))

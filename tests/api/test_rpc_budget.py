@@ -22,8 +22,9 @@ from app.chain.client import ChainClient
 from app.chain.eip712 import sign_typed_data
 from app.client import demo
 from app.client.demo import Wallets
-from app.services import indexer, relayer
 from app.services.bootstrap import prepare
+from app.services.index import indexer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime, build_runtime, set_runtime
 from tests.api.conftest import auth
 from tests.chain.conftest import anvil_binary

@@ -23,7 +23,7 @@ from app.db.models import Evidence, Order
 from app.db.session import transaction
 from app.domain.ids import content_hash
 from app.domain.order_state import Milestone, Status
-from app.services import indexer
+from app.services.index import indexer
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys
 from tests.chain.conftest import anvil_binary, deploy_test_stack

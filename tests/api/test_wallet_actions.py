@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from app.client import demo
 from app.client.demo import Wallets
-from app.services import indexer
+from app.services.index import indexer
 from app.services.runtime import Runtime
 from tests.api.conftest import Keys, assert_problem, auth
 

@@ -29,9 +29,12 @@ from app.client.demo import Demo, Wallets
 from app.db.models import Base, KeyValue
 from app.db.session import transaction
 from app.errors import ChainHalted, ChainMismatch
-from app.services import chain_guard, indexer, keeper, relayer
+from app.services import chain_guard
 from app.services.bootstrap import prepare
+from app.services.index import indexer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime, build_runtime, set_runtime
+from app.services.settlement import keeper
 from tests.api.conftest import assert_problem, auth
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings

@@ -1,5 +1,5 @@
-"""The service's periodic audit (app/services/audit.py): silent on a consistent index, and it reports a row
-changed behind the service's back (status, split) and an index that no longer matches the chain, in the
+"""The service's periodic audit (app/services/index/audit.py): silent on a consistent index, and it reports a
+row changed behind the service's back (status, split) and an index that no longer matches the chain, in the
 log, in ``kv['audit']`` and in ``GET /metrics``; the keeper runs it every ``audit_seconds``."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 from app.db.models import ChainEvent, Order
 from app.db.session import transaction
 from app.domain.order_state import Status
-from app.services import audit, indexer, metrics, principals
+from app.services import metrics, principals
+from app.services.index import audit, indexer
 from app.services.runtime import Runtime
 from tests.api.test_verify import _factory
 from workers import tasks
@@ -46,7 +47,7 @@ def test_a_consistent_index_has_no_disagreement_and_each_tampering_is_reported(
             s.query(ChainEvent).filter(ChainEvent.order_id == fid, ChainEvent.name == "OrderFunded").one()
         )
         funded.args = {**funded.args, "terms": {**funded.args["terms"], "amount": "1"}}  # the index lies
-    caplog.set_level(logging.ERROR, logger="app.services.audit")
+    caplog.set_level(logging.ERROR, logger="app.services.index.audit")
 
     found = audit.run(runtime)
 

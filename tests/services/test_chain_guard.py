@@ -16,9 +16,12 @@ from app.chain.client import BlockHeader
 from app.db.models import Base, Intent, KeyValue
 from app.db.session import transaction
 from app.errors import ChainHalted, ChainMismatch
-from app.services import chain_guard, indexer, keeper, relayer
+from app.services import chain_guard
 from app.services.bootstrap import prepare
+from app.services.index import indexer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime, build_runtime, set_runtime
+from app.services.settlement import keeper
 from tests.services.test_indexer import open_shop
 
 OTHER_GENESIS = "0x" + "ab" * 32

@@ -15,8 +15,10 @@ from app.db.models import Principal
 from app.db.session import transaction
 from app.domain.encoding import hex32
 from app.errors import InvalidInput
-from app.services import console, indexer, wallet_actions
+from app.services import console
+from app.services.index import indexer
 from app.services.runtime import Runtime, build_runtime
+from app.services.trade import wallet_actions
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings
 from tests.services.test_indexer import Shop, open_shop

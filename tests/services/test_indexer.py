@@ -34,7 +34,7 @@ from app.domain.encoding import hex32
 from app.domain.ids import content_hash
 from app.domain.money import release_split, ruling_split
 from app.domain.order_state import OrderState
-from app.services import indexer, projection
+from app.services.index import indexer, projection
 from app.services.runtime import Runtime, build_runtime
 from tests import service_fixtures
 from tests.factories import DAY, HOLD, Actors, OrderFactory

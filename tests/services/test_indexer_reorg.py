@@ -18,7 +18,9 @@ from app.db.models import ChainEvent, WebhookDelivery, WebhookEvent
 from app.db.session import transaction
 from app.domain.encoding import hex32
 from app.errors import ChainHalted
-from app.services import chain_guard, indexer, relayer
+from app.services import chain_guard
+from app.services.index import indexer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime, build_runtime
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings

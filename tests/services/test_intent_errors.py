@@ -6,7 +6,7 @@ import pytest
 
 from app.db.models import Intent
 from app.domain.contract_errors import code_of
-from app.services.orders import intent_public
+from app.services.trade.orders import intent_public
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from app.db.models import Order as OrderRow
 from app.db.session import transaction
 from app.domain.ids import content_hash
 from app.domain.order_state import Milestone, Status
-from app.services import keeper
-from app.services.relayer import CONFIRMED, FAILED, relay
+from app.services.outbox.relayer import CONFIRMED, FAILED, relay
 from app.services.runtime import Runtime
+from app.services.settlement import keeper
 from tests.services.test_relayer_support import DAY, Svc
 
 HOLD, RESPONSE, ARBITRATION = 3 * DAY, 3 * DAY, 14 * DAY

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Intent, KeyValue
 from app.db.session import make_engine, make_session_factory, transaction
-from app.services import nonce_manager
+from app.services.outbox import nonce_manager
 from app.services.runtime import Runtime
 
 

@@ -15,9 +15,10 @@ from app.client.demo import epcis_document, object_event
 from app.db.models import Principal
 from app.db.session import read_transaction, transaction
 from app.domain.order_state import Milestone, Status
-from app.services import indexer, ingestion
-from app.services.order_gateway import OrderGateway, order_key
-from app.services.relayer import CONFIRMED, preflight, relay, submit
+from app.services.inbox import ingestion
+from app.services.index import indexer
+from app.services.index.order_gateway import OrderGateway, order_key
+from app.services.outbox.relayer import CONFIRMED, preflight, relay, submit
 from app.services.runtime import Runtime
 from tests.services.test_relayer_support import Svc, hex32
 

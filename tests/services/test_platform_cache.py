@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.services import platform
 from app.services.runtime import Runtime
+from app.services.trade import platform
 
 
 def _count_reads(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -12,8 +12,8 @@ from app.chain.client import ChainClient
 from app.db.session import transaction
 from app.domain.order_state import Milestone, Status
 from app.errors import ContractRevert
-from app.services import nonce_manager, relayer
-from app.services.relayer import CONFIRMED, FAILED, PENDING, SENT, preflight, relay, submit
+from app.services.outbox import nonce_manager, relayer
+from app.services.outbox.relayer import CONFIRMED, FAILED, PENDING, SENT, preflight, relay, submit
 from app.services.runtime import Runtime
 from tests.services.test_relayer_support import DAY, Crash, Svc, hex32, spy_broadcasts, transport_down
 

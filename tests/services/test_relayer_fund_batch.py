@@ -13,7 +13,7 @@ import pytest
 
 from app.chain.escrow import OrderAuthorization
 from app.db.session import transaction
-from app.services.relayer import CONFIRMED, FAILED, PENDING, SENT, relay, submit
+from app.services.outbox.relayer import CONFIRMED, FAILED, PENDING, SENT, relay, submit
 from app.services.runtime import Runtime
 from tests.services.test_relayer_support import Crash, Svc, hex32, spy_broadcasts
 

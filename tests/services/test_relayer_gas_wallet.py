@@ -8,7 +8,7 @@ from datetime import timedelta
 from eth_account import Account
 
 from app.db.models import utcnow
-from app.services.relayer import CONFIRMED, GAS_WAIT_SECONDS, PENDING, relay
+from app.services.outbox.relayer import CONFIRMED, GAS_WAIT_SECONDS, PENDING, relay
 from app.services.runtime import Runtime
 from tests.services.test_relayer import put
 from tests.services.test_relayer_support import Svc

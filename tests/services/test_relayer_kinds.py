@@ -12,9 +12,9 @@ from app.db.session import transaction
 from app.domain.ids import content_hash
 from app.domain.order_state import Decision, Milestone, Status
 from app.errors import ContractRevert, InvalidInput
-from app.services import intents
-from app.services.intents import build_call
-from app.services.relayer import CONFIRMED, FAILED, preflight, relay, submit
+from app.services.outbox import intents
+from app.services.outbox.intents import build_call
+from app.services.outbox.relayer import CONFIRMED, FAILED, preflight, relay, submit
 from app.services.runtime import Runtime
 from tests.services.test_relayer_support import DAY, Svc, hex32
 

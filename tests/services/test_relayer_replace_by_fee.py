@@ -14,7 +14,7 @@ import pytest
 from app.chain.anvil import AnvilProcess
 from app.chain.client import ChainClient
 from app.db.models import utcnow
-from app.services.relayer import CONFIRMED, SENT, relay
+from app.services.outbox.relayer import CONFIRMED, SENT, relay
 from app.services.runtime import Runtime, build_runtime
 from tests.service_fixtures import make_settings
 from tests.services.test_relayer import put

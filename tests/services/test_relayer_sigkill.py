@@ -25,7 +25,7 @@ from app.chain.client import ChainClient
 from app.db.models import Intent
 from app.db.session import transaction
 from app.errors import ChainUnavailable
-from app.services.relayer import CONFIRMED, relay, submit
+from app.services.outbox.relayer import CONFIRMED, relay, submit
 from app.services.runtime import Runtime, build_runtime
 from tests.service_fixtures import make_settings
 from tests.services.test_relayer_support import Svc
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOP = """
 import sys
 from app.config import Settings
-from app.services.relayer import relay
+from app.services.outbox.relayer import relay
 from app.services.runtime import build_runtime
 rt = build_runtime(Settings(chain=sys.argv[1], database_url=sys.argv[2], state_dir=sys.argv[3], dev=True))
 print("ready", flush=True)

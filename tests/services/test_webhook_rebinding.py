@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.services import webhooks
+from app.services.outbox import webhooks
 from app.services.runtime import Runtime
 from tests.services.test_webhooks import T0, Merchant, Receiver, _merchant
 

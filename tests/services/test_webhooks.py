@@ -24,7 +24,8 @@ from app.db.models import Principal, WebhookAttempt, WebhookDelivery, WebhookEnd
 from app.db.session import transaction
 from app.errors import InvalidInput
 from app.feeds.outbound import verify_webhook
-from app.services import indexer, webhooks
+from app.services.index import indexer
+from app.services.outbox import webhooks
 from app.services.runtime import Runtime
 from tests.services.test_indexer import open_shop
 

@@ -19,7 +19,7 @@ import pytest
 import redis
 from celery.exceptions import Ignore
 
-from app.services import webhooks
+from app.services.outbox import webhooks
 from app.services.runtime import Runtime, set_runtime
 from tests.service_fixtures import make_settings
 from workers import tasks

@@ -84,7 +84,7 @@ def test_a_worker_logs_json_lines_and_the_funding_request_id_reaches_its_transac
     for line in (*signed, *mined):
         assert line["request_id"] == rid  # the API request's id, in another process
         assert line["tx_hash"] == intent.tx_hash
-        assert line["logger"] == "app.services.relayer" and line["level"] == "INFO"
+        assert line["logger"] == "app.services.outbox.relayer" and line["level"] == "INFO"
         assert line["task_name"] == "workers.tasks.relay_intents" and line["task_id"]
         assert line["order_id"] == created["order"]["id"] and line["intent_kind"] == "fund"
     assert mined[0]["status"] == "confirmed" and mined[0]["block_number"] == intent.block_number

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from app.api.deps import BuyerPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, REVERT, REVERT_INPUT, WRONG_STATE, problems
 from app.api.schemas import CartFundingCreate, CartSigningRequest
-from app.services import carts, order_views, orders
+from app.services.trade import carts, order_views, orders
 from app.services.wake import wake
 
 router = APIRouter(prefix="/v1/carts", tags=["carts"])

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CapturePrincipal, CurrentPrincipal, OraclePrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
-from app.services import ingestion
-from app.services.orders import intent_public
+from app.services.inbox import ingestion
 from app.services.principals import Principal
 from app.services.runtime import Runtime
+from app.services.trade.orders import intent_public
 from app.services.wake import wake
 
 router = APIRouter(tags=["logistics"])

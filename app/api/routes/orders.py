@@ -44,7 +44,7 @@ from app.api.schemas import (
 )
 from app.domain.order_state import Decision
 from app.errors import InvalidInput
-from app.services import order_views, orders
+from app.services.trade import order_views, orders
 from app.services.wake import wake
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])

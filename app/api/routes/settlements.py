@@ -9,8 +9,8 @@ from fastapi.responses import Response
 
 from app.api.deps import CurrentPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, problems
-from app.services import settlements
-from app.services.orders import require_role
+from app.services.settlement import settlements
+from app.services.trade.orders import require_role
 
 router = APIRouter(prefix="/v1/settlements", tags=["settlements"])
 

@@ -18,8 +18,9 @@ from app.api.schemas import (
     PrincipalPublic,
 )
 from app.errors import InvalidInput, NotFound
-from app.services import corridors, dev_tools, platform, principals, readiness
-from app.services.orders import require_role
+from app.services import dev_tools, principals, readiness
+from app.services.trade import corridors, platform
+from app.services.trade.orders import require_role
 from app.services.wake import wake
 
 router = APIRouter()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query
 from app.api.deps import AdminPrincipal, CurrentPrincipal, MerchantPrincipal, RegulatorPrincipal, RuntimeDep
 from app.api.openapi import AUTH, REVERT, REVERT_INPUT, WRONG_STATE, problems
 from app.api.schemas import PRINTABLE, Address, Amount
-from app.services import wallet_actions
+from app.services.trade import wallet_actions
 
 router = APIRouter(tags=["wallet"])
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Response
 from app.api.deps import CurrentPrincipal, MerchantPrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_CURSOR, BODY, links, problems
 from app.api.schemas import WebhookEndpointCreate, WebhookEndpointCreated, WebhookEndpointsPage
-from app.services import webhook_endpoints
-from app.services.orders import require_role
+from app.services.outbox import webhook_endpoints
+from app.services.trade.orders import require_role
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
 

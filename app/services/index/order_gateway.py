@@ -1,18 +1,17 @@
 """The order gateway: "the current order" (terms + packed state word, what every escrow call passes back) for
 the relayer, the intent call builders and ingestion.
 
-The index is the source: the indexer stores every escrow event up to its cursor (:mod:`app.services.indexer`),
-``OrderFunded`` with the order's full terms, every later state event with the new state word; the ``orders``
-row is the replay of exactly those events. The indexer runs ``confirmation_depth`` blocks (and whatever it
-lags) behind the head, so the gateway catches an order up **incrementally**: it asks the node only for this
-order's state events from the cursor + 1 to the head (one ``eth_getLogs`` filtered by the ``orderId`` topic
-for any number of orders) and applies them to an in-memory copy. The cost of a look-up is therefore bounded by
-the indexer's lag, never by the chain's age; nothing is scanned from the deployment block unless the indexer
-has never run. The cursor block's hash is checked first (one ``eth_getBlockByNumber``): after a reorg the
-indexer has not rolled back yet, only the index below the finality depth is trusted and the rest is read
-from the node. The gateway writes nothing (the projection is the indexer's) and holds no transaction open
-across a call to the node.
-"""
+The index is the source: the indexer (:mod:`app.services.index.indexer`) stores every escrow event up to its
+cursor, ``OrderFunded`` with the order's full terms, every later state event with the new state word; the
+``orders`` row is the replay of exactly those events. The indexer runs ``confirmation_depth`` blocks (and
+whatever it lags) behind the head, so the gateway catches an order up **incrementally**: it asks the node only
+for this order's state events from the cursor + 1 to the head (one ``eth_getLogs`` filtered by the ``orderId``
+topic for any number of orders) and applies them to an in-memory copy. The cost of a look-up is therefore
+bounded by the indexer's lag, never by the chain's age; nothing is scanned from the deployment block unless
+the indexer has never run. The cursor block's hash is checked first (one ``eth_getBlockByNumber``): after a
+reorg the indexer has not rolled back yet, only the index below the finality depth is trusted and the rest is
+read from the node. The gateway writes nothing (the projection is the indexer's) and holds no transaction open
+across a call to the node."""
 
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ from app.chain.client import ChainClient
 from app.chain.escrow import STATE_EVENTS, Escrow, Order, Terms
 from app.db.models import ChainEvent, KeyValue
 from app.db.session import read_transaction
-from app.services import projection
-from app.services.indexer import CURSOR_KEY
+from app.services.index import projection
+from app.services.index.indexer import CURSOR_KEY
 from app.services.runtime import Runtime
 
 

@@ -27,10 +27,10 @@ from app.domain.order_state import Milestone
 from app.errors import ConfigError, FeedError, InvalidInput, NotFound
 from app.feeds import carriers, epcis
 from app.feeds.hashing import canonical_bytes
-from app.services import relayer
-from app.services.order_gateway import OrderGateway
-from app.services.orders import require_role
+from app.services.index.order_gateway import OrderGateway
+from app.services.outbox import relayer
 from app.services.runtime import Runtime
+from app.services.trade.orders import require_role
 
 log = logging.getLogger(__name__)
 

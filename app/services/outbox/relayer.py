@@ -22,7 +22,8 @@ so that each is built against the state the previous one left. Two relayers neve
 rows are claimed with a guarded ``UPDATE … WHERE status = 'pending'`` in the transaction that allocates the
 nonce, and the loser rolls back.
 
-What an intent carries, how it is hashed and which contract call it becomes: :mod:`app.services.intents`.
+What an intent carries, how it is hashed and which contract call it becomes:
+:mod:`app.services.outbox.intents`.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ from app.errors import (
     NonceTooLow,
     TransactionFailed,
 )
-from app.services import chain_guard, nonce_manager
-from app.services.intents import (
+from app.services import chain_guard
+from app.services.index.order_gateway import OrderGateway
+from app.services.outbox import nonce_manager
+from app.services.outbox.intents import (
     BATCHED,
     MAX_BATCH,
     IntentPayload,
@@ -63,7 +66,6 @@ from app.services.intents import (
     hex_bytes,
     parse_payload,
 )
-from app.services.order_gateway import OrderGateway
 from app.services.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ from app.domain.money import Split, release_split
 from app.domain.order_state import Decision
 from app.errors import DomainError, Forbidden, InvalidInput, NotFound
 from app.feeds.carriers import normalise_carrier, normalise_tracking_number
-from app.services import corridors, platform, relayer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime
+from app.services.trade import corridors, platform
 
 DAY = 86_400
 FINAL = frozenset({"released", "refunded", "resolved"})

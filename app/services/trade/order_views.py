@@ -2,9 +2,8 @@
 accepted action, the typed data to sign, and evidence (list and files).
 
 Every read here runs in one read transaction (no write lock) and checks visibility there
-(:func:`app.services.orders.get_visible`: another party's order is a 404). Whatever asks the node (the permit
-nonce of :func:`signing`) runs after that transaction has ended.
-"""
+(:func:`app.services.trade.orders.get_visible`: another party's order is a 404). Whatever asks the node (the
+permit nonce of :func:`signing`) runs after that transaction has ended."""
 
 from __future__ import annotations
 
@@ -18,8 +17,9 @@ from app.db import pagination
 from app.db.models import ChainEvent, Evidence, Intent, Order, Principal
 from app.db.session import read_transaction
 from app.errors import NotFound
-from app.services import indexer, orders
+from app.services.index import indexer
 from app.services.runtime import Runtime
+from app.services.trade import orders
 
 #: The largest page a list answers.
 MAX_PAGE = pagination.MAX_LIMIT

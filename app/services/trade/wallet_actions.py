@@ -27,8 +27,10 @@ from app.db.models import ChainEvent, Principal
 from app.db.session import read_transaction
 from app.domain.encoding import rfc3339
 from app.errors import DomainError, InvalidInput, NotFound
-from app.services import chain_guard, indexer, orders
+from app.services import chain_guard
+from app.services.index import indexer
 from app.services.runtime import Runtime
+from app.services.trade import orders
 
 #: Roles whose address the escrow must know, and the admin functions that add and remove them.
 ONCHAIN_ROLES = {"oracle": ("addOracle", "removeOracle"), "arbitrator": ("addArbitrator", "removeArbitrator")}

@@ -27,7 +27,7 @@ from app.db.models import ChainEvent, KeyValue, Order, utcnow
 from app.db.session import read_transaction, transaction
 from app.domain.money import SETTLING_EVENTS, settled_split
 from app.domain.order_state import OrderState
-from app.services import indexer
+from app.services.index import indexer
 from app.services.runtime import Runtime
 
 log = logging.getLogger(__name__)

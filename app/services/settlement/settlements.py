@@ -17,8 +17,8 @@ from app.db.models import Order, Principal
 from app.db.session import read_transaction
 from app.domain.encoding import rfc3339
 from app.errors import InvalidInput
-from app.services.orders import split_of
 from app.services.runtime import Runtime
+from app.services.trade.orders import split_of
 
 #: Pipeline stage of each order status.
 STAGES = {

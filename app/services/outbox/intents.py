@@ -41,7 +41,7 @@ from app.chain.messages import (
     Ruling,
 )
 from app.errors import InvalidInput
-from app.services.order_gateway import OrderGateway
+from app.services.index.order_gateway import OrderGateway
 from app.services.runtime import Runtime
 
 INTENT_KINDS = (
@@ -304,7 +304,7 @@ def build_call(
 ) -> ContractCall:
     """The contract call for one payload (strict) or a list of ``attest``/``release`` payloads (a non-strict
     batch), built against each order's current on-chain state: ``orders`` may supply it (by 0x order id),
-    the rest comes from the :class:`~app.services.order_gateway.OrderGateway` (the index, caught up).
+    the rest comes from the :class:`~app.services.index.order_gateway.OrderGateway` (the index, caught up).
 
     Raises :class:`InvalidInput` for a bad payload; nothing is sent or written.
     """

@@ -4,9 +4,9 @@ transfer (SPEC §4's OrderAuthorization for each order, one permit for the total
 The contract pulls the buyer's tokens once per run of consecutive orders with the same buyer and token, and
 only the first may carry the permit. So a cart becomes one ``fund`` intent per order: the first carries the
 permit for the cart's total, the others rely on the allowance it gives; the relayer sends them as one batch
-(:meth:`app.services.relayer._Pass.fund_units` puts a permit's run behind it). Before anything is stored the
-whole cart is simulated as that one transaction, because an order after the first cannot be funded alone.
-"""
+(:meth:`app.services.outbox.relayer._Pass.fund_units` puts a permit's run behind it). Before anything is
+stored the whole cart is simulated as that one transaction, because an order after the first cannot be funded
+alone."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from app.chain import eip712
 from app.db.models import Intent, Order, Principal, TimelineEntry
 from app.db.session import read_transaction, transaction
 from app.errors import DomainError, InvalidInput
-from app.services import orders, relayer
+from app.services.outbox import relayer
 from app.services.runtime import Runtime
+from app.services.trade import orders
 
 #: Orders in one cart at most (one fund batch: the permit's run goes out in one transaction).
 MAX_CART = 50

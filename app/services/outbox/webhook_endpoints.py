@@ -1,7 +1,7 @@
 """Merchant webhook endpoints: registration, listing and the delivery log, always for the endpoint's owner.
 
-Delivery itself is :mod:`app.services.webhooks`; this module is what a merchant manages. A URL is checked
-before anything is stored (scheme and host always; off a dev chain also where its host resolves, so no
+Delivery itself is :mod:`app.services.outbox.webhooks`; this module is what a merchant manages. A URL is
+checked before anything is stored (scheme and host always; off a dev chain also where its host resolves, so no
 endpoint can aim the service at an internal address), and that check, which may ask DNS, runs before the
 write transaction opens. The signing secret is returned once, at registration, and never shown again.
 """
@@ -19,8 +19,8 @@ from app.db import pagination
 from app.db.models import Principal, WebhookEndpoint
 from app.db.session import read_transaction, transaction
 from app.errors import InvalidInput, NotFound
+from app.services.outbox.webhooks import delivery_log, private_address_refusal, url_refusal
 from app.services.runtime import Runtime
-from app.services.webhooks import delivery_log, private_address_refusal, url_refusal
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def page(rt: Runtime, owner: Principal, limit: int, cursor: str | None) -> dict[
 def deliveries(
     rt: Runtime, owner: Principal, endpoint_id: str, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    """One page of an endpoint's delivery log (:func:`~app.services.webhooks.delivery_log`); another
+    """One page of an endpoint's delivery log (:func:`~app.services.outbox.webhooks.delivery_log`); another
     principal's endpoint is a 404, as an unknown one."""
     with read_transaction(rt.db) as s:
         ep = s.get(WebhookEndpoint, endpoint_id)

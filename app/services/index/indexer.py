@@ -11,7 +11,7 @@ Each :func:`sync` pass works in block ranges of at most ``max_blocks``, one data
   ``BEGIN IMMEDIATE`` serialises writers anyway), check that nobody moved it, nor the stored cursor block,
   since the verify step (no call to the node under the write lock), then store each event as a
   :class:`~app.db.models.ChainEvent`, the headers as :class:`~app.db.models.IndexedBlock` rows, replay every
-  touched order from all of its events (:mod:`app.services.projection`), emit merchant webhooks for its
+  touched order from all of its events (:mod:`app.services.index.projection`), emit merchant webhooks for its
   transitions (stable ids: replays emit nothing twice) and move the cursor.
 
 **Reorgs.** Before each range the stored hash of the cursor block is compared with the chain. On a mismatch
@@ -62,7 +62,9 @@ from app.db.models import (
 from app.db.session import read_transaction, transaction
 from app.domain.encoding import rfc3339
 from app.errors import ChainUnavailable
-from app.services import chain_guard, projection, webhooks
+from app.services import chain_guard
+from app.services.index import projection
+from app.services.outbox import webhooks
 from app.services.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,9 @@ from sqlalchemy import Select, and_, or_, select
 from app.db.models import Intent, Order, utcnow
 from app.db.session import transaction
 from app.domain.order_state import OrderState
-from app.services import chain_guard, idempotency, relayer
-from app.services.intents import compute_intent_hash
+from app.services import chain_guard, idempotency
+from app.services.outbox import relayer
+from app.services.outbox.intents import compute_intent_hash
 from app.services.runtime import Runtime
 
 OPEN_STATUSES = ("funded", "shipped", "delivered", "disputed")

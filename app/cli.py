@@ -89,7 +89,7 @@ def _background(rt: Runtime, stop: threading.Event) -> Sweepers:
 def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]:
     import uvicorn
 
-    from app.api.main import create_app
+    from app.main import create_app
 
     config = uvicorn.Config(create_app(), host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -260,7 +260,7 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``."""
     import uvicorn
 
-    from app.api.main import create_app
+    from app.main import create_app
     from app.services.runtime import build_runtime, set_runtime
     from workers import sweepers
     from workers.celery_app import celery_app, configure

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app import logs, web
+from app import logs
 from app.api import problems
 from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
 from app.api.observability import RequestObservability
 from app.api.routes import carts, logistics, metrics, orders, settlements, system, wallet, webhook_endpoints
 from app.config import get_settings
-from app.services import wake
 from app.services.runtime import load_runtime_if_any
 
 DESCRIPTION = """
@@ -24,15 +23,9 @@ units as decimal strings; times are RFC 3339 UTC.
 """
 
 
-def create_app(waker: wake.Waker | None = None) -> FastAPI:
-    """A new application over the process runtime (:func:`app.services.runtime.get_runtime`).
-
-    This is the API process's composition root: ``waker`` is who hears the requests' wakes
-    (:mod:`app.services.wake`); by default the workers' :func:`~workers.tasks.kick`, which finds the
-    background sweepers, the parent process or the broker itself."""
-    if waker is None:
-        from workers.tasks import kick as waker
-    wake.install(waker)
+def create_api() -> FastAPI:
+    """The API over the process runtime (:func:`app.services.runtime.get_runtime`): its routers, problem+json
+    handlers and middlewares. What serves it is :func:`app.main.create_app`, which adds the console."""
     # /docs and /redoc are served by the console (app.web) from vendored assets: FastAPI's own load a CDN
     app = FastAPI(title="TradeGuard", version="1.0.0", description=DESCRIPTION, docs_url=None, redoc_url=None)
     problems.install(app)
@@ -48,5 +41,4 @@ def create_app(waker: wake.Waker | None = None) -> FastAPI:
     logs.configure(rt.settings if rt is not None else get_settings())
     for module in (system, metrics, orders, carts, wallet, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
-    web.install(app)
     return app

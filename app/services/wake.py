@@ -4,7 +4,7 @@ moved clock for the keeper), it says so with :func:`wake`.
 Who is woken depends on how the process runs: the background sweeper threads of ``tradeguard run``, the
 parent process over a pipe (``--workers N``), a Celery worker through the broker, or, eagerly, the sweep run
 right there. The process's composition root decides once, with :func:`install` (the API's
-:func:`app.api.main.create_app` installs :func:`workers.tasks.kick`), so that the routes and services need
+:func:`app.main.create_app` installs :func:`workers.tasks.kick`), so that the routes and services need
 not know which. Losing a wake loses nothing: the database says what is pending, and every sweep also runs
 on its own period.
 """

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.main import create_app
 from app.client.demo import Wallets
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.runtime import Runtime, set_runtime
 from workers.celery_app import celery_app, configure

@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 
-from app.api.main import create_app
 from app.db.session import make_session_factory
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.runtime import Runtime, set_runtime
 

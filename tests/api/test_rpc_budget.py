@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.main import create_app
 from app.chain.client import ChainClient
 from app.chain.eip712 import sign_typed_data
 from app.client import demo
 from app.client.demo import Wallets
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.index import indexer
 from app.services.outbox import relayer

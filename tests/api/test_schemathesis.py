@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
-from app.api.main import create_app
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.runtime import Runtime, set_runtime
 from tests.api.conftest import Keys

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.main import create_app
 from app.chain.client import ChainClient
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.runtime import build_runtime, set_runtime
 from tests.api.conftest import assert_problem, auth

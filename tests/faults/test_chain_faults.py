@@ -22,13 +22,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from app.api.main import create_app
 from app.chain.anvil import AnvilProcess
 from app.chain.client import ChainClient
 from app.client.demo import Demo, Wallets
 from app.db.models import Base, KeyValue
 from app.db.session import transaction
 from app.errors import ChainHalted, ChainMismatch
+from app.main import create_app
 from app.services import chain_guard
 from app.services.bootstrap import prepare
 from app.services.index import indexer

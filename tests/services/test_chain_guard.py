@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.api.main import create_app
 from app.chain.client import BlockHeader
 from app.db.models import Base, Intent, KeyValue
 from app.db.session import transaction
 from app.errors import ChainHalted, ChainMismatch
+from app.main import create_app
 from app.services import chain_guard
 from app.services.bootstrap import prepare
 from app.services.index import indexer

@@ -67,7 +67,7 @@ def live(runtime: Runtime) -> Iterator[Live]:
     """The app over ``runtime`` served by uvicorn on a free port (as ``tradeguard run`` serves it)."""
     import uvicorn
 
-    from app.api.main import create_app
+    from app.main import create_app
 
     set_runtime(runtime)
     configure(celery_app, runtime.settings)

@@ -20,11 +20,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.api.main import create_app
 from app.chain.client import ChainClient
 from app.chain.eip712 import sign_typed_data
 from app.client import demo
 from app.config import Settings
+from app.main import create_app
 from app.services.bootstrap import prepare
 from app.services.runtime import Runtime, build_runtime, set_runtime
 from tests.service_fixtures import make_settings

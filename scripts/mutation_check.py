@@ -90,7 +90,7 @@ TOOLS_PYTHON = ROOT / ".venv-tools" / "bin" / "python"
 FORGE_BIN = ROOT / "node_modules" / "@foundry-rs" / "forge-linux-amd64" / "bin"
 ANVIL_BIN = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin"
 PYTHON_TESTS = "tests/contracts"
-DEFAULT_SAMPLE = 130
+DEFAULT_SAMPLE = 100
 MIN_PER_OPERATOR = 3
 FORGE_TIMEOUT = 600
 #: Seconds of pytest per mutant (forge survivors only): tests/contracts takes ~6 CPU-minutes in all, so a
@@ -691,6 +691,7 @@ class Outcome:
     python_tests: int = 0
     python_complete: bool | None = None
     compile_seconds: float = 0.0
+    build: Path | None = None  # where the artifacts are kept (var/mutation/builds/...)
 
 
 def make_tree(m: Mutant | None) -> Path:
@@ -831,6 +832,56 @@ def run_pytest(tree: Path, tests: list[str], timeout: int | None) -> tuple[str, 
     return "error", None, " | ".join(tail)
 
 
+def compile_mutant(tree: Path, baseline_build: Path, files: list[str]) -> None:
+    """Like app.chain.compiler.compile_contracts, but generates code only for the contracts of ``files`` (the
+    mutated sources: the escrow and its libraries; measured 15 s of CPU instead of 22 s). No other contract
+    (tUSD, the token doubles, the interface) imports them, so their baseline artifacts are reused, restamped
+    with the tree's source hashes so that app.chain.compiler accepts them for this tree."""
+    paths = compiler.own_sources(tree)
+    source_input = compiler.standard_input(paths, tree)
+    source_input["settings"] = {
+        **compiler.SETTINGS,
+        "outputSelection": {f: {"*": compiler.OUTPUT_SELECTION} for f in files},
+    }
+    output = compiler._run_solc(compiler.find_solc(), source_input, tree)
+    sources = {unit: compiler.sha256_file(tree / unit) for unit in output.get("sources", {})}
+    for unit in paths:  # sources the selected contracts do not import are still part of the build
+        sources.setdefault(unit, compiler.sha256_file(tree / unit))
+    digest = compiler.sources_hash(sources)
+    build = tree / compiler.BUILD_DIR
+    build.mkdir(parents=True, exist_ok=True)
+    written: set[str] = set()
+    for unit in files:
+        for name, data in output.get("contracts", {}).get(unit, {}).items():
+            evm = data.get("evm", {})
+            metadata = data.get("metadata") or "{}"
+            version = json.loads(metadata).get("compiler", {}).get("version", compiler.SOLC_VERSION)
+            artifact = {
+                "contractName": name,
+                "sourceName": unit,
+                "abi": data.get("abi", []),
+                "bytecode": "0x" + evm.get("bytecode", {}).get("object", "").removeprefix("0x"),
+                "deployedBytecode": "0x"
+                + evm.get("deployedBytecode", {}).get("object", "").removeprefix("0x"),
+                "linkReferences": evm.get("bytecode", {}).get("linkReferences", {}),
+                "deployedLinkReferences": evm.get("deployedBytecode", {}).get("linkReferences", {}),
+                "methodIdentifiers": evm.get("methodIdentifiers", {}),
+                "metadata": metadata,
+                "compiler": {"version": version, "settings": compiler.SETTINGS},
+                "sources": sources,
+                "sourcesHash": digest,
+            }
+            (build / f"{name}.json").write_text(json.dumps(artifact, indent=2, sort_keys=True) + "\n")
+            written.add(name)
+    for old in baseline_build.glob("*.json"):
+        if old.stem in written:
+            continue
+        artifact = json.loads(old.read_text())
+        artifact["sources"] = sources
+        artifact["sourcesHash"] = digest
+        (build / old.name).write_text(json.dumps(artifact, indent=2, sort_keys=True) + "\n")
+
+
 class Runner:
     def __init__(
         self,
@@ -839,7 +890,10 @@ class Runner:
         workers: list[Path],
         entry_selectors: dict[str, str],
         python_budget: int,
+        compile_files: list[str],
     ) -> None:
+        self.compile_files = compile_files
+        self.baseline_build: Path | None = None
         self.python_budget = python_budget
         self.forge_map = forge_map
         self.pycov = pycov
@@ -885,7 +939,10 @@ class Runner:
                     shutil.copytree(built, tree / compiler.BUILD_DIR)
                 else:
                     t0 = time.monotonic()
-                    compiler.compile_contracts(root=tree, build_dir=tree / compiler.BUILD_DIR)
+                    if m is None or self.baseline_build is None:
+                        compiler.compile_contracts(root=tree, build_dir=tree / compiler.BUILD_DIR)
+                    else:
+                        compile_mutant(tree, self.baseline_build, self.compile_files)
                     compile_seconds = time.monotonic() - t0
                     shutil.copytree(tree / compiler.BUILD_DIR, built.with_suffix(".tmp"), dirs_exist_ok=True)
                     built.with_suffix(".tmp").replace(built)
@@ -901,6 +958,7 @@ class Runner:
                 forge_tests=len(unit) + len(inv),
                 python_tests=len(py) if python else 0,
                 compile_seconds=compile_seconds,
+                build=built,
             )
             with self.lock:
                 worker = self.free.pop()
@@ -997,8 +1055,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"one compile (app.chain.compiler, project settings): {time.monotonic() - t0:.1f}s")
     pycov = None if args.no_python else python_coverage(base_tree, args.jobs)
     shutil.rmtree(base_tree, ignore_errors=True)
-    runner = Runner(forge_map, pycov, workers, entry_selectors, args.python_budget)
+    runner = Runner(forge_map, pycov, workers, entry_selectors, args.python_budget, targets)
     base = runner.run(None, python=False, cache={})
+    runner.baseline_build = base.build
     if base.status != "survived":
         log(
             "baseline: the forge tests fail on the unmutated contracts"

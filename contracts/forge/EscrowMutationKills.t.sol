@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {ITradeGuardEscrow} from "../src/interfaces/ITradeGuardEscrow.sol";
+import {EscrowTestBase} from "./EscrowTestBase.sol";
+
+/// @title Tests written for mutants that survived the rest of the suite (scripts/mutation_check.py)
+/// @notice Each test pins down one rule a surviving mutant broke, named in its comment, and checks the exact
+///         outcome (custom error with its arguments, stored commitment, credits) rather than "something reverts".
+contract EscrowMutationKillsTest is EscrowTestBase {
+    /// @dev An order as this test knows it.
+    struct O {
+        bytes32 id;
+        ITradeGuardEscrow.Terms t;
+        uint256 s;
+    }
+
+    uint32 internal constant HOLD = 3 days;
+    uint256 internal _nonce;
+
+    function setUp() public {
+        _deployFixture();
+    }
+
+    // ======================================================================================== helpers
+
+    function _noPermit() internal pure returns (ITradeGuardEscrow.Permit memory p) {}
+
+    function _auth(uint256 amount) internal returns (ITradeGuardEscrow.OrderAuthorization memory a) {
+        a = ITradeGuardEscrow.OrderAuthorization({
+            orderId: _orderId(seller, string.concat("MK-", _str(++_nonce))),
+            buyer: buyer,
+            seller: seller,
+            token: address(usd),
+            amount: amount,
+            commissionBps: escrow.config().commissionBps,
+            taxBps: 0,
+            taxRecipient: address(0),
+            shipBy: uint64(block.timestamp + 7 days),
+            deliverBy: uint64(block.timestamp + 21 days),
+            holdSeconds: HOLD,
+            validUntil: uint64(block.timestamp + 1 hours)
+        });
+    }
+
+    function _terms(ITradeGuardEscrow.OrderAuthorization memory a)
+        internal
+        view
+        returns (ITradeGuardEscrow.Terms memory)
+    {
+        return ITradeGuardEscrow.Terms({
+            buyer: a.buyer,
+            seller: a.seller,
+            token: a.token,
+            amount: a.amount,
+            commissionBps: a.commissionBps,
+            taxBps: a.taxBps,
+            taxRecipient: a.taxRecipient,
+            shipBy: a.shipBy,
+            deliverBy: a.deliverBy,
+            holdSeconds: a.holdSeconds,
+            threshold: escrow.config().threshold,
+            responseSeconds: escrow.config().responseSeconds,
+            arbitrationSeconds: escrow.config().arbitrationSeconds,
+            fundedAt: uint64(block.timestamp)
+        });
+    }
+
+    /// @dev Funds one order, the buyer calling `fund` itself (no signature needed then).
+    function _fund(uint256 amount) internal returns (O memory o) {
+        ITradeGuardEscrow.OrderAuthorization memory a = _auth(amount);
+        usd.faucet(buyer, amount);
+        vm.startPrank(buyer);
+        usd.approve(address(escrow), amount);
+        ITradeGuardEscrow.OrderAuthorization[] memory auths = new ITradeGuardEscrow.OrderAuthorization[](1);
+        auths[0] = a;
+        escrow.fund(auths, new bytes[](1), _noPermit());
+        vm.stopPrank();
+        o.id = a.orderId;
+        o.t = _terms(a);
+        o.s = FUNDED;
+        _check(o);
+    }
+
+    function _check(O memory o) internal view {
+        _assertEq(escrow.commitmentOf(o.id), _commitment(o.t, o.s), "commitment");
+    }
+
+    function _ref(O memory o) internal pure returns (ITradeGuardEscrow.OrderRef memory) {
+        return ITradeGuardEscrow.OrderRef({orderId: o.id, terms: o.t, state: o.s});
+    }
+
+    /// @dev Oracle 0 attests `milestone` (threshold 1); `o.s` follows as the contract must.
+    function _advance(O memory o, uint8 milestone) internal {
+        ITradeGuardEscrow.AttestItem[] memory items = new ITradeGuardEscrow.AttestItem[](1);
+        items[0].order = _ref(o);
+        items[0].attestations = new ITradeGuardEscrow.Attestation[](1);
+        uint64 eventTime = uint64(block.timestamp - 1);
+        bytes32 tracking = keccak256("DHL:JD0123");
+        bytes32 ev = sha256(abi.encode(o.id, milestone));
+        items[0].attestations[0] = ITradeGuardEscrow.Attestation({
+            milestone: milestone,
+            eventTime: eventTime,
+            trackingHash: tracking,
+            evidenceHash: ev,
+            signature: _sign(oraclePk[0], _attHash(o.id, milestone, eventTime, tracking, ev))
+        });
+        vm.prank(stranger);
+        _assertEq(escrow.attest(items, true), 1, "advanced");
+        if (milestone == 1) {
+            o.s = _withStatus(o.s, SHIPPED);
+        } else {
+            uint256 releaseAt = _timerStart(o.s, block.timestamp) + o.t.holdSeconds;
+            o.s = _withAnchor(_withStatus(o.s, DELIVERED), releaseAt - _frozenSeconds(o.s));
+        }
+        _check(o);
+    }
+
+    function _freeze(O memory o, uint32 duration) internal {
+        vm.prank(regulator);
+        escrow.freeze(o.id, o.t, o.s, duration, keccak256("case-1"));
+        o.s = _withFreeze(o.s, _frozenSeconds(o.s) + duration, block.timestamp + duration);
+        _check(o);
+    }
+
+    function _dispute(O memory o) internal {
+        vm.prank(o.t.buyer);
+        escrow.openDispute(o.id, o.t, o.s, bytes32(0));
+        o.s = _withAnchor(_withStatus(o.s, DISPUTED), _timerStart(o.s, block.timestamp) - _frozenSeconds(o.s));
+        _check(o);
+    }
+
+    // ================================================================ freezes do not reopen windows
+
+    /// @dev Mutant H:dispute_window_counts_whole_freeze (`_openDispute` extends the window by the whole freeze
+    ///      instead of the frozen time elapsed so far): a freeze begun after the ship-by window closed would let
+    ///      the buyer dispute again during the freeze.
+    function test_freezeAfterShipByClosed_doesNotReopenTheDisputeWindow() public {
+        O memory o = _fund(10_000);
+        vm.warp(o.t.shipBy + 1); // the window closed one second ago
+        _freeze(o, 10 days);
+        vm.warp(block.timestamp + 1); // one second into the freeze: only that second extends the window
+        uint256 deadline = uint256(o.t.shipBy) + 1;
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.DeadlinePassed.selector, o.id, deadline));
+        escrow.openDispute(o.id, o.t, o.s, bytes32(0));
+    }
+
+    /// @dev Mutant H:response_window_counts_whole_freeze (a seller's evidence counts as the dispute answer if it
+    ///      comes within the response window plus the WHOLE freeze): after the response window closed, a freeze
+    ///      must not let a late answer count; the order stays unanswered (response timeout stays open to the buyer).
+    function test_freezeAfterResponseWindowClosed_lateSellerAnswerDoesNotCount() public {
+        O memory o = _fund(10_000);
+        _dispute(o);
+        uint256 responseDeadline = _anchor(o.s) + o.t.responseSeconds;
+        vm.warp(responseDeadline + 1);
+        _freeze(o, 10 days);
+        vm.warp(block.timestamp + 1);
+        bytes32 answer = sha256("late answer");
+        vm.prank(seller);
+        escrow.submitEvidence(o.id, o.t, o.s, answer);
+        _assertTrue(!_responded(o.s), "model: not answered");
+        _check(o); // the stored state has no responded flag
+    }
+
+    // ============================================================================= batches and replays
+
+    /// @dev Mutant S:LOR:696e51ff (`n == 0 || n > MAX_BATCH || signatures.length != n` weakened to
+    ///      `n == 0 && n > MAX_BATCH`): an empty batch and a batch whose signature count differs from its order
+    ///      count must be refused with InvalidBatch(n), not accepted or left to an index panic.
+    function test_fund_refusesEmptyBatchAndSignatureCountMismatch() public {
+        ITradeGuardEscrow.OrderAuthorization[] memory none = new ITradeGuardEscrow.OrderAuthorization[](0);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, uint256(0)));
+        escrow.fund(none, new bytes[](0), _noPermit());
+
+        ITradeGuardEscrow.OrderAuthorization[] memory one = new ITradeGuardEscrow.OrderAuthorization[](1);
+        one[0] = _auth(1000);
+        usd.faucet(buyer, 1000);
+        vm.startPrank(buyer);
+        usd.approve(address(escrow), 1000);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, uint256(1)));
+        escrow.fund(one, new bytes[](2), _noPermit());
+        vm.stopPrank();
+        _assertEq(escrow.commitmentOf(one[0].orderId), bytes32(0), "nothing funded");
+    }
+
+    /// @dev Mutant S:MIA:a790bacb (the batch-size check of `attest` replaced by `false`), and its twin in
+    ///      `release`: a batch holds 1..MAX_BATCH entries; an empty or oversized batch reverts InvalidBatch(n)
+    ///      even in non-strict mode, where entries that cannot proceed would otherwise be skipped silently.
+    function test_attestAndRelease_refuseEmptyAndOversizedBatches() public {
+        uint256 max = escrow.MAX_BATCH();
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, uint256(0)));
+        escrow.attest(new ITradeGuardEscrow.AttestItem[](0), false);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, max + 1));
+        escrow.attest(new ITradeGuardEscrow.AttestItem[](max + 1), false);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, uint256(0)));
+        escrow.release(new ITradeGuardEscrow.OrderRef[](0), false);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidBatch.selector, max + 1));
+        escrow.release(new ITradeGuardEscrow.OrderRef[](max + 1), false);
+    }
+
+    // ========================================================================== relayed signatures
+
+    /// @dev Mutant S:RR:86590f25 (the confirm branch of `submitBuyerDecision` replaced by a revert): a buyer's
+    ///      signed DECISION_CONFIRM_RECEIPT relayed by anyone releases the order like `confirmReceipt`, with the
+    ///      SPEC §3 split credited (2.5 % commission, no tax, the rest to the seller).
+    function test_submitBuyerDecision_signedConfirmReleases() public {
+        O memory o = _fund(10_000);
+        _advance(o, 1);
+        bytes32 evidence = sha256("received in good order");
+        uint64 validUntil = uint64(block.timestamp + 1 hours);
+        bytes memory sig = _sign(BUYER_PK, keccak256(abi.encode(BD_TYPEHASH, o.id, uint8(1), evidence, validUntil)));
+        vm.prank(stranger);
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, evidence, validUntil, sig);
+        o.s = _withStatus(o.s, RELEASED);
+        _check(o);
+        _assertEq(escrow.creditOf(address(usd), treasury), 250, "commission");
+        _assertEq(escrow.creditOf(address(usd), seller), 9750, "seller net");
+        _assertEq(escrow.creditOf(address(usd), buyer), 0, "no refund");
+    }
+
+    /// @dev Mutant S:CR:28a7566e (`_bubble(err)` after recovering a relayed ruling's signer commented out): a
+    ///      malformed ruling signature is reported as MalformedSignature(reason), not as a ruling by address(0).
+    function test_submitRuling_malformedSignatureReportedAsSuch() public {
+        O memory o = _fund(10_000);
+        _dispute(o);
+        uint64 validUntil = uint64(block.timestamp + 1 hours);
+        vm.prank(stranger);
+        // ECDSA.RecoverError.InvalidSignatureLength = 2
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.MalformedSignature.selector, uint8(2)));
+        escrow.submitRuling(o.id, o.t, o.s, 5000, keccak256("rationale"), validUntil, hex"0102030405");
+        _check(o); // still disputed
+    }
+
+    /// @dev Mutant H:evidence_replay_allowed (the used-digest check of `submitEvidenceSigned` removed): a relayed
+    ///      evidence signature is single-use; the second submission reverts SignatureReplayed(digest).
+    function test_submitEvidenceSigned_signatureIsSingleUse() public {
+        O memory o = _fund(10_000);
+        _dispute(o);
+        bytes32 evidence = sha256("buyer photos");
+        uint64 validUntil = uint64(block.timestamp + 1 hours);
+        bytes32 structHash = keccak256(abi.encode(ES_TYPEHASH, o.id, buyer, evidence, validUntil));
+        bytes memory sig = _sign(BUYER_PK, structHash);
+        vm.prank(stranger);
+        escrow.submitEvidenceSigned(o.id, o.t, o.s, buyer, evidence, validUntil, sig);
+        bytes32 digest = _digest(structHash);
+        _assertTrue(escrow.isDigestUsed(digest), "digest recorded");
+        vm.prank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.SignatureReplayed.selector, digest));
+        escrow.submitEvidenceSigned(o.id, o.t, o.s, buyer, evidence, validUntil, sig);
+    }
+}

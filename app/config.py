@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         3.0, ge=0, description="how long a chain identity check (genesis hash, chain id) is trusted"
     )
     head_cache_seconds: float = Field(
-        1.0,
+        3.0,
         ge=0,
         description="how long the latest block (chain time, base fee) and the tip are reused (0: never)",
     )

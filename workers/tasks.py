@@ -164,10 +164,14 @@ def relay_step(rt: Runtime, wait_seconds: float | None = None) -> bool | float:
     when it sent or settled something; soon (to read their receipts) while transactions are in flight."""
     from app.services.outbox import relayer
 
-    report = relayer.relay(rt, limit=max(RELAY_LIMIT, 2 * rt.settings.fund_batch), wait_seconds=wait_seconds)
+    limit = max(RELAY_LIMIT, 2 * rt.settings.fund_batch)
+    report = relayer.relay(rt, limit=limit, wait_seconds=wait_seconds)
     if report.mined:
         kick("index")
-    if report.transactions or report.mined or report.rebroadcast:
+    # at once: what was settled may free intents that waited on it, and a full pass may have left due ones.
+    # What was only sent is looked at after the receipt pause: asked for at once, a receipt is not there yet
+    # (two to three receipt calls per order at 10,000 orders on chain, measured)
+    if report.mined or report.rebroadcast or report.sent >= limit:
         return True
     if report.in_flight:
         return RECEIPT_POLL_SECONDS[0] if rt.chain.is_dev_chain else RECEIPT_POLL_SECONDS[1]

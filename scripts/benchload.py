@@ -229,7 +229,6 @@ class Bench:
             return self.carts_phase(n, clients, buyers_per_client, cart)
         created_s: list[float] = []
         fund_s: list[float] = []
-        funded: dict[str, float] = {}
         watcher = Watcher(self, "funded", interval=0.1)
         start = time.perf_counter()
 
@@ -254,19 +253,7 @@ class Bench:
                 watcher.wait(oid)
             api.close()
 
-        with watcher:
-            run_all(clients, client)
-        funded = watcher.seen_of(watcher.expected)
-        self.on_chain += len(funded)
-        end = max(funded.values(), default=start)
-        return {
-            "orders": n,
-            "funded": len(funded),
-            "orders_per_s": round(len(funded) / (end - start), 2) if funded else None,
-            "create_ms": p50_p99([1000 * s for s in created_s]),
-            "fund_ms": p50_p99([1000 * s for s in fund_s]),
-            "ids": sorted(funded),
-        }
+        return self._run_orders(n, clients, client, watcher, start, created_s, fund_s)
 
     def carts_phase(self, n: int, clients: int, buyers_per_client: int, cart: int) -> dict[str, Any]:
         created_s: list[float] = []
@@ -305,6 +292,19 @@ class Bench:
                 watcher.wait(oid)
             api.close()
 
+        return self._run_orders(n, clients, client, watcher, start, created_s, fund_s)
+
+    def _run_orders(
+        self,
+        n: int,
+        clients: int,
+        client: Callable[[int], None],
+        watcher: Watcher,
+        start: float,
+        created_s: list[float],
+        fund_s: list[float],
+    ) -> dict[str, Any]:
+        """Run the clients to the end; the phase's figures (first create to last order seen funded)."""
         with watcher:
             run_all(clients, client)
         funded = watcher.seen_of(watcher.expected)

@@ -200,6 +200,55 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         escrow.release(new ITradeGuardEscrow.OrderRef[](max + 1), false);
     }
 
+    // ================================================================================ permit and pause
+
+    /// @dev Mutant S:MIA:d18ee1f7 (`if (permit.deadline != 0)` negated in `_pull`): a buyer who never approved
+    ///      the escrow funds through a relayer with an ERC-2612 permit; the permit must be used.
+    function test_fund_withPermitAndNoPriorApproval() public {
+        ITradeGuardEscrow.OrderAuthorization memory a = _auth(10_000);
+        usd.faucet(buyer, 10_000);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes32 permitHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                buyer,
+                address(escrow),
+                uint256(10_000),
+                usd.nonces(buyer),
+                deadline
+            )
+        );
+        (uint8 v, bytes32 r, bytes32 s) =
+            vm.sign(BUYER_PK, keccak256(abi.encodePacked("\x19\x01", usd.DOMAIN_SEPARATOR(), permitHash)));
+        ITradeGuardEscrow.OrderAuthorization[] memory auths = new ITradeGuardEscrow.OrderAuthorization[](1);
+        auths[0] = a;
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = _sign(BUYER_PK, _authHash(a));
+        vm.prank(stranger);
+        escrow.fund(auths, sigs, ITradeGuardEscrow.Permit({value: 10_000, deadline: deadline, v: v, r: r, s: s}));
+        O memory o = O({id: a.orderId, t: _terms(a), s: FUNDED});
+        _check(o);
+        _assertEq(usd.balanceOf(address(escrow)), 10_000, "escrow holds the payment");
+        _assertEq(usd.allowance(buyer, address(escrow)), 0, "permit allowance used up");
+    }
+
+    /// @dev Mutant S:CR:9618c7da (`paused()` no longer reads the flag): the view reports the pause the admin set
+    ///      and lifted, as funding does (EnforcedPause while paused).
+    function test_paused_viewFollowsPauseAndUnpause() public {
+        _assertTrue(!escrow.paused(), "not paused at start");
+        vm.prank(admin);
+        escrow.pause();
+        _assertTrue(escrow.paused(), "paused");
+        ITradeGuardEscrow.OrderAuthorization[] memory auths = new ITradeGuardEscrow.OrderAuthorization[](1);
+        auths[0] = _auth(1000);
+        vm.prank(buyer);
+        vm.expectRevert(ITradeGuardEscrow.EnforcedPause.selector);
+        escrow.fund(auths, new bytes[](1), _noPermit());
+        vm.prank(admin);
+        escrow.unpause();
+        _assertTrue(!escrow.paused(), "unpaused");
+    }
+
     // ========================================================================== relayed signatures
 
     /// @dev Mutant S:RR:86590f25 (the confirm branch of `submitBuyerDecision` replaced by a revert): a buyer's

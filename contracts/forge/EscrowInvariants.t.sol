@@ -338,9 +338,12 @@ contract EscrowHandler is EscrowTestBase {
             threshold: _threshold,
             responseSeconds: RESPONSE,
             arbitrationSeconds: ARBITRATION,
-            fundedAt: uint64(now_)
+            fundedAt: uint64(now_),
+            arbitrator: a.arbitrator,
+            arbitratorExtraDataHash: a.arbitratorExtraDataHash,
+            metaEvidenceId: escrow.config().metaEvidenceId
         });
-        o.s = FUNDED;
+        o.s = _fundedState(a.buyer);
         uint256 i = _ords.length - 1;
         _idxOf[a.orderId] = i + 1;
         _open.push(i);
@@ -567,8 +570,8 @@ contract EscrowHandler is EscrowTestBase {
 
     function _checkPartial(uint256 i) internal {
         Ord storage o = _ords[i];
-        if (escrow.partialAttestations(o.id, 1) != o.partialShip) _violate("partial SHIPPED bits", "");
-        if (escrow.partialAttestations(o.id, 2) != o.partialDeliver) _violate("partial DELIVERED bits", "");
+        if (escrow.partialAttestations(_key(o.id, o.t.buyer), 1) != o.partialShip) _violate("partial SHIPPED bits", "");
+        if (escrow.partialAttestations(_key(o.id, o.t.buyer), 2) != o.partialDeliver) _violate("partial DELIVERED bits", "");
     }
 
     // ============================================================================== releases
@@ -682,10 +685,10 @@ contract EscrowHandler is EscrowTestBase {
                 wrongParty ? _sellerPks[_sellerIndex(o.t.seller)] : _buyerPks[_buyerIndex(o.t.buyer)],
                 keccak256(abi.encode(BD_TYPEHASH, o.id, uint8(1), ev, validUntil))
             );
-            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, validUntil, sig));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, validUntil, sig, ""));
             caller = stranger;
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.confirmReceipt, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, 0, "", ""));
             caller = wrongParty ? o.t.seller : o.t.buyer;
         }
         uint8 st = _status(o.s);
@@ -719,10 +722,10 @@ contract EscrowHandler is EscrowTestBase {
                 wrongParty ? STRANGER_PK : _buyerPks[_buyerIndex(o.t.buyer)],
                 keccak256(abi.encode(BD_TYPEHASH, o.id, uint8(2), ev, validUntil))
             );
-            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, validUntil, sig));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, validUntil, sig, ""));
             caller = o.t.seller; // anyone may relay
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.openDispute, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, 0, "", ""));
             caller = wrongParty ? stranger : o.t.buyer;
         }
         bool expected = authOk && passS == o.s && _disputeOpen(o.t, o.s);
@@ -775,11 +778,11 @@ contract EscrowHandler is EscrowTestBase {
             bytes32 structHash = keccak256(abi.encode(ES_TYPEHASH, o.id, party, ev, validUntil));
             digest = _digest(structHash);
             bytes memory sig = _sign(pk, structHash);
-            data = abi.encodeCall(ITradeGuardEscrow.submitEvidenceSigned, (o.id, o.t, passS, party, ev, validUntil, sig));
+            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, party, ev, validUntil, sig));
             caller = stranger;
             expected = expected && validUntil >= now_ && !_usedDigest[digest];
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, party, ev, 0, ""));
         }
         (bool ok, bytes memory ret) = _call(caller, data);
         if (!_expect(expected, ok, ret, signed ? "evidence (signed)" : "evidence")) return;
@@ -833,7 +836,7 @@ contract EscrowHandler is EscrowTestBase {
             data = abi.encodeCall(ITradeGuardEscrow.submitRuling, (o.id, o.t, passS, bps, rationale, validUntil, sig));
             caller = o.t.buyer; // anyone may relay
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.rule, (o.id, o.t, passS, bps, rationale));
+            data = abi.encodeCall(ITradeGuardEscrow.submitRuling, (o.id, o.t, passS, bps, rationale, 0, ""));
         }
         uint256[4] memory before = _snap(i);
         (bool ok, bytes memory ret) = _call(caller, data);
@@ -1174,7 +1177,7 @@ contract EscrowHandler is EscrowTestBase {
 
     function _checkCommit(uint256 i) internal {
         Ord storage o = _ords[i];
-        if (escrow.commitmentOf(o.id) != keccak256(abi.encode(o.t, o.s))) {
+        if (escrow.commitmentOf(o.id, o.t.buyer) != keccak256(abi.encode(o.t, o.s))) {
             _violate(string.concat("commitment of order ", _str(i), " differs from the model"), "");
         }
     }

@@ -520,31 +520,41 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         // k must be reachable by oracles that count for this order (active before it is funded).
         uint256 usable = EscrowRegistry.usableOracles(c, block.timestamp);
         if (c.threshold > usable) revert InvalidThreshold(c.threshold, usable);
-        if (msg.sender != a.buyer) {
-            _requireSigner(_hashTypedDataV4(keccak256(abi.encode(ORDER_AUTHORIZATION_TYPEHASH, a))), signature, a.buyer);
-        }
-        Terms memory t = Terms({
-            buyer: a.buyer,
-            seller: a.seller,
-            token: a.token,
-            amount: a.amount,
-            commissionBps: a.commissionBps,
-            taxBps: a.taxBps,
-            taxRecipient: a.taxRecipient,
-            shipBy: a.shipBy,
-            deliverBy: a.deliverBy,
-            holdSeconds: a.holdSeconds,
-            threshold: c.threshold,
-            responseSeconds: c.responseSeconds,
-            arbitrationSeconds: c.arbitrationSeconds,
-            fundedAt: uint64(block.timestamp),
-            arbitrator: a.arbitrator,
-            arbitratorExtraDataHash: a.arbitratorExtraDataHash,
-            metaEvidenceId: c.metaEvidenceId
-        });
+        // Every field of `a` was read (and so range-checked by the ABI decoder) above: its calldata words are
+        // clean, and the struct hash, the terms and the event are built straight from them.
+        if (msg.sender != a.buyer) _requireSigner(_hashTypedDataV4(_authStructHash(a)), signature, a.buyer);
         uint256 state = OrderState.funded(a.buyer);
-        _orders[key] = keccak256(abi.encode(t, state));
-        emit OrderFunded(a.orderId, t, state);
+        (uint256 k, uint256 response, uint256 arbitration, uint256 meta) =
+            (c.threshold, c.responseSeconds, c.arbitrationSeconds, c.metaEvidenceId);
+        bytes32 topic = OrderFunded.selector;
+        bytes32 commitment;
+        // Memory holds abi.encode(Terms, state): the commitment is its hash and OrderFunded's data is the same
+        // bytes (Terms is a static struct), so it is encoded once.
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, add(a, 0x20), 320) // buyer .. holdSeconds
+            mstore(add(ptr, 320), k)
+            mstore(add(ptr, 352), response)
+            mstore(add(ptr, 384), arbitration)
+            mstore(add(ptr, 416), timestamp()) // fundedAt
+            calldatacopy(add(ptr, 448), add(a, 384), 64) // arbitrator, arbitratorExtraDataHash
+            mstore(add(ptr, 512), meta)
+            mstore(add(ptr, 544), state)
+            commitment := keccak256(ptr, 576)
+            log2(ptr, 576, topic, calldataload(a))
+        }
+        _orders[key] = commitment;
+    }
+
+    /// @dev EIP-712 struct hash of an OrderAuthorization whose calldata words were already range-checked.
+    function _authStructHash(OrderAuthorization calldata a) private pure returns (bytes32 h) {
+        bytes32 typeHash = ORDER_AUTHORIZATION_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            calldatacopy(add(ptr, 0x20), a, 448)
+            h := keccak256(ptr, 480)
+        }
     }
 
     /// @dev Pulls `amount` from `buyer` (after an optional permit) and refuses tokens that deliver less.

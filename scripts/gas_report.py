@@ -8,8 +8,9 @@ has been paid out before and, like the treasury and the tax recipient, already h
 already holds tokens. The buyer's own credit starts at zero, so a ruling's refund pays for a fresh slot.
 
 ``dispute_path_erc792`` is the dispute path on an order naming an ERC-792 arbitrator (SPEC §4.1; the test
-double ``CentralizedArbitrator``, final rulings): the buyer opens the dispute itself paying the arbitration cost,
-the arbitrator's owner rules (its transaction calls the escrow's ``rule``), and anyone executes the ruling.
+double ``CentralizedArbitrator``, final rulings): the buyer opens the dispute itself paying the arbitration
+cost, the arbitrator's owner rules (its transaction calls the escrow's ``rule``), and anyone executes the
+ruling.
 
 Batches: ``batched_100_all_steps`` is one buyer's cart of 100 orders over 10 sellers (orders grouped by
 seller, as the keeper sorts them), funded with one permit in one transaction, then one attestation batch and
@@ -78,7 +79,10 @@ class Bench:
         self.counter += 1
         arbitration: dict[str, Any] = {}
         if erc792:
-            arbitration = {"arbitrator": str(self.court.address), "arbitrator_extra_data_hash": keccak(EXTRA_DATA)}
+            arbitration = {
+                "arbitrator": str(self.court.address),
+                "arbitrator_extra_data_hash": keccak(EXTRA_DATA),
+            }
         return OrderAuthorization(
             order_id=order_id(seller.address, f"GAS-{self.counter}"),
             buyer=self.buyer.address,
@@ -208,8 +212,8 @@ def measure(chain: ChainClient) -> dict[str, Any]:
         "split_ruling_signed": rule_gas,
     }
 
-    # The same dispute before an ERC-792 arbitrator: the buyer pays its fee; its owner's ruling (4: 3333 bps back)
-    # reaches the escrow's rule() in the same transaction; anyone executes it.
+    # The same dispute before an ERC-792 arbitrator: the buyer pays its fee; its owner's ruling (4: 3333 bps
+    # back) reaches the escrow's rule() in the same transaction; anyone executes it.
     o, fund_gas = b.fund_one(erc792=True)
     o, attest_gas = b.attest(o)
     dispute_gas = b.esc.open_dispute(o, b.buyer, ev, EXTRA_DATA, value=ARBITRATION_FEE).gas_used

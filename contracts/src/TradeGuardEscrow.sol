@@ -224,17 +224,21 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         uint64 validUntil,
         bytes calldata signature
     ) external {
-        bytes32 key = _requireOrder(orderId, terms, state);
+        bytes32 key;
         if (signature.length == 0) {
+            key = _requireOrder(orderId, terms, state);
             if (msg.sender != party) revert Unauthorized(msg.sender);
         } else {
+            // The signature is checked first, as the order data is for a direct call (the v1 error order).
             _checkValidUntil(validUntil);
             bytes32 digest = _hashTypedDataV4(
                 keccak256(abi.encode(EVIDENCE_SUBMISSION_TYPEHASH, orderId, party, evidenceHash, validUntil))
             );
             _requireSigner(digest, signature, party);
+            key = OrderState.key(orderId, terms.buyer);
             if (_usedDigests[key][digest]) revert SignatureReplayed(digest);
             _usedDigests[key][digest] = true;
+            _requireOrder(orderId, terms, state);
         }
         _evidence(key, orderId, terms, state, party, evidenceHash);
     }

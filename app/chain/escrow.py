@@ -69,6 +69,11 @@ TERMS_FIELDS = (
 )
 
 
+def _bytes32(value: bytes | str) -> bytes:
+    """A ``bytes32`` as decoded from an event (bytes) or published as JSON (0x-hex)."""
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+
+
 def order_key(order_id: bytes, buyer: str) -> bytes:
     """The escrow's storage key of an order: ``keccak256(abi.encode(orderId, buyer))``.
 
@@ -99,7 +104,7 @@ class Terms(OrderTerms):
             arbitration_seconds=t["arbitrationSeconds"],
             funded_at=t["fundedAt"],
             arbitrator=t["arbitrator"],
-            arbitrator_extra_data_hash=bytes(t["arbitratorExtraDataHash"]),
+            arbitrator_extra_data_hash=_bytes32(t["arbitratorExtraDataHash"]),
             meta_evidence_id=t["metaEvidenceId"],
         )
 

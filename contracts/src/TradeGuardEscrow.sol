@@ -709,6 +709,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
 
     /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start. With an
     ///      ERC-792 arbitrator the dispute is created there, paid with all of `msg.value`.
+    // slither-disable-next-line msg-value-in-nonpayable (reached only from the payable submitBuyerDecision)
     function _openDispute(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash, bytes calldata extraData)
         private
     {

@@ -291,7 +291,8 @@ def test_stores_events_with_json_safe_args_blocks_and_the_cursor(shop: Shop) -> 
         assert (funded.block_hash, funded.block_time) == (header.hash, header.timestamp)
         assert funded.order_id == hex32(auth.order_id)
         assert funded.args["orderId"] == funded.order_id
-        assert funded.args["state"] == order.state  # small enough to stay a number
+        # the v2 state word carries the buyer tag in its top bits: too big for a JSON number, kept as a string
+        assert funded.args["state"] == str(order.state)
         assert funded.args["terms"]["amount"] == auth.amount
         assert funded.args["terms"]["seller"] == shop.actors.seller.address
         json.dumps(funded.args)  # plain JSON all the way down

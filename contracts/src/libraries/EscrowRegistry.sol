@@ -240,8 +240,8 @@ library EscrowRegistry {
         _requireNotFrozen(id, s);
         uint8 st = s.status();
         uint256 ext = s.frozenSeconds();
-        ITradeGuardEscrow.RefundReason reason;
-        uint256 deadline;
+        ITradeGuardEscrow.RefundReason reason = ITradeGuardEscrow.RefundReason.ShipTimeout;
+        uint256 deadline = 0;
         if (st == OrderState.FUNDED) {
             (reason, deadline) = (ITradeGuardEscrow.RefundReason.ShipTimeout, t.shipBy + ext);
         } else if (st == OrderState.SHIPPED) {

@@ -7,6 +7,11 @@ the buyer and seller are repeat users (the buyer's permit nonce and token balanc
 has been paid out before and, like the treasury and the tax recipient, already holds credits) and the escrow
 already holds tokens. The buyer's own credit starts at zero, so a ruling's refund pays for a fresh slot.
 
+``dispute_path_erc792`` is the dispute path on an order naming an ERC-792 arbitrator (SPEC §4.1; the test
+double ``CentralizedArbitrator``, final rulings): the buyer opens the dispute itself paying the arbitration
+cost, the arbitrator's owner rules (its transaction calls the escrow's ``rule``), and anyone executes the
+ruling.
+
 Batches: ``batched_100_all_steps`` is one buyer's cart of 100 orders over 10 sellers (orders grouped by
 seller, as the keeper sorts them), funded with one permit in one transaction, then one attestation batch and
 one release batch. ``batched_100_attest_release`` funds each order in its own transaction (permit each) and
@@ -25,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eth_account.signers.local import LocalAccount  # noqa: E402
+from eth_utils import keccak  # noqa: E402
 
 from app.chain import compiler  # noqa: E402
 from app.chain.client import ChainClient  # noqa: E402
@@ -36,11 +42,13 @@ DAY = 86_400
 HOLD = 3 * DAY
 AMOUNT = 129_990_000  # 129.99 tUSD
 TARGETS = {
-    "happy_path": 185_000,
-    "batched_100_all_steps": 100_000,
+    "happy_path": 195_000,
+    "batched_100_all_steps": 95_000,
     "batched_100_attest_release": 130_000,
     "dispute_path": 300_000,
 }
+ARBITRATION_FEE = 10**15
+EXTRA_DATA = bytes.fromhex("0000000000000000000000000000000000000000000000000000000000000001")
 PEERS = {
     "coinbase_commerce_payments_usdc_authorization": 195_157,
     "kleros_escrow_with_fees": 588_010,
@@ -59,15 +67,22 @@ class Bench:
     arbitrator: LocalAccount
     tax: LocalAccount
     relayer: LocalAccount
+    court: Any = None
     counter: int = 0
 
     @property
     def esc(self) -> Any:
         return self.dep.escrow
 
-    def auth(self, seller: LocalAccount, amount: int = AMOUNT) -> OrderAuthorization:
+    def auth(self, seller: LocalAccount, amount: int = AMOUNT, erc792: bool = False) -> OrderAuthorization:
         now = self.chain.now()
         self.counter += 1
+        arbitration: dict[str, Any] = {}
+        if erc792:
+            arbitration = {
+                "arbitrator": str(self.court.address),
+                "arbitrator_extra_data_hash": keccak(EXTRA_DATA),
+            }
         return OrderAuthorization(
             order_id=order_id(seller.address, f"GAS-{self.counter}"),
             buyer=self.buyer.address,
@@ -81,10 +96,11 @@ class Bench:
             deliver_by=now + 30 * DAY,
             hold_seconds=HOLD,
             valid_until=now + DAY,
+            **arbitration,
         )
 
-    def fund_one(self, seller: LocalAccount | None = None) -> tuple[Order, int]:
-        auth = self.auth(seller or self.sellers[0])
+    def fund_one(self, seller: LocalAccount | None = None, erc792: bool = False) -> tuple[Order, int]:
+        auth = self.auth(seller or self.sellers[0], erc792=erc792)
         sig = self.esc.sign_authorization(self.buyer.key, auth)
         permit = self.esc.sign_permit(self.buyer, self.dep.token, auth.amount, self.chain.now() + DAY)
         res = self.esc.fund([auth], [sig], self.relayer, permit)
@@ -109,15 +125,16 @@ def setup(chain: ChainClient) -> Bench:
     acc = chain.dev_accounts(20)
     admin, treasury, buyer, oracle, arbitrator, tax, relayer = acc[:7]
     sellers = acc[7:17]
+    court = chain.deploy("CentralizedArbitrator", arbitrator.address, ARBITRATION_FEE, 0, 0, sender=admin)
     dep = deploy_stack(
         chain,
         admin=admin,
         treasury=treasury.address,
         oracles=[oracle.address],
-        arbitrators=[arbitrator.address],
+        arbitrators=[arbitrator.address, str(court.address)],
         tax_recipients={tax.address: 2000},
     )
-    b = Bench(chain, dep, admin, treasury, buyer, sellers, oracle, arbitrator, tax, relayer)
+    b = Bench(chain, dep, admin, treasury, buyer, sellers, oracle, arbitrator, tax, relayer, court)
     chain.send(dep.token.functions.faucet(buyer.address, 1_000_000 * 10**6), admin)
     # Warm-up: one full order per seller, so every seller, the treasury and the tax recipient hold credits
     # and the buyer has used a permit before.
@@ -195,6 +212,26 @@ def measure(chain: ChainClient) -> dict[str, Any]:
         "split_ruling_signed": rule_gas,
     }
 
+    # The same dispute before an ERC-792 arbitrator: the buyer pays its fee; its owner's ruling (4: 3333 bps
+    # back) reaches the escrow's rule() in the same transaction; anyone executes it.
+    o, fund_gas = b.fund_one(erc792=True)
+    o, attest_gas = b.attest(o)
+    dispute_gas = b.esc.open_dispute(o, b.buyer, ev, EXTRA_DATA, value=ARBITRATION_FEE).gas_used
+    o = b.esc.orders[o.order_id]
+    evidence_gas = b.esc.submit_evidence(o, b.sellers[0], seller_ev).gas_used
+    o = b.esc.orders[o.order_id]
+    dispute_id = int(chain.call(b.court.functions.disputeCount())) - 1
+    rule_gas = chain.send(b.court.functions.giveRuling(dispute_id, 4), b.arbitrator)["gasUsed"]
+    execute_gas = b.esc.execute_ruling(o, b.relayer).gas_used
+    steps["dispute_path_erc792"] = {
+        "fund_permit": fund_gas,
+        "attest_delivered": attest_gas,
+        "open_dispute_direct_paying_fee": dispute_gas,
+        "seller_evidence_direct": evidence_gas,
+        "arbitrator_rules": int(rule_gas),
+        "execute_ruling": execute_gas,
+    }
+
     # Timeout refund: funded, never shipped, refunded after shipBy.
     o, fund_gas = b.fund_one()
     chain.advance_time(5 * DAY + 1)
@@ -244,6 +281,7 @@ def measure(chain: ChainClient) -> dict[str, Any]:
         "happy_path": sum(steps["happy_path"].values()),
         "confirm_receipt": sum(steps["confirm_receipt"].values()),
         "dispute_path": sum(steps["dispute_path"].values()),
+        "dispute_path_erc792": sum(steps["dispute_path_erc792"].values()),
         "timeout_refund": sum(steps["timeout_refund"].values()),
         "seller_withdraw": withdraw_gas,
         "batched_100_all_steps": sum(steps["batched_100_all_steps"].values()) // 100,

@@ -228,7 +228,8 @@ class OrderFactory:
 
     def partial(self, order: Order, milestone: int) -> int:
         """Bitmap of oracle indices recorded below threshold for ``milestone``."""
-        fn = self.escrow.contract.functions.partialAttestations(order.order_id, milestone)
+        key = self.escrow.order_key(order.order_id, order.terms.buyer)
+        fn = self.escrow.contract.functions.partialAttestations(key, milestone)
         return int(self.chain.call(fn))
 
     def digest(self, primary_type: str, message: dict[str, Any]) -> bytes:

@@ -53,7 +53,7 @@ OUTPUT_SELECTION: list[str] = [
 ]
 
 SETTINGS: dict[str, Any] = {
-    "optimizer": {"enabled": True, "runs": 1000},
+    "optimizer": {"enabled": True, "runs": 600},
     "viaIR": True,
     "evmVersion": "cancun",
     "remappings": ["@openzeppelin/=node_modules/@openzeppelin/"],

@@ -14,7 +14,7 @@ from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import to_checksum_address
 
 DOMAIN_NAME = "TradeGuard"
-DOMAIN_VERSION = "1"
+DOMAIN_VERSION = "2"
 
 EIP712_DOMAIN = [
     {"name": "name", "type": "string"},
@@ -32,12 +32,12 @@ def _fields(spec: str) -> list[dict[str, str]]:
     return out
 
 
-#: The five message types, field by field, exactly as in SPEC §4.
+#: The five message types, field by field, exactly as in SPEC §4 with the version 2 OrderAuthorization (§4.1).
 TYPES: dict[str, list[dict[str, str]]] = {
     "OrderAuthorization": _fields(
         "bytes32 orderId,address buyer,address seller,address token,uint256 amount,"
         "uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,"
-        "uint32 holdSeconds,uint64 validUntil"
+        "uint32 holdSeconds,uint64 validUntil,address arbitrator,bytes32 arbitratorExtraDataHash"
     ),
     "DeliveryAttestation": _fields(
         "bytes32 orderId,uint8 milestone,uint64 eventTime,bytes32 trackingHash,bytes32 evidenceHash"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_canonical_address, to_checksum_address
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
@@ -26,7 +26,7 @@ from app.chain.messages import Attestation as Attestation
 from app.chain.messages import OrderAuthorization as OrderAuthorization
 from app.chain.messages import SignedMessage as SignedMessage
 from app.domain.order_rules import OrderTerms
-from app.domain.order_state import OrderState, Status
+from app.domain.order_state import Decision, OrderState, Status
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = b"\x00" * 32
@@ -63,7 +63,23 @@ TERMS_FIELDS = (
     "responseSeconds",
     "arbitrationSeconds",
     "fundedAt",
+    "arbitrator",
+    "arbitratorExtraDataHash",
+    "metaEvidenceId",
 )
+
+
+def _bytes32(value: bytes | str) -> bytes:
+    """A ``bytes32`` as decoded from an event (bytes) or published as JSON (0x-hex)."""
+    return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
+
+
+def order_key(order_id: bytes, buyer: str) -> bytes:
+    """The escrow's storage key of an order: ``keccak256(abi.encode(orderId, buyer))``.
+
+    An order id is unique per buyer, so an order id funded first by someone else cannot block the buyer's own
+    order."""
+    return bytes(keccak(order_id + bytes(12) + to_canonical_address(buyer)))
 
 
 class Terms(OrderTerms):
@@ -87,6 +103,9 @@ class Terms(OrderTerms):
             response_seconds=t["responseSeconds"],
             arbitration_seconds=t["arbitrationSeconds"],
             funded_at=t["fundedAt"],
+            arbitrator=t["arbitrator"],
+            arbitrator_extra_data_hash=_bytes32(t["arbitratorExtraDataHash"]),
+            meta_evidence_id=t["metaEvidenceId"],
         )
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -106,6 +125,9 @@ class Terms(OrderTerms):
             self.response_seconds,
             self.arbitration_seconds,
             self.funded_at,
+            to_checksum_address(self.arbitrator),
+            bytes(self.arbitrator_extra_data_hash),
+            self.meta_evidence_id,
         )
 
 
@@ -250,8 +272,8 @@ class Escrow:
 
     # ------------------------------------------------------------------ transactions
 
-    def _send(self, fn: Any, sender: LocalAccount, gas: int | None = None) -> TxResult:
-        receipt = self.chain.send(fn, sender, gas=gas)
+    def _send(self, fn: Any, sender: LocalAccount, gas: int | None = None, value: int = 0) -> TxResult:
+        receipt = self.chain.send(fn, sender, gas=gas, value=value)
         events = self.chain.events(receipt)
         self.apply(events)
         return TxResult(receipt, events)
@@ -315,32 +337,54 @@ class Escrow:
         """``release(orders, strict)``."""
         return self.contract.functions.release([o.ref() for o in orders], strict)
 
-    def relay_call(self, order: Order, msg: SignedMessage, signature: bytes) -> ContractFunction:
-        """The call that relays one signed BuyerDecision, EvidenceSubmission or Ruling for ``order``."""
+    def relay_call(
+        self, order: Order, msg: SignedMessage, signature: bytes, extra_data: bytes = b""
+    ) -> ContractFunction:
+        """The call that relays one signed BuyerDecision, EvidenceSubmission or Ruling for ``order``.
+
+        With an empty ``signature`` the same call is the sender's own action (the escrow v2 folds the direct
+        and the signed entry point of each action into one). ``extra_data`` is the ERC-792 arbitrator's
+        ``createDispute`` options, taken by ``submitBuyerDecision`` only.
+        """
         fn = self.contract.functions[RELAY_FUNCTIONS[type(msg)]]
+        if isinstance(msg, BuyerDecision):
+            return fn(*order.ref(), *msg.call_args(), signature, extra_data)
         return fn(*order.ref(), *msg.call_args(), signature)
 
     def buyer_decision_call(
-        self, order: Order, decision: int, evidence_hash: bytes, valid_until: int, signature: bytes
+        self,
+        order: Order,
+        decision: int,
+        evidence_hash: bytes,
+        valid_until: int,
+        signature: bytes,
+        extra_data: bytes = b"",
     ) -> ContractFunction:
-        """``submitBuyerDecision``: relay the buyer's signed BuyerDecision."""
+        """``submitBuyerDecision``: the buyer's decision, signed (relayed) or sent by the buyer (empty
+        signature); ``extra_data`` for an ERC-792 dispute."""
         msg = BuyerDecision(order.order_id, decision, evidence_hash, valid_until)
-        return self.relay_call(order, msg, signature)
+        return self.relay_call(order, msg, signature, extra_data)
 
     def evidence_call(
         self, order: Order, party: str, evidence_hash: bytes, valid_until: int, signature: bytes
     ) -> ContractFunction:
-        """``submitEvidenceSigned``: relay a party's signed EvidenceSubmission."""
+        """``submitEvidence``: a party's EvidenceSubmission, signed (relayed) or sent by the party (empty
+        signature)."""
         msg = EvidenceSubmission(order.order_id, party, evidence_hash, valid_until)
         return self.relay_call(order, msg, signature)
 
     def ruling_call(
         self, order: Order, share_bps: int, rationale_hash: bytes, valid_until: int, signature: bytes
     ) -> ContractFunction:
-        """``submitRuling``: relay an arbitrator's signed Ruling."""
+        """``submitRuling``: an arbitrator's Ruling, signed (relayed) or sent by the arbitrator (empty
+        signature)."""
         return self.relay_call(
             order, Ruling(order.order_id, share_bps, rationale_hash, valid_until), signature
         )
+
+    def execute_ruling_call(self, order: Order) -> ContractFunction:
+        """``executeRuling``: settle an order by the ruling its ERC-792 arbitrator recorded."""
+        return self.contract.functions.executeRuling(*order.ref())
 
     def timeout_refund_call(self, order: Order) -> ContractFunction:
         """``timeoutRefund``: refund an order whose deadline passed."""
@@ -382,13 +426,24 @@ class Escrow:
     def confirm_receipt(
         self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH
     ) -> TxResult:
-        """The buyer confirms receipt directly."""
-        fn = self.contract.functions.confirmReceipt(*order.ref(), evidence_hash)
+        """The buyer confirms receipt directly (``submitBuyerDecision`` without a signature)."""
+        fn = self.buyer_decision_call(order, Decision.CONFIRM_RECEIPT, evidence_hash, 0, b"")
         return self._send(fn, buyer)
 
-    def open_dispute(self, order: Order, buyer: LocalAccount, evidence_hash: bytes = ZERO_HASH) -> TxResult:
-        """The buyer opens a dispute directly."""
-        return self._send(self.contract.functions.openDispute(*order.ref(), evidence_hash), buyer)
+    def open_dispute(
+        self,
+        order: Order,
+        buyer: LocalAccount,
+        evidence_hash: bytes = ZERO_HASH,
+        extra_data: bytes = b"",
+        value: int = 0,
+    ) -> TxResult:
+        """The buyer opens a dispute directly (``submitBuyerDecision`` without a signature).
+
+        On an order with an ERC-792 arbitrator ``value`` pays its arbitration cost and ``extra_data`` is its
+        createDispute options."""
+        fn = self.buyer_decision_call(order, Decision.OPEN_DISPUTE, evidence_hash, 0, b"", extra_data)
+        return self._send(fn, buyer, value=value)
 
     def submit_buyer_decision(
         self,
@@ -405,8 +460,8 @@ class Escrow:
         )
 
     def submit_evidence(self, order: Order, party: LocalAccount, evidence_hash: bytes) -> TxResult:
-        """A party anchors evidence directly."""
-        return self._send(self.contract.functions.submitEvidence(*order.ref(), evidence_hash), party)
+        """A party anchors evidence directly (``submitEvidence`` without a signature)."""
+        return self._send(self.evidence_call(order, party.address, evidence_hash, 0, b""), party)
 
     def submit_evidence_signed(
         self,
@@ -421,9 +476,12 @@ class Escrow:
         return self._send(self.evidence_call(order, party, evidence_hash, valid_until, signature), sender)
 
     def rule(self, order: Order, arbitrator: LocalAccount, share_bps: int, rationale_hash: bytes) -> TxResult:
-        """An arbitrator rules directly."""
-        fn = self.contract.functions.rule(*order.ref(), share_bps, rationale_hash)
-        return self._send(fn, arbitrator)
+        """A platform arbitrator rules directly (``submitRuling`` without a signature)."""
+        return self._send(self.ruling_call(order, share_bps, rationale_hash, 0, b""), arbitrator)
+
+    def execute_ruling(self, order: Order, sender: LocalAccount) -> TxResult:
+        """Anyone settles an order by its ERC-792 arbitrator's recorded ruling."""
+        return self._send(self.execute_ruling_call(order), sender)
 
     def submit_ruling(
         self,
@@ -471,9 +529,17 @@ class Escrow:
             )
         )
 
-    def commitment(self, order_id: bytes) -> bytes:
-        """The order's on-chain commitment (zero bytes when unknown)."""
-        return bytes(self.chain.call(self.contract.functions.commitmentOf(order_id)))
+    def commitment(self, order_id: bytes, buyer: str | None = None) -> bytes:
+        """The on-chain commitment of ``buyer``'s order ``order_id`` (zero bytes when unknown); ``buyer``
+        defaults to the buyer of the tracked order."""
+        if buyer is None:
+            buyer = self.orders[order_id].terms.buyer
+        fn = self.contract.functions.commitmentOf(order_id, to_checksum_address(buyer))
+        return bytes(self.chain.call(fn))
+
+    def order_key(self, order_id: bytes, buyer: str) -> bytes:
+        """The escrow's storage key of ``buyer``'s order ``order_id`` (see :func:`order_key`)."""
+        return order_key(order_id, buyer)
 
     def config(self) -> dict[str, int]:
         """Platform settings for new orders."""

@@ -9,7 +9,10 @@ One frozen dataclass a message, holding exactly the signed fields (Python names;
 - :meth:`~SignedMessage.payload`: the JSON form the service stores in a relayer intent (0x-hex, ``uint256``
   as a decimal string), with the signature; :meth:`~SignedMessage.from_payload` reads it back;
 - :meth:`~SignedMessage.call_args`: what the escrow's relay function takes after the order's
-  ``(orderId, terms, state)``; :data:`RELAY_FUNCTIONS` names that function for the three relayed alone.
+  ``(orderId, terms, state)``; :data:`RELAY_FUNCTIONS` names that function for the three relayed alone. The
+  escrow v2 folds the direct and the signed form of each action into one function: the same arguments with
+  an empty signature mean the sender acts itself (``submitBuyerDecision`` also takes the ERC-792 ``extraData``
+  after the signature).
 
 The field lists themselves are :data:`app.chain.eip712.TYPES`; ``tests/chain/test_messages.py`` checks that
 every class here names the same fields in the same order.
@@ -25,6 +28,9 @@ from typing import Any, ClassVar
 from eth_utils import to_checksum_address
 
 from app.chain import eip712
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+ZERO_HASH = b"\x00" * 32
 
 
 def _hex(value: bytes) -> str:
@@ -92,6 +98,10 @@ class OrderAuthorization(SignedMessage):
     deliver_by: int
     hold_seconds: int
     valid_until: int
+    #: SPEC §4.1: an ERC-792 arbitrator, or the zero address for the platform's arbitrators and Ruling message
+    arbitrator: str = ZERO_ADDRESS
+    #: keccak256 of the extraData for the arbitrator's createDispute (zero bytes without an arbitrator)
+    arbitrator_extra_data_hash: bytes = ZERO_HASH
 
     def message(self) -> dict[str, Any]:
         return {
@@ -107,6 +117,8 @@ class OrderAuthorization(SignedMessage):
             "deliverBy": self.deliver_by,
             "holdSeconds": self.hold_seconds,
             "validUntil": self.valid_until,
+            "arbitrator": to_checksum_address(self.arbitrator),
+            "arbitratorExtraDataHash": self.arbitrator_extra_data_hash,
         }
 
     @classmethod
@@ -116,6 +128,7 @@ class OrderAuthorization(SignedMessage):
             _bytes(p["orderId"]), p["buyer"], p["seller"], p["token"], int(p["amount"]),
             int(p["commissionBps"]), int(p["taxBps"]), p["taxRecipient"], int(p["shipBy"]),
             int(p["deliverBy"]), int(p["holdSeconds"]), int(p["validUntil"]),
+            p.get("arbitrator", ZERO_ADDRESS), _bytes(p.get("arbitratorExtraDataHash", ZERO_HASH)),
         )  # fmt: skip
 
     def as_tuple(self) -> tuple[Any, ...]:
@@ -246,7 +259,7 @@ MESSAGES: dict[str, type[SignedMessage]] = {
 #: The escrow function that relays one signed message of each kind that goes on chain alone.
 RELAY_FUNCTIONS: dict[type[SignedMessage], str] = {
     BuyerDecision: "submitBuyerDecision",
-    EvidenceSubmission: "submitEvidenceSigned",
+    EvidenceSubmission: "submitEvidence",
     Ruling: "submitRuling",
 }
 

@@ -84,8 +84,28 @@ _ROWS: dict[str, tuple[int, str]] = {
     "NoAttestations": (INPUT, "no attestation was given"),
     "NotArbitrator": (
         STATE,
-        "the account is not an active arbitrator (not registered, or inside ROLE_DELAY)",
+        "the account is not an arbitrator of this order (not registered, appointed after the order was "
+        "funded, or the order names an ERC-792 arbitrator)",
     ),
+    # --- escrow v2: ERC-792 arbitration and the smaller holes --------------------------------------------
+    "InvalidArbitration": (
+        STATE,
+        "the order's ERC-792 arbitrator is not an appointed arbitrator active now, or an extraData hash "
+        "was given without an arbitrator",
+    ),
+    "ExtraDataMismatch": (
+        INPUT,
+        "the extraData given does not hash to the order's signed arbitratorExtraDataHash",
+    ),
+    "UnexpectedValue": (
+        INPUT,
+        "native currency was sent where none is taken (only an ERC-792 dispute takes it)",
+    ),
+    "UnknownDispute": (STATE, "the calling arbitrator has no open dispute with this id"),
+    "AlreadyRuled": (STATE, "the ERC-792 arbitrator already ruled on this dispute"),
+    "InvalidRuling": (INPUT, "the ruling is not one of the dispute's choices (0..10)"),
+    "NoRuling": (STATE, "the order's ERC-792 arbitrator has not ruled yet"),
+    "InvalidRecipient": (INPUT, "a payout to the escrow itself is refused"),
     "InvalidDecision": (INPUT, "the buyer decision is neither 1 (confirm receipt) nor 2 (open dispute)"),
     "InvalidBps": (INPUT, "basis points above 10000 or above the configured bound"),
     "InsufficientCredit": (STATE, "the account's credit is less than the amount to withdraw"),
@@ -100,6 +120,13 @@ _ROWS: dict[str, tuple[int, str]] = {
     # --- OpenZeppelin, inherited by the escrow --------------------------------------------------------------
     "AccessControlUnauthorizedAccount": (STATE, "the account lacks the on-chain role this call needs"),
     "AccessControlBadConfirmation": (INPUT, "renounceRole was called for another account"),
+    "AccessControlEnforcedDefaultAdminRules": (
+        INPUT,
+        "the admin role moves only by beginDefaultAdminTransfer and acceptDefaultAdminTransfer",
+    ),
+    "AccessControlEnforcedDefaultAdminDelay": (STATE, "the admin transfer or delay change is not due yet"),
+    "AccessControlInvalidDefaultAdmin": (INPUT, "the account is not the pending admin, or the admin is zero"),
+    "SafeCastOverflowedUintDowncast": (INPUT, "a delay does not fit its type"),
     "ReentrancyGuardReentrantCall": (INPUT, "the token called back into the escrow (reentrancy refused)"),
     "SafeERC20FailedOperation": (
         STATE,
@@ -125,6 +152,16 @@ _ROWS: dict[str, tuple[int, str]] = {
     "ECDSAInvalidSignatureS": (INPUT, "the permit signature has a malleable s value"),
     "FaucetLimit": (INPUT, "tUSD faucet: more than the limit per call"),
     "NotADevChain": (STATE, "tUSD faucet: this chain is not a dev chain"),
+    # --- the ERC-792 test arbitrator (contracts/test/CentralizedArbitrator.sol) -----------------------------
+    "NotOwner": (STATE, "only the arbitrator's owner rules (test double)"),
+    "InsufficientPayment": (STATE, "less than the arbitrator's arbitration or appeal cost was paid"),
+    "InvalidDisputeStatus": (
+        STATE,
+        "no such dispute at the arbitrator, or not in the status this call needs",
+    ),
+    "InvalidRulingChoice": (INPUT, "the ruling is not one of the dispute's choices (test arbitrator)"),
+    "AppealPeriod": (STATE, "the arbitrator's appeal period has not ended, or has ended already"),
+    "PayoutFailed": (STATE, "the arbitrator could not pay out its fees (test double)"),
     # --- test-only token doubles (contracts/test) ----------------------------------------------------------
     "Blacklisted": (STATE, "the token has blacklisted the account (test double)"),
     "InvalidMint": (INPUT, "the token refuses this mint (test double)"),

@@ -70,6 +70,12 @@ class OrderTerms(FundingTerms):
     response_seconds: int
     arbitration_seconds: int
     funded_at: int
+    #: ERC-792 arbitrator the buyer signed (SPEC §4.1); the zero address means the platform's arbitrators
+    arbitrator: str = ZERO_ADDRESS
+    #: keccak256 of the extraData the arbitrator's createDispute must be given (zero without an arbitrator)
+    arbitrator_extra_data_hash: bytes = b"\x00" * 32
+    #: ERC-1497 meta-evidence id in force at funding
+    meta_evidence_id: int = 0
 
 
 def usable_oracles(active: int, pending: int, pending_until: int, now: int) -> int:

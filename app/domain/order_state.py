@@ -6,7 +6,7 @@ The layout mirrors ``contracts/src/libraries/OrderState.sol``: status (bits 0..7
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 
@@ -53,6 +53,14 @@ class RefundReason(IntEnum):
 
 
 _M32 = (1 << 32) - 1
+_M80 = (1 << 80) - 1
+
+
+def buyer_tag(buyer: str) -> int:
+    """The buyer tag of the escrow's state word: the low 80 bits of the buyer's address."""
+    return int(buyer, 16) & _M80
+
+
 _M64 = (1 << 64) - 1
 
 
@@ -65,6 +73,14 @@ class OrderState:
     frozen_seconds: int = 0
     frozen_until: int = 0
     anchor: int = 0
+    #: the low 80 bits of the buyer's address, set at funding (escrow v2): tells which buyer's order of an
+    #: order id a state-carrying event belongs to. An identity mark, not a state: left out of comparisons.
+    buyer_tag: int = field(default=0, compare=False)
+
+    @classmethod
+    def funded(cls, buyer: str) -> OrderState:
+        """The state of an order just funded by ``buyer``."""
+        return cls(status=Status.FUNDED, buyer_tag=buyer_tag(buyer))
 
     @classmethod
     def unpack(cls, word: int) -> OrderState:
@@ -75,6 +91,7 @@ class OrderState:
             frozen_seconds=word >> 16 & _M32,
             frozen_until=word >> 48 & _M64,
             anchor=word >> 112 & _M64,
+            buyer_tag=word >> 176,
         )
 
     def pack(self) -> int:
@@ -85,6 +102,7 @@ class OrderState:
             | self.frozen_seconds << 16
             | self.frozen_until << 48
             | self.anchor << 112
+            | self.buyer_tag << 176
         )
 
     def with_status(self, status: Status) -> OrderState:

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {IArbitrable} from "../src/interfaces/IArbitrable.sol";
 import {ITradeGuardEscrow} from "../src/interfaces/ITradeGuardEscrow.sol";
 import {BlacklistToken} from "../test/BlacklistToken.sol";
+import {CentralizedArbitrator} from "../test/CentralizedArbitrator.sol";
 import {EscrowTestBase, Vm} from "./EscrowTestBase.sol";
 
 /// @title Stateful handler for the escrow invariant campaign
@@ -63,7 +65,11 @@ contract EscrowHandler is EscrowTestBase {
     uint256 internal constant REPLAY_BLOCKED = 38;
     uint256 internal constant THRESHOLD_SET = 39;
     uint256 internal constant DRAIN_EXIT = 40;
-    uint256 internal constant N_COUNTERS = 41;
+    uint256 internal constant DISPUTE_ERC792 = 41;
+    uint256 internal constant COURT_RULED = 42;
+    uint256 internal constant RULING_EXECUTED = 43;
+    uint256 internal constant FOREIGN_RULE_REFUSED = 44;
+    uint256 internal constant N_COUNTERS = 45;
 
     uint256 internal constant MAX_FREEZE = 30 days;
     uint256 internal constant FAUCET_LIMIT = 1_000_000 * 10 ** 6;
@@ -87,6 +93,9 @@ contract EscrowHandler is EscrowTestBase {
         uint256 partialShip;
         uint256 partialDeliver;
         uint16 ruleBps;
+        /// @dev ERC-792 orders: the arbitrator's dispute id, and its ruling plus one once given (0 before)
+        uint256 disputeId;
+        uint256 courtRuled;
         uint256 paidBuyer;
         uint256 paidCommission;
         uint256 paidTax;
@@ -254,6 +263,7 @@ contract EscrowHandler is EscrowTestBase {
         a.deliverBy = uint64(now_ + shipIn + deliverIn);
         a.holdSeconds = uint32(hold);
         a.validUntil = uint64(now_ + ((sched >> 9) % 2 == 0 ? 0 : 1 hours));
+        if ((r >> 100) % 4 == 0) (a.arbitrator, a.arbitratorExtraDataHash) = (address(court), keccak256(COURT_EXTRA));
     }
 
     function _genAmount(uint256 r, address token) internal view returns (uint256) {
@@ -338,9 +348,12 @@ contract EscrowHandler is EscrowTestBase {
             threshold: _threshold,
             responseSeconds: RESPONSE,
             arbitrationSeconds: ARBITRATION,
-            fundedAt: uint64(now_)
+            fundedAt: uint64(now_),
+            arbitrator: a.arbitrator,
+            arbitratorExtraDataHash: a.arbitratorExtraDataHash,
+            metaEvidenceId: escrow.config().metaEvidenceId
         });
-        o.s = FUNDED;
+        o.s = _fundedState(a.buyer);
         uint256 i = _ords.length - 1;
         _idxOf[a.orderId] = i + 1;
         _open.push(i);
@@ -567,8 +580,8 @@ contract EscrowHandler is EscrowTestBase {
 
     function _checkPartial(uint256 i) internal {
         Ord storage o = _ords[i];
-        if (escrow.partialAttestations(o.id, 1) != o.partialShip) _violate("partial SHIPPED bits", "");
-        if (escrow.partialAttestations(o.id, 2) != o.partialDeliver) _violate("partial DELIVERED bits", "");
+        if (escrow.partialAttestations(_key(o.id, o.t.buyer), 1) != o.partialShip) _violate("partial SHIPPED bits", "");
+        if (escrow.partialAttestations(_key(o.id, o.t.buyer), 2) != o.partialDeliver) _violate("partial DELIVERED bits", "");
     }
 
     // ============================================================================== releases
@@ -682,10 +695,10 @@ contract EscrowHandler is EscrowTestBase {
                 wrongParty ? _sellerPks[_sellerIndex(o.t.seller)] : _buyerPks[_buyerIndex(o.t.buyer)],
                 keccak256(abi.encode(BD_TYPEHASH, o.id, uint8(1), ev, validUntil))
             );
-            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, validUntil, sig));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, validUntil, sig, ""));
             caller = stranger;
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.confirmReceipt, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 1, ev, 0, "", ""));
             caller = wrongParty ? o.t.seller : o.t.buyer;
         }
         uint8 st = _status(o.s);
@@ -719,19 +732,45 @@ contract EscrowHandler is EscrowTestBase {
                 wrongParty ? STRANGER_PK : _buyerPks[_buyerIndex(o.t.buyer)],
                 keccak256(abi.encode(BD_TYPEHASH, o.id, uint8(2), ev, validUntil))
             );
-            data = abi.encodeCall(ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, validUntil, sig));
+            data = abi.encodeCall(
+                ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, validUntil, sig, _extraFor(o, flags))
+            );
             caller = o.t.seller; // anyone may relay
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.openDispute, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(
+                ITradeGuardEscrow.submitBuyerDecision, (o.id, o.t, passS, 2, ev, 0, "", _extraFor(o, flags))
+            );
             caller = wrongParty ? stranger : o.t.buyer;
         }
-        bool expected = authOk && passS == o.s && _disputeOpen(o.t, o.s);
-        (bool ok, bytes memory ret) = _call(caller, data);
+        // ERC-792 orders: the signed extraData and at least the arbitration cost (paid by the sender, all of it
+        // to the arbitrator); platform orders take no native currency.
+        bool erc792 = o.t.arbitrator != address(0);
+        uint256 value = erc792 ? ((flags >> 31) % 8 == 0 ? COURT_FEE - 1 : COURT_FEE) : 0;
+        bool expected = authOk && passS == o.s && _disputeOpen(o.t, o.s)
+            && (!erc792 || (value == COURT_FEE && (flags >> 28) % 8 != 0));
+        uint256 courtBalance = address(court).balance;
+        vm.deal(caller, value);
+        vm.prank(caller);
+        (bool ok, bytes memory ret) = address(escrow).call{value: value}(data);
         if (!_expect(expected, ok, ret, signed ? "dispute (signed)" : "dispute")) return;
+        if (address(escrow).balance != 0) _violate("escrow kept native currency", "");
+        if (address(court).balance != courtBalance + value) _violate("arbitration fee not forwarded", "");
+        if (erc792) {
+            o.disputeId = court.disputeCount() - 1;
+            (bytes32 key,) = escrow.disputeOf(address(court), o.disputeId);
+            if (key != _key(o.id, o.t.buyer)) _violate("dispute not linked to the order", "");
+            ++okCount[DISPUTE_ERC792];
+        }
         uint256 ext = _frozenSeconds(o.s);
         o.s = _withAnchor(_withStatus(o.s, DISPUTED), _timerStart(o.s, now_) - ext);
         _checkCommit(i);
         ++okCount[signed ? DISPUTE_SIGNED : DISPUTE];
+    }
+
+    /// @dev The extraData a dispute opening passes: the signed one, or (sometimes, on ERC-792 orders) another.
+    function _extraFor(Ord storage o, uint256 flags) internal view returns (bytes memory) {
+        if (o.t.arbitrator == address(0)) return "";
+        return (flags >> 28) % 8 == 0 ? bytes(hex"01") : COURT_EXTRA;
     }
 
     /// @dev Frozen seconds that have gone by (a running freeze's remainder excluded), as the escrow's
@@ -775,11 +814,11 @@ contract EscrowHandler is EscrowTestBase {
             bytes32 structHash = keccak256(abi.encode(ES_TYPEHASH, o.id, party, ev, validUntil));
             digest = _digest(structHash);
             bytes memory sig = _sign(pk, structHash);
-            data = abi.encodeCall(ITradeGuardEscrow.submitEvidenceSigned, (o.id, o.t, passS, party, ev, validUntil, sig));
+            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, party, ev, validUntil, sig));
             caller = stranger;
             expected = expected && validUntil >= now_ && !_usedDigest[digest];
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, ev));
+            data = abi.encodeCall(ITradeGuardEscrow.submitEvidence, (o.id, o.t, passS, party, ev, 0, ""));
         }
         (bool ok, bytes memory ret) = _call(caller, data);
         if (!_expect(expected, ok, ret, signed ? "evidence (signed)" : "evidence")) return;
@@ -824,7 +863,8 @@ contract EscrowHandler is EscrowTestBase {
         bool signed = (flags >> 3) & 1 == 1;
         bytes memory data;
         address caller = signer;
-        bool expected = signer == arbitrator && passS == o.s && _status(o.s) == DISPUTED && now_ >= _frozenUntil(o.s)
+        bool expected = signer == arbitrator && o.t.arbitrator == address(0) && passS == o.s
+            && _status(o.s) == DISPUTED && now_ >= _frozenUntil(o.s)
             && bps <= BPS && now_ <= _anchor(o.s) + _frozenSeconds(o.s) + o.t.arbitrationSeconds;
         if (signed) {
             uint64 validUntil = _validUntil(flags >> 4);
@@ -833,7 +873,7 @@ contract EscrowHandler is EscrowTestBase {
             data = abi.encodeCall(ITradeGuardEscrow.submitRuling, (o.id, o.t, passS, bps, rationale, validUntil, sig));
             caller = o.t.buyer; // anyone may relay
         } else {
-            data = abi.encodeCall(ITradeGuardEscrow.rule, (o.id, o.t, passS, bps, rationale));
+            data = abi.encodeCall(ITradeGuardEscrow.submitRuling, (o.id, o.t, passS, bps, rationale, 0, ""));
         }
         uint256[4] memory before = _snap(i);
         (bool ok, bytes memory ret) = _call(caller, data);
@@ -843,6 +883,57 @@ contract EscrowHandler is EscrowTestBase {
         _observe(i, before);
         ++okCount[bps == BPS ? RULE_FULL_REFUND : bps == 0 ? RULE_FULL_RELEASE : RULE_SPLIT];
         if (signed) ++okCount[RULE_SIGNED];
+    }
+
+    /// @notice ERC-792: the order's arbitrator rules (0..10, sometimes the out-of-range 11; the arbitrator's
+    ///         own check refuses it), which reaches the escrow's rule() in the same transaction; sometimes a
+    ///         stranger or the platform arbitrator calls rule() directly and must find no dispute of its own.
+    function courtRule(uint256 seed, uint256 rSeed, uint256 flags) external step {
+        (seed, rSeed, flags) = (_mix(seed, 1), _mix(rSeed, 2), _mix(flags, 3));
+        if (_ords.length == 0) return;
+        uint256 i = _pickOpen(seed, 1 << DISPUTED, 7);
+        Ord storage o = _ords[i];
+        uint256 r = rSeed % 12;
+        bool ok;
+        bytes memory ret;
+        if (o.t.arbitrator == address(0) || _status(o.s) != DISPUTED || flags % 8 == 0) {
+            address caller = flags % 2 == 0 ? stranger : arbitrator;
+            (ok, ret) = _call(caller, abi.encodeCall(IArbitrable.rule, (o.disputeId, r)));
+            if (ok || bytes4(ret) != ITradeGuardEscrow.UnknownDispute.selector) {
+                _violate("rule() accepted from a foreign arbitrator", ret);
+            } else {
+                ++okCount[FOREIGN_RULE_REFUSED];
+            }
+            return;
+        }
+        bool expected = r <= 10 && o.courtRuled == 0;
+        vm.prank(courtOwner);
+        (ok, ret) = address(court).call(abi.encodeCall(CentralizedArbitrator.giveRuling, (o.disputeId, r)));
+        if (!_expect(expected, ok, ret, "court ruling")) return;
+        o.courtRuled = r + 1;
+        (, uint256 recorded) = escrow.disputeOf(address(court), o.disputeId);
+        if (recorded != r + 1) _violate("ruling not recorded", "");
+        ++okCount[COURT_RULED];
+    }
+
+    /// @notice Anyone executes the recorded ERC-792 ruling (sometimes before there is one, with a stale state,
+    ///         on a frozen or a platform order): SPEC §4.1 shares, settled per §3.
+    function executeRuling(uint256 seed, uint256 flags) external step {
+        (seed, flags) = (_mix(seed, 1), _mix(flags, 2));
+        if (_ords.length == 0) return;
+        uint256 i = _pickOpen(seed, 1 << DISPUTED, 8);
+        Ord storage o = _ords[i];
+        uint256 passS = _maybeStale(o.s, flags >> 16);
+        bool expected = o.t.arbitrator != address(0) && o.courtRuled != 0 && passS == o.s
+            && _status(o.s) == DISPUTED && now_ >= _frozenUntil(o.s);
+        uint256[4] memory before = _snap(i);
+        (bool ok, bytes memory ret) =
+            _call(_anyone(flags), abi.encodeCall(ITradeGuardEscrow.executeRuling, (o.id, o.t, passS)));
+        if (!_expect(expected, ok, ret, "executeRuling")) return;
+        o.ruleBps = _rulingShare(o.courtRuled - 1);
+        _finalize(i, RESOLVED, o.t.amount * o.ruleBps / BPS);
+        _observe(i, before);
+        ++okCount[RULING_EXECUTED];
     }
 
     function _genShare(uint256 r) internal pure returns (uint16) {
@@ -906,6 +997,7 @@ contract EscrowHandler is EscrowTestBase {
         if (st == FUNDED) return (now_ > o.t.shipBy + ext, TIMEOUT_SHIP);
         if (st == SHIPPED) return (now_ > o.t.deliverBy + ext, TIMEOUT_DELIVERY);
         if (st == DISPUTED) {
+            if (o.courtRuled != 0) return (false, 0); // a recorded ERC-792 ruling wins over every timeout
             uint256 at = _anchor(s) + ext;
             if (!_responded(s)) return (now_ > at + o.t.responseSeconds, TIMEOUT_RESPONSE);
             return (now_ > at + o.t.arbitrationSeconds, TIMEOUT_ARBITRATION);
@@ -1174,7 +1266,7 @@ contract EscrowHandler is EscrowTestBase {
 
     function _checkCommit(uint256 i) internal {
         Ord storage o = _ords[i];
-        if (escrow.commitmentOf(o.id) != keccak256(abi.encode(o.t, o.s))) {
+        if (escrow.commitmentOf(o.id, o.t.buyer) != keccak256(abi.encode(o.t, o.s))) {
             _violate(string.concat("commitment of order ", _str(i), " differs from the model"), "");
         }
     }
@@ -1211,6 +1303,8 @@ contract EscrowHandler is EscrowTestBase {
                 if (kind == 4 && _attestable(i)) return i;
                 if (kind == 5 && _disputeOpen(_ords[i].t, _ords[i].s)) return i;
                 if (kind == 6 && _ruleable(i)) return i;
+                if (kind == 7 && _ords[i].t.arbitrator != address(0) && _ords[i].courtRuled == 0) return i;
+                if (kind == 8 && _ords[i].courtRuled != 0 && now_ >= _frozenUntil(_ords[i].s)) return i;
             }
             if (fallback_ != type(uint256).max) return fallback_;
         }
@@ -1327,6 +1421,7 @@ contract EscrowHandler is EscrowTestBase {
         if (st == FUNDED) at = o.t.shipBy + ext + 1;
         else if (st == SHIPPED) at = o.t.deliverBy + ext + 1;
         else if (st == DELIVERED) at = _anchor(s) + ext;
+        else if (o.courtRuled != 0) at = now_; // executeRuling, as soon as not frozen
         else at = _anchor(s) + ext + (_responded(s) ? o.t.arbitrationSeconds : o.t.responseSeconds) + 1;
         if (at < _frozenUntil(s)) at = _frozenUntil(s);
     }
@@ -1371,6 +1466,11 @@ contract EscrowHandler is EscrowTestBase {
                 (ok, ret) = _call(stranger, abi.encodeCall(ITradeGuardEscrow.release, (refs, true)));
                 if (!ok) revert(string.concat("drain: release refused, order ", _str(i), " 0x", _hex(ret)));
                 _finalize(i, RELEASED, 0);
+            } else if (_status(o.s) == DISPUTED && o.courtRuled != 0) {
+                (ok, ret) = _call(stranger, abi.encodeCall(ITradeGuardEscrow.executeRuling, (o.id, o.t, o.s)));
+                if (!ok) revert(string.concat("drain: ruling refused, order ", _str(i), " 0x", _hex(ret)));
+                o.ruleBps = _rulingShare(o.courtRuled - 1);
+                _finalize(i, RESOLVED, o.t.amount * o.ruleBps / BPS);
             } else {
                 (ok, ret) = _call(stranger, abi.encodeCall(ITradeGuardEscrow.timeoutRefund, (o.id, o.t, o.s)));
                 if (!ok) revert(string.concat("drain: timeout refused, order ", _str(i), " 0x", _hex(ret)));
@@ -1453,7 +1553,11 @@ contract EscrowHandler is EscrowTestBase {
             "refusals predicted by the model",
             "evidence replay refused",
             "threshold set",
-            "drain exits (after run)"
+            "drain exits (after run)",
+            "openDispute (ERC-792, fee paid)",
+            "ERC-792 arbitrator ruled",
+            "ERC-792 ruling executed",
+            "rule() by a foreign arbitrator refused"
         ];
         return names[k];
     }
@@ -1487,8 +1591,10 @@ contract EscrowInvariantsTest {
     }
 
     function targetSelectors() public view returns (FuzzSelector[] memory t) {
-        bytes4[] memory s = new bytes4[](18);
+        bytes4[] memory s = new bytes4[](20);
         s[17] = EscrowHandler.attestDelivery.selector;
+        s[18] = EscrowHandler.courtRule.selector;
+        s[19] = EscrowHandler.executeRuling.selector;
         s[0] = EscrowHandler.fund.selector;
         s[1] = EscrowHandler.attest.selector;
         s[2] = EscrowHandler.release.selector;
@@ -1523,7 +1629,7 @@ contract EscrowInvariantsTest {
         _accumulate("runs", 1);
         _accumulate("handler calls", handler.calls());
         _accumulate("orders funded", handler.orderCount());
-        for (uint256 k; k < 41; ++k) {
+        for (uint256 k; k < 45; ++k) {
             _accumulate(handler.counterName(k), handler.okCount(k));
         }
     }
@@ -1557,18 +1663,18 @@ contract EscrowInvariantsTest {
         for (uint256 e; e < 5; ++e) {
             handler = new EscrowHandler();
             _drive(uint256(keccak256(abi.encode("episode", e))), 500);
-            for (uint256 k; k < 41; ++k) {
+            for (uint256 k; k < 45; ++k) {
                 _total[k] += handler.okCount(k);
             }
             calls += handler.calls();
             orders += handler.orderCount();
         }
-        for (uint256 k; k < 41; ++k) {
+        for (uint256 k; k < 45; ++k) {
             emit log_named_uint(handler.counterName(k), _total[k]);
         }
         emit log_named_uint("orders funded", orders);
         emit log_named_uint("handler calls", calls);
-        for (uint256 k; k < 41; ++k) {
+        for (uint256 k; k < 45; ++k) {
             // Blacklisting and plain warps always succeed; everything else must have happened at least once.
             if (_total[k] == 0) revert(string.concat("no progress: ", handler.counterName(k)));
         }
@@ -1600,7 +1706,9 @@ contract EscrowInvariantsTest {
             else if (w < 75) handler.setBlacklist(a);
             else if (w < 77) handler.removeOracle(a);
             else if (w < 79) handler.addOracle(a);
-            else if (w < 92) handler.warpToBoundary(a, b);
+            else if (w < 89) handler.warpToBoundary(a, b);
+            else if (w < 91) handler.courtRule(a, b, c);
+            else if (w < 92) handler.executeRuling(a, b);
             else handler.warp(a);
             handler.checkInvariants();
         }

@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {ITradeGuardEscrow} from "../src/interfaces/ITradeGuardEscrow.sol";
 import {TradeGuardEscrow} from "../src/TradeGuardEscrow.sol";
 import {TestUSD} from "../src/TestUSD.sol";
+import {CentralizedArbitrator} from "../test/CentralizedArbitrator.sol";
 
 /// @notice The few forge cheatcodes these tests use (no forge-std on this machine; see TOOLCHAIN.md).
 interface Vm {
@@ -15,6 +16,7 @@ interface Vm {
     }
 
     function warp(uint256 newTimestamp) external;
+    function deal(address account, uint256 newBalance) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;
@@ -57,7 +59,7 @@ abstract contract EscrowTestBase {
     bytes32 internal constant DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
     bytes32 internal constant OA_TYPEHASH = keccak256(
-        "OrderAuthorization(bytes32 orderId,address buyer,address seller,address token,uint256 amount,uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,uint32 holdSeconds,uint64 validUntil)"
+        "OrderAuthorization(bytes32 orderId,address buyer,address seller,address token,uint256 amount,uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,uint32 holdSeconds,uint64 validUntil,address arbitrator,bytes32 arbitratorExtraDataHash)"
     );
     bytes32 internal constant DA_TYPEHASH = keccak256(
         "DeliveryAttestation(bytes32 orderId,uint8 milestone,uint64 eventTime,bytes32 trackingHash,bytes32 evidenceHash)"
@@ -79,9 +81,16 @@ abstract contract EscrowTestBase {
     uint256 internal constant SELLER_PK = 0x5E11;
     uint256 internal constant SELLER2_PK = 0x5E12;
     uint256 internal constant STRANGER_PK = 0x5724;
+    uint256 internal constant COURT_OWNER_PK = 0xC0A7;
+    /// @dev The ERC-792 test arbitrator's dispute fee and the extraData orders naming it sign the hash of.
+    uint256 internal constant COURT_FEE = 0.01 ether;
+    bytes internal constant COURT_EXTRA = hex"00000000000000000000000000000000000000000000000000000000000000010003";
 
     TradeGuardEscrow internal escrow;
     TestUSD internal usd;
+    /// @dev An ERC-792 arbitrator appointed at T0 (final rulings, no appeals), owned by `courtOwner`.
+    CentralizedArbitrator internal court;
+    address internal courtOwner;
     address internal admin;
     address internal treasury;
     address internal regulator;
@@ -111,6 +120,8 @@ abstract contract EscrowTestBase {
         seller = vm.addr(SELLER_PK);
         seller2 = vm.addr(SELLER2_PK);
         stranger = vm.addr(STRANGER_PK);
+        courtOwner = vm.addr(COURT_OWNER_PK);
+        court = new CentralizedArbitrator(courtOwner, COURT_FEE, 0, 0);
         for (uint256 i; i < 3; ++i) {
             oracle[i] = vm.addr(oraclePk[i]);
         }
@@ -124,6 +135,7 @@ abstract contract EscrowTestBase {
             escrow.addOracle(oracle[i]);
         }
         escrow.addArbitrator(arbitrator);
+        escrow.addArbitrator(address(court));
         escrow.grantRole(escrow.REGULATOR_ROLE(), regulator);
         vm.stopPrank();
         vm.warp(T0 + ROLE_DELAY);
@@ -164,7 +176,7 @@ abstract contract EscrowTestBase {
 
     function _domainSeparator() internal view returns (bytes32) {
         return keccak256(
-            abi.encode(DOMAIN_TYPEHASH, keccak256("TradeGuard"), keccak256("1"), block.chainid, address(escrow))
+            abi.encode(DOMAIN_TYPEHASH, keccak256("TradeGuard"), keccak256("2"), block.chainid, address(escrow))
         );
     }
 
@@ -178,23 +190,27 @@ abstract contract EscrowTestBase {
     }
 
     function _authHash(ITradeGuardEscrow.OrderAuthorization memory a) internal pure returns (bytes32) {
+        bytes memory head = abi.encode(
+            OA_TYPEHASH, a.orderId, a.buyer, a.seller, a.token, a.amount, a.commissionBps, a.taxBps, a.taxRecipient
+        );
         return keccak256(
-            abi.encode(
-                OA_TYPEHASH,
-                a.orderId,
-                a.buyer,
-                a.seller,
-                a.token,
-                a.amount,
-                a.commissionBps,
-                a.taxBps,
-                a.taxRecipient,
-                a.shipBy,
-                a.deliverBy,
-                a.holdSeconds,
-                a.validUntil
+            abi.encodePacked(
+                head,
+                abi.encode(
+                    a.shipBy, a.deliverBy, a.holdSeconds, a.validUntil, a.arbitrator, a.arbitratorExtraDataHash
+                )
             )
         );
+    }
+
+    /// @dev The escrow's storage key of an order (SPEC order id made unique per buyer).
+    function _key(bytes32 id, address b) internal pure returns (bytes32) {
+        return keccak256(abi.encode(id, b));
+    }
+
+    /// @dev The state word of an order just funded by `b`: FUNDED with the buyer tag (low 80 bits of `b`).
+    function _fundedState(address b) internal pure returns (uint256) {
+        return (uint256(uint80(uint160(b))) << 176) | FUNDED;
     }
 
     function _attHash(bytes32 id, uint8 milestone, uint64 eventTime, bytes32 tracking, bytes32 evidence)
@@ -263,5 +279,13 @@ abstract contract EscrowTestBase {
 
     function _commitment(ITradeGuardEscrow.Terms memory t, uint256 s) internal pure returns (bytes32) {
         return keccak256(abi.encode(t, s));
+    }
+
+    /// @dev SPEC §4.1: the buyer's share of an ERC-792 ruling (0 refused: 5000; r in 1..10: (r - 1) * 1111,
+    ///      10: 10000), written out independently of the contract.
+    function _rulingShare(uint256 ruling) internal pure returns (uint16) {
+        if (ruling == 0) return 5000;
+        if (ruling == 10) return 10_000;
+        return uint16((ruling - 1) * 1111);
     }
 }

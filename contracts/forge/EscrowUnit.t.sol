@@ -60,7 +60,9 @@ contract EscrowUnitTest is EscrowTestBase {
             shipBy: uint64(block.timestamp + 7 days),
             deliverBy: uint64(block.timestamp + 21 days),
             holdSeconds: HOLD,
-            validUntil: uint64(block.timestamp + 1 hours)
+            validUntil: uint64(block.timestamp + 1 hours),
+            arbitrator: address(0),
+            arbitratorExtraDataHash: bytes32(0)
         });
     }
 
@@ -83,7 +85,10 @@ contract EscrowUnitTest is EscrowTestBase {
             threshold: escrow.config().threshold,
             responseSeconds: RESPONSE,
             arbitrationSeconds: ARBITRATION,
-            fundedAt: uint64(block.timestamp)
+            fundedAt: uint64(block.timestamp),
+            arbitrator: a.arbitrator,
+            arbitratorExtraDataHash: a.arbitratorExtraDataHash,
+            metaEvidenceId: escrow.config().metaEvidenceId
         });
     }
 
@@ -104,7 +109,7 @@ contract EscrowUnitTest is EscrowTestBase {
         vm.prank(stranger);
         escrow.fund(auths, sigs, _noPermit());
         o.id = a.orderId;
-        o.s = FUNDED;
+        o.s = _fundedState(a.buyer);
         _check(o);
     }
 
@@ -113,7 +118,7 @@ contract EscrowUnitTest is EscrowTestBase {
     }
 
     function _check(O memory o) internal view {
-        _assertEq(escrow.commitmentOf(o.id), _commitment(o.t, o.s), "commitment");
+        _assertEq(escrow.commitmentOf(o.id, o.t.buyer), _commitment(o.t, o.s), "commitment");
     }
 
     function _ref(O memory o) internal pure returns (ITradeGuardEscrow.OrderRef memory) {
@@ -182,7 +187,7 @@ contract EscrowUnitTest is EscrowTestBase {
 
     function _dispute(O memory o) internal {
         vm.prank(o.t.buyer);
-        escrow.openDispute(o.id, o.t, o.s, bytes32(0));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 2, bytes32(0), 0, "", "");
         o.s = _withAnchor(_withStatus(o.s, DISPUTED), _timerStart(o.s, block.timestamp) - _frozenSeconds(o.s));
         _check(o);
     }
@@ -203,7 +208,7 @@ contract EscrowUnitTest is EscrowTestBase {
         O memory o = _fundAs(address(big), buyer, BUYER_PK, seller, amount, tBps, tBps == 0 ? address(0) : tax1);
         _advance(o, 1);
         vm.prank(buyer);
-        escrow.confirmReceipt(o.id, o.t, o.s, bytes32(0));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
         o.s = _withStatus(o.s, RELEASED);
         _check(o);
         _assertEq(_credit(address(big), treasury), eC, "commission");
@@ -235,7 +240,7 @@ contract EscrowUnitTest is EscrowTestBase {
         uint256[4] memory before =
             [_credit(address(usd), buyer), _credit(address(usd), treasury), _credit(address(usd), tax1), _credit(address(usd), seller)];
         vm.prank(arbitrator);
-        escrow.rule(o.id, o.t, o.s, shareBps, keccak256("rationale"));
+        escrow.submitRuling(o.id, o.t, o.s, shareBps, keccak256("rationale"), 0, "");
         o.s = _withStatus(o.s, RESOLVED);
         _check(o);
         _assertEq(_credit(address(usd), buyer) - before[0], eR, "refund");
@@ -263,7 +268,7 @@ contract EscrowUnitTest is EscrowTestBase {
         O memory o = _fundAs(address(usd), buyer, BUYER_PK, seller, amount, taxBps, taxBps == 0 ? address(0) : tax1);
         _dispute(o);
         vm.prank(arbitrator);
-        escrow.rule(o.id, o.t, o.s, shareBps, keccak256("r"));
+        escrow.submitRuling(o.id, o.t, o.s, shareBps, keccak256("r"), 0, "");
         uint256 refund = amount * shareBps / BPS;
         (uint256 c, uint256 t, uint256 n) = _split(amount - refund, COMMISSION, taxBps);
         _assertEq(_credit(address(usd), buyer), refund, "refund");
@@ -290,7 +295,7 @@ contract EscrowUnitTest is EscrowTestBase {
         _releaseOne(o, true);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.OrderIsFrozen.selector, o.id, uint64(block.timestamp + 2 days)));
-        escrow.confirmReceipt(o.id, o.t, o.s, bytes32(0));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
 
         // The original releaseAt (freeze over by then) is no longer enough; releaseAt + freeze - 1 neither.
         vm.warp(releaseAt);
@@ -393,7 +398,7 @@ contract EscrowUnitTest is EscrowTestBase {
         ITradeGuardEscrow.AttestItem[] memory it1 = _item(o, 1, _one(oraclePk[0]));
         vm.prank(stranger);
         _assertEq(escrow.attest(it1, true), 0, "one of two");
-        _assertEq(escrow.partialAttestations(o.id, 1), 1, "oracle 0 recorded");
+        _assertEq(escrow.partialAttestations(_key(o.id, o.t.buyer), 1), 1, "oracle 0 recorded");
         _check(o); // still FUNDED
 
         // The same oracle again does not count twice.
@@ -414,7 +419,7 @@ contract EscrowUnitTest is EscrowTestBase {
         _assertEq(escrow.attest(items, true), 1, "second oracle completes k = 2");
         o.s = _withStatus(o.s, SHIPPED);
         _check(o);
-        _assertEq(escrow.partialAttestations(o.id, 1), 0, "partial cleared");
+        _assertEq(escrow.partialAttestations(_key(o.id, o.t.buyer), 1), 0, "partial cleared");
     }
 
     function test_removedOracle_partialAttestationNoLongerCounts() public {
@@ -431,7 +436,7 @@ contract EscrowUnitTest is EscrowTestBase {
         ITradeGuardEscrow.AttestItem[] memory it4 = _item(o, 2, _one(oraclePk[1]));
         vm.prank(stranger);
         _assertEq(escrow.attest(it4, true), 0, "removed oracle does not count");
-        _assertEq(escrow.partialAttestations(o.id, 2), 3, "both bits kept");
+        _assertEq(escrow.partialAttestations(_key(o.id, o.t.buyer), 2), 3, "both bits kept");
         _check(o);
 
         // The removed oracle cannot attest any more.
@@ -446,7 +451,7 @@ contract EscrowUnitTest is EscrowTestBase {
         _assertEq(escrow.attest(it6, true), 1, "oracles 1 and 2");
         o.s = _withAnchor(_withStatus(o.s, DELIVERED), block.timestamp + HOLD);
         _check(o);
-        _assertEq(escrow.partialAttestations(o.id, 2), 0, "partial cleared");
+        _assertEq(escrow.partialAttestations(_key(o.id, o.t.buyer), 2), 0, "partial cleared");
     }
 
     function test_removedOracle_reAddedDoesNotCountForOldOrders() public {
@@ -523,7 +528,7 @@ contract EscrowUnitTest is EscrowTestBase {
             abi.encodeWithSelector(ITradeGuardEscrow.TokenShortfall.selector, address(fot), 1_000_000, 990_000)
         );
         escrow.fund(auths, sigs, _noPermit());
-        _assertEq(escrow.commitmentOf(a.orderId), bytes32(0), "no order recorded");
+        _assertEq(escrow.commitmentOf(a.orderId, a.buyer), bytes32(0), "no order recorded");
         _assertEq(fot.balanceOf(buyer), 1_000_000, "buyer keeps the money");
     }
 
@@ -586,7 +591,7 @@ contract EscrowUnitTest is EscrowTestBase {
         escrow.refundBySeller(a.id, a.t, a.s); // credited, not pushed: cannot revert on the blacklist
         _advance(b, 1);
         vm.prank(buyer2);
-        escrow.confirmReceipt(b.id, b.t, b.s, bytes32(0));
+        escrow.submitBuyerDecision(b.id, b.t, b.s, 1, bytes32(0), 0, "", "");
         (, , uint256 nb) = _split(700_000, COMMISSION, 0);
         vm.prank(seller2);
         escrow.withdraw(address(blt), seller2, nb);
@@ -639,7 +644,7 @@ contract EscrowUnitTest is EscrowTestBase {
         O memory sold = _fundAs(address(rnt), buyer, BUYER_PK, address(rnt), 1_000_000, 0, address(0));
         _advance(sold, 1);
         vm.prank(buyer);
-        escrow.confirmReceipt(sold.id, sold.t, sold.s, bytes32(0));
+        escrow.submitBuyerDecision(sold.id, sold.t, sold.s, 1, bytes32(0), 0, "", "");
         (uint256 c,, uint256 net) = _split(1_000_000, COMMISSION, 0);
         _assertEq(_credit(address(rnt), address(rnt)), net, "token holds a credit");
 
@@ -678,7 +683,7 @@ contract EscrowUnitTest is EscrowTestBase {
         vm.warp(releaseAt);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.DeadlinePassed.selector, o.id, releaseAt));
-        escrow.openDispute(o.id, o.t, o.s, bytes32(0));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 2, bytes32(0), 0, "", "");
         _assertEq(_releaseOne(o, true), 1, "released exactly at releaseAt");
     }
 
@@ -692,7 +697,7 @@ contract EscrowUnitTest is EscrowTestBase {
         _dispute(r);
         bytes32 answer = sha256("seller answer");
         vm.prank(seller);
-        escrow.submitEvidence(r.id, r.t, r.s, answer);
+        escrow.submitEvidence(r.id, r.t, r.s, seller, answer, 0, "");
         r.s = r.s | (1 << 8);
         _check(r);
         uint256 respond = _anchor(d.s) + RESPONSE;
@@ -721,7 +726,7 @@ contract EscrowUnitTest is EscrowTestBase {
 
         vm.warp(arb);
         vm.prank(arbitrator); // the arbitrator may still rule at the deadline itself
-        escrow.rule(r.id, r.t, r.s, 10_000, keccak256("late but in time"));
+        escrow.submitRuling(r.id, r.t, r.s, 10_000, keccak256("late but in time"), 0, "");
         _assertEq(_credit(address(usd), buyer), 1000 + 2000 + 3000 + 4000, "all four refunded");
     }
 
@@ -731,11 +736,11 @@ contract EscrowUnitTest is EscrowTestBase {
         _advance(o, 1);
         vm.startPrank(admin);
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.Unauthorized.selector, admin));
-        escrow.confirmReceipt(o.id, o.t, o.s, bytes32(0));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.Unauthorized.selector, admin));
         escrow.refundBySeller(o.id, o.t, o.s);
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.NotArbitrator.selector, admin));
-        escrow.rule(o.id, o.t, o.s, 0, keccak256("x"));
+        escrow.submitRuling(o.id, o.t, o.s, 0, keccak256("x"), 0, "");
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.DeadlineNotReached.selector, o.id, uint256(o.t.deliverBy)));
         escrow.timeoutRefund(o.id, o.t, o.s);
         // An oracle added now does not count for this order, even after its delay.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -10,18 +10,26 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 
+import {IArbitrator} from "./interfaces/IArbitrator.sol";
 import {ITradeGuardEscrow} from "./interfaces/ITradeGuardEscrow.sol";
 import {EscrowRegistry} from "./libraries/EscrowRegistry.sol";
 import {OrderState} from "./libraries/OrderState.sol";
 
-/// @title TradeGuard escrow
+/// @title TradeGuard escrow v2
 /// @notice Holds buyers' payments for cross-border orders until k-of-n logistics oracles attest delivery and the
 ///         T+N hold window passes, the buyer confirms receipt, or an arbitrator rules. Releases are split into
 ///         platform commission, cross-border tax and the seller's net and credited; recipients pull their credits.
-/// @dev One storage slot per order holds `keccak256(abi.encode(terms, state))`. The platform (admin) cannot move
-///      escrowed money: releases need oracles registered before the order was funded, the buyer, or an arbitrator;
-///      refunds need a timeout, the seller or an arbitrator. New oracles and arbitrators wait `ROLE_DELAY`.
-contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTransient, EIP712 {
+/// @dev One storage slot per order holds `keccak256(abi.encode(terms, state))`, under
+///      `orderKey = keccak256(abi.encode(orderId, buyer))`.
+///      No admin path to escrowed money: releases need oracles registered before the order was funded, the buyer,
+///      or an arbitrator bound to the order at funding (a platform arbitrator active before funding, or the
+///      ERC-792 arbitrator the buyer signed); refunds need a timeout, the seller or such an arbitrator. Every admin
+///      setting that bears on an order (commission, tax, threshold, dispute windows, meta-evidence, arbitrator,
+///      oracles and arbitrators counting) is read into its terms at funding or bound to its funding time; the admin
+///      role itself moves in two steps with a delay (AccessControlDefaultAdminRules).
+///      Order-id squatting is impossible: the storage key includes the buyer, so an order id funded first by
+///      someone else occupies another key and the buyer's own funding still goes through.
+contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
     using OrderState for uint256;
     using EscrowRegistry for EscrowRegistry.Registry;
@@ -29,11 +37,11 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     /// @notice Role that may freeze and unfreeze orders.
     bytes32 public constant REGULATOR_ROLE = keccak256("REGULATOR_ROLE");
 
-    /// @notice EIP-712 type hashes, exactly as in SPEC §4.
+    /// @notice EIP-712 type hashes, exactly as in SPEC §4 and §4.1.
     bytes32 public constant ORDER_AUTHORIZATION_TYPEHASH = keccak256(
         "OrderAuthorization(bytes32 orderId,address buyer,address seller,address token,uint256 amount,"
         "uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,"
-        "uint32 holdSeconds,uint64 validUntil)"
+        "uint32 holdSeconds,uint64 validUntil,address arbitrator,bytes32 arbitratorExtraDataHash)"
     );
     bytes32 public constant DELIVERY_ATTESTATION_TYPEHASH = keccak256(
         "DeliveryAttestation(bytes32 orderId,uint8 milestone,uint64 eventTime,bytes32 trackingHash,bytes32 evidenceHash)"
@@ -50,6 +58,9 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     uint8 public constant DECISION_CONFIRM_RECEIPT = 1;
     uint8 public constant DECISION_OPEN_DISPUTE = 2;
 
+    /// @notice ERC-792 ruling options of every dispute (SPEC §4.1): ruling r refunds (r - 1) * 1111 bps, 10 all.
+    uint256 public constant RULING_CHOICES = 10;
+
     uint256 public constant BPS = 10_000;
     uint32 public constant MIN_HOLD_SECONDS = 1 hours;
     uint32 public constant MAX_HOLD_SECONDS = 90 days;
@@ -57,7 +68,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     uint256 public constant MAX_FREEZE_SECONDS = 30 days;
     uint256 public constant MAX_BATCH = 500;
 
-    /// @notice Seconds a newly added oracle or arbitrator waits before it counts.
+    /// @notice Seconds a newly added oracle or arbitrator waits before it counts (also the initial delay of an
+    ///         admin role transfer).
     uint32 public immutable ROLE_DELAY;
 
     /// @dev Receives commission credits. Fixed at deployment (use a multisig or splitter) so that a release
@@ -75,15 +87,22 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     }
 
     EscrowRegistry.Registry private _reg;
-    mapping(bytes32 orderId => bytes32 commitment) private _orders;
+    mapping(bytes32 key => bytes32 commitment) private _orders;
     mapping(address token => mapping(address account => uint256 amount)) private _credits;
-    mapping(bytes32 orderId => mapping(uint8 milestone => uint256 oracleBits)) private _partial;
-    mapping(bytes32 digest => bool) private _usedDigests;
+    mapping(bytes32 key => mapping(uint8 milestone => uint256 oracleBits)) private _partial;
+    /// @dev Used EvidenceSubmission digests, per order key: a signature relayed onto another buyer's order with
+    ///      the same id must not use it up for the real one.
+    mapping(bytes32 key => mapping(bytes32 digest => bool)) private _usedDigests;
+    /// @dev ERC-792 disputes: the arbitrator's dispute id to the order key.
+    mapping(address arbitrator => mapping(uint256 disputeID => bytes32 key)) private _disputes;
+    /// @dev ERC-792 rulings by order key, plus one (0 = not ruled).
+    mapping(bytes32 key => uint256 rulingPlusOne) private _rulings;
 
-    /// @param admin holder of the admin role (platform multisig)
+    /// @param admin holder of the admin role (platform multisig); the role moves in two steps with a delay
     /// @param treasury_ receives commission credits (immutable)
     /// @param commissionBps platform commission for new orders
-    /// @param roleDelay seconds before a new oracle or arbitrator counts (at most 30 days)
+    /// @param roleDelay seconds before a new oracle or arbitrator counts (at most 30 days); also the initial delay
+    ///        of an admin role transfer
     /// @param responseSeconds seller's dispute response window for new orders
     /// @param arbitrationSeconds arbitration deadline for new orders (longer than the response window)
     /// @param metaEvidenceURI ERC-1497 meta-evidence URI (dispute policy)
@@ -95,12 +114,11 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         uint32 responseSeconds,
         uint32 arbitrationSeconds,
         string memory metaEvidenceURI
-    ) EIP712("TradeGuard", "1") {
+    ) EIP712("TradeGuard", "2") AccessControlDefaultAdminRules(roleDelay, admin) {
         if (admin == address(0) || treasury_ == address(0)) revert ZeroAddress();
         if (roleDelay > MAX_FREEZE_SECONDS) revert InvalidDuration(roleDelay);
         ROLE_DELAY = roleDelay;
         _TREASURY = treasury_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _reg.initialize(commissionBps, responseSeconds, arbitrationSeconds, metaEvidenceURI);
         emit TreasurySet(treasury_);
     }
@@ -164,18 +182,6 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     // ================================================================================== buyer decisions
 
     /// @inheritdoc ITradeGuardEscrow
-    function confirmReceipt(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
-        if (msg.sender != terms.buyer) revert Unauthorized(msg.sender);
-        _confirm(orderId, terms, state, evidenceHash);
-    }
-
-    /// @inheritdoc ITradeGuardEscrow
-    function openDispute(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
-        if (msg.sender != terms.buyer) revert Unauthorized(msg.sender);
-        _openDispute(orderId, terms, state, evidenceHash);
-    }
-
-    /// @inheritdoc ITradeGuardEscrow
     function submitBuyerDecision(
         bytes32 orderId,
         Terms calldata terms,
@@ -183,28 +189,33 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         uint8 decision,
         bytes32 evidenceHash,
         uint64 validUntil,
-        bytes calldata signature
-    ) external {
-        _checkValidUntil(validUntil);
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(BUYER_DECISION_TYPEHASH, orderId, decision, evidenceHash, validUntil))
-        );
-        _requireSigner(digest, signature, terms.buyer);
+        bytes calldata signature,
+        bytes calldata extraData
+    ) external payable nonReentrant {
+        if (signature.length == 0) {
+            if (msg.sender != terms.buyer) revert Unauthorized(msg.sender);
+        } else {
+            _checkValidUntil(validUntil);
+            bytes32 digest = _hashTypedDataV4(
+                keccak256(abi.encode(BUYER_DECISION_TYPEHASH, orderId, decision, evidenceHash, validUntil))
+            );
+            _requireSigner(digest, signature, terms.buyer);
+        }
         // Replay is prevented by the status change each decision makes.
-        if (decision == DECISION_CONFIRM_RECEIPT) _confirm(orderId, terms, state, evidenceHash);
-        else if (decision == DECISION_OPEN_DISPUTE) _openDispute(orderId, terms, state, evidenceHash);
-        else revert InvalidDecision(decision);
+        if (decision == DECISION_CONFIRM_RECEIPT) {
+            if (msg.value != 0) revert UnexpectedValue(msg.value);
+            _confirm(orderId, terms, state, evidenceHash);
+        } else if (decision == DECISION_OPEN_DISPUTE) {
+            _openDispute(orderId, terms, state, evidenceHash, extraData);
+        } else {
+            revert InvalidDecision(decision);
+        }
     }
 
     // ========================================================================================== evidence
 
     /// @inheritdoc ITradeGuardEscrow
-    function submitEvidence(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external {
-        _evidence(orderId, terms, state, msg.sender, evidenceHash);
-    }
-
-    /// @inheritdoc ITradeGuardEscrow
-    function submitEvidenceSigned(
+    function submitEvidence(
         bytes32 orderId,
         Terms calldata terms,
         uint256 state,
@@ -213,24 +224,26 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         uint64 validUntil,
         bytes calldata signature
     ) external {
-        _checkValidUntil(validUntil);
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(EVIDENCE_SUBMISSION_TYPEHASH, orderId, party, evidenceHash, validUntil))
-        );
-        _requireSigner(digest, signature, party);
-        if (_usedDigests[digest]) revert SignatureReplayed(digest);
-        _usedDigests[digest] = true;
-        _evidence(orderId, terms, state, party, evidenceHash);
+        bytes32 key;
+        if (signature.length == 0) {
+            key = _requireOrder(orderId, terms, state);
+            if (msg.sender != party) revert Unauthorized(msg.sender);
+        } else {
+            // The signature is checked first, as the order data is for a direct call (the v1 error order).
+            _checkValidUntil(validUntil);
+            bytes32 digest = _hashTypedDataV4(
+                keccak256(abi.encode(EVIDENCE_SUBMISSION_TYPEHASH, orderId, party, evidenceHash, validUntil))
+            );
+            _requireSigner(digest, signature, party);
+            key = OrderState.key(orderId, terms.buyer);
+            if (_usedDigests[key][digest]) revert SignatureReplayed(digest);
+            _usedDigests[key][digest] = true;
+            _requireOrder(orderId, terms, state);
+        }
+        _evidence(key, orderId, terms, state, party, evidenceHash);
     }
 
     // =========================================================================================== rulings
-
-    /// @inheritdoc ITradeGuardEscrow
-    function rule(bytes32 orderId, Terms calldata terms, uint256 state, uint16 buyerShareBps, bytes32 rationaleHash)
-        external
-    {
-        _rule(orderId, terms, state, msg.sender, buyerShareBps, rationaleHash);
-    }
 
     /// @inheritdoc ITradeGuardEscrow
     function submitRuling(
@@ -242,53 +255,45 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         uint64 validUntil,
         bytes calldata signature
     ) external {
-        _checkValidUntil(validUntil);
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(RULING_TYPEHASH, orderId, buyerShareBps, rationaleHash, validUntil))
+        address arbitrator = msg.sender;
+        if (signature.length != 0) {
+            _checkValidUntil(validUntil);
+            bytes32 digest = _hashTypedDataV4(
+                keccak256(abi.encode(RULING_TYPEHASH, orderId, buyerShareBps, rationaleHash, validUntil))
+            );
+            bytes memory err;
+            (arbitrator, err) = _recover(digest, signature);
+            _bubble(err);
+        }
+        EscrowRegistry.ruleAsPlatform(
+            _reg, _orders, _credits, terms, orderId, state, arbitrator, buyerShareBps, rationaleHash, _TREASURY
         );
-        (address signer, bytes memory err) = _recover(digest, signature);
-        _bubble(err);
-        // Replay is prevented by the status change the ruling makes.
-        _rule(orderId, terms, state, signer, buyerShareBps, rationaleHash);
+    }
+
+    /// @notice ERC-792: the order's own arbitrator rules, once. The ruling is recorded; {executeRuling} settles.
+    /// @dev Only `msg.sender`'s own disputes are found: a dispute id is looked up under the calling arbitrator,
+    ///      which the escrow recorded when it created the dispute with the order's signed arbitrator.
+    /// @param _disputeID the arbitrator's dispute id
+    /// @param _ruling 0 (refused: split 50/50) or 1..10 (buyer share (r - 1) * 1111 bps, 10 = full refund)
+    function rule(uint256 _disputeID, uint256 _ruling) external {
+        EscrowRegistry.recordRuling(_disputes, _rulings, _disputeID, _ruling);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function executeRuling(bytes32 orderId, Terms calldata terms, uint256 state) external {
+        EscrowRegistry.executeRuling(_orders, _credits, _rulings, terms, orderId, state, _TREASURY);
     }
 
     // =========================================================================================== refunds
 
     /// @inheritdoc ITradeGuardEscrow
     function refundBySeller(bytes32 orderId, Terms calldata terms, uint256 state) external {
-        _requireOrder(orderId, terms, state);
-        if (msg.sender != terms.seller) revert Unauthorized(msg.sender);
-        if (state.isFinal()) revert InvalidStatus(orderId, Status(state.status()));
-        _requireNotFrozen(orderId, state);
-        _refund(orderId, terms, state, RefundReason.SellerRefund);
+        EscrowRegistry.refundBySeller(_orders, _credits, orderId, terms, state);
     }
 
     /// @inheritdoc ITradeGuardEscrow
     function timeoutRefund(bytes32 orderId, Terms calldata terms, uint256 state) external {
-        _requireOrder(orderId, terms, state);
-        _requireNotFrozen(orderId, state);
-        uint8 st = state.status();
-        uint256 ext = state.frozenSeconds();
-        RefundReason reason = RefundReason.ShipTimeout;
-        uint256 deadline = 0;
-        if (st == OrderState.FUNDED) {
-            (reason, deadline) = (RefundReason.ShipTimeout, terms.shipBy + ext);
-        } else if (st == OrderState.SHIPPED) {
-            (reason, deadline) = (RefundReason.DeliveryTimeout, terms.deliverBy + ext);
-        } else if (st == OrderState.DISPUTED) {
-            uint256 disputedAt = state.anchor() + ext;
-            uint256 responseDeadline = disputedAt + terms.responseSeconds;
-            if (!state.responded() && block.timestamp > responseDeadline) {
-                (reason, deadline) = (RefundReason.ResponseTimeout, responseDeadline);
-            } else {
-                (reason, deadline) = (RefundReason.ArbitrationTimeout, disputedAt + terms.arbitrationSeconds);
-                if (!state.responded() && responseDeadline < deadline) deadline = responseDeadline;
-            }
-        } else {
-            revert InvalidStatus(orderId, Status(st));
-        }
-        if (block.timestamp <= deadline) revert DeadlineNotReached(orderId, deadline);
-        _refund(orderId, terms, state, reason);
+        EscrowRegistry.timeoutRefund(_orders, _credits, _rulings, orderId, terms, state);
     }
 
     // ============================================================================================ freeze
@@ -298,27 +303,12 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         external
         onlyRole(REGULATOR_ROLE)
     {
-        _requireOrder(orderId, terms, state);
-        if (state.isFinal()) revert InvalidStatus(orderId, Status(state.status()));
-        _requireNotFrozen(orderId, state);
-        if (reasonHash == bytes32(0)) revert EmptyHash();
-        uint256 total = state.frozenSeconds() + duration;
-        if (duration == 0 || total > MAX_FREEZE_SECONDS) revert FreezeTooLong(orderId, total);
-        uint64 until = uint64(block.timestamp + duration);
-        uint256 next = state.withFreeze(total, until);
-        _orders[orderId] = _commit(terms, next);
-        emit OrderFrozen(orderId, next, until, reasonHash);
+        EscrowRegistry.freeze(_orders, orderId, terms, state, duration, reasonHash);
     }
 
     /// @inheritdoc ITradeGuardEscrow
     function unfreeze(bytes32 orderId, Terms calldata terms, uint256 state) external onlyRole(REGULATOR_ROLE) {
-        _requireOrder(orderId, terms, state);
-        uint64 until = state.frozenUntil();
-        if (!state.isFrozen(block.timestamp)) revert OrderNotFrozen(orderId);
-        // Give back the part of the freeze that did not happen: timers shrink by it.
-        uint256 next = state.withFreeze(state.frozenSeconds() - (until - block.timestamp), block.timestamp);
-        _orders[orderId] = _commit(terms, next);
-        emit OrderUnfrozen(orderId, next);
+        EscrowRegistry.unfreeze(_orders, orderId, terms, state);
     }
 
     // ========================================================================================== payouts
@@ -326,6 +316,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     /// @inheritdoc ITradeGuardEscrow
     function withdraw(address token, address to, uint256 amount) external nonReentrant {
         if (to == address(0)) revert ZeroAddress();
+        // A payout to the escrow would leave its tokens credited to nobody (stranded).
+        if (to == address(this)) revert InvalidRecipient(to);
         uint256 available = _credits[token][msg.sender];
         if (amount == 0 || amount > available) revert InsufficientCredit(token, msg.sender, available, amount);
         // Cannot underflow: amount <= available was checked above.
@@ -338,47 +330,47 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
 
     // ============================================================================================= admin
 
-    /// @notice Register an oracle; it counts for orders funded from `now + ROLE_DELAY` on.
+    /// @inheritdoc ITradeGuardEscrow
     function addOracle(address oracle) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.addOracle(oracle, ROLE_DELAY);
     }
 
-    /// @notice Remove an oracle; its attestations stop counting at once, for open orders too.
+    /// @inheritdoc ITradeGuardEscrow
     function removeOracle(address oracle) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.removeOracle(oracle);
     }
 
-    /// @notice Set the oracle threshold k for new orders (1 ≤ k ≤ active oracles).
+    /// @inheritdoc ITradeGuardEscrow
     function setThreshold(uint8 threshold) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setThreshold(threshold);
     }
 
-    /// @notice Appoint an arbitrator; it may rule from `now + ROLE_DELAY`.
+    /// @inheritdoc ITradeGuardEscrow
     function addArbitrator(address arbitrator) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.addArbitrator(arbitrator, ROLE_DELAY);
     }
 
-    /// @notice Remove an arbitrator at once.
+    /// @inheritdoc ITradeGuardEscrow
     function removeArbitrator(address arbitrator) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.removeArbitrator(arbitrator);
     }
 
-    /// @notice Allow or disallow a settlement token for new orders (open orders are never affected).
+    /// @inheritdoc ITradeGuardEscrow
     function setToken(address token, bool allowed) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setToken(token, allowed);
     }
 
-    /// @notice Register a corridor's tax recipient with its highest rate, or remove it with 0.
+    /// @inheritdoc ITradeGuardEscrow
     function setTaxRecipient(address recipient, uint16 maxTaxBps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setTaxRecipient(recipient, maxTaxBps);
     }
 
-    /// @notice Set the platform commission for new orders.
+    /// @inheritdoc ITradeGuardEscrow
     function setCommission(uint16 commissionBps) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setCommission(commissionBps);
     }
 
-    /// @notice Set the dispute windows for new orders.
+    /// @inheritdoc ITradeGuardEscrow
     function setDisputeWindows(uint32 responseSeconds, uint32 arbitrationSeconds)
         external
         onlyRole(DEFAULT_ADMIN_ROLE)
@@ -386,95 +378,132 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         _reg.setDisputeWindows(responseSeconds, arbitrationSeconds);
     }
 
-    /// @notice Publish new ERC-1497 meta-evidence for disputes opened from now on.
+    /// @inheritdoc ITradeGuardEscrow
     function setMetaEvidence(string calldata uri) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setMetaEvidence(uri);
     }
 
-    /// @notice Stop new orders. Funded orders keep every exit.
+    /// @inheritdoc ITradeGuardEscrow
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setPaused(true);
     }
 
-    /// @notice Accept new orders again.
+    /// @inheritdoc ITradeGuardEscrow
     function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _reg.setPaused(false);
     }
 
     // ============================================================================================= views
 
-    /// @notice The commitment stored for an order (zero if unknown).
-    function commitmentOf(bytes32 orderId) external view returns (bytes32) {
-        return _orders[orderId];
+    /// @notice ERC-5267: the EIP-712 domain (name "TradeGuard", version "2", this chain and contract).
+    /// @return fields 0x0f: name, version, chainId and verifyingContract are set
+    /// @return name "TradeGuard"
+    /// @return version "2"
+    /// @return chainId the current chain id
+    /// @return verifyingContract this escrow
+    /// @return salt unused (zero)
+    /// @return extensions none
+    function eip712Domain()
+        public
+        view
+        override
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        )
+    {
+        return (hex"0f", "TradeGuard", "2", block.chainid, address(this), bytes32(0), new uint256[](0));
     }
 
-    /// @notice Unpaid credit of `account` in `token`.
+    /// @inheritdoc ITradeGuardEscrow
+    function orderKey(bytes32 orderId, address buyer) external pure returns (bytes32) {
+        return OrderState.key(orderId, buyer);
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function commitmentOf(bytes32 orderId, address buyer) external view returns (bytes32) {
+        return _orders[OrderState.key(orderId, buyer)];
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
     function creditOf(address token, address account) external view returns (uint256) {
         return _credits[token][account];
     }
 
-    /// @notice The platform settings applied to new orders.
-    function config() external view returns (EscrowRegistry.Config memory) {
+    /// @inheritdoc ITradeGuardEscrow
+    function config() external view returns (Config memory) {
         return _reg.config;
     }
 
-    /// @notice The treasury receiving commission.
+    /// @inheritdoc ITradeGuardEscrow
     function treasury() external view returns (address) {
         return _TREASURY;
     }
 
-    /// @notice Whether new orders are paused.
+    /// @inheritdoc ITradeGuardEscrow
     function paused() external view returns (bool) {
         return _reg.config.paused;
     }
 
-    /// @notice An oracle's registry entry.
-    function oracleInfo(address oracle) external view returns (EscrowRegistry.OracleInfo memory) {
+    /// @inheritdoc ITradeGuardEscrow
+    function oracleInfo(address oracle) external view returns (OracleInfo memory) {
         return _reg.oracles[oracle];
     }
 
-    /// @notice The oracle registered under `index`.
+    /// @inheritdoc ITradeGuardEscrow
     function oracleAt(uint256 index) external view returns (address) {
         return _reg.oracleList[index];
     }
 
-    /// @notice When an arbitrator may rule (0 if not an arbitrator).
+    /// @inheritdoc ITradeGuardEscrow
     function arbitratorActiveFrom(address arbitrator) external view returns (uint64) {
         return _reg.arbitrators[arbitrator];
     }
 
-    /// @notice Whether a token may fund new orders.
+    /// @inheritdoc ITradeGuardEscrow
     function isTokenAllowed(address token) external view returns (bool) {
         return _reg.allowedTokens[token];
     }
 
-    /// @notice A tax recipient's highest rate (0 if not registered).
+    /// @inheritdoc ITradeGuardEscrow
     function taxCap(address recipient) external view returns (uint16) {
         return _reg.taxCaps[recipient];
     }
 
-    /// @notice Bitmap of oracle indices whose attestation of `milestone` is recorded but below threshold.
-    function partialAttestations(bytes32 orderId, uint8 milestone) external view returns (uint256) {
-        return _partial[orderId][milestone];
+    /// @inheritdoc ITradeGuardEscrow
+    function partialAttestations(bytes32 key, uint8 milestone) external view returns (uint256) {
+        return _partial[key][milestone];
     }
 
-    /// @notice Whether an evidence signature digest was used.
-    function isDigestUsed(bytes32 digest) external view returns (bool) {
-        return _usedDigests[digest];
+    /// @inheritdoc ITradeGuardEscrow
+    function isDigestUsed(bytes32 key, bytes32 digest) external view returns (bool) {
+        return _usedDigests[key][digest];
+    }
+
+    /// @inheritdoc ITradeGuardEscrow
+    function disputeOf(address arbitrator, uint256 disputeID) external view returns (bytes32 key, uint256 ruling) {
+        key = _disputes[arbitrator][disputeID];
+        ruling = _rulings[key];
     }
 
     // ========================================================================================= internals
 
     /// @dev Checks an authorization and records the order. Reverts on any problem.
     function _open(OrderAuthorization calldata a, bytes calldata signature) private {
-        if (_orders[a.orderId] != bytes32(0)) revert OrderAlreadyExists(a.orderId);
+        bytes32 key = OrderState.key(a.orderId, a.buyer);
+        if (_orders[key] != bytes32(0)) revert OrderAlreadyExists(a.orderId);
         _checkValidUntil(a.validUntil);
         if (!_reg.allowedTokens[a.token]) revert TokenNotAllowed(a.token);
         if (a.amount == 0 || a.amount > type(uint128).max) revert InvalidAmount(a.amount);
         if (a.buyer == address(0) || a.seller == address(0) || a.buyer == a.seller) {
             revert InvalidParties(a.buyer, a.seller);
         }
-        EscrowRegistry.Config memory c = _reg.config;
+        Config memory c = _reg.config;
         if (c.paused) revert EnforcedPause();
         if (a.commissionBps != c.commissionBps) revert CommissionMismatch(a.commissionBps, c.commissionBps);
         if (a.taxBps == 0 ? a.taxRecipient != address(0) : a.taxBps > _reg.taxCaps[a.taxRecipient]) {
@@ -484,31 +513,52 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
             a.shipBy <= block.timestamp || a.deliverBy <= a.shipBy || a.deliverBy > block.timestamp + MAX_SCHEDULE
                 || a.holdSeconds < MIN_HOLD_SECONDS || a.holdSeconds > MAX_HOLD_SECONDS
         ) revert InvalidSchedule(a.shipBy, a.deliverBy, a.holdSeconds);
+        // An ERC-792 arbitrator must be one the platform appointed and that is active now; without one the
+        // extraData hash must be zero (one canonical form of "platform arbitration").
+        if (a.arbitrator == address(0)) {
+            if (a.arbitratorExtraDataHash != bytes32(0)) revert InvalidArbitration(a.arbitrator, a.arbitratorExtraDataHash);
+        } else {
+            uint64 since = _reg.arbitrators[a.arbitrator];
+            if (since == 0 || since > block.timestamp) revert InvalidArbitration(a.arbitrator, a.arbitratorExtraDataHash);
+        }
         // k must be reachable by oracles that count for this order (active before it is funded).
         uint256 usable = EscrowRegistry.usableOracles(c, block.timestamp);
         if (c.threshold > usable) revert InvalidThreshold(c.threshold, usable);
-        if (msg.sender != a.buyer) {
-            _requireSigner(_hashTypedDataV4(keccak256(abi.encode(ORDER_AUTHORIZATION_TYPEHASH, a))), signature, a.buyer);
+        // Every field of `a` was read (and so range-checked by the ABI decoder) above: its calldata words are
+        // clean, and the struct hash, the terms and the event are built straight from them.
+        if (msg.sender != a.buyer) _requireSigner(_hashTypedDataV4(_authStructHash(a)), signature, a.buyer);
+        uint256 state = OrderState.funded(a.buyer);
+        (uint256 k, uint256 response, uint256 arbitration, uint256 meta) =
+            (c.threshold, c.responseSeconds, c.arbitrationSeconds, c.metaEvidenceId);
+        bytes32 topic = OrderFunded.selector;
+        bytes32 commitment;
+        // Memory holds abi.encode(Terms, state): the commitment is its hash and OrderFunded's data is the same
+        // bytes (Terms is a static struct), so it is encoded once.
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, add(a, 0x20), 320) // buyer .. holdSeconds
+            mstore(add(ptr, 320), k)
+            mstore(add(ptr, 352), response)
+            mstore(add(ptr, 384), arbitration)
+            mstore(add(ptr, 416), timestamp()) // fundedAt
+            calldatacopy(add(ptr, 448), add(a, 384), 64) // arbitrator, arbitratorExtraDataHash
+            mstore(add(ptr, 512), meta)
+            mstore(add(ptr, 544), state)
+            commitment := keccak256(ptr, 576)
+            log2(ptr, 576, topic, calldataload(a))
         }
-        Terms memory t = Terms({
-            buyer: a.buyer,
-            seller: a.seller,
-            token: a.token,
-            amount: a.amount,
-            commissionBps: a.commissionBps,
-            taxBps: a.taxBps,
-            taxRecipient: a.taxRecipient,
-            shipBy: a.shipBy,
-            deliverBy: a.deliverBy,
-            holdSeconds: a.holdSeconds,
-            threshold: c.threshold,
-            responseSeconds: c.responseSeconds,
-            arbitrationSeconds: c.arbitrationSeconds,
-            fundedAt: uint64(block.timestamp)
-        });
-        uint256 state = OrderState.FUNDED;
-        _orders[a.orderId] = keccak256(abi.encode(t, state));
-        emit OrderFunded(a.orderId, t, state);
+        _orders[key] = commitment;
+    }
+
+    /// @dev EIP-712 struct hash of an OrderAuthorization whose calldata words were already range-checked.
+    function _authStructHash(OrderAuthorization calldata a) private pure returns (bytes32 h) {
+        bytes32 typeHash = ORDER_AUTHORIZATION_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typeHash)
+            calldatacopy(add(ptr, 0x20), a, 448)
+            h := keccak256(ptr, 480)
+        }
     }
 
     /// @dev Pulls `amount` from `buyer` (after an optional permit) and refuses tokens that deliver less.
@@ -533,7 +583,8 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         private
         returns (bytes memory err, bool advanced)
     {
-        err = _verify(id, t, s);
+        bytes32 key;
+        (key, err) = _verify(id, t, s);
         if (err.length != 0) return (err, false);
         uint256 n = atts.length;
         if (n == 0) return (abi.encodeWithSelector(NoAttestations.selector), false);
@@ -554,7 +605,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         deadline += s.frozenSeconds();
         if (block.timestamp > deadline) return (abi.encodeWithSelector(DeadlinePassed.selector, id, deadline), false);
 
-        uint256 bits = t.threshold > 1 ? _partial[id][milestone] : 0;
+        uint256 bits = t.threshold > 1 ? _partial[key][milestone] : 0;
         uint256 count = bits == 0 ? 0 : _countCounting(bits, t.fundedAt);
         address[] memory signers = new address[](n);
         for (uint256 i; i < n; ++i) {
@@ -577,7 +628,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
                 );
                 if (err.length != 0) return (err, false);
             }
-            EscrowRegistry.OracleInfo memory o = _reg.oracles[signer];
+            OracleInfo memory o = _reg.oracles[signer];
             if (!o.active || o.activeFrom > t.fundedAt) {
                 return (abi.encodeWithSelector(NotOracle.selector, signer), false);
             }
@@ -593,19 +644,19 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
             emit Attested(id, signers[i], milestone, a.eventTime, a.trackingHash, a.evidenceHash);
         }
         if (count < t.threshold) {
-            _partial[id][milestone] = bits;
+            _partial[key][milestone] = bits;
             return (err, false);
         }
-        if (t.threshold > 1) delete _partial[id][milestone];
+        if (t.threshold > 1) delete _partial[key][milestone];
         uint256 next;
         if (milestone == MILESTONE_SHIPPED) {
             next = s.withStatus(OrderState.SHIPPED);
-            _orders[id] = _commit(t, next);
+            _orders[key] = OrderState.commit(t, next);
             emit OrderShipped(id, next);
         } else {
             uint256 releaseAt = s.timerStart(block.timestamp) + t.holdSeconds;
             next = s.withStatus(OrderState.DELIVERED).withAnchor(releaseAt - s.frozenSeconds());
-            _orders[id] = _commit(t, next);
+            _orders[key] = OrderState.commit(t, next);
             emit OrderDelivered(id, next, uint64(releaseAt));
         }
         return (err, true);
@@ -615,7 +666,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
     function _countCounting(uint256 bits, uint64 fundedAt) private view returns (uint256 count) {
         for (uint256 i; bits != 0; ++i) {
             if (bits & 1 != 0) {
-                EscrowRegistry.OracleInfo memory o = _reg.oracles[_reg.oracleList[i]];
+                OracleInfo memory o = _reg.oracles[_reg.oracleList[i]];
                 if (o.active && o.index == i && o.activeFrom <= fundedAt) ++count;
             }
             bits >>= 1;
@@ -624,40 +675,45 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
 
     /// @dev Core of {release}: returns an encoded custom error instead of reverting, and writes nothing then.
     function _release(bytes32 id, Terms calldata t, uint256 s, Pending memory p) private returns (bytes memory err) {
-        err = _verify(id, t, s);
+        bytes32 key;
+        (key, err) = _verify(id, t, s);
         if (err.length != 0) return err;
         if (s.status() != OrderState.DELIVERED) return abi.encodeWithSelector(InvalidStatus.selector, id, s.status());
         if (s.isFrozen(block.timestamp)) return abi.encodeWithSelector(OrderIsFrozen.selector, id, s.frozenUntil());
         uint256 releaseAt = s.anchor() + s.frozenSeconds();
         if (block.timestamp < releaseAt) return abi.encodeWithSelector(DeadlineNotReached.selector, id, releaseAt);
-        _settleRelease(id, t, s, p);
+        _settleRelease(key, id, t, s, p);
     }
 
     /// @dev Buyer confirmation (direct or signed): release now.
     function _confirm(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash) private {
-        _requireOrder(id, t, s);
+        bytes32 key = _requireOrder(id, t, s);
         uint8 st = s.status();
         if (st != OrderState.SHIPPED && st != OrderState.DELIVERED) revert InvalidStatus(id, Status(st));
         _requireNotFrozen(id, s);
         emit ReceiptConfirmed(id, evidenceHash);
         // slither-disable-next-line uninitialized-local (an all-zero accumulator is the intended start)
         Pending memory p;
-        _settleRelease(id, t, s, p);
+        _settleRelease(key, id, t, s, p);
         _flush(p);
     }
 
     /// @dev Marks the order released and adds its split to the pending credits.
-    function _settleRelease(bytes32 id, Terms calldata t, uint256 s, Pending memory p) private {
+    function _settleRelease(bytes32 key, bytes32 id, Terms calldata t, uint256 s, Pending memory p) private {
         uint256 next = s.withStatus(OrderState.RELEASED);
-        _orders[id] = _commit(t, next);
+        _orders[key] = OrderState.commit(t, next);
         (uint256 commission, uint256 tax, uint256 net) = _split(t.amount, t.commissionBps, t.taxBps);
         _addPending(p, t, commission, tax, net);
         emit OrderReleased(id, next, commission, tax, net);
     }
 
-    /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start.
-    function _openDispute(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash) private {
-        _requireOrder(id, t, s);
+    /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start. With an
+    ///      ERC-792 arbitrator the dispute is created there, paid with all of `msg.value`.
+    // slither-disable-next-line msg-value-in-nonpayable (reached only from the payable submitBuyerDecision)
+    function _openDispute(bytes32 id, Terms calldata t, uint256 s, bytes32 evidenceHash, bytes calldata extraData)
+        private
+    {
+        bytes32 key = _requireOrder(id, t, s);
         uint8 st = s.status();
         // Windows are checked with the freeze time elapsed so far: a freeze does not reopen a closed window.
         uint256 ext = s.elapsedFrozen(block.timestamp);
@@ -671,18 +727,35 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         } else {
             revert InvalidStatus(id, Status(st));
         }
+        address arbitrator = t.arbitrator;
+        if (arbitrator == address(0)) {
+            if (msg.value != 0) revert UnexpectedValue(msg.value);
+        } else if (keccak256(extraData) != t.arbitratorExtraDataHash) {
+            revert ExtraDataMismatch(t.arbitratorExtraDataHash, keccak256(extraData));
+        }
         uint256 next =
             s.withStatus(OrderState.DISPUTED).withAnchor(s.timerStart(block.timestamp) - s.frozenSeconds());
-        _orders[id] = _commit(t, next);
+        _orders[key] = OrderState.commit(t, next);
         emit DisputeOpened(id, next, evidenceHash);
-        emit Dispute(address(this), uint256(id), _reg.config.metaEvidenceId, uint256(id));
+        uint256 disputeID = uint256(id);
+        if (arbitrator == address(0)) {
+            arbitrator = address(this);
+        } else {
+            // The order's arbitrator was appointed by the platform and signed by the buyer; the call comes after
+            // every state change, and the caller is guarded against reentrancy.
+            disputeID = IArbitrator(arbitrator).createDispute{value: msg.value}(RULING_CHOICES, extraData);
+            if (_disputes[arbitrator][disputeID] != bytes32(0)) revert UnknownDispute(arbitrator, disputeID);
+            _disputes[arbitrator][disputeID] = key;
+        }
+        emit Dispute(arbitrator, disputeID, t.metaEvidenceId, uint256(id));
         // DisputeOpened carries the buyer's evidence hash; ERC-1497 readers get it as Evidence too.
-        if (evidenceHash != bytes32(0)) emit Evidence(address(this), uint256(id), t.buyer, _evidenceURI(evidenceHash));
+        if (evidenceHash != bytes32(0)) emit Evidence(arbitrator, uint256(id), t.buyer, _evidenceURI(evidenceHash));
     }
 
     /// @dev Anchors a party's evidence; a seller's evidence inside the response window answers the dispute.
-    function _evidence(bytes32 id, Terms calldata t, uint256 s, address party, bytes32 evidenceHash) private {
-        _requireOrder(id, t, s);
+    function _evidence(bytes32 key, bytes32 id, Terms calldata t, uint256 s, address party, bytes32 evidenceHash)
+        private
+    {
         if (party != t.buyer && party != t.seller) revert Unauthorized(party);
         if (evidenceHash == bytes32(0)) revert EmptyHash();
         if (s.isFinal()) revert InvalidStatus(id, Status(s.status()));
@@ -692,43 +765,11 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
                 && block.timestamp <= s.anchor() + s.elapsedFrozen(block.timestamp) + t.responseSeconds
         ) {
             next = s.withResponded();
-            _orders[id] = _commit(t, next);
+            _orders[key] = OrderState.commit(t, next);
         }
         emit EvidenceSubmitted(id, party, evidenceHash, next);
-        emit Evidence(address(this), uint256(id), party, _evidenceURI(evidenceHash));
-    }
-
-    /// @dev An arbitrator's ruling: the buyer's share is refunded, the rest settled like a release.
-    function _rule(bytes32 id, Terms calldata t, uint256 s, address arbitrator, uint16 shareBps, bytes32 rationale)
-        private
-    {
-        _requireOrder(id, t, s);
-        uint64 since = _reg.arbitrators[arbitrator];
-        if (since == 0 || since > block.timestamp) revert NotArbitrator(arbitrator);
-        if (s.status() != OrderState.DISPUTED) revert InvalidStatus(id, Status(s.status()));
-        _requireNotFrozen(id, s);
-        if (shareBps > BPS) revert InvalidBps(shareBps);
-        uint256 deadline = s.anchor() + s.frozenSeconds() + t.arbitrationSeconds;
-        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
-
-        uint256 next = s.withStatus(OrderState.RESOLVED);
-        _orders[id] = _commit(t, next);
-        uint256 refund = t.amount * shareBps / BPS;
-        (uint256 commission, uint256 tax, uint256 net) = _split(t.amount - refund, t.commissionBps, t.taxBps);
-        if (refund != 0) _credits[t.token][t.buyer] += refund;
-        // slither-disable-next-line uninitialized-local (an all-zero accumulator is the intended start)
-        Pending memory p;
-        _addPending(p, t, commission, tax, net);
-        _flush(p);
-        emit DisputeResolved(id, arbitrator, next, shareBps, rationale, refund, commission, tax, net);
-    }
-
-    /// @dev Credits the whole amount back to the buyer; no commission, no tax.
-    function _refund(bytes32 id, Terms calldata t, uint256 s, RefundReason reason) private {
-        uint256 next = s.withStatus(OrderState.REFUNDED);
-        _orders[id] = _commit(t, next);
-        _credits[t.token][t.buyer] += t.amount;
-        emit OrderRefunded(id, next, reason);
+        address arbitrator = t.arbitrator == address(0) ? address(this) : t.arbitrator;
+        emit Evidence(arbitrator, uint256(id), party, _evidenceURI(evidenceHash));
     }
 
     /// @dev SPEC §3: floor each fee leg; the seller's net is the rest, so the legs always sum to `gross`.
@@ -787,16 +828,20 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
         }
     }
 
-    /// @dev The empty error if `terms`/`state` open the order's commitment, else the encoded error.
-    function _verify(bytes32 id, Terms calldata t, uint256 s) private view returns (bytes memory) {
-        bytes32 c = _orders[id];
-        if (c == bytes32(0)) return abi.encodeWithSelector(UnknownOrder.selector, id);
-        if (c != _commit(t, s)) return abi.encodeWithSelector(OrderDataMismatch.selector, id);
-        return "";
+    /// @dev The order's key, and the empty error if `terms`/`state` open the order's commitment, else the
+    ///      encoded error.
+    function _verify(bytes32 id, Terms calldata t, uint256 s) private view returns (bytes32 key, bytes memory) {
+        key = OrderState.key(id, t.buyer);
+        bytes32 c = _orders[key];
+        if (c == bytes32(0)) return (key, abi.encodeWithSelector(UnknownOrder.selector, id));
+        if (c != OrderState.commit(t, s)) return (key, abi.encodeWithSelector(OrderDataMismatch.selector, id));
+        return (key, "");
     }
 
-    function _requireOrder(bytes32 id, Terms calldata t, uint256 s) private view {
-        _bubble(_verify(id, t, s));
+    function _requireOrder(bytes32 id, Terms calldata t, uint256 s) private view returns (bytes32 key) {
+        bytes memory err;
+        (key, err) = _verify(id, t, s);
+        _bubble(err);
     }
 
     function _requireNotFrozen(bytes32 id, uint256 s) private view {
@@ -805,18 +850,6 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControl, ReentrancyGuardTr
 
     function _checkValidUntil(uint64 validUntil) private view {
         if (validUntil < block.timestamp) revert SignatureExpired(validUntil, block.timestamp);
-    }
-
-    /// @dev keccak256(abi.encode(t, s)) hashed straight from calldata. Not re-encoding is safe: a caller who
-    ///      passes non-canonical bytes (dirty high bits) gets a hash that matches no commitment, since every
-    ///      commitment was computed from clean values at funding.
-    function _commit(Terms calldata t, uint256 s) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let ptr := mload(0x40)
-            calldatacopy(ptr, t, 448)
-            mstore(add(ptr, 448), s)
-            h := keccak256(ptr, 480)
-        }
     }
 
     /// @dev Recovers an EIP-712 signer; malformed or malleable signatures give an encoded error.

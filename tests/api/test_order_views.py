@@ -259,7 +259,8 @@ def test_the_onchain_reference_lets_the_seller_act_on_chain_without_the_service(
         Terms.from_event({k: int(v) if str(v).isdigit() else v for k, v in values.items()}),
         int(onchain["state"]),
     )
-    assert runtime.escrow.commitment(ref.order_id) != bytes(32)  # the escrow checks the ref against it
+    # the escrow checks the ref against it
+    assert runtime.escrow.commitment(ref.order_id, ref.terms.buyer) != bytes(32)
 
     result = runtime.escrow.refund_by_seller(ref, wallets.merchant)
 

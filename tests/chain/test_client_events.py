@@ -17,7 +17,8 @@ from tests.chain.conftest import Stack
 from tests.factories import DAY, HOLD, OrderFactory, skipped
 
 TERMS_ABI = (
-    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64)"
+    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64,"
+    "address,bytes32,uint64)"
 )
 TERMS_FIELDS = [
     "buyer",
@@ -34,6 +35,9 @@ TERMS_FIELDS = [
     "responseSeconds",
     "arbitrationSeconds",
     "fundedAt",
+    "arbitrator",
+    "arbitratorExtraDataHash",
+    "metaEvidenceId",
 ]
 
 
@@ -63,7 +67,8 @@ def test_order_funded_decodes_indexed_id_and_terms_tuple(stack: Stack) -> None:
     ev = funded[0]
     assert list(ev.args) == ["orderId", "terms", "state"]
     assert ev.args["orderId"] == auth.order_id
-    assert ev.args["state"] == Status.FUNDED
+    assert ev.args["state"] & 0xFF == Status.FUNDED
+    assert ev.args["state"] >> 176 == int(a.buyer.address, 16) & (2**80 - 1)  # the buyer tag
     terms = ev.args["terms"]
     assert list(terms) == TERMS_FIELDS
     block_time = stack.chain.w3.eth.get_block(ev.block_number)["timestamp"]
@@ -82,12 +87,15 @@ def test_order_funded_decodes_indexed_id_and_terms_tuple(stack: Stack) -> None:
         "responseSeconds": 3 * DAY,
         "arbitrationSeconds": 14 * DAY,
         "fundedAt": block_time,
+        "arbitrator": "0x0000000000000000000000000000000000000000",
+        "arbitratorExtraDataHash": bytes(32),
+        "metaEvidenceId": 0,
     }
     assert ev.address == stack.escrow.address
     assert ev.tx_hash == result.tx_hash
     order = Order(auth.order_id, Terms.from_event(terms), ev.args["state"])
     assert order == stack.escrow.orders[auth.order_id]
-    assert commitment(order) == stack.escrow.commitment(auth.order_id)
+    assert commitment(order) == stack.escrow.commitment(auth.order_id, auth.buyer)
 
 
 def test_attested_decodes_two_indexed_arguments(stack: Stack) -> None:
@@ -295,7 +303,7 @@ def test_sync_rebuilds_every_tracked_order_from_the_chain_alone(factory: OrderFa
     assert rebuilt.orders[frozen.order_id].decoded.frozen_seconds > 0
     assert rebuilt.orders[ruled.order_id].decoded.responded
     for oid, order in rebuilt.orders.items():
-        assert commitment(order) == escrow.commitment(oid), oid.hex()
+        assert commitment(order) == escrow.commitment(oid, order.terms.buyer), oid.hex()
 
     # every rebuilt order is good enough to act on
     rebuilt.submit_evidence(rebuilt.orders[idle.order_id], a.buyer, content_hash(b"still waiting"))

@@ -156,7 +156,7 @@ def test_custom_error_arguments_are_decoded(stack: Stack, path: Path) -> None:
 def test_enum_argument_comes_back_as_its_number(stack: Stack, path: Path) -> None:
     f, a = stack.factory, stack.actors
     order = f.fund()
-    fn = stack.escrow.contract.functions.rule(*order.ref(), 5_000, b"\x01" * 32)
+    fn = stack.escrow.ruling_call(order, 5_000, b"\x01" * 32, 0, b"")
     with pytest.raises(ContractRevert) as info:
         path(stack.chain, fn, a.arbitrator)
     assert info.value.name == "InvalidStatus"
@@ -222,7 +222,7 @@ def test_out_of_gas_is_a_failed_transaction_not_a_revert(stack: Stack) -> None:
         stack.escrow.fund([auth], [sig], a.relayer, gas=60_000)
     assert not isinstance(info.value, ContractRevert)
     assert_mined_failed(stack.chain, info.value.tx_hash)
-    assert stack.escrow.commitment(auth.order_id) == b"\x00" * 32
+    assert stack.escrow.commitment(auth.order_id, auth.buyer) == b"\x00" * 32
 
 
 # ------------------------------------------------------------------------------------------ crafted reverts

@@ -20,7 +20,7 @@ from tests.factories import DAY, SECP256K1_N, Actors, OrderFactory, reverts
 SPEC_TYPES = {
     "OrderAuthorization": "OrderAuthorization(bytes32 orderId,address buyer,address seller,address token,"
     "uint256 amount,uint16 commissionBps,uint16 taxBps,address taxRecipient,uint64 shipBy,uint64 deliverBy,"
-    "uint32 holdSeconds,uint64 validUntil)",
+    "uint32 holdSeconds,uint64 validUntil,address arbitrator,bytes32 arbitratorExtraDataHash)",
     "DeliveryAttestation": "DeliveryAttestation(bytes32 orderId,uint8 milestone,uint64 eventTime,"
     "bytes32 trackingHash,bytes32 evidenceHash)",
     "BuyerDecision": "BuyerDecision(bytes32 orderId,uint8 decision,bytes32 evidenceHash,uint64 validUntil)",
@@ -164,10 +164,11 @@ def test_evidence_submission_digest_equals_the_contracts(factory: OrderFactory, 
     }
     doc = escrow.typed_data("EvidenceSubmission", message)
     digest = eip712.digest(doc)
-    assert not factory.chain.call(escrow.contract.functions.isDigestUsed(digest))
+    key = escrow.order_key(order.order_id, order.terms.buyer)
+    assert not factory.chain.call(escrow.contract.functions.isDigestUsed(key, digest))
     sig = escrow.sign_evidence(actors.seller.key, order.order_id, actors.seller.address, evidence, until)
     escrow.submit_evidence_signed(order, actors.seller.address, evidence, until, sig, actors.relayer)
-    assert factory.chain.call(escrow.contract.functions.isDigestUsed(digest))
+    assert factory.chain.call(escrow.contract.functions.isDigestUsed(key, digest))
     with reverts("SignatureReplayed", digest=digest):
         escrow.submit_evidence_signed(
             factory.current(order), actors.seller.address, evidence, until, sig, actors.relayer
@@ -204,7 +205,7 @@ def test_a_signature_for_another_domain_is_refused(factory: OrderFactory, actors
         "chain": {"chainId": doc["domain"]["chainId"] + 1},
         "contract": {"verifyingContract": str(factory.token.address)},
         "name": {"name": "TradeGuard "},
-        "version": {"version": "2"},
+        "version": {"version": "1"},  # a v1 signature is void on the v2 escrow (SPEC §4.1)
     }[other]
     sig = eip712.sign_typed_data(actors.buyer.key, {**doc, "domain": {**doc["domain"], **changed}})
     with pytest.raises(Exception) as info:

@@ -18,7 +18,7 @@ from eth_utils import keccak, to_canonical_address
 from web3.contract import Contract
 
 from app.chain.client import ChainClient
-from app.chain.escrow import Deployment, Escrow, Order, TxResult
+from app.chain.escrow import Deployment, Escrow, Order, TxResult, order_key
 from app.domain.order_rules import ZERO_ADDRESS
 from app.domain.order_state import Milestone, Status
 from app.errors import ContractRevert, DomainError
@@ -37,7 +37,8 @@ SLOT_TOKEN_BALANCES = 0
 TAX2_CAP_BPS = 1
 BIG_BALANCE = 2**250
 TERMS_ABI = (
-    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64)"
+    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64,"
+    "address,bytes32,uint64)"
 )
 
 
@@ -137,17 +138,19 @@ class Env:
         """One storage word of ``address`` at the latest state."""
         return int((state or self._state()).get_storage(to_canonical_address(address), slot))
 
-    def snapshot_views(self, order_ids: list[bytes]) -> ChainView:
-        """Commitments, partial bitmaps, credits and the escrow's token balance, read from storage."""
+    def snapshot_views(self, buyers: dict[bytes, str]) -> ChainView:
+        """Commitments, partial bitmaps, credits and the escrow's token balance, read from storage, for the
+        orders ``buyers`` maps (order id -> buyer: the escrow keys an order by both)."""
         state = self._state()
         esc, tok = self.escrow.address, self.token_address
+        keys = {oid: order_key(oid, buyer) for oid, buyer in buyers.items()}
         commitments = {
-            oid: self.storage(esc, mapping_slot(self.slot_orders, oid), state).to_bytes(32, "big")
-            for oid in order_ids
+            oid: self.storage(esc, mapping_slot(self.slot_orders, key), state).to_bytes(32, "big")
+            for oid, key in keys.items()
         }
         partial = {
-            (oid, m): self.storage(esc, mapping_slot(self.slot_partial, oid, int(m)), state)
-            for oid in order_ids
+            (oid, m): self.storage(esc, mapping_slot(self.slot_partial, key, int(m)), state)
+            for oid, key in keys.items()
             for m in Milestone
         }
         credits = {
@@ -155,7 +158,7 @@ class Env:
             for p in self.parties()
         }
         balance = self.storage(tok, mapping_slot(SLOT_TOKEN_BALANCES, esc), state)
-        return ChainView(commitments, partial, credits, balance)
+        return ChainView(commitments, partial, credits, balance, dict(buyers))
 
 
 @dataclass
@@ -166,6 +169,8 @@ class ChainView:
     partial: dict[tuple[bytes, Milestone], int]
     credits: dict[str, int]
     balance: int
+    #: each order's buyer (the escrow keys an order by its id and buyer)
+    buyers: dict[bytes, str]
 
 
 def _one_shot_estimate(state: Any, transaction: Any) -> int:
@@ -372,6 +377,9 @@ def _model_terms(model: OrderModel) -> tuple[Any, ...]:
         t.response_seconds,
         t.arbitration_seconds,
         t.funded_at,
+        t.arbitrator,
+        t.arbitrator_extra_data_hash,
+        t.meta_evidence_id,
     )
 
 
@@ -384,6 +392,7 @@ def cross_check_views(env: Env, view: ChainView) -> None:
         )
     assert env.chain.call(env.token.functions.balanceOf(esc.address), me) == view.balance, "balance slot"
     for oid, commitment in list(view.commitments.items())[-3:]:
-        assert env.chain.call(fns.commitmentOf(oid), me) == commitment, "commitment slot"
+        assert env.chain.call(fns.commitmentOf(oid, view.buyers[oid]), me) == commitment, "commitment slot"
     for (oid, m), bitmap in list(view.partial.items())[-4:]:
-        assert env.chain.call(fns.partialAttestations(oid, int(m)), me) == bitmap, "partial slot"
+        key = order_key(oid, view.buyers[oid])
+        assert env.chain.call(fns.partialAttestations(key, int(m)), me) == bitmap, "partial slot"

@@ -50,7 +50,7 @@ def _admin_calls(factory: OrderFactory) -> list[tuple[str, tuple[Any, ...]]]:
         ("pause", ()),
         ("grantRole", (REGULATOR_ROLE, a.stranger.address)),
         ("revokeRole", (REGULATOR_ROLE, a.regulator.address)),
-        ("grantRole", (ADMIN_ROLE, a.stranger.address)),
+        ("beginDefaultAdminTransfer", (a.stranger.address,)),
     ]
 
 
@@ -68,7 +68,7 @@ ADMIN_FNS = [
     "pause",
     "grantRole(regulator)",
     "revokeRole(regulator)",
-    "grantRole(admin)",
+    "beginDefaultAdminTransfer",
 ]
 
 
@@ -88,6 +88,15 @@ def test_non_admin_cannot_unpause(factory: OrderFactory, caller: str) -> None:
     acct = getattr(factory.actors, caller)
     with reverts("AccessControlUnauthorizedAccount", account=acct.address, neededRole=ADMIN_ROLE):
         factory.chain.send(factory.escrow.contract.functions.unpause(), acct)
+
+
+@pytest.mark.parametrize("caller", ["admin", "stranger"])
+def test_admin_role_is_never_granted_directly(factory: OrderFactory, caller: str) -> None:
+    """Escrow v2: the admin role moves only in two steps with a delay (AccessControlDefaultAdminRules)."""
+    acct = getattr(factory.actors, caller)
+    fn = factory.escrow.contract.functions.grantRole(ADMIN_ROLE, factory.actors.stranger.address)
+    with reverts("AccessControlEnforcedDefaultAdminRules"):
+        factory.chain.send(fn, acct)
 
 
 def test_admin_calls_succeed_for_the_admin(factory: OrderFactory) -> None:
@@ -362,7 +371,8 @@ def _deploy(factory: OrderFactory, deployment: Any, **overrides: Any) -> Any:
 def test_constructor_reverts_on_zero_treasury_or_admin(factory: OrderFactory, deployment: Any) -> None:
     with reverts("ZeroAddress"):
         _deploy(factory, deployment, treasury=ZERO_ADDRESS)
-    with reverts("ZeroAddress"):
+    # AccessControlDefaultAdminRules refuses a zero admin in its own constructor, before the escrow's check
+    with reverts("AccessControlInvalidDefaultAdmin", defaultAdmin=ZERO_ADDRESS):
         _deploy(factory, deployment, admin=ZERO_ADDRESS)
 
 

@@ -71,6 +71,11 @@ def test_party_anchors_evidence_in_any_open_status(factory: OrderFactory, status
         assert factory.escrow.commitment(order.order_id) == before
 
 
+def _key(factory: OrderFactory, order: Order) -> bytes:
+    """The escrow's key of the order: used digests are kept per order (escrow v2)."""
+    return factory.escrow.order_key(order.order_id, order.terms.buyer)
+
+
 def test_relayed_signed_evidence_is_anchored_and_digest_marked_used(factory: OrderFactory) -> None:
     a = factory.actors
     order = factory.fund()
@@ -79,7 +84,7 @@ def test_relayed_signed_evidence_is_anchored_and_digest_marked_used(factory: Ord
     res = _relay(factory, order, a.buyer, vu, sig)
     assert res.named("EvidenceSubmitted")[0].args["party"] == a.buyer.address
     assert ni_hash(res.named("Evidence")[0].args["_evidence"]) == EVIDENCE
-    assert factory.chain.call(factory.escrow.contract.functions.isDigestUsed(digest)) is True
+    assert factory.chain.call(factory.escrow.contract.functions.isDigestUsed(_key(factory, order), digest)) is True
 
 
 # ------------------------------------------------------------------ the seller's response
@@ -221,7 +226,7 @@ def test_reverts_when_order_is_final(factory: OrderFactory, status: Status) -> N
     with reverts("InvalidStatus", orderId=order.order_id, status=status):
         _relay(factory, order, a.buyer, vu, sig)
     digest = _digest(factory, order, a.buyer.address, vu)
-    assert factory.chain.call(factory.escrow.contract.functions.isDigestUsed(digest)) is False
+    assert factory.chain.call(factory.escrow.contract.functions.isDigestUsed(_key(factory, order), digest)) is False
 
 
 def test_reverts_when_order_unknown(factory: OrderFactory) -> None:

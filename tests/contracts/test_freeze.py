@@ -189,7 +189,8 @@ def test_unfreezes_early_and_gives_back_the_unused_part(factory: OrderFactory) -
     order = _freeze(factory, factory.fund(), 10 * DAY, at=t0)
     factory.chain.set_next_block_time(t0 + 3 * DAY)
     res = factory.escrow.unfreeze(order, factory.actors.regulator)
-    expected = OrderState(Status.FUNDED, frozen_seconds=3 * DAY, frozen_until=t0 + 3 * DAY).pack()
+    tag = order.decoded.buyer_tag
+    expected = OrderState(Status.FUNDED, 0, 3 * DAY, t0 + 3 * DAY, buyer_tag=tag).pack()
     assert [e.name for e in res.events] == ["OrderUnfrozen"]
     assert res.events[0].args == {"orderId": order.order_id, "state": expected}
     assert factory.current(order).state == expected

@@ -16,7 +16,8 @@ from tests.factories import DAY, HOLD, OrderFactory, reverts
 
 U128_MAX = 2**128 - 1
 TERMS_ABI = (
-    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64)"
+    "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64,"
+    "address,bytes32,uint64)"
 )
 
 
@@ -65,11 +66,15 @@ def test_funds_relayed_order_and_commits_terms(factory: OrderFactory) -> None:
         "responseSeconds": 3 * DAY,
         "arbitrationSeconds": 14 * DAY,
         "fundedAt": now,
+        "arbitrator": "0x0000000000000000000000000000000000000000",
+        "arbitratorExtraDataHash": bytes(32),
+        "metaEvidenceId": 0,
     }
     assert OrderState.unpack(ev.args["state"]) == OrderState(Status.FUNDED)
+    assert ev.args["state"] == OrderState.funded(a.buyer.address).pack()
     terms = Terms.from_event(ev.args["terms"])
     commitment = keccak(encode([TERMS_ABI, "uint256"], [terms.as_tuple(), ev.args["state"]]))
-    assert factory.escrow.commitment(auth.order_id) == commitment
+    assert factory.escrow.commitment(auth.order_id, auth.buyer) == commitment
     assert factory.balance(a.buyer.address) == before - 123_456_789
     assert factory.balance(factory.escrow.address) == 123_456_789
 
@@ -177,11 +182,28 @@ def test_accepts_amount_of_two_pow_128_minus_one(factory: OrderFactory) -> None:
 
 def test_reverts_when_order_already_exists(factory: OrderFactory) -> None:
     order = factory.fund()
-    auth = factory.auth(order_ref="again", buyer=factory.actors.buyer2)
+    auth = factory.auth(order_ref="again")
     auth = replace(auth, order_id=order.order_id)
     factory.prepare([auth])
     with reverts("OrderAlreadyExists", orderId=order.order_id):
         factory.escrow.fund([auth], _sign(factory, auth), factory.actors.relayer)
+
+
+def test_another_buyer_cannot_squat_an_order_id(factory: OrderFactory) -> None:
+    """Escrow v2: orders are keyed by (order id, buyer). Another buyer funding the same order id first gets an
+    order of its own under another key; the real buyer's funding still goes through."""
+    a = factory.actors
+    squat = factory.auth(order_ref="squatted", buyer=a.buyer2)
+    real = factory.auth(order_ref="real")
+    squat = replace(squat, order_id=real.order_id)
+    factory.prepare([squat, real])
+    factory.escrow.fund([squat], _sign(factory, squat), a.relayer)
+    factory.escrow.fund([real], _sign(factory, real), a.relayer)
+    assert factory.escrow.commitment(real.order_id, a.buyer.address) != bytes(32)
+    assert factory.escrow.commitment(real.order_id, a.buyer2.address) != bytes(32)
+    assert factory.escrow.order_key(real.order_id, a.buyer.address) != factory.escrow.order_key(
+        real.order_id, a.buyer2.address
+    )
 
 
 def test_reverts_when_same_order_twice_in_one_batch(factory: OrderFactory) -> None:
@@ -412,8 +434,8 @@ def test_failed_funding_changes_nothing(factory: OrderFactory) -> None:
     ) as err:
         factory.escrow.fund([good, short], _sign(factory, good, short), a.relayer, gas=3_000_000)
     assert err.value.tx_hash is not None  # mined with status 0, not just refused by estimation
-    assert factory.escrow.commitment(good.order_id) == b"\x00" * 32
-    assert factory.escrow.commitment(short.order_id) == b"\x00" * 32
+    assert factory.escrow.commitment(good.order_id, good.buyer) == b"\x00" * 32
+    assert factory.escrow.commitment(short.order_id, short.buyer) == b"\x00" * 32
     assert {x: factory.balance(x) for x in balances} == balances
     assert good.order_id not in factory.escrow.orders
 
@@ -424,7 +446,7 @@ def test_failed_check_in_later_entry_records_no_earlier_order(factory: OrderFact
     with pytest.raises(ContractRevert) as err:
         factory.escrow.fund([good, bad], _sign(factory, good, bad), factory.actors.relayer, gas=3_000_000)
     assert (err.value.name, err.value.args_by_name) == ("InvalidAmount", {"amount": 0})
-    assert factory.escrow.commitment(good.order_id) == b"\x00" * 32
+    assert factory.escrow.commitment(good.order_id, good.buyer) == b"\x00" * 32
     assert factory.balance(factory.escrow.address) == 0
 
 
@@ -458,7 +480,7 @@ def test_token_cannot_reenter_fund_during_the_pull(factory: OrderFactory) -> Non
     assert hook.args["success"] is False
     err = factory.chain.abis.decode_error(bytes(hook.args["returnData"]))
     assert err is not None and err.name == "ReentrancyGuardReentrantCall"
-    assert factory.escrow.commitment(inner.order_id) == b"\x00" * 32
+    assert factory.escrow.commitment(inner.order_id, inner.buyer) == b"\x00" * 32
     assert factory.escrow.orders[outer.order_id].status == Status.FUNDED
 
 

@@ -1216,7 +1216,7 @@ class EscrowMachine(RuleBasedStateMachine):
     @invariant()
     def model_and_contract_agree(self) -> None:
         env, token = self.env, self.env.token_address
-        view = env.snapshot_views(self.ids)
+        view = env.snapshot_views({oid: self.esc.orders[oid].terms.buyer for oid in self.ids})
         open_sum = 0
         for oid in self.ids:
             m, order = self.model.orders[oid], self.esc.orders[oid]

@@ -43,7 +43,7 @@ def test_releases_at_exactly_release_at_with_exact_split(factory: OrderFactory) 
     (ev,) = res.named("OrderReleased")
     assert ev.args == {
         "orderId": order.order_id,
-        "state": OrderState(Status.RELEASED, anchor=release_at).pack(),
+        "state": OrderState(Status.RELEASED, anchor=release_at, buyer_tag=order.decoded.buyer_tag).pack(),
         "commission": split.commission,
         "tax": split.tax,
         "sellerNet": split.seller_net,

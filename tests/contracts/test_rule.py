@@ -237,7 +237,9 @@ def test_reverts_when_arbitrator_was_removed(factory: OrderFactory) -> None:
         factory.escrow.submit_ruling(order, 5_000, RATIONALE, valid_until, sig, a.relayer)
 
 
-def test_new_arbitrator_rules_only_once_role_delay_elapsed(factory: OrderFactory) -> None:
+def test_new_arbitrator_rules_only_on_orders_funded_once_it_was_active(factory: OrderFactory) -> None:
+    """Escrow v2: an arbitrator is bound to orders funded after it became active (as oracles are), so one
+    appointed while a dispute is open can never rule on it, not even after its role delay."""
     a = factory.actors
     order = _disputed(factory)
     res = factory.admin("addArbitrator", a.stranger.address)
@@ -252,13 +254,19 @@ def test_new_arbitrator_rules_only_once_role_delay_elapsed(factory: OrderFactory
     factory.chain.set_next_block_time(active_from - 1)
     with reverts("NotArbitrator", account=a.stranger.address):
         factory.escrow.submit_ruling(order, 5_000, RATIONALE, valid_until, sig, a.relayer)
+    factory.chain.set_next_block_time(active_from)
+    with reverts("NotArbitrator", account=a.stranger.address):
+        factory.escrow.submit_ruling(order, 5_000, RATIONALE, valid_until, sig, a.relayer)
     with reverts("NotArbitrator", account=a.stranger.address):
         factory.escrow.rule(order, a.stranger, 5_000, RATIONALE)
 
-    factory.chain.set_next_block_time(active_from)
-    res = factory.escrow.submit_ruling(order, 5_000, RATIONALE, valid_until, sig, a.relayer)
+    # an order funded once it is active is its to rule on; the old dispute stays the old arbitrator's
+    later = _disputed(factory)
+    res = factory.escrow.rule(later, a.stranger, 5_000, RATIONALE)
     (resolved,) = res.named("DisputeResolved")
     assert resolved.args["arbitrator"] == a.stranger.address
+    res = factory.escrow.rule(order, a.arbitrator, 5_000, RATIONALE)
+    assert res.named("DisputeResolved")[0].args["arbitrator"] == a.arbitrator.address
 
 
 def test_re_adding_an_arbitrator_restarts_its_delay(factory: OrderFactory) -> None:
@@ -357,8 +365,12 @@ def test_reverts_when_order_unknown(factory: OrderFactory) -> None:
 def test_reverts_when_terms_are_tampered(factory: OrderFactory) -> None:
     a = factory.actors
     order = _disputed(factory)
-    forged = replace(order, terms=replace(order.terms, buyer=a.stranger.address))
+    forged = replace(order, terms=replace(order.terms, seller=a.stranger.address))
     with reverts("OrderDataMismatch", orderId=order.order_id):
+        factory.escrow.rule(forged, a.arbitrator, 10_000, RATIONALE)
+    # the buyer is part of the order's storage key (escrow v2): a forged buyer finds no order at all
+    forged = replace(order, terms=replace(order.terms, buyer=a.stranger.address))
+    with reverts("UnknownOrder", orderId=order.order_id):
         factory.escrow.rule(forged, a.arbitrator, 10_000, RATIONALE)
 
 

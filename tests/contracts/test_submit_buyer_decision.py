@@ -149,14 +149,22 @@ def test_reverts_when_terms_name_the_signer_as_buyer(factory: OrderFactory) -> N
     order = factory.in_status(Status.SHIPPED)
     forged = replace(order, terms=replace(order.terms, buyer=stranger.address))
     vu, sig = _signed(factory, order, CONFIRM, key=stranger.key)
-    with reverts("OrderDataMismatch", orderId=order.order_id):
+    # escrow v2: the buyer is part of the order's storage key, so a forged buyer finds no order at all
+    with reverts("UnknownOrder", orderId=order.order_id):
         _submit(factory, forged, CONFIRM, vu, sig)
 
 
 def test_reverts_when_signature_empty(factory: OrderFactory) -> None:
+    """Escrow v2: an empty signature means the sender decides itself, and the relayer is not the buyer."""
+    order = factory.in_status(Status.SHIPPED)
+    with reverts("Unauthorized", caller=factory.actors.relayer.address):
+        _submit(factory, order, CONFIRM, factory.chain.now() + DAY, b"")
+
+
+def test_reverts_when_signature_too_short(factory: OrderFactory) -> None:
     order = factory.in_status(Status.SHIPPED)
     with reverts("MalformedSignature", reason=2):
-        _submit(factory, order, CONFIRM, factory.chain.now() + DAY, b"")
+        _submit(factory, order, CONFIRM, factory.chain.now() + DAY, b"\x01" * 64)
 
 
 def test_reverts_when_confirming_a_funded_order(factory: OrderFactory) -> None:

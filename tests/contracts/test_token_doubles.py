@@ -73,7 +73,7 @@ def test_fee_on_transfer_token_is_refused_at_funding(factory: OrderFactory) -> N
     with reverts("TokenShortfall", token=fot.address, expected=AMOUNT, received=AMOUNT - fee):
         factory.escrow.fund([auth], [sig], a.relayer)
     # nothing changed
-    assert factory.escrow.commitment(auth.order_id) == b"\x00" * 32
+    assert factory.escrow.commitment(auth.order_id, auth.buyer) == b"\x00" * 32
     assert auth.order_id not in factory.escrow.orders
     assert _bal(factory, fot, a.buyer.address) == AMOUNT
     assert _bal(factory, fot, factory.escrow.address) == 0
@@ -103,7 +103,7 @@ def test_fee_on_transfer_refused_for_a_pulled_run_and_the_whole_batch_rolls_back
     with reverts("TokenShortfall", token=fot.address, expected=50_000, received=49_500):  # one pull per run
         factory.escrow.fund([good, x, y], sigs, a.relayer)
     for o in (good, x, y):
-        assert factory.escrow.commitment(o.order_id) == b"\x00" * 32
+        assert factory.escrow.commitment(o.order_id, o.buyer) == b"\x00" * 32
     assert factory.balance(factory.escrow.address) == 0
     assert _bal(factory, fot, factory.escrow.address) == 0
 
@@ -287,7 +287,7 @@ def test_reentrant_token_cannot_reenter_during_fund(factory: OrderFactory, rnt: 
     # the outer funding went through, the inner call changed nothing
     assert factory.current(factory.escrow.orders[outer.order_id]).status == Status.FUNDED
     if inner == "fund":
-        assert factory.escrow.commitment(inner_auth.order_id) == b"\x00" * 32
+        assert factory.escrow.commitment(inner_auth.order_id, inner_auth.buyer) == b"\x00" * 32
     assert factory.escrow.credit(rnt.address, rnt.address) == token_credit
     assert _bal(factory, rnt, a.stranger.address) == 0
     assert _bal(factory, rnt, factory.escrow.address) == escrow_before + AMOUNT
@@ -317,7 +317,7 @@ def test_reentrant_token_cannot_reenter_during_withdraw(
     assert factory.escrow.credit(rnt.address, rnt.address) == token_credit  # the token's own credit untouched
     assert _bal(factory, rnt, a.stranger.address) == 0
     if inner == "fund":
-        assert factory.escrow.commitment(inner_auth.order_id) == b"\x00" * 32
+        assert factory.escrow.commitment(inner_auth.order_id, inner_auth.buyer) == b"\x00" * 32
     assert _bal(factory, rnt, factory.escrow.address) == escrow_before - 9_000
 
 
@@ -363,7 +363,7 @@ def test_control_the_same_reentrant_call_succeeds_outside_the_escrow(
     count, ok, _ = _recorded(factory, rnt)
     assert (count, ok) == (1, True)
     if inner == "fund":
-        assert factory.escrow.commitment(inner_auth.order_id) != b"\x00" * 32
+        assert factory.escrow.commitment(inner_auth.order_id, inner_auth.buyer) != b"\x00" * 32
     else:
         assert factory.escrow.credit(rnt.address, rnt.address) == 0
         assert _bal(factory, rnt, a.stranger.address) == token_credit

@@ -47,9 +47,11 @@ ZERO_HASH = bytes(32)
 
 @dataclass(frozen=True)
 class FundingRequest(FundingTerms):
-    """What the buyer signs to fund an order (SPEC §4 OrderAuthorization, without the order id)."""
+    """What the buyer signs to fund an order (SPEC §4.1 OrderAuthorization, without the order id)."""
 
     valid_until: int
+    arbitrator: str = ZERO_ADDRESS
+    arbitrator_extra_data_hash: bytes = b"\x00" * 32
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,17 @@ def open_order(order_id: bytes, req: FundingRequest, registry: Registry, now: in
     broken = funding_violations(req, limits, now)
     if broken:  # the first broken rule, as the escrow checks them in this order
         raise _fail(broken[0].code, broken[0].message, **broken[0].details)
+    if (
+        req.arbitrator_extra_data_hash != b"\x00" * 32
+        if req.arbitrator == ZERO_ADDRESS
+        else not registry.is_arbitrator(req.arbitrator, now)
+    ):
+        raise _fail(
+            "InvalidArbitration",
+            "no such ERC-792 arbitrator active now",
+            arbitrator=req.arbitrator,
+            extraDataHash=req.arbitrator_extra_data_hash,
+        )
     terms = OrderTerms(
         buyer=req.buyer,
         seller=req.seller,
@@ -95,6 +108,8 @@ def open_order(order_id: bytes, req: FundingRequest, registry: Registry, now: in
         response_seconds=registry.response_seconds,
         arbitration_seconds=registry.arbitration_seconds,
         funded_at=now,
+        arbitrator=req.arbitrator,
+        arbitrator_extra_data_hash=req.arbitrator_extra_data_hash,
     )
     return OrderModel(
         order_id=order_id,
@@ -356,8 +371,12 @@ class OrderModel:
         return self._changed(responded=True) if answers else self
 
     def rule(self, arbitrator: str, share_bps: int, registry: Registry, now: int) -> OrderModel:
-        """An arbitrator splits a disputed order: ``share_bps`` of it back to the buyer, the rest released."""
-        if not registry.is_arbitrator(arbitrator, now):
+        """An arbitrator splits a disputed order: ``share_bps`` of it back to the buyer, the rest released.
+
+        Escrow v2: only an arbitrator already active when the order was funded (one appointed during the
+        dispute cannot rule on it), and only on orders without an ERC-792 arbitrator."""
+        funded_at = self.terms.funded_at
+        if self.terms.arbitrator != ZERO_ADDRESS or not registry.is_arbitrator(arbitrator, funded_at):
             raise _fail("NotArbitrator", "not an active arbitrator", account=arbitrator)
         if self.status != Status.DISPUTED:
             raise self._invalid_status()

@@ -61,6 +61,7 @@ from app.db.models import (
 )
 from app.db.session import read_transaction, transaction
 from app.domain.encoding import rfc3339
+from app.domain.order_state import buyer_tag
 from app.errors import ChainUnavailable
 from app.services import chain_guard
 from app.services.index import projection
@@ -358,11 +359,39 @@ def _rows_to_catch_up(s: Session) -> list[str]:
 
 
 def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
-    return s.scalars(
+    """The order's events, without those of another buyer's order under the same order id.
+
+    The escrow v2 keys an order by its id and its buyer, so anyone may fund an order id of ours under another
+    buyer (a "squatted" id that blocks nothing): its ``OrderFunded`` names another buyer and the buyer tag of
+    its state words differs. The buyer is the row's, or else the first ``OrderFunded``'s.
+    """
+    events = s.scalars(
         select(ChainEvent)
         .where(ChainEvent.order_id == order_id)
         .order_by(ChainEvent.block_number, ChainEvent.log_index)
     ).all()
+    row = s.get(Order, order_id)
+    buyer = row.buyer if row is not None else _first_buyer(events)
+    if buyer is None:
+        return events
+    return [e for e in events if _belongs_to(e, buyer)]
+
+
+def _first_buyer(events: Sequence[ChainEvent]) -> str | None:
+    for e in events:
+        if e.name == "OrderFunded":
+            return str(e.args["terms"]["buyer"])
+    return None
+
+
+def _belongs_to(e: ChainEvent, buyer: str) -> bool:
+    """Whether an event is of ``buyer``'s order: ``OrderFunded`` by its terms, state events by the buyer tag;
+    events without either (attestations, ERC-1497 evidence) are kept."""
+    if e.name == "OrderFunded":
+        return str(e.args["terms"]["buyer"]).lower() == buyer.lower()
+    if "state" in e.args:
+        return projection.as_int(e.args["state"]) >> 176 == buyer_tag(buyer)
+    return True
 
 
 def _merchant_for(s: Session, seller: str) -> Principal | None:

@@ -112,7 +112,8 @@ class IntentPayload(BaseModel):
 
 
 class AuthorizationIn(IntentPayload):
-    """The buyer's OrderAuthorization (SPEC §4 field names)."""
+    """The buyer's OrderAuthorization (SPEC §4.1 field names; the two arbitration fields default to platform
+    arbitration, so an intent stored before escrow v2 reads back unchanged)."""
 
     orderId: Bytes32
     buyer: Address
@@ -126,6 +127,8 @@ class AuthorizationIn(IntentPayload):
     deliverBy: Uint64
     holdSeconds: Uint32
     validUntil: Uint64
+    arbitrator: Address = "0x0000000000000000000000000000000000000000"
+    arbitratorExtraDataHash: Bytes32 = "0x" + "00" * 32
 
     def to_authorization(self) -> OrderAuthorization:
         """As the chain package's :class:`~app.chain.messages.OrderAuthorization`."""

@@ -32,12 +32,20 @@ def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
     with read_transaction(rt.db) as s:
         order = orders.get_visible(s, viewer, oid)
         out = orders.public(order, indexer.timeline(s, order.id))
-        funded = s.scalars(
-            select(ChainEvent.args)
-            .where(ChainEvent.order_id == order.id, ChainEvent.name == "OrderFunded")
-            .order_by(ChainEvent.block_number.desc())
-            .limit(1)
-        ).first()
+        # the order's own funding: another buyer may have funded the same order id (escrow v2 keys orders by
+        # id and buyer), and that order is not this one
+        funded = next(
+            (
+                args
+                for args in s.scalars(
+                    select(ChainEvent.args)
+                    .where(ChainEvent.order_id == order.id, ChainEvent.name == "OrderFunded")
+                    .order_by(ChainEvent.block_number.desc())
+                ).all()
+                if str(args["terms"]["buyer"]).lower() == order.buyer.lower()
+            ),
+            None,
+        )
     if funded is not None and order.state_word is not None:
         terms = funded["terms"]
         out["onchain"] = {

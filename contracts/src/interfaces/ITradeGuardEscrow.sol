@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-/// @title TradeGuard escrow: the external surface
+import {IArbitrable} from "./IArbitrable.sol";
+
+/// @title TradeGuard escrow v2: the external surface
 /// @notice One escrow contract holds many orders. Each order occupies one storage slot holding a commitment
 ///         `keccak256(abi.encode(terms, state))`; callers pass the terms and the packed state back as calldata
 ///         (both are published in this contract's events, so anyone can rebuild them from the chain alone).
+///         Orders are stored under `orderKey = keccak256(abi.encode(orderId, buyer))`: an order id is unique per
+///         buyer, so nobody can squat another buyer's order id (see {orderKey}).
+///         Disputes are decided by the platform's arbitrators (signed `Ruling`, SPEC §4) or, when the buyer's
+///         OrderAuthorization names one, by an ERC-792 arbitrator (SPEC §4.1) through {IArbitrable.rule}.
 /// @dev Packed order state (`uint256 state`), least significant bits first:
 ///      bits   0..7   status (see {Status})
 ///      bit    8      seller responded to the open dispute within the response window
@@ -12,7 +18,9 @@ pragma solidity ^0.8.28;
 ///      bits  48..111 frozenUntil: unix time until which the order is frozen (0 = never frozen)
 ///      bits 112..175 anchor: timer base; `releaseAt = anchor + frozenSeconds` while delivered,
 ///                    `disputedAt = anchor + frozenSeconds` while disputed (deadlines add their window)
-interface ITradeGuardEscrow {
+///      bits 176..255 buyer tag: the low 80 bits of the buyer's address, set at funding and never changed, so
+///                    that every state-carrying event tells which buyer's order of an order id it belongs to
+interface ITradeGuardEscrow is IArbitrable {
     // ------------------------------------------------------------------ types
 
     /// @notice Order status; values of 5 and above are final.
@@ -36,7 +44,7 @@ interface ITradeGuardEscrow {
         ArbitrationTimeout
     }
 
-    /// @notice The buyer's signed order authorization, exactly as typed in SPEC §4.
+    /// @notice The buyer's signed order authorization, exactly as typed in SPEC §4.1 (14 fields).
     struct OrderAuthorization {
         /// @dev keccak256(abi.encode(seller, keccak256(bytes(orderRef))))
         bytes32 orderId;
@@ -62,6 +70,10 @@ interface ITradeGuardEscrow {
         uint32 holdSeconds;
         /// @dev the signature is void after this time
         uint64 validUntil;
+        /// @dev ERC-792 arbitrator of the order, or zero for the platform's arbitrators and the Ruling message
+        address arbitrator;
+        /// @dev keccak256 of the extraData passed to the arbitrator's createDispute (zero with no arbitrator)
+        bytes32 arbitratorExtraDataHash;
     }
 
     /// @notice The terms an order was funded with; committed at funding and never changed.
@@ -92,8 +104,48 @@ interface ITradeGuardEscrow {
         uint32 responseSeconds;
         /// @dev arbitration deadline after a dispute opens, locked at funding
         uint32 arbitrationSeconds;
-        /// @dev block time of funding; only oracles active by then count for this order
+        /// @dev block time of funding; only oracles and platform arbitrators active by then count for this order
         uint64 fundedAt;
+        /// @dev ERC-792 arbitrator (zero: platform arbitrators), as signed
+        address arbitrator;
+        /// @dev keccak256 of the arbitrator's extraData, as signed
+        bytes32 arbitratorExtraDataHash;
+        /// @dev ERC-1497 meta-evidence (dispute policy) id in force at funding
+        uint64 metaEvidenceId;
+    }
+
+    /// @notice Platform settings applied to new orders, packed in one slot.
+    struct Config {
+        /// @dev platform commission for new orders
+        uint16 commissionBps;
+        /// @dev oracle threshold k for new orders
+        uint8 threshold;
+        /// @dev oracles not removed (pending ones included)
+        uint16 activeOracles;
+        /// @dev oracles ever registered; the next index
+        uint16 oracleCount;
+        /// @dev seller's dispute response window for new orders
+        uint32 responseSeconds;
+        /// @dev arbitration deadline for new orders
+        uint32 arbitrationSeconds;
+        /// @dev current ERC-1497 meta-evidence id
+        uint64 metaEvidenceId;
+        /// @dev new orders refused while set (kept here so funding reads one settings slot)
+        bool paused;
+        /// @dev oracles added but possibly not yet active (counted until `pendingUntil`)
+        uint16 pendingOracles;
+        /// @dev the latest `activeFrom` of an added oracle
+        uint40 pendingUntil;
+    }
+
+    /// @notice A registered oracle; `index` is its bit in partial-attestation bitmaps and is never reused.
+    struct OracleInfo {
+        /// @dev bit index
+        uint8 index;
+        /// @dev false once removed
+        bool active;
+        /// @dev counts only for orders funded at or after this time
+        uint64 activeFrom;
     }
 
     /// @notice An EIP-2612 permit; `deadline == 0` means "no permit, use the existing allowance".
@@ -202,6 +254,23 @@ interface ITradeGuardEscrow {
     error InvalidDecision(uint8 decision);
     /// @notice Basis points above 10000 or above the configured bound.
     error InvalidBps(uint256 bps);
+    /// @notice The order names an ERC-792 arbitrator that is not an arbitrator active at funding, or gives an
+    ///         extraData hash without an arbitrator.
+    error InvalidArbitration(address arbitrator, bytes32 extraDataHash);
+    /// @notice The extraData given does not hash to the order's signed arbitratorExtraDataHash.
+    error ExtraDataMismatch(bytes32 expected, bytes32 actual);
+    /// @notice Native currency was sent where none is taken (only an ERC-792 dispute opening takes it).
+    error UnexpectedValue(uint256 value);
+    /// @notice No open dispute of the calling arbitrator has this id.
+    error UnknownDispute(address arbitrator, uint256 disputeID);
+    /// @notice The dispute was already ruled.
+    error AlreadyRuled(bytes32 orderId, uint256 disputeID);
+    /// @notice The ruling is not one of the dispute's choices (0..10).
+    error InvalidRuling(uint256 ruling);
+    /// @notice The order's ERC-792 arbitrator has not ruled yet.
+    error NoRuling(bytes32 orderId);
+    /// @notice A payout to the escrow itself, which would strand the credit.
+    error InvalidRecipient(address to);
     /// @notice Not enough credit to withdraw.
     error InsufficientCredit(address token, address account, uint256 available, uint256 requested);
     /// @notice A zero address where one is required.
@@ -293,6 +362,11 @@ interface ITradeGuardEscrow {
     event Unpaused(address account);
     /// @notice Dispute windows for new orders changed.
     event DisputeWindowsSet(uint32 responseSeconds, uint32 arbitrationSeconds);
+    /// @notice The order's ERC-792 arbitrator ruled (see also {IArbitrable.Ruling}); anyone may now execute the
+    ///         ruling with {executeRuling}.
+    event RulingRecorded(
+        bytes32 indexed orderId, address indexed arbitrator, uint256 indexed disputeID, uint256 ruling
+    );
 
     // ------------------------------------------------------------------ ERC-1497
 
@@ -329,13 +403,19 @@ interface ITradeGuardEscrow {
     /// @return released how many orders were released
     function release(OrderRef[] calldata orders, bool strict) external returns (uint256 released);
 
-    /// @notice The buyer confirms receipt: release now.
-    function confirmReceipt(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external;
-
-    /// @notice The buyer opens a dispute, anchoring its evidence hash (zero for none).
-    function openDispute(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external;
-
-    /// @notice Relay the buyer's signed BuyerDecision (1 confirm receipt, 2 open dispute).
+    /// @notice The buyer's decision: confirm receipt (release now) or open a dispute. The buyer sends it, or
+    ///         anyone relays the buyer's signed BuyerDecision. On an order with an ERC-792 arbitrator, opening a
+    ///         dispute calls the arbitrator's `createDispute(10, extraData)` with all of `msg.value` (the
+    ///         arbitration cost, paid by whoever sends the transaction; the escrow keeps and refunds none).
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
+    /// @param decision 1 confirm receipt, 2 open dispute
+    /// @param evidenceHash SHA-256 of the buyer's evidence (zero for none)
+    /// @param validUntil the signed message's expiry (ignored without a signature)
+    /// @param signature the buyer's 65-byte signature, or empty when the buyer sends the transaction
+    /// @param extraData the arbitrator's options; must hash to the order's arbitratorExtraDataHash when an
+    ///        ERC-792 dispute is opened, ignored otherwise
     function submitBuyerDecision(
         bytes32 orderId,
         Terms calldata terms,
@@ -343,14 +423,20 @@ interface ITradeGuardEscrow {
         uint8 decision,
         bytes32 evidenceHash,
         uint64 validUntil,
-        bytes calldata signature
-    ) external;
+        bytes calldata signature,
+        bytes calldata extraData
+    ) external payable;
 
-    /// @notice The buyer or seller anchors an evidence hash.
-    function submitEvidence(bytes32 orderId, Terms calldata terms, uint256 state, bytes32 evidenceHash) external;
-
-    /// @notice Relay a party's signed EvidenceSubmission.
-    function submitEvidenceSigned(
+    /// @notice The buyer or the seller anchors an evidence hash, sending it or through a relayed signed
+    ///         EvidenceSubmission. A seller's evidence inside the response window answers an open dispute.
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
+    /// @param party the buyer or the seller of the order
+    /// @param evidenceHash SHA-256 of the evidence bytes kept off-chain
+    /// @param validUntil the signed message's expiry (ignored without a signature)
+    /// @param signature the party's 65-byte signature (acts once per order), or empty when the party sends
+    function submitEvidence(
         bytes32 orderId,
         Terms calldata terms,
         uint256 state,
@@ -360,11 +446,15 @@ interface ITradeGuardEscrow {
         bytes calldata signature
     ) external;
 
-    /// @notice An arbitrator rules on a disputed order.
-    function rule(bytes32 orderId, Terms calldata terms, uint256 state, uint16 buyerShareBps, bytes32 rationaleHash)
-        external;
-
-    /// @notice Relay an arbitrator's signed Ruling.
+    /// @notice A platform arbitrator rules on a disputed order without an ERC-792 arbitrator, sending it or
+    ///         through a relayed signed Ruling. The arbitrator must have been active when the order was funded.
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
+    /// @param buyerShareBps share of the amount refunded to the buyer (10000 full refund, 0 full release)
+    /// @param rationaleHash SHA-256 of the written ruling
+    /// @param validUntil the signed message's expiry (ignored without a signature)
+    /// @param signature the arbitrator's 65-byte signature, or empty when the arbitrator sends
     function submitRuling(
         bytes32 orderId,
         Terms calldata terms,
@@ -375,19 +465,175 @@ interface ITradeGuardEscrow {
         bytes calldata signature
     ) external;
 
+    /// @notice Settle a disputed order by the ruling its ERC-792 arbitrator gave through {IArbitrable.rule}.
+    ///         Anyone may call; a recorded ruling is executed even after the arbitration deadline (it wins over
+    ///         a timeout refund that was not executed first).
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
+    function executeRuling(bytes32 orderId, Terms calldata terms, uint256 state) external;
+
     /// @notice The seller gives the order up: full refund to the buyer.
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
     function refundBySeller(bytes32 orderId, Terms calldata terms, uint256 state) external;
 
     /// @notice Refund the buyer after a missed deadline (ship-by, deliver-by, dispute response, arbitration).
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
     function timeoutRefund(bytes32 orderId, Terms calldata terms, uint256 state) external;
 
     /// @notice A regulator freezes an order for `duration` seconds (at most 30 days in total per order).
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
+    /// @param duration seconds from now
+    /// @param reasonHash hash of the published reason (non-zero)
     function freeze(bytes32 orderId, Terms calldata terms, uint256 state, uint32 duration, bytes32 reasonHash)
         external;
 
     /// @notice A regulator lifts a freeze early.
+    /// @param orderId the order id
+    /// @param terms the order's terms
+    /// @param state the order's current packed state
     function unfreeze(bytes32 orderId, Terms calldata terms, uint256 state) external;
 
-    /// @notice Pay out the caller's credit in `token` to `to`.
+    /// @notice Pay out the caller's credit in `token` to `to` (not zero, not the escrow itself).
+    /// @param token the settlement token
+    /// @param to the receiving address
+    /// @param amount base units to pay (at most the credit)
     function withdraw(address token, address to, uint256 amount) external;
+
+    // ------------------------------------------------------------------ admin (DEFAULT_ADMIN_ROLE)
+
+    /// @notice Register an oracle; it counts for orders funded from `now + ROLE_DELAY` on.
+    /// @param oracle the oracle's signing address
+    function addOracle(address oracle) external;
+
+    /// @notice Remove an oracle; its attestations stop counting at once, for open orders too (a removal can
+    ///         only delay an order towards its timeout refund, never move money to anyone).
+    /// @param oracle the oracle's signing address
+    function removeOracle(address oracle) external;
+
+    /// @notice Set the oracle threshold k for new orders (1 ≤ k ≤ active oracles); open orders keep theirs.
+    /// @param threshold k
+    function setThreshold(uint8 threshold) external;
+
+    /// @notice Appoint an arbitrator (a platform arbitrator's address, or an ERC-792 arbitrator contract); it
+    ///         counts only for orders funded from `now + ROLE_DELAY` on.
+    /// @param arbitrator the arbitrator
+    function addArbitrator(address arbitrator) external;
+
+    /// @notice Remove an arbitrator at once: a platform arbitrator stops ruling; orders already funded with an
+    ///         ERC-792 arbitrator keep it (it is part of their signed terms).
+    /// @param arbitrator the arbitrator
+    function removeArbitrator(address arbitrator) external;
+
+    /// @notice Allow or disallow a settlement token for new orders (open orders are never affected).
+    /// @param token the token
+    /// @param allowed whether new orders may use it
+    function setToken(address token, bool allowed) external;
+
+    /// @notice Register a corridor's tax recipient with its highest rate, or remove it with 0 (new orders only).
+    /// @param recipient the tax collection account
+    /// @param maxTaxBps the highest tax rate a buyer may sign for it
+    function setTaxRecipient(address recipient, uint16 maxTaxBps) external;
+
+    /// @notice Set the platform commission for new orders (at most 3000 bps).
+    /// @param commissionBps the commission
+    function setCommission(uint16 commissionBps) external;
+
+    /// @notice Set the dispute windows for new orders.
+    /// @param responseSeconds seller's response window (1 hour to 90 days)
+    /// @param arbitrationSeconds arbitration deadline (longer than the response window, at most 180 days)
+    function setDisputeWindows(uint32 responseSeconds, uint32 arbitrationSeconds) external;
+
+    /// @notice Publish new ERC-1497 meta-evidence for orders funded from now on.
+    /// @param uri the meta-evidence document's URI
+    function setMetaEvidence(string calldata uri) external;
+
+    /// @notice Stop new orders. Funded orders keep every exit.
+    function pause() external;
+
+    /// @notice Accept new orders again.
+    function unpause() external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice The storage key of an order: its id made unique per buyer. Funding an order id first with
+    ///         another buyer creates another order under another key, so it cannot block the buyer's own.
+    /// @param orderId the order id
+    /// @param buyer the order's buyer
+    /// @return key keccak256(abi.encode(orderId, buyer))
+    function orderKey(bytes32 orderId, address buyer) external pure returns (bytes32 key);
+
+    /// @notice The commitment stored for an order.
+    /// @param orderId the order id
+    /// @param buyer the order's buyer
+    /// @return commitment keccak256(abi.encode(terms, state)), zero if unknown
+    function commitmentOf(bytes32 orderId, address buyer) external view returns (bytes32 commitment);
+
+    /// @notice Unpaid credit of `account` in `token`.
+    /// @param token the token
+    /// @param account the account
+    /// @return amount base units
+    function creditOf(address token, address account) external view returns (uint256 amount);
+
+    /// @notice The platform settings applied to new orders.
+    /// @return settings the packed settings
+    function config() external view returns (Config memory settings);
+
+    /// @notice The treasury receiving commission (fixed at deployment).
+    /// @return account the treasury
+    function treasury() external view returns (address account);
+
+    /// @notice Whether new orders are paused.
+    /// @return isPaused true while paused
+    function paused() external view returns (bool isPaused);
+
+    /// @notice An oracle's registry entry.
+    /// @param oracle the oracle
+    /// @return info its index, whether active, and from when it counts
+    function oracleInfo(address oracle) external view returns (OracleInfo memory info);
+
+    /// @notice The oracle registered under `index`.
+    /// @param index the bit index
+    /// @return oracle its address
+    function oracleAt(uint256 index) external view returns (address oracle);
+
+    /// @notice From when an arbitrator counts: for orders funded at or after this time (0 if none).
+    /// @param arbitrator the arbitrator
+    /// @return activeFrom unix time
+    function arbitratorActiveFrom(address arbitrator) external view returns (uint64 activeFrom);
+
+    /// @notice Whether a token may fund new orders.
+    /// @param token the token
+    /// @return allowed true if allowlisted
+    function isTokenAllowed(address token) external view returns (bool allowed);
+
+    /// @notice A tax recipient's highest rate (0 if not registered).
+    /// @param recipient the tax recipient
+    /// @return maxTaxBps its cap
+    function taxCap(address recipient) external view returns (uint16 maxTaxBps);
+
+    /// @notice Bitmap of oracle indices whose attestation of `milestone` is recorded but below threshold.
+    /// @param key the order's {orderKey}
+    /// @param milestone 1 shipped, 2 delivered
+    /// @return bits the bitmap
+    function partialAttestations(bytes32 key, uint8 milestone) external view returns (uint256 bits);
+
+    /// @notice Whether a signed EvidenceSubmission was used for an order.
+    /// @param key the order's {orderKey}
+    /// @param digest the EIP-712 digest of the EvidenceSubmission
+    /// @return used true once relayed
+    function isDigestUsed(bytes32 key, bytes32 digest) external view returns (bool used);
+
+    /// @notice The order an ERC-792 dispute belongs to, and its ruling.
+    /// @param arbitrator the arbitrator
+    /// @param disputeID the arbitrator's dispute id
+    /// @return key the order's {orderKey} (zero if unknown)
+    /// @return ruling the ruling plus one (0 while not ruled)
+    function disputeOf(address arbitrator, uint256 disputeID) external view returns (bytes32 key, uint256 ruling);
 }

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {ITradeGuardEscrow} from "../interfaces/ITradeGuardEscrow.sol";
+
 /// @title Packed order state
 /// @notice Reads and writes the `uint256` order state word described in {ITradeGuardEscrow}.
 /// @dev Layout: status (bits 0..7), seller-responded flag (bit 8), frozenSeconds (16..47),
-///      frozenUntil (48..111), anchor (112..175). All setters mask the field they replace.
+///      frozenUntil (48..111), anchor (112..175), buyer tag (176..255). All setters mask the field they replace.
 library OrderState {
     uint8 internal constant FUNDED = 1;
     uint8 internal constant SHIPPED = 2;
@@ -18,8 +20,15 @@ library OrderState {
     uint256 private constant _FROZEN_SECONDS_SHIFT = 16;
     uint256 private constant _FROZEN_UNTIL_SHIFT = 48;
     uint256 private constant _ANCHOR_SHIFT = 112;
+    uint256 private constant _BUYER_TAG_SHIFT = 176;
     uint256 private constant _MASK_32 = type(uint32).max;
     uint256 private constant _MASK_64 = type(uint64).max;
+
+    /// @notice The state of an order just funded by `buyer`: FUNDED, and the low 80 bits of the buyer's address
+    ///         as its tag (never changed afterwards).
+    function funded(address buyer) internal pure returns (uint256) {
+        return (uint256(uint80(uint160(buyer))) << _BUYER_TAG_SHIFT) | FUNDED;
+    }
 
     /// @notice The status byte.
     function status(uint256 s) internal pure returns (uint8) {
@@ -88,5 +97,26 @@ library OrderState {
     function timerStart(uint256 s, uint256 nowTime) internal pure returns (uint256) {
         uint256 until = frozenUntil(s);
         return nowTime > until ? nowTime : until;
+    }
+
+    /// @notice An order's storage key: keccak256(abi.encode(orderId, buyer)), hashed in scratch space.
+    function key(bytes32 orderId, address buyer) internal pure returns (bytes32 k) {
+        assembly ("memory-safe") {
+            mstore(0x00, orderId)
+            mstore(0x20, buyer)
+            k := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// @notice keccak256(abi.encode(terms, state)) hashed straight from calldata (17 static words of terms).
+    /// @dev Not re-encoding is safe: a caller who passes non-canonical bytes (dirty high bits) gets a hash that
+    ///      matches no commitment, since every commitment was computed from clean values at funding.
+    function commit(ITradeGuardEscrow.Terms calldata t, uint256 s) internal pure returns (bytes32 h) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, t, 544)
+            mstore(add(ptr, 544), s)
+            h := keccak256(ptr, 576)
+        }
     }
 }

@@ -123,7 +123,16 @@ class Session:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
     def goto(self, url: str) -> Any:
-        self.page.goto(url)
+        """Open ``url``. An order page reloads itself when its order changes (live updates): a ``goto`` that
+        meets that reload is interrupted by it, and is made again once the page has loaded."""
+        for attempt in range(3):
+            try:
+                self.page.goto(url)
+                break
+            except playwright_sync.Error as exc:
+                if "interrupted by another navigation" not in str(exc) or attempt == 2:
+                    raise
+                self.page.wait_for_load_state()
         return self.page
 
 

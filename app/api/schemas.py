@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic import Strict as StrictMode
 
 from app.domain.order_rules import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
+from app.services.trade.arbitration import MAX_EXTRA_DATA_BYTES
 
 
 def _json_integer(value: Any) -> Any:
@@ -41,6 +42,10 @@ Signature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{130}$")]
 #: 1 .. 10^39-1 as a decimal string (the escrow takes up to 2^128-1; the rules refuse the rest by name)
 Amount = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,38}$")]
 OrderId = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{64}$")]
+#: Bytes as 0x hex, an even number of digits, at most :data:`MAX_EXTRA_DATA_BYTES` bytes
+HexBytes = Annotated[
+    str, StringConstraints(pattern=r"^0x([0-9a-fA-F]{2})*$", max_length=2 + 2 * MAX_EXTRA_DATA_BYTES)
+]
 #: Free text holds no control characters (PostgreSQL cannot store a NUL; logs and CSV should not see them).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 #: Integers are strict everywhere: a JSON ``true`` or ``"5"`` is not an integer.
@@ -117,6 +122,17 @@ class OrderCreate(Strict):
     )
     hold_seconds: HoldSeconds | None = None
     valid_for_seconds: ValidForSeconds = 86_400
+    arbitrator: Address | None = Field(
+        None,
+        description="SPEC §4.1: an ERC-792 arbitrator contract appointed on the escrow and active now; the "
+        "buyer signs it, and opening a dispute then pays its arbitrationCost. Absent: the platform's "
+        "arbitrators",
+    )
+    arbitrator_extra_data: HexBytes | None = Field(
+        None,
+        description="the extraData the arbitrator's createDispute is given (0x hex, at most "
+        f"{MAX_EXTRA_DATA_BYTES} bytes; only with an arbitrator); the buyer signs its keccak256",
+    )
 
 
 class Split(BaseModel):
@@ -135,6 +151,22 @@ class TimelineItem(BaseModel):
     tx_hash: str | None = None
 
 
+class ArbitrationPublic(BaseModel):
+    """Who decides the order's dispute: the platform's arbitrators, or an ERC-792 arbitrator (SPEC §4.1) with
+    its dispute id, ruling (0..10) and the buyer's share that ruling gives once it has ruled."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["platform", "erc792"]
+    arbitrator: str | None
+    extra_data: str | None = None
+    extra_data_hash: str | None = None
+    ruling_choices: int | None = None
+    dispute_id: str | None = Field(None, description="the arbitrator's dispute id (decimal string)")
+    ruling: int | None = None
+    ruling_buyer_share_bps: int | None = None
+    ruled_at: str | None = None
+
+
 class OrderPublic(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str
@@ -149,6 +181,7 @@ class OrderPublic(BaseModel):
     release_at: str | None
     ship_by: str | None
     deliver_by: str | None
+    arbitration: ArbitrationPublic | None = None
     timeline: list[dict[str, Any]] | None = None
 
 

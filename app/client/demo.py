@@ -149,8 +149,11 @@ class Demo:
 
     # ---------------------------------------------------------------- steps
 
-    def create_and_fund(self, ref: str, amount: int, country: str = "DE") -> dict[str, Any]:
-        """Merchant creates the order; the buyer signs what the API returned and funds it."""
+    def create_and_fund(
+        self, ref: str, amount: int, country: str = "DE", **extra: Any
+    ) -> dict[str, Any]:
+        """Merchant creates the order (``extra``: more fields of ``POST /v1/orders``, e.g. an ERC-792
+        ``arbitrator``); the buyer signs what the API returned and funds it."""
         p = self.parties
         self.post(
             p.admin, "/v1/dev/faucet", {"address": self.wallets.buyer.address, "amount": str(amount)}, 200
@@ -165,6 +168,7 @@ class Demo:
                 "currency": self.currency,
                 "destination_country": country,
                 "goods_category": "apparel",
+                **extra,
             },
             201,
         )

@@ -157,6 +157,10 @@ class Order(Base):
     deliver_by: Mapped[int] = mapped_column(BigInteger)
     hold_seconds: Mapped[int] = mapped_column(Integer)
     valid_until: Mapped[int] = mapped_column(BigInteger)
+    #: SPEC §4.1: the ERC-792 arbitrator the buyer signs (None: the platform's arbitrators), and the exact
+    #: ``extraData`` its ``createDispute`` is given (its keccak is the signed ``arbitratorExtraDataHash``)
+    arbitrator: Mapped[str | None] = mapped_column(String(42))
+    arbitrator_extra_data: Mapped[bytes | None] = mapped_column(LargeBinary)
     status: Mapped[str] = mapped_column(String(24), default="awaiting_funding", index=True)
     state_word: Mapped[int | None] = mapped_column(Uint256)
     funded_at: Mapped[int | None] = mapped_column(BigInteger)
@@ -171,6 +175,10 @@ class Order(Base):
     tax: Mapped[int | None] = mapped_column(Uint256)
     seller_net: Mapped[int | None] = mapped_column(Uint256)
     closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: ERC-792 (indexed): the arbitrator's dispute id, its ruling (0..10) and when it was recorded
+    dispute_id: Mapped[int | None] = mapped_column(Uint256)
+    ruling: Mapped[int | None] = mapped_column(Integer)
+    ruled_at: Mapped[int | None] = mapped_column(BigInteger)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -44,6 +44,21 @@ def ruling_split(amount: int, buyer_share_bps: int, commission_bps: int, tax_bps
     return Split(refund, rest.commission, rest.tax, rest.seller_net)
 
 
+#: ERC-792 ruling options of an order with an external arbitrator (SPEC §4.1): 1..10, and 0 "refused to
+#: arbitrate".
+RULING_CHOICES = 10
+
+
+def ruling_share_bps(ruling: int) -> int:
+    """The buyer's share an ERC-792 ruling gives (SPEC §4.1): ``(r - 1) * 1111`` bps for ``r`` in 1..9, 10000
+    for 10 (full refund), 5000 for 0 (the arbitrator refused to arbitrate: split evenly)."""
+    if not 0 <= ruling <= RULING_CHOICES:
+        raise ValueError(f"an ERC-792 ruling is 0..{RULING_CHOICES}")
+    if ruling == 0:
+        return 5000
+    return BPS if ruling == RULING_CHOICES else (ruling - 1) * 1111
+
+
 def refund_split(amount: int) -> Split:
     """A refund charges neither commission nor tax."""
     return Split(amount, 0, 0, 0)

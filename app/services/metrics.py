@@ -313,10 +313,11 @@ def _database_families(s: Session, rt: Runtime, node: NodeReading | None, now: d
     )
     due = GaugeMetricFamily(
         "tradeguard_keeper_due_orders",
-        "Orders whose release or timeout refund is due at the chain's time but not done yet",
+        "Orders whose release, timeout refund or ERC-792 ruling execution is due at the chain's time but not "
+        "done yet",
         labels=("action",),
     )
-    counts = {"release": 0, "timeout_refund": 0}
+    counts = {"release": 0, "timeout_refund": 0, "execute_ruling": 0}
     for order in s.scalars(keeper.candidates(node.chain_time)):
         action = keeper.due_action(order, node.chain_time)
         if action is not None:

@@ -97,6 +97,19 @@ CREATE = problems(
                 {"error": "TaxNotAllowed"},
             ),
             CHECKSUM,
+            (
+                "invalid_arbitrator",
+                "the escrow would refuse to fund this order: 0x5FbDB2315678afecb367f032d93F642f64180aa3 "
+                "is not an arbitrator appointed on the escrow",
+                {"error": "InvalidArbitration"},
+            ),
+            (
+                "not_erc792_arbitrator",
+                "0x70997970C51812dc3A010C7d01b50e0d17dc79C8 does not answer the ERC-792 "
+                "arbitrationCost(extraData) call",
+            ),
+            ("extra_data_too_large", "extraData is limited to 1024 bytes (got 2000)"),
+            ("extra_data_without_arbitrator", "extraData is for an ERC-792 arbitrator: name one"),
         ],
         409: [
             ("order_exists", "order_ref 'A-1001' already exists"),
@@ -152,6 +165,10 @@ def create_order(body: OrderCreate, rt: RuntimeDep, me: MerchantPrincipal) -> di
             deliver_by=_ts(body.deliver_by),
             hold_seconds=body.hold_seconds,
             valid_for_seconds=body.valid_for_seconds,
+            arbitrator=body.arbitrator,
+            arbitrator_extra_data=(
+                None if body.arbitrator_extra_data is None else bytes.fromhex(body.arbitrator_extra_data[2:])
+            ),
         ),
     )
     return {"order": orders.public(order), "sign": documents}
@@ -235,11 +252,35 @@ def confirm_receipt(
     return _decision(rt, me, order_id, body, Decision.CONFIRM_RECEIPT)
 
 
-@router.post("/{order_id}/disputes", status_code=202, response_model=ActionAccepted, responses=ACTION)
+@router.post(
+    "/{order_id}/disputes",
+    status_code=202,
+    response_model=ActionAccepted,
+    responses=problems(
+        *AUTH,
+        *BODY,
+        403,
+        404,
+        valid={
+            422: [BAD_SIGNATURE, REVERT_INPUT],
+            409: [
+                WRONG_STATE,
+                REVERT,
+                (
+                    "erc792_dispute_conflict",
+                    "order 0x5e1f… is arbitrated by ERC-792 arbitrator 0x5FbD…, whose fee the buyer pays: "
+                    "send the transaction GET /v1/orders/{id}/dispute-transaction answers",
+                ),
+            ],
+        },
+    ),
+)
 def open_dispute(
     order_id: OrderIdPath, body: BuyerDecisionCreate, rt: RuntimeDep, me: BuyerPrincipal
 ) -> dict[str, Any]:
-    """Buyer: open a dispute with a signed BuyerDecision (decision 2), before ``release_at``."""
+    """Buyer: open a dispute with a signed BuyerDecision (decision 2), before ``release_at``. Platform
+    arbitration only: on an order with an ERC-792 arbitrator the buyer pays its fee, from its own wallet, with
+    the transaction ``GET /v1/orders/{id}/dispute-transaction`` answers (a 409 here)."""
     return _decision(rt, me, order_id, body, Decision.OPEN_DISPUTE)
 
 
@@ -328,7 +369,8 @@ def evidence_content(
 def submit_ruling(
     order_id: OrderIdPath, body: RulingCreate, rt: RuntimeDep, me: ArbitratorPrincipal
 ) -> dict[str, Any]:
-    """Arbitrator: rule on a dispute with a signed Ruling (10000 = full refund, 0 = full release)."""
+    """Arbitrator: rule on a dispute with a signed Ruling (10000 = full refund, 0 = full release). Platform
+    arbitration only: an ERC-792 arbitrator rules through its own ``rule()`` call (a 409 here)."""
     intent = orders.rule(
         rt,
         me,

@@ -1,5 +1,7 @@
 """Transactions for a party's own wallet, where SPEC §4 has no signed message: a seller's refund, a withdrawal
-of credits, and the escrow admin's registration of oracles and arbitrators; plus credits and on-chain roles.
+of credits, the escrow admin's registration of oracles and arbitrators, and, on an order with an ERC-792
+arbitrator (SPEC §4.1), the buyer's fee-paying dispute and anyone's ``executeRuling``; plus credits and
+on-chain roles.
 
 Each answer is the exact transaction (``from``, ``to``, ``data``, ``value``, ``chainId``, ``gas``), estimated
 against the chain first (a refusal is its decoded error, 409/422); these routes write nothing, and the indexer
@@ -12,9 +14,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import AdminPrincipal, CurrentPrincipal, MerchantPrincipal, RegulatorPrincipal, RuntimeDep
+from app.api.deps import (
+    AdminPrincipal,
+    BuyerPrincipal,
+    CurrentPrincipal,
+    MerchantPrincipal,
+    RegulatorPrincipal,
+    RuntimeDep,
+)
 from app.api.openapi import AUTH, REVERT, REVERT_INPUT, WRONG_STATE, problems
-from app.api.schemas import PRINTABLE, Address, Amount
+from app.api.schemas import PRINTABLE, Address, Amount, Hex32
 from app.services.trade import wallet_actions
 
 router = APIRouter(tags=["wallet"])
@@ -38,6 +47,54 @@ PREPARED = problems(
 def seller_refund(order_id: OrderIdPath, rt: RuntimeDep, me: MerchantPrincipal) -> dict[str, Any]:
     """Seller: the ``refundBySeller`` transaction for its wallet (the buyer gets the whole amount back)."""
     return wallet_actions.seller_refund(rt, me, order_id)
+
+
+#: What the ERC-792 routes answer besides 200.
+ERC792 = problems(
+    *AUTH,
+    403,
+    404,
+    422,
+    valid={
+        409: [
+            WRONG_STATE,
+            REVERT,
+            (
+                "platform_arbitration_conflict",
+                "order 0x5e1f… is arbitrated by the platform: POST /v1/orders/{id}/disputes",
+            ),
+        ],
+        422: [
+            REVERT_INPUT,
+            (
+                "insufficient_funds",
+                "0x3C44… holds 0 wei of the chain's currency; this transaction sends 10^16",
+            ),
+        ],
+    },
+)
+
+
+@router.get("/v1/orders/{order_id}/dispute-transaction", responses=ERC792)
+def dispute_transaction(
+    order_id: OrderIdPath,
+    rt: RuntimeDep,
+    me: BuyerPrincipal,
+    evidence_hash: Annotated[
+        Hex32, Query(description="SHA-256 of the buyer's evidence, anchored with the dispute (default none)")
+    ] = "0x" + "00" * 32,
+) -> dict[str, Any]:
+    """Buyer: on an order with an ERC-792 arbitrator (SPEC §4.1), the ``submitBuyerDecision`` transaction that
+    opens the dispute from the buyer's own wallet, with ``value`` = the arbitrator's ``arbitrationCost`` now
+    (in wei; the escrow forwards it to ``createDispute``; the relayer cannot pay it for the buyer)."""
+    return wallet_actions.dispute_transaction(rt, me, order_id, bytes.fromhex(evidence_hash[2:]))
+
+
+@router.get("/v1/orders/{order_id}/execute-ruling-transaction", responses=ERC792)
+def execute_ruling_transaction(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+    """Any party of the order: the ``executeRuling`` transaction that settles it by its ERC-792 arbitrator's
+    ruling, for its own wallet (the keeper also sends it on its own once the ruling is indexed)."""
+    return wallet_actions.execute_ruling_transaction(rt, me, order_id)
 
 
 @router.get("/v1/orders/{order_id}/freeze-transaction", responses=PREPARED)

@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 
 from app.chain.abi import Event
 from app.chain.client import BlockHeader
+from app.chain.escrow import order_key
 from app.db.models import (
     ChainEvent,
     IndexedBlock,
@@ -309,9 +310,16 @@ def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bo
         if (None if below is None else below.hash) != verified:
             raise _ChainMoved(f"the index's block {expected} changed since it was checked")
         touched: set[str] = set()
+        disputes: dict[tuple[str, int], str] = {}  # this range's ERC-792 disputes → their order
         for e in chunk.events:
             header = chunk.headers[e.block_number]
             order_id = projection.event_order_id(e.name, e.args)
+            if e.name == "Dispute" and order_id is not None:
+                found = projection.dispute_of(e.name, e.args)
+                if found is not None:
+                    disputes[found] = order_id
+            elif e.name in projection.BY_DISPUTE:
+                order_id = _order_of_dispute(s, projection.dispute_of(e.name, e.args), disputes)
             s.add(
                 ChainEvent(
                     block_number=e.block_number,
@@ -337,6 +345,28 @@ def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bo
         s.execute(delete(IndexedBlock).where(IndexedBlock.number < chunk.end - BLOCK_HISTORY))
         report.events += len(chunk.events)
     return True
+
+
+def _order_of_dispute(
+    s: Session, dispute: tuple[str, int] | None, fresh: dict[tuple[str, int], str]
+) -> str | None:
+    """The order of an ERC-792 (arbitrator, dispute id): from this range's ``Dispute`` events, else from the
+    indexed ones (a ruling comes blocks or days after its dispute). None if the escrow created no such
+    dispute (it then has no ruling to record either)."""
+    if dispute is None:
+        return None
+    if dispute in fresh:
+        return fresh[dispute]
+    arbitrator, dispute_id = dispute
+    for order_id, args in s.execute(
+        select(ChainEvent.order_id, ChainEvent.args).where(
+            ChainEvent.name == "Dispute",
+            func.lower(ChainEvent.args["_arbitrator"].as_string()) == arbitrator,
+        )
+    ):
+        if projection.dispute_of("Dispute", args) == dispute:
+            return str(order_id)
+    return None
 
 
 def _catch_up_rows(rt: Runtime, report: IndexReport) -> None:
@@ -386,11 +416,15 @@ def _first_buyer(events: Sequence[ChainEvent]) -> str | None:
 
 def _belongs_to(e: ChainEvent, buyer: str) -> bool:
     """Whether an event is of ``buyer``'s order: ``OrderFunded`` by its terms, state events by the buyer tag;
-    events without either (attestations, ERC-1497 evidence) are kept."""
+    ``RulingRecorded`` by the order key it carries; events without any of these (attestations, ERC-1497
+    evidence) are kept."""
     if e.name == "OrderFunded":
         return str(e.args["terms"]["buyer"]).lower() == buyer.lower()
     if "state" in e.args:
         return projection.as_int(e.args["state"]) >> 176 == buyer_tag(buyer)
+    if e.name == "RulingRecorded" and e.order_id is not None:  # its orderId argument is the order key
+        key = order_key(bytes.fromhex(e.order_id[2:]), buyer)
+        return str(e.args["orderId"]).lower() == "0x" + key.hex()
     return True
 
 

@@ -16,17 +16,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from eth_utils import keccak
+
 from app.db.models import Order
 from app.domain.encoding import hex32, rfc3339
-from app.domain.order_rules import OrderTerms
+from app.domain.money import ruling_share_bps
+from app.domain.order_rules import ZERO_ADDRESS, OrderTerms
 from app.domain.order_state import OrderState, RefundReason, Status
 
 MAX_SAFE_INT = 2**53 - 1
+ZERO_HASH = "0x" + "00" * 32
 AWAITING_FUNDING = "awaiting_funding"
-#: ERC-1497 events name the order by a uint256 argument rather than ``orderId``.
-_ORDER_ARG = {"Dispute": "_disputeID", "Evidence": "_evidenceGroupID"}
+#: ERC-1497 events name the order by a uint256 argument rather than ``orderId``: the evidence group, which is
+#: the order id (a ``Dispute``'s ``_disputeID`` is the order id only under platform arbitration; an ERC-792
+#: arbitrator numbers its disputes itself).
+_ORDER_ARG = {"Dispute": "_evidenceGroupID", "Evidence": "_evidenceGroupID"}
+#: ERC-792 events that name the order only through the arbitrator's dispute id (``RulingRecorded``'s
+#: ``orderId`` argument carries the escrow's order key, not the order id): the indexer maps them to their
+#: order by the ``Dispute`` event of the same (arbitrator, dispute id).
+BY_DISPUTE = {"Ruling": ("_arbitrator", "_disputeID"), "RulingRecorded": ("arbitrator", "disputeID")}
 #: Events that only repeat another event of the same transaction (ERC-1497 mirrors): left out of timelines.
-TIMELINE_DUPLICATES = frozenset({"Dispute", "Evidence"})
+TIMELINE_DUPLICATES = frozenset({"Dispute", "Evidence", "Ruling"})
 #: Event arguments that are token amounts: decimal strings wherever they are shown.
 AMOUNT_ARGS = frozenset({"amount", "commission", "tax", "sellerNet", "buyerRefund"})
 
@@ -76,7 +86,10 @@ def as_int(value: Any) -> int:
 
 
 def event_order_id(name: str, args: Mapping[str, Any]) -> str | None:
-    """The order an escrow event is about (``0x…``), None for platform events."""
+    """The order an escrow event is about (``0x…``), None for platform events and for the ERC-792 events of
+    :data:`BY_DISPUTE` (their order is found through the dispute, :func:`dispute_of`)."""
+    if name in BY_DISPUTE:
+        return None
     if "orderId" in args:
         value = args["orderId"]
         return hex32(bytes(value)) if isinstance(value, bytes | bytearray) else str(value).lower()
@@ -84,6 +97,15 @@ def event_order_id(name: str, args: Mapping[str, Any]) -> str | None:
     if arg is not None and arg in args:
         return hex32(as_int(args[arg]))
     return None
+
+
+def dispute_of(name: str, args: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The (arbitrator, dispute id) an ERC-792 event names: a ``Dispute`` the escrow created, or one of the
+    :data:`BY_DISPUTE` events (the arbitrator lowercased)."""
+    keys = ("_arbitrator", "_disputeID") if name == "Dispute" else BY_DISPUTE.get(name)
+    if keys is None or keys[0] not in args:
+        return None
+    return str(args[keys[0]]).lower(), as_int(args[keys[1]])
 
 
 # --------------------------------------------------------------------------------------- projection
@@ -106,7 +128,15 @@ def terms_from_args(terms: Mapping[str, Any]) -> OrderTerms:
         response_seconds=as_int(terms["responseSeconds"]),
         arbitration_seconds=as_int(terms["arbitrationSeconds"]),
         funded_at=as_int(terms["fundedAt"]),
+        arbitrator=str(terms.get("arbitrator", ZERO_ADDRESS)),
+        arbitrator_extra_data_hash=_bytes32(terms.get("arbitratorExtraDataHash", ZERO_HASH)),
+        meta_evidence_id=as_int(terms.get("metaEvidenceId", 0)),
     )
+
+
+def _bytes32(value: Any) -> bytes:
+    """A ``bytes32`` argument in its stored form (0x hex) or as decoded (bytes)."""
+    return bytes(value) if isinstance(value, bytes | bytearray) else bytes.fromhex(str(value)[2:])
 
 
 #: Order columns the indexer owns (everything else on the row is the API's).
@@ -125,6 +155,9 @@ PROJECTED_COLUMNS = (
     "tax",
     "seller_net",
     "closed_at",
+    "dispute_id",
+    "ruling",
+    "ruled_at",
 )
 
 
@@ -135,6 +168,11 @@ class Projection:
     ``release_at`` is set while the order is delivered, the dispute deadlines while it is disputed (both with
     every freeze added, as the contract counts them); ``disputed_at`` stays once set. ``seller_evidence`` is
     the state word's responded flag: the seller answered the dispute within its response window.
+
+    On an order with an ERC-792 arbitrator (SPEC §4.1), ``dispute_id`` is the arbitrator's id of the dispute
+    the escrow created (the ``Dispute`` event of the transaction that opened it), ``ruling`` (0..10) and
+    ``ruled_at`` the ruling it gave through ``rule()`` (``RulingRecorded``), which ``executeRuling`` then
+    settles.
     """
 
     status: str = AWAITING_FUNDING
@@ -151,8 +189,18 @@ class Projection:
     tax: int | None = None
     seller_net: int | None = None
     closed_at: int | None = None
+    dispute_id: int | None = None
+    ruling: int | None = None
+    ruled_at: int | None = None
     terms: OrderTerms | None = field(default=None, compare=False)
     refund_reason: str | None = field(default=None, compare=False)
+    #: the transaction whose ``DisputeOpened`` this order's is: its ``Dispute`` event carries the dispute id
+    dispute_tx: str | None = field(default=None, compare=False)
+
+    @property
+    def external(self) -> bool:
+        """Whether the order is arbitrated by an ERC-792 arbitrator (SPEC §4.1)."""
+        return self.terms is not None and self.terms.arbitrator.lower() != ZERO_ADDRESS
 
     def columns(self) -> dict[str, Any]:
         """The projected columns by name (what :func:`apply` writes)."""
@@ -230,6 +278,19 @@ def step(p: Projection, event: EventRecord) -> Projection:
             seller_net=as_int(args["sellerNet"]),
             closed_at=event.block_time,
         )
+    elif event.name == "DisputeOpened":
+        p = replace(p, dispute_tx=event.tx_hash)
+    elif event.name == "Dispute" and p.external and event.tx_hash == p.dispute_tx and p.dispute_id is None:
+        assert p.terms is not None
+        if str(args["_arbitrator"]).lower() == p.terms.arbitrator.lower():
+            p = replace(p, dispute_id=as_int(args["_disputeID"]))
+    elif event.name == "RulingRecorded" and p.dispute_id is not None and p.ruling is None:
+        assert p.terms is not None
+        if (str(args["arbitrator"]).lower(), as_int(args["disputeID"])) == (
+            p.terms.arbitrator.lower(),
+            p.dispute_id,
+        ):
+            p = replace(p, ruling=as_int(args["ruling"]), ruled_at=event.block_time)
     elif event.name == "OrderRefunded":
         assert p.terms is not None
         reason = RefundReason(as_int(args["reason"])).name.lower()
@@ -252,6 +313,8 @@ def _transition_type(before: Projection, after: Projection, event: EventRecord) 
         return "order.frozen"
     if event.name == "OrderUnfrozen":
         return "order.unfrozen"
+    if after.ruling is not None and before.ruling is None:
+        return "order.ruling_recorded"
     return None
 
 
@@ -291,6 +354,11 @@ def terms_mismatch(order: Order, t: OrderTerms) -> list[str]:
         "ship_by": (order.ship_by, t.ship_by),
         "deliver_by": (order.deliver_by, t.deliver_by),
         "hold_seconds": (order.hold_seconds, t.hold_seconds),
+        "arbitrator": ((order.arbitrator or ZERO_ADDRESS).lower(), t.arbitrator.lower()),
+        "arbitrator_extra_data": (
+            keccak(order.arbitrator_extra_data) if order.arbitrator else bytes(32),
+            bytes(t.arbitrator_extra_data_hash),
+        ),
     }
     return [name for name, (row, chain) in pairs.items() if row != chain]
 
@@ -315,6 +383,7 @@ def new_order_row(order_id: str, merchant_id: str, t: OrderTerms, currency: str)
         deliver_by=t.deliver_by,
         hold_seconds=t.hold_seconds,
         valid_until=t.funded_at,
+        arbitrator=t.arbitrator if t.arbitrator.lower() != ZERO_ADDRESS else None,
         status=AWAITING_FUNDING,
     )
 
@@ -351,7 +420,24 @@ def webhook_data(order_id: str, currency: str | None, t: Transition) -> dict[str
         data["closed_at"] = rfc3339(p.closed_at)
     if p.refund_reason is not None:
         data["refund_reason"] = p.refund_reason
+    if p.external:
+        assert p.terms is not None
+        data["arbitration"] = arbitration_data(p.terms.arbitrator, p.dispute_id, p.ruling, p.ruled_at)
     return data
+
+
+def arbitration_data(
+    arbitrator: str, dispute_id: int | None, ruling: int | None, ruled_at: int | None
+) -> dict[str, Any]:
+    """An ERC-792 order's dispute as the API and webhooks show it: the arbitrator, its dispute id (a decimal
+    string: the arbitrator's own number), its ruling (0..10) and the buyer's share that ruling gives."""
+    return {
+        "arbitrator": arbitrator,
+        "dispute_id": None if dispute_id is None else str(dispute_id),
+        "ruling": ruling,
+        "ruling_buyer_share_bps": None if ruling is None else ruling_share_bps(ruling),
+        "ruled_at": rfc3339(ruled_at),
+    }
 
 
 def timeline_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -368,4 +454,7 @@ def timeline_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
         out.update(buyer=terms.buyer, seller=terms.seller, token=terms.token, amount=str(terms.amount))
     if name == "OrderRefunded":
         out["reason"] = RefundReason(as_int(args["reason"])).name.lower()
+    if name == "RulingRecorded":
+        out["disputeID"] = str(as_int(args["disputeID"]))
+        out["buyer_share_bps"] = ruling_share_bps(as_int(args["ruling"]))
     return out

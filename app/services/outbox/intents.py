@@ -53,6 +53,7 @@ INTENT_KINDS = (
     "ruling",
     "release",
     "timeout_refund",
+    "execute_ruling",
 )
 #: Kinds that go out together in one non-strict transaction.
 BATCHED = frozenset({"attest", "release"})
@@ -215,7 +216,7 @@ class RulingPayload(IntentPayload):
 
 
 class OrderPayload(IntentPayload):
-    """``release`` / ``timeout_refund``: just the order."""
+    """``release`` / ``timeout_refund`` / ``execute_ruling``: just the order."""
 
     orderId: Bytes32
 
@@ -229,6 +230,7 @@ PAYLOADS: dict[str, type[IntentPayload]] = {
     "ruling": RulingPayload,
     "release": OrderPayload,
     "timeout_refund": OrderPayload,
+    "execute_ruling": OrderPayload,
 }
 _DECISION = {"confirm_receipt": 1, "open_dispute": 2}
 
@@ -340,6 +342,8 @@ def build_call(
     order = _order(p.order_id, orders)
     if isinstance(p, BuyerDecisionPayload | EvidencePayload | RulingPayload):
         return esc.relay_call(order, p.message(), hex_bytes(p.signature))
+    if kind == "execute_ruling":
+        return esc.execute_ruling_call(order)
     return esc.timeout_refund_call(order)
 
 

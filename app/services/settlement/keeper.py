@@ -10,7 +10,10 @@ out, exactly as the contract's ``release`` and ``timeoutRefund`` decide:
   and every later freeze moves it: ``release_at = anchor + frozen_seconds`` of the state word);
 - funded: refund once ``now > ship_by + frozen_seconds``; shipped: once ``now > deliver_by + frozen_seconds``;
 - disputed: refund once ``now > response_deadline`` if the seller has not answered in time, else once
-  ``now > arbitration_deadline`` (both move with freezes, like ``disputed_at``).
+  ``now > arbitration_deadline`` (both move with freezes, like ``disputed_at``);
+- disputed before an ERC-792 arbitrator that has ruled (SPEC §4.1, indexed as ``ruling``): an
+  ``execute_ruling`` intent at once (anyone may settle by a recorded ruling; it wins over a timeout refund
+  not executed first).
 
 When the row carries the packed ``state_word`` the keeper takes status, freeze, anchor and the responded flag
 from it (the chain's own data); otherwise it uses the projected columns. It only submits intents, idempotent
@@ -56,7 +59,8 @@ class KeeperReport:
 
 
 def due_action(order: Order, now: int) -> str | None:
-    """``"release"``, ``"timeout_refund"`` or None: what anyone may do to ``order`` at chain time ``now``."""
+    """``"release"``, ``"timeout_refund"``, ``"execute_ruling"`` or None: what anyone may do to ``order`` at
+    chain time ``now``."""
     state = OrderState.unpack(order.state_word) if order.state_word is not None else None
     status = state.status.name.lower() if state is not None else order.status
     frozen_until = state.frozen_until if state is not None else order.frozen_until or 0
@@ -72,6 +76,8 @@ def due_action(order: Order, now: int) -> str | None:
         return "timeout_refund" if now > order.deliver_by + frozen else None
     if status != "disputed" or order.disputed_at is None:
         return None
+    if order.ruling is not None:
+        return "execute_ruling"
     # The deadlines count from disputed_at; the state word has its current value (freezes included).
     shift = (state.disputed_at or order.disputed_at) - order.disputed_at if state is not None else 0
     responded = state.responded if state is not None else order.seller_evidence
@@ -90,13 +96,14 @@ def candidates(now: int) -> Select[Order]:
             and_(Order.status == "delivered", or_(Order.release_at.is_(None), Order.release_at <= now)),
             and_(Order.status == "funded", Order.ship_by < now),
             and_(Order.status == "shipped", Order.deliver_by < now),
-            and_(Order.status == "disputed", Order.disputed_at < now),
+            and_(Order.status == "disputed", or_(Order.disputed_at < now, Order.ruling.is_not(None))),
         ),
     )
 
 
 def sweep(rt: Runtime, now: int | None = None) -> KeeperReport:
-    """Submit the ``release`` / ``timeout_refund`` intents due at chain time ``now`` (default: the latest
+    """Submit the ``release`` / ``timeout_refund`` / ``execute_ruling`` intents due at chain time ``now``
+    (default: the latest
     block's timestamp). Only writes intents; the relayer sends them. Refuses
     (:class:`~app.errors.ChainHalted`) while the chain guard halts chain work."""
     chain_guard.require(rt)  # a halted chain touches nothing, housekeeping included

@@ -18,19 +18,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.chain import eip712
-from app.chain.messages import BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
+from app.chain.messages import ZERO_ADDRESS, BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
 from app.db.session import read_transaction, transaction
 from app.domain import contract_errors, order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
-from app.domain.money import Split, release_split
+from app.domain.money import Split, release_split, ruling_share_bps, ruling_split
 from app.domain.order_state import Decision
 from app.errors import DomainError, Forbidden, InvalidInput, NotFound
 from app.feeds.carriers import normalise_carrier, normalise_tracking_number
 from app.services.outbox import relayer
 from app.services.runtime import Runtime
-from app.services.trade import corridors, platform
+from app.services.trade import arbitration, corridors, platform
 
 DAY = 86_400
 FINAL = frozenset({"released", "refunded", "resolved"})
@@ -96,14 +96,18 @@ class NewOrder:
     deliver_by: int | None = None
     hold_seconds: int | None = None
     valid_for_seconds: int = DAY
+    #: SPEC §4.1: an ERC-792 arbitrator (None: the platform's arbitrators) and its createDispute extraData
+    arbitrator: str | None = None
+    arbitrator_extra_data: bytes | None = None
 
 
 def authorization(order: Order) -> OrderAuthorization:
-    """The OrderAuthorization (SPEC §4) the buyer signs for ``order``."""
+    """The OrderAuthorization (SPEC §4.1) the buyer signs for ``order``, its arbitration included."""
+    choice = arbitration.Choice(order.arbitrator, order.arbitrator_extra_data)
     return OrderAuthorization(
         bytes.fromhex(order.id[2:]), order.buyer, order.seller, order.token, order.amount,
         order.commission_bps, order.tax_bps, order.tax_recipient, order.ship_by, order.deliver_by,
-        order.hold_seconds, order.valid_until,
+        order.hold_seconds, order.valid_until, choice.arbitrator or ZERO_ADDRESS, choice.extra_data_hash,
     )  # fmt: skip
 
 
@@ -231,6 +235,8 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
     if req.deliver_by is None:  # a default deliver-by is only out of bounds when ship-by is: name that one
         broken = [v for v in broken if v.field != "deliver_by"] or broken
     _refuse_unfundable(broken)
+    # the arbitrator is checked once the order is otherwise fundable (two node calls, only then)
+    choice = arbitration.check_choice(rt, req.arbitrator, req.arbitrator_extra_data, now)
     commission_bps = limits.commission_bps
     order = Order(
         id=oid,
@@ -250,6 +256,8 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
         deliver_by=deliver_by,
         hold_seconds=hold,
         valid_until=order_rules.authorization_deadline(now, req.valid_for_seconds, ship_by),
+        arbitrator=choice.arbitrator,
+        arbitrator_extra_data=choice.extra_data if choice.arbitrator else None,
         status="awaiting_funding",
     )
     # the chain calls (permit nonce, token name) come before the commit: a node failure then leaves nothing
@@ -257,7 +265,10 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
     documents = signing_documents(rt, order)
     with transaction(rt.db) as s:
         s.add(order)
-        s.add(TimelineEntry(order_id=oid, kind="order.created", data={"order_ref": req.order_ref}))
+        created: dict[str, Any] = {"order_ref": req.order_ref}
+        if choice.arbitrator:
+            created["arbitrator"] = choice.arbitrator
+        s.add(TimelineEntry(order_id=oid, kind="order.created", data=created))
         try:
             s.flush()
         except IntegrityError as exc:
@@ -425,6 +436,14 @@ def buyer_decision(
     require_role(buyer, "confirm receipt or dispute", "buyer")
     with transaction(rt.db) as s:
         order = get_visible(s, buyer, oid)
+    if decision == Decision.OPEN_DISPUTE and order.arbitrator:
+        raise DomainError(
+            "erc792_dispute_conflict",
+            f"order {oid} is arbitrated by ERC-792 arbitrator {order.arbitrator}, whose fee the buyer pays "
+            "when the dispute opens: the relayer cannot send it. Send the transaction GET "
+            "/v1/orders/{id}/dispute-transaction answers from the buyer's wallet",
+            arbitrator=order.arbitrator,
+        )
     message = BuyerDecision(bytes.fromhex(order.id[2:]), int(decision), evidence_hash, valid_until)
     _check_signer(rt.escrow.document(message), signature, order.buyer)
     kind = "confirm_receipt" if decision == Decision.CONFIRM_RECEIPT else "open_dispute"
@@ -497,6 +516,13 @@ def rule(
     assert arbitrator.address is not None
     with transaction(rt.db) as s:
         order = get_visible(s, arbitrator, oid)
+    if order.arbitrator:
+        raise DomainError(
+            "erc792_ruling_conflict",
+            f"order {oid} is arbitrated by ERC-792 arbitrator {order.arbitrator}: its ruling comes through "
+            "that arbitrator's rule() call, not a platform Ruling",
+            arbitrator=order.arbitrator,
+        )
     message = Ruling(bytes.fromhex(order.id[2:]), share_bps, rationale_hash, valid_until)
     _check_signer(rt.escrow.document(message), signature, arbitrator.address)
     return _submit(rt, "ruling", message.payload(signature), order.id, {"buyer_share_bps": share_bps})
@@ -561,12 +587,16 @@ def add_shipment(
 
 
 def split_of(order: Order) -> tuple[Split, bool]:
-    """The actual split of a closed order, else the split a release would make (``final`` False)."""
+    """The actual split of a closed order, else the split a release would make, or on a disputed order whose
+    ERC-792 arbitrator has ruled the split ``executeRuling`` will make (``final`` False)."""
     if order.status in FINAL and order.seller_net is not None:
         return (
             Split(order.buyer_refund or 0, order.commission or 0, order.tax or 0, order.seller_net or 0),
             True,
         )
+    if order.status == "disputed" and order.ruling is not None:  # ERC-792: what executeRuling will pay
+        share = ruling_share_bps(order.ruling)
+        return ruling_split(order.amount, share, order.commission_bps, order.tax_bps), False
     return release_split(order.amount, order.commission_bps, order.tax_bps), False
 
 
@@ -604,6 +634,7 @@ def public(order: Order, timeline: list[dict[str, Any]] | None = None) -> dict[s
         "frozen_until": rfc3339(order.frozen_until),
         "closed_at": rfc3339(order.closed_at),
         "needs_review": order.needs_review,
+        "arbitration": arbitration.view(order),
         "created_at": rfc3339(order.created_at),
     }
     if timeline is not None:

@@ -3,6 +3,9 @@ the exact transaction to send (to, data, value, chain id, gas), checked against 
 indexer picks the result up like any other event.
 
 - a seller's refund of a funded order (``refundBySeller``);
+- a buyer's opening of a dispute before the order's ERC-792 arbitrator, paying its arbitration cost
+  (``submitBuyerDecision`` with ``value``), and anyone's ``executeRuling`` once that arbitrator has ruled
+  (SPEC §4.1; see :mod:`app.services.trade.arbitration`);
 - a regulator's freeze and unfreeze of an order (``freeze``, ``unfreeze``);
 - an account's withdrawal of its credits (``withdraw``), and its unpaid credits per token (``creditOf``);
 - the escrow admin's registration and removal of an oracle or arbitrator principal (``addOracle`` …), and
@@ -23,14 +26,16 @@ from web3.contract.contract import ContractFunction
 
 from app.chain.escrow import Order as ChainOrder
 from app.chain.escrow import Terms
-from app.db.models import ChainEvent, Principal
+from app.db.models import ChainEvent, Order, Principal
 from app.db.session import read_transaction
-from app.domain.encoding import rfc3339
+from app.domain.encoding import hex32, rfc3339
+from app.domain.money import ruling_share_bps
+from app.domain.order_state import Decision
 from app.errors import DomainError, InvalidInput, NotFound
 from app.services import chain_guard
 from app.services.index import indexer
 from app.services.runtime import Runtime
-from app.services.trade import orders
+from app.services.trade import arbitration, orders
 
 #: Roles whose address the escrow must know, and the admin functions that add and remove them.
 ONCHAIN_ROLES = {"oracle": ("addOracle", "removeOracle"), "arbitrator": ("addArbitrator", "removeArbitrator")}
@@ -45,6 +50,8 @@ class Prepared:
     gas: int
     chain_id: int
     what: str
+    #: native currency sent with it, in wei (an ERC-792 dispute's arbitration cost; else zero)
+    value: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -53,19 +60,27 @@ class Prepared:
                 "from": self.sender,
                 "to": self.fn.address,
                 "data": self.fn._encode_transaction_data(),
-                "value": "0x0",
+                "value": hex(self.value),
                 "chainId": self.chain_id,
                 "gas": hex(self.gas),
             },
         }
 
 
-def _prepare(rt: Runtime, fn: ContractFunction, sender: str, what: str) -> Prepared:
-    """Estimate ``fn`` from ``sender``: a call the escrow would refuse is its decoded error (409/422) now,
-    not a failed transaction in the party's wallet later."""
+def prepare(rt: Runtime, fn: ContractFunction, sender: str, what: str, *, value: int = 0) -> Prepared:
+    """Estimate ``fn`` from ``sender`` (sending ``value`` wei): a call the escrow would refuse is its decoded
+    error (409/422) now, not a failed transaction in the party's wallet later."""
     chain_guard.require(rt)
-    gas = rt.chain.estimate_from(fn, sender)
-    return Prepared(to_checksum_address(sender), fn, gas, rt.chain.chain_id, what)
+    held = rt.chain.balance(sender) if value else 0
+    if held < value:
+        raise DomainError(
+            "insufficient_funds",
+            f"{to_checksum_address(sender)} holds {held} wei of the chain's currency; "
+            f"this transaction sends {value} wei (and needs gas on top)",
+            required=str(value),
+        )
+    gas = rt.chain.estimate_from(fn, sender, value=value)
+    return Prepared(to_checksum_address(sender), fn, gas, rt.chain.chain_id, what, value)
 
 
 def order_ref(rt: Runtime, viewer: Principal, oid: str) -> ChainOrder:
@@ -92,7 +107,7 @@ def seller_refund(rt: Runtime, seller: Principal, oid: str) -> dict[str, Any]:
     if to_checksum_address(ref.terms.seller) != seller.address:
         raise NotFound("order", oid)
     fn = rt.escrow.contract.functions.refundBySeller(*ref.ref())
-    return _prepare(rt, fn, str(seller.address), f"refund order {oid} in full to its buyer").public()
+    return prepare(rt, fn, str(seller.address), f"refund order {oid} in full to its buyer").public()
 
 
 #: The longest freeze one transaction asks for (the escrow bounds it too).
@@ -107,7 +122,7 @@ def freeze(rt: Runtime, regulator: Principal, oid: str, seconds: int, reason: st
     reason_hash = hashlib.sha256(reason.encode()).digest()
     fn = rt.escrow.contract.functions.freeze(*ref.ref(), seconds, reason_hash)
     what = f"freeze order {oid} for {seconds} s (reason sha256 0x{reason_hash.hex()})"
-    return _prepare(rt, fn, _address(regulator), what).public()
+    return prepare(rt, fn, _address(regulator), what).public()
 
 
 def unfreeze(rt: Runtime, regulator: Principal, oid: str) -> dict[str, Any]:
@@ -115,7 +130,58 @@ def unfreeze(rt: Runtime, regulator: Principal, oid: str) -> dict[str, Any]:
     orders.require_role(regulator, "unfreeze orders", "regulator")
     ref = order_ref(rt, regulator, oid)
     fn = rt.escrow.contract.functions.unfreeze(*ref.ref())
-    return _prepare(rt, fn, _address(regulator), f"unfreeze order {oid}").public()
+    return prepare(rt, fn, _address(regulator), f"unfreeze order {oid}").public()
+
+
+def _external(rt: Runtime, viewer: Principal, oid: str) -> Order:
+    with read_transaction(rt.db) as s:
+        order = orders.get_visible(s, viewer, oid)
+    if not order.arbitrator:
+        raise DomainError(
+            "platform_arbitration_conflict",
+            f"order {oid} is arbitrated by the platform: open its dispute with a signed BuyerDecision "
+            "(POST /v1/orders/{id}/disputes), which the relayer sends",
+        )
+    return order
+
+
+def dispute_transaction(rt: Runtime, buyer: Principal, oid: str, evidence_hash: bytes) -> dict[str, Any]:
+    """The buyer's ``submitBuyerDecision(OPEN_DISPUTE)`` for an order with an ERC-792 arbitrator, paying the
+    arbitrator's current ``arbitrationCost`` from its own wallet (the escrow forwards all of it to
+    ``createDispute``, keeps none and refunds none). Estimated from the buyer first: an order that cannot be
+    disputed now is the escrow's decoded error (409/422)."""
+    orders.require_role(buyer, "open disputes", "buyer")
+    order = _external(rt, buyer, oid)
+    ref = order_ref(rt, buyer, oid)
+    assert order.arbitrator is not None
+    extra = order.arbitrator_extra_data or b""
+    cost = arbitration.arbitration_cost(rt, order.arbitrator, extra)
+    fn = rt.escrow.buyer_decision_call(ref, Decision.OPEN_DISPUTE, evidence_hash, 0, b"", extra)
+    what = (
+        f"open a dispute on order {oid} before ERC-792 arbitrator {order.arbitrator}, paying its arbitration "
+        f"cost of {cost} wei (the escrow forwards it to createDispute; it is not refunded)"
+    )
+    prepared = prepare(rt, fn, str(buyer.address), what, value=cost)
+    out = prepared.public()
+    out["arbitration_cost"] = str(cost)
+    out["arbitrator"] = order.arbitrator
+    out["evidence_hash"] = hex32(evidence_hash)
+    return out
+
+
+def execute_ruling_transaction(rt: Runtime, who: Principal, oid: str) -> dict[str, Any]:
+    """``executeRuling`` for a party's own wallet once the order's ERC-792 arbitrator has ruled (anyone may
+    send it; the keeper does on its own). Before the ruling, the escrow's ``NoRuling`` (409)."""
+    order = _external(rt, who, oid)
+    if not who.address:
+        raise DomainError("no_address", "this principal has no address on chain")
+    ref = order_ref(rt, who, oid)
+    fn = rt.escrow.execute_ruling_call(ref)
+    ruling = order.ruling
+    what = f"settle order {oid} by the ruling of ERC-792 arbitrator {order.arbitrator}"
+    if ruling is not None:
+        what += f" (ruling {ruling}: {ruling_share_bps(ruling)} bps to the buyer)"
+    return prepare(rt, fn, str(who.address), what).public()
 
 
 def credits(rt: Runtime, who: Principal) -> dict[str, Any]:
@@ -157,7 +223,7 @@ def withdrawal(
         )
     target = to_checksum_address(to) if to else address
     fn = rt.escrow.contract.functions.withdraw(token.address, target, amount)
-    return _prepare(rt, fn, address, f"withdraw {amount} {currency} of credit to {target}").public()
+    return prepare(rt, fn, address, f"withdraw {amount} {currency} of credit to {target}").public()
 
 
 #: How a transaction a party sent from its own wallet stands, as :func:`transaction_status` answers.
@@ -283,14 +349,17 @@ def role_change(rt: Runtime, principal_id: str, add: bool, admin_address: str | 
     if add:
         delay = int(rt.chain.call(rt.escrow.contract.functions.ROLE_DELAY()))
         what += f" (it counts once ROLE_DELAY, {delay} s, has passed)"
-    return _prepare(rt, fn, to_checksum_address(sender), what).public()
+    return prepare(rt, fn, to_checksum_address(sender), what).public()
 
 
 __all__ = [
     "TX_STATES",
     "credits",
+    "dispute_transaction",
+    "execute_ruling_transaction",
     "freeze",
     "order_ref",
+    "prepare",
     "role_change",
     "role_status",
     "seller_refund",

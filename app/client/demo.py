@@ -149,9 +149,7 @@ class Demo:
 
     # ---------------------------------------------------------------- steps
 
-    def create_and_fund(
-        self, ref: str, amount: int, country: str = "DE", **extra: Any
-    ) -> dict[str, Any]:
+    def create_and_fund(self, ref: str, amount: int, country: str = "DE", **extra: Any) -> dict[str, Any]:
         """Merchant creates the order (``extra``: more fields of ``POST /v1/orders``, e.g. an ERC-792
         ``arbitrator``); the buyer signs what the API returned and funds it."""
         p = self.parties

@@ -1,6 +1,6 @@
 """ERC-792 arbitration through the service, end to end (SPEC §4.1): a merchant creates an order naming an
-appointed ERC-792 arbitrator (the test double ``CentralizedArbitrator``) and its extraData, the buyer signs and
-funds it, an oracle attests the shipment, the buyer opens the dispute from its own wallet paying the
+appointed ERC-792 arbitrator (the test double ``CentralizedArbitrator``) and its extraData, the buyer signs
+and funds it, an oracle attests the shipment, the buyer opens the dispute from its own wallet paying the
 arbitration cost, both sides anchor evidence, the arbitrator rules through ``rule()``, the keeper executes the
 ruling, and the index, ``GET /v1/orders/{id}`` and the credits show the split. Platform arbitration keeps its
 signed routes; and every refused input (unknown arbitrator, bad extraData, a missing or short fee) changes
@@ -135,12 +135,8 @@ def test_an_order_arbitrated_by_an_erc792_arbitrator_runs_end_to_end(
         headers=auth(d.parties.buyer),
     )
     assert_problem(refused, 409, "erc792_dispute_conflict")
-    assert_problem(
-        client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(d.parties.merchant)), 403
-    )
-    assert_problem(
-        client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(keys.other_buyer)), 404
-    )
+    assert_problem(client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(d.parties.merchant)), 403)
+    assert_problem(client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(keys.other_buyer)), 404)
     # before any dispute, nothing to execute: the escrow's own NoRuling
     early = client.get(f"/v1/orders/{oid}/execute-ruling-transaction", headers=auth(d.parties.merchant))
     assert assert_problem(early, 409)["error"] == "NoRuling"
@@ -168,9 +164,7 @@ def test_an_order_arbitrated_by_an_erc792_arbitrator_runs_end_to_end(
     d.evidence(disputed, "merchant", b"scale ticket: 2.4 kg at dispatch", "scale.txt")
     indexer.sync(rt)
     with rt.db() as s:
-        anchored = [
-            e.args for e in s.query(ChainEvent).filter_by(name="Evidence", order_id=oid).all()
-        ]
+        anchored = [e.args for e in s.query(ChainEvent).filter_by(name="Evidence", order_id=oid).all()]
     assert len(anchored) == 3 and {a["_arbitrator"] for a in anchored} == {court.address}
 
     # a platform Ruling is refused for it; the court's owner rules 7 → (7 - 1) * 1111 bps to the buyer
@@ -226,9 +220,12 @@ def test_an_order_arbitrated_by_an_erc792_arbitrator_runs_end_to_end(
     assert int(token.functions.balanceOf(rt.escrow.address).call()) >= amount
     assert rt.chain.balance(rt.escrow.address) == 0
     # after the settlement, no second dispute and no second execution
-    assert assert_problem(
-        client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(d.parties.buyer)), 409
-    )["error"] == "InvalidStatus"
+    assert (
+        assert_problem(
+            client.get(f"/v1/orders/{oid}/dispute-transaction", headers=auth(d.parties.buyer)), 409
+        )["error"]
+        == "InvalidStatus"
+    )
 
 
 def test_creation_refuses_a_bad_arbitration_and_stores_nothing(
@@ -334,5 +331,7 @@ def test_a_platform_order_is_not_offered_the_erc792_transactions(
         ("execute-ruling-transaction", d.parties.merchant),
     ):
         assert_problem(
-            client.get(f"/v1/orders/{order['id']}/{path}", headers=auth(key)), 409, "platform_arbitration_conflict"
+            client.get(f"/v1/orders/{order['id']}/{path}", headers=auth(key)),
+            409,
+            "platform_arbitration_conflict",
         )

@@ -23,7 +23,7 @@ from app.domain.order_rules import ZERO_ADDRESS
 from app.domain.order_state import Milestone, Status
 from app.errors import ContractRevert, DomainError
 from tests.factories import Actors
-from tests.model.escrow_model import EscrowModel
+from tests.model.escrow_model import Court, EscrowModel
 from tests.model.lifecycle import Ledger, OrderModel
 from tests.model.registry import OracleInfo, Registry
 
@@ -35,6 +35,7 @@ T = TypeVar("T")
 ORACLE_LIST_TO_ORDERS = 4
 SLOT_TOKEN_BALANCES = 0
 TAX2_CAP_BPS = 1
+COURT_FEE = 10**15
 BIG_BALANCE = 2**250
 TERMS_ABI = (
     "(address,address,address,uint256,uint16,uint16,address,uint64,uint64,uint32,uint8,uint32,uint32,uint64,"
@@ -68,6 +69,9 @@ class Env:
     tax2: LocalAccount
     initial_model: EscrowModel
     slot_orders: int = -1
+    #: two appointed ERC-792 arbitrators (``CentralizedArbitrator``, owned by the arbitrator actor): the first
+    #: charges :data:`COURT_FEE` wei a dispute, the second nothing
+    courts: tuple[Contract, ...] = ()
 
     @property
     def slot_credits(self) -> int:
@@ -203,6 +207,13 @@ def setup_env(chain: ChainClient, dep: Deployment, actors: Actors) -> Env:
     fns = dep.escrow.contract.functions
     chain.send(fns.setTaxRecipient(tax2.address, TAX2_CAP_BPS), actors.admin)
     env = Env(chain, dep, actors, tax2, initial_model=_placeholder_model())
+    env.courts = tuple(
+        chain.deploy("CentralizedArbitrator", actors.arbitrator.address, fee, 0, 0, sender=actors.admin)
+        for fee in (COURT_FEE, 0)
+    )
+    for court in env.courts:
+        chain.send(fns.addArbitrator(court.address), actors.admin)
+    chain.advance_time(int(chain.call(fns.ROLE_DELAY())) + 1)
     for buyer in (actors.buyer, actors.buyer2):
         _poke_balance(env, buyer.address, BIG_BALANCE)
         chain.send(dep.token.functions.approve(dep.escrow.address, 2**256 - 1), buyer)
@@ -260,7 +271,13 @@ def model_from_chain(env: Env) -> EscrowModel:
         oracles[addr] = OracleInfo(index, active, active_from)
         oracle_list.append(addr)
     a = env.actors
-    arbitrators = {a.arbitrator.address: call(fns.arbitratorActiveFrom(a.arbitrator.address))}
+    arbitrators = {
+        address: call(fns.arbitratorActiveFrom(address))
+        for address in (a.arbitrator.address, *(c.address for c in env.courts))
+    }
+    courts = {
+        c.address: Court(owner=call(c.functions.owner()), fee=call(c.functions.fee())) for c in env.courts
+    }
     registry = Registry(
         treasury=call(fns.treasury()),
         commission_bps=cfg["commission_bps"],
@@ -283,6 +300,7 @@ def model_from_chain(env: Env) -> EscrowModel:
         admins=frozenset({a.admin.address}),
         regulators=frozenset({a.regulator.address}),
         ledger=Ledger(balances={env.token_address: balance}),
+        courts=courts,
     )
 
 

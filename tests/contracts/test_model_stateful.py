@@ -1,4 +1,5 @@
-"""The pure model (tests/model/escrow_model.py) and the escrow on eth-tester, driven side by side by hypothesis.
+"""The pure model (tests/model/escrow_model.py) and the escrow on eth-tester, driven side by side by
+hypothesis.
 
 Every call runs against both at the same block time: both succeed, or both fail with the same custom error and
 arguments; settlement events must announce the model's split and refund reason. After every step every
@@ -11,7 +12,12 @@ swarm testing switches off. Timed steps run on the timer's edge: first on the si
 refused, on a throwaway snapshot of chain and model, then for real on the side where it is allowed; happy
 steps first try refused variants (duplicate vote, stranger, future event, replayed signature, one unit more
 than the credit). Random rules add every party action across the orders (2 buyers, 2 sellers), admin changes
-(threshold, oracles removed and re-added, commission, arbitrator, pause), time jumps to the nearest deadline
+(threshold, oracles removed and re-added, commission, arbitrator, pause), ERC-792 arbitration (orders naming
+one of two appointed CentralizedArbitrator courts, one charging a fee: disputes paid, unpaid, one wei short,
+with another extraData or relayed without either; court rulings by the owner or a stranger, out of range, on
+another court's or a missing dispute, the escrow's ``rule`` called by an account that created no dispute;
+``executeRuling`` before and after the ruling, frozen, twice; a timeout refund after a recorded ruling; the
+courts' native balances and the escrow's, which must stay zero), time jumps to the nearest deadline
 -1/0/+1 or further, boundary amounts (1, 9999, 10000, 10001, 2^64, 2^128-1, random large) and bps (0, 1,
 caps). Gas is estimated with one execution instead of py-evm's binary search (see model_harness).
 
@@ -34,6 +40,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -58,6 +65,7 @@ from app.chain.escrow import (
 from app.domain.ids import content_hash, order_id, tracking_hash
 from app.domain.order_state import Decision, Milestone, Status
 from tests.contracts.model_harness import (
+    COURT_FEE,
     Disagreement,
     Env,
     bits,
@@ -108,7 +116,15 @@ BAD_FUNDING = [None] * 8 + [
     "same_parties",
     "bad_signature",
     "duplicate",
+    "unknown_arbitrator",
+    "hash_without_arbitrator",
 ]
+#: Who arbitrates a drawn order: the platform, or one of the two appointed ERC-792 courts (the first charges
+#: a fee).
+ARBITRATION = ["platform", "platform", "court1", "court2"]
+#: The extraData each court's orders sign (court2's is empty: its hash is keccak256 of nothing).
+EXTRA_DATA = {"court1": bytes.fromhex("00" * 31 + "01") + b"jurors=3", "court2": b""}
+RULINGS = st.one_of(st.integers(0, 10), st.just(11))
 SHARES = st.one_of(st.sampled_from([5_000, 1, 9_999, 0, 10_000, 10_001]), st.integers(0, 10_000))
 FREEZES = st.one_of(
     st.sampled_from([DAY, HOUR, 1, MAX_FREEZE, 0, MAX_FREEZE + 1]), st.integers(1, MAX_FREEZE)
@@ -146,7 +162,7 @@ ADVANCE: dict[Status, list[str]] = {
         "response_timeout",
         "arbitration_timeout",
     ]
-    + ["freeze"],
+    + ["freeze", "erc792_ruling"],
 }
 
 # `drive` takes an order towards an ending along one of these paths (first choices first: hypothesis leans
@@ -198,7 +214,22 @@ PATHS: dict[str, dict[Status, list[str]]] = {
         Status.DELIVERED: ["confirm"],
     },
 }
-PATH_ORDER = ("ruling", "oracles", "release", "timeouts", "dispute_timeouts", "regulator", "confirm")
+PATHS["erc792"] = {
+    Status.FUNDED: ["dispute_fee_probes", "dispute_edge", "ship"],
+    Status.SHIPPED: ["dispute_fee_probes", "deliver"],
+    Status.DELIVERED: ["dispute_fee_probes", "dispute_edge"],
+    Status.DISPUTED: ["erc792_ruling", "erc792_ruling", "freeze", "respond"],
+}
+PATH_ORDER = (
+    "ruling",
+    "erc792",
+    "oracles",
+    "release",
+    "timeouts",
+    "dispute_timeouts",
+    "regulator",
+    "confirm",
+)
 
 # Actions worth trying exactly at a timer's edge.
 PROBES: dict[str, list[str]] = {
@@ -225,6 +256,8 @@ class EscrowMachine(RuleBasedStateMachine):
         self.ids: list[bytes] = []
         self.history: dict[bytes, list[tuple[Order, int]]] = {}
         self.evidence_sigs: list[tuple[bytes, LocalAccount, bytes, int, bytes]] = []
+        self.extra: dict[bytes, bytes] = {}  # each ERC-792 order's extraData, as signed (its keccak)
+        self.courts = {f"court{i + 1}": court for i, court in enumerate(self.env.courts)}
         self.refs = itertools.count(1)
         self.checks = 0
         a = self.env.actors
@@ -332,8 +365,14 @@ class EscrowMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ funding
 
     def _draw_auth(
-        self, data: st.DataObject, now: int, buyer: LocalAccount | None, valid: bool, seed: int | None = None
-    ) -> tuple[OrderAuthorization, LocalAccount, str | None]:
+        self,
+        data: st.DataObject,
+        now: int,
+        buyer: LocalAccount | None,
+        valid: bool,
+        seed: int | None = None,
+        arbitration: str | None = None,
+    ) -> tuple[OrderAuthorization, LocalAccount, str | None, bytes]:
         a = self.env.actors
         if seed is not None:
             # Seeds vary buyer, seller and corridor by position, so that a batch release mixes recipients.
@@ -364,6 +403,14 @@ class EscrowMachine(RuleBasedStateMachine):
             "hold_seconds": hold,
             "valid_until": now + data.draw(st.sampled_from([DAY, 0]), label="valid_for"),
         }
+        if arbitration is None:
+            arbitration = "platform" if seed is not None else data.draw(st.sampled_from(ARBITRATION))
+        extra = EXTRA_DATA.get(arbitration, b"")
+        if arbitration != "platform":
+            fields |= {
+                "arbitrator": self.courts[arbitration].address,
+                "arbitrator_extra_data_hash": keccak(extra),
+            }
         signer = buyer
         oid = order_id(seller.address, f"MODEL-{next(self.refs)}")
         match bad:
@@ -397,9 +444,16 @@ class EscrowMachine(RuleBasedStateMachine):
                 fields["seller"] = buyer.address
             case "bad_signature":
                 signer = a.buyer2 if buyer == a.buyer else a.buyer
-            case "duplicate" if self.ids:
-                oid = data.draw(st.sampled_from(self.ids), label="dup_id")
-        return OrderAuthorization(order_id=oid, **fields), signer, bad
+            case "duplicate" if any(self.model.orders[o].terms.buyer == buyer.address for o in self.ids):
+                # the same buyer's order id (escrow v2 keys orders by id and buyer: under another buyer the
+                # same id is another order, which this machine, tracking orders by id, does not draw)
+                mine = [o for o in self.ids if self.model.orders[o].terms.buyer == buyer.address]
+                oid = data.draw(st.sampled_from(mine), label="dup_id")
+            case "unknown_arbitrator":  # an address the escrow never appointed
+                fields |= {"arbitrator": a.stranger.address, "arbitrator_extra_data_hash": keccak(extra)}
+            case "hash_without_arbitrator":
+                fields |= {"arbitrator": ZERO_ADDRESS, "arbitrator_extra_data_hash": keccak(b"x")}
+        return OrderAuthorization(order_id=oid, **fields), signer, bad, extra
 
     @initialize(data=st.data())
     def seed_orders(self, data: st.DataObject) -> None:
@@ -420,9 +474,10 @@ class EscrowMachine(RuleBasedStateMachine):
         offset = data.draw(st.integers(0, len(PATH_ORDER) - 1), label="paths")
         for i in range(6):
             before = len(self.ids)
-            self._fund(data, valid=True, seed=i)
+            path = PATH_ORDER[(offset + i) % len(PATH_ORDER)]
+            self._fund(data, valid=True, seed=i, arbitration="court1" if path == "erc792" else None)
             if len(self.ids) > before:
-                self._drive(data, self.ids[before], PATH_ORDER[(offset + i) % len(PATH_ORDER)])
+                self._drive(data, self.ids[before], path)
         self._withdraw_all()
         self._threshold_probe(data)
 
@@ -462,7 +517,9 @@ class EscrowMachine(RuleBasedStateMachine):
     def fund(self, data: st.DataObject) -> None:
         self._fund(data, valid=False)
 
-    def _fund(self, data: st.DataObject, valid: bool, seed: int | None = None) -> None:
+    def _fund(
+        self, data: st.DataObject, valid: bool, seed: int | None = None, arbitration: str | None = None
+    ) -> None:
         now = self.now()
         a = self.env.actors
         n = data.draw(st.sampled_from([1, 1, 1, 2]), label="batch")
@@ -470,8 +527,10 @@ class EscrowMachine(RuleBasedStateMachine):
         auths: list[OrderAuthorization] = []
         signers: list[LocalAccount] = []
         buyer: LocalAccount | None = None
+        extras: dict[bytes, bytes] = {}
         for _ in range(n):
-            auth, signer, _bad = self._draw_auth(data, now, buyer, valid, seed)
+            auth, signer, _bad, extra = self._draw_auth(data, now, buyer, valid, seed, arbitration)
+            extras[auth.order_id] = extra
             buyer = self.by_address[auth.buyer]
             auths.append(auth)
             signers.append(signer)
@@ -495,6 +554,7 @@ class EscrowMachine(RuleBasedStateMachine):
             lambda: self.esc.fund(auths, sigs, sender),
         )
         for order in funded or []:
+            self.extra[order.order_id] = extras[order.order_id]
             self.ids.append(order.order_id)
             self.history[order.order_id] = [(self.esc.orders[order.order_id], order.revision)]
 
@@ -597,7 +657,28 @@ class EscrowMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ buyer decisions
 
-    def _do_buyer(self, oid: bytes, ref: tuple[Order, int], decision: int, how: str, evidence: bytes) -> None:
+    def _dispute_payment(self, oid: bytes, fee: str) -> tuple[int, bytes]:
+        """What a direct dispute sends: ``paid`` the order's court fee (nothing under platform arbitration)
+        and its extraData; ``unpaid`` nothing; ``overpaid`` the fee on any order (refused without a court);
+        ``bad_extra`` another extraData."""
+        m = self.model.orders[oid]
+        court = self.model.courts.get(m.terms.arbitrator)
+        owed = court.fee if court is not None else 0
+        extra = self.extra.get(oid, b"")
+        match fee:
+            case "unpaid":
+                return 0, extra
+            case "overpaid":
+                return COURT_FEE, extra
+            case "short" if owed:
+                return owed - 1, extra
+            case "bad_extra":
+                return owed, extra + b"!"
+        return owed, extra
+
+    def _do_buyer(
+        self, oid: bytes, ref: tuple[Order, int], decision: int, how: str, evidence: bytes, fee: str = "paid"
+    ) -> None:
         order, rev = ref
         m = self.model.orders[oid]
         buyer = self.by_address[m.terms.buyer]
@@ -613,11 +694,14 @@ class EscrowMachine(RuleBasedStateMachine):
                     lambda: self.esc.confirm_receipt(order, caller, evidence),
                 )
             else:
+                value, extra = self._dispute_payment(oid, fee)
                 self._run(
                     what,
                     [oid],
-                    lambda t: self.model.open_dispute(oid, caller.address, t, rev),
-                    lambda: self.esc.open_dispute(order, caller, evidence),
+                    lambda t: self.model.open_dispute(
+                        oid, caller.address, t, rev, value=value, extra_data=extra
+                    ),
+                    lambda: self.esc.open_dispute(order, caller, evidence, extra, value),
                 )
             return
         now = self.now()
@@ -653,7 +737,8 @@ class EscrowMachine(RuleBasedStateMachine):
             )
         )
         evidence = data.draw(st.sampled_from([content_hash(b"damaged"), ZERO_HASH]), label="evidence")
-        self._do_buyer(oid, self._ref(data, oid), Decision.OPEN_DISPUTE, how, evidence)
+        fee = data.draw(st.sampled_from(["paid", "paid", "unpaid", "short", "overpaid", "bad_extra"]))
+        self._do_buyer(oid, self._ref(data, oid), Decision.OPEN_DISPUTE, how, evidence, fee)
 
     # ------------------------------------------------------------------ evidence and rulings
 
@@ -733,6 +818,57 @@ class EscrowMachine(RuleBasedStateMachine):
         arbitrator = data.draw(st.sampled_from(["arbitrator"] * 5 + ["stranger"]), label="arbitrator")
         how = data.draw(st.sampled_from(["direct", "signed", "expired"]), label="how")
         self._do_rule(oid, self._ref(data, oid), arbitrator, data.draw(SHARES, label="share"), how)
+
+    def _do_court_rule(self, oid: bytes, court: str, caller: str, dispute_id: int, ruling: int) -> None:
+        """A court's ``giveRuling``, which passes its ruling to the escrow's ``rule`` at once."""
+        c, who = self.courts[court], self.acct(caller)
+        self._run(
+            "court_rule",
+            [oid],
+            lambda t: self.model.give_ruling(c.address, who.address, dispute_id, ruling),
+            lambda: self.env.chain.send(c.functions.giveRuling(dispute_id, ruling), who),
+        )
+
+    def _do_execute(self, oid: bytes, ref: tuple[Order, int]) -> None:
+        order, rev = ref
+        self._run(
+            "execute_ruling",
+            [oid],
+            lambda t: self.model.execute_ruling(oid, t, rev),
+            lambda: self.esc.execute_ruling(order, self.acct("stranger")),
+        )
+
+    @precondition(lambda self: self.ids)
+    @rule(data=st.data())
+    def erc792_rule(self, data: st.DataObject) -> None:
+        """A court rules on a dispute: mostly the order's own court and dispute, now and then another court,
+        dispute id, a stranger in the owner's place, a ruling out of range, or an account calling the escrow's
+        ``rule`` itself (only the order's own arbitrator may, once)."""
+        oid = self._pick_order(data)
+        m = self.model.orders[oid]
+        own = next((name for name, c in self.courts.items() if c.address == m.terms.arbitrator), None)
+        court = (
+            own if own and data.draw(st.integers(0, 3)) else data.draw(st.sampled_from(sorted(self.courts)))
+        )
+        dispute_id = m.dispute_id if m.dispute_id is not None else data.draw(st.integers(0, 2))
+        ruling = data.draw(RULINGS, label="ruling")
+        how = data.draw(st.sampled_from(["owner"] * 4 + ["stranger", "direct"]), label="how")
+        if how == "direct":
+            stranger = self.acct("stranger")
+            self._run(
+                "rule_erc792_direct",
+                [oid],
+                lambda t: self.model.rule_erc792(stranger.address, dispute_id, ruling),
+                lambda: self.env.chain.send(self.esc.contract.functions.rule(dispute_id, ruling), stranger),
+            )
+            return
+        self._do_court_rule(oid, court, "arbitrator" if how == "owner" else "stranger", dispute_id, ruling)
+
+    @precondition(lambda self: self.ids)
+    @rule(data=st.data())
+    def execute_ruling(self, data: st.DataObject) -> None:
+        oid = self._pick_order(data)
+        self._do_execute(oid, self._ref(data, oid))
 
     # ------------------------------------------------------------------ refunds and freezes
 
@@ -1069,6 +1205,14 @@ class EscrowMachine(RuleBasedStateMachine):
                 buyer(Decision.CONFIRM_RECEIPT)(ref)
             case "dispute":
                 buyer(Decision.OPEN_DISPUTE)(ref)
+            case "dispute_fee_probes":
+                # Refused first: no fee, one wei short, another extraData, a relayed signature (which sends
+                # neither fee nor extraData); then paid, from the buyer's wallet.
+                for fee in ("unpaid", "short", "bad_extra"):
+                    self._do_buyer(oid, ref, Decision.OPEN_DISPUTE, "direct", content_hash(b"probe"), fee)
+                with self._throwaway():
+                    self._do_buyer(oid, ref, Decision.OPEN_DISPUTE, "signed", content_hash(b"relayed"))
+                buyer(Decision.OPEN_DISPUTE)(self.history[oid][-1])
             case "dispute_edge" if m.status == Status.DELIVERED and m.release_at is not None:
                 self._edge(oid, m.release_at, m.release_at - 1, buyer(Decision.OPEN_DISPUTE))
             case "dispute_edge":
@@ -1120,6 +1264,19 @@ class EscrowMachine(RuleBasedStateMachine):
                 self._edge(oid, m.response_deadline + 1, m.response_deadline, answer)
             case "rule":
                 ruling(ref)
+            case "erc792_ruling":
+                # The order's court rules; a timeout refund past every deadline must then be refused (a
+                # recorded ruling wins), and anyone executes the ruling, once.
+                own = next((n for n, c in self.courts.items() if c.address == m.terms.arbitrator), "court1")
+                self._do_court_rule(
+                    oid, own, "arbitrator", m.dispute_id or 0, data.draw(RULINGS, label="ruling")
+                )
+                if m.arbitration_deadline is not None:
+                    with self._throwaway():
+                        self.env.travel(max(self.now(), m.arbitration_deadline + 1))
+                        timeout(self.history[oid][-1])
+                self._do_execute(oid, self.history[oid][-1])
+                self._do_execute(oid, self.history[oid][-1])
             case "rule_edge":
                 assert m.arbitration_deadline is not None
                 self._edge(oid, m.arbitration_deadline + 1, m.arbitration_deadline, ruling)
@@ -1248,6 +1405,14 @@ class EscrowMachine(RuleBasedStateMachine):
                 f"+ credits {sum(view.credits.values())}"
             )
         assert ledger.is_conserved(token)
+        for court in env.courts:
+            if env.chain.balance(court.address) != self.model.courts[court.address].balance:
+                raise Disagreement(
+                    f"court {court.address} holds {env.chain.balance(court.address)} wei, model "
+                    f"{self.model.courts[court.address].balance}"
+                )
+        if env.chain.balance(self.esc.address) != 0:
+            raise Disagreement("the escrow kept native currency")
         self.checks += 1
         if self.checks % 25 == 1:
             cross_check_views(env, view)
@@ -1280,7 +1445,17 @@ def _run(profile: str, run_settings: settings) -> None:
     for key, count in sorted(STATS.items()):
         print(f"  {key:40} {count}")
     # Progress, not just agreement: the sequences must reach every ending and every kind of success.
-    for needed in ("final:RELEASED", "final:REFUNDED", "final:RESOLVED", "fund:ok", "attest:ok", "freeze:ok"):
+    for needed in (
+        "final:RELEASED",
+        "final:REFUNDED",
+        "final:RESOLVED",
+        "fund:ok",
+        "attest:ok",
+        "freeze:ok",
+        "court_rule:ok",
+        "execute_ruling:ok",
+        "dispute:refused:InsufficientPayment",
+    ):
         assert STATS[needed] > 0, f"no {needed} in the whole run"
 
 

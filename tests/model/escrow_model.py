@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
+
+from eth_utils import keccak
 
 from app.domain.order_state import Decision
 from app.errors import DomainError
@@ -35,6 +37,23 @@ class Skipped:
     code: str
 
 
+#: ``CentralizedArbitrator.DisputeStatus``
+WAITING, SOLVED = 0, 2
+RULING_CHOICES = 10
+
+
+@dataclass
+class Court:
+    """The test double ``CentralizedArbitrator`` (no appeals) as the escrow meets it: its owner rules, a
+    dispute costs ``fee`` wei, and each dispute is (order id, status)."""
+
+    owner: str
+    fee: int
+    disputes: list[tuple[bytes, int]] = field(default_factory=list)
+    #: native currency received (every dispute's fee, all of ``msg.value``)
+    balance: int = 0
+
+
 @dataclass
 class EscrowModel:
     """Model of one deployed escrow."""
@@ -45,6 +64,8 @@ class EscrowModel:
     orders: dict[bytes, OrderModel] = field(default_factory=dict)
     ledger: Ledger = field(default_factory=Ledger)
     used_evidence: set[tuple[bytes, str, bytes, int]] = field(default_factory=set)
+    #: ERC-792 arbitrators by address (see :class:`Court`)
+    courts: dict[str, Court] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -166,12 +187,73 @@ class EscrowModel:
             raise DomainError("Unauthorized", "only the buyer confirms", caller=caller)
         return self._store(self.order(order_id, revision).confirm_receipt(caller, now))
 
-    def open_dispute(self, order_id: bytes, caller: str, now: int, revision: int | None = None) -> OrderModel:
-        """The buyer opens a dispute directly."""
+    def open_dispute(
+        self,
+        order_id: bytes,
+        caller: str,
+        now: int,
+        revision: int | None = None,
+        *,
+        value: int = 0,
+        extra_data: bytes = b"",
+    ) -> OrderModel:
+        """The buyer opens a dispute directly, sending ``value`` wei and ``extra_data`` (ERC-792 orders)."""
         order = self.orders.get(order_id)
         if order is not None and caller != order.terms.buyer:
             raise DomainError("Unauthorized", "only the buyer disputes", caller=caller)
-        return self._store(self.order(order_id, revision).open_dispute(caller, now))
+        return self._dispute(self.order(order_id, revision), caller, now, True, value, extra_data)
+
+    def _dispute(
+        self, current: OrderModel, caller: str, now: int, checked: bool, value: int, extra_data: bytes
+    ) -> OrderModel:
+        """The escrow's ``_openDispute``: the order's rules, then (ERC-792) the arbitrator's ``createDispute``
+        paid with all of ``value``, whose refusal reverts the whole call."""
+        disputed = current.open_dispute(
+            caller, now, caller_checked=checked, value=value, extra_data_hash=keccak(extra_data)
+        )
+        if not disputed.external:
+            return self._store(disputed)
+        court = self.courts[disputed.terms.arbitrator]
+        if value < court.fee:
+            raise DomainError("InsufficientPayment", "fee not paid", paid=value, cost=court.fee)
+        dispute_id = len(court.disputes)
+        court.disputes.append((current.order_id, WAITING))
+        court.balance += value
+        return self._store(replace(disputed, dispute_id=dispute_id))
+
+    def give_ruling(self, court_address: str, caller: str, dispute_id: int, ruling: int) -> None:
+        """``CentralizedArbitrator.giveRuling`` (no appeals: final at once, passed on to the escrow's
+        ``rule``)."""
+        court = self.courts[court_address]
+        if caller != court.owner:
+            raise DomainError("NotOwner", "only the court's owner rules", caller=caller)
+        if dispute_id >= len(court.disputes):
+            raise DomainError("InvalidDisputeStatus", "no such dispute", disputeID=dispute_id, status=SOLVED)
+        order_id, status = court.disputes[dispute_id]
+        if status != WAITING:
+            raise DomainError("InvalidDisputeStatus", "not waiting", disputeID=dispute_id, status=status)
+        if ruling > RULING_CHOICES:
+            raise DomainError("InvalidRulingChoice", "no such choice", ruling=ruling, choices=RULING_CHOICES)
+        self.rule_erc792(court_address, dispute_id, ruling, order_id)
+        court.disputes[dispute_id] = (order_id, SOLVED)
+
+    def rule_erc792(self, caller: str, dispute_id: int, ruling: int, order_id: bytes | None = None) -> None:
+        """The escrow's ``IArbitrable.rule`` called by ``caller``: only disputes the escrow created with that
+        arbitrator are found (``order_id`` says which order, as the escrow's own record), once."""
+        if order_id is None:  # an account that created no dispute through the escrow: none is found
+            raise DomainError(
+                "UnknownDispute", "not a dispute of the caller", arbitrator=caller, disputeID=dispute_id
+            )
+        if ruling > RULING_CHOICES:
+            raise DomainError("InvalidRuling", "ruling above the choices", ruling=ruling)
+        current = self.orders[order_id]
+        if current.ruling is not None:
+            raise DomainError("AlreadyRuled", "ruled already", disputeID=dispute_id)
+        self.orders[order_id] = current.record_ruling(ruling)
+
+    def execute_ruling(self, order_id: bytes, now: int, revision: int | None = None) -> OrderModel:
+        """Anyone settles an order by its ERC-792 arbitrator's recorded ruling."""
+        return self._store(self.order(order_id, revision).execute_ruling(now))
 
     def buyer_decision(
         self,
@@ -181,8 +263,11 @@ class EscrowModel:
         valid_until: int,
         now: int,
         revision: int | None = None,
+        *,
+        value: int = 0,
+        extra_data: bytes = b"",
     ) -> OrderModel:
-        """A relayed BuyerDecision signed by ``signer``."""
+        """A relayed BuyerDecision signed by ``signer`` (the relayer sends ``value`` and ``extra_data``)."""
         self._check_valid_until(valid_until, now)
         self._require_signer(signer, self.order(order_id).terms.buyer)
         if decision not in (Decision.CONFIRM_RECEIPT, Decision.OPEN_DISPUTE):
@@ -190,7 +275,7 @@ class EscrowModel:
         current = self.order(order_id, revision)
         if decision == Decision.CONFIRM_RECEIPT:
             return self._store(current.confirm_receipt(signer, now, caller_checked=True))
-        return self._store(current.open_dispute(signer, now, caller_checked=True))
+        return self._dispute(current, signer, now, True, value, extra_data)
 
     # ------------------------------------------------------------------ evidence and rulings
 

@@ -28,7 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.domain.money import BPS, Split, refund_split, release_split, ruling_split
+from eth_utils import keccak
+
+from app.domain.money import BPS, Split, refund_split, release_split, ruling_share_bps, ruling_split
 from app.domain.order_rules import (
     DAY,
     ZERO_ADDRESS,
@@ -43,6 +45,7 @@ from tests.model.registry import Registry
 
 MAX_FREEZE_SECONDS = 30 * DAY
 ZERO_HASH = bytes(32)
+KECCAK_EMPTY = keccak(b"")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,15 @@ class OrderModel:
     split: Split | None = None
     refund_reason: RefundReason | None = None
     revision: int = 0
+    #: ERC-792 (SPEC §4.1): the arbitrator's id of the dispute the escrow created, and the ruling it recorded
+    #: through ``rule()`` (kept beside the commitment, like the contract's ``_rulings``: no revision change)
+    dispute_id: int | None = None
+    ruling: int | None = None
+
+    @property
+    def external(self) -> bool:
+        """Whether the order names an ERC-792 arbitrator."""
+        return self.terms.arbitrator != ZERO_ADDRESS
 
     # ------------------------------------------------------------------ queries
 
@@ -233,7 +245,7 @@ class OrderModel:
             return RefundReason.SHIP_TIMEOUT, self.ship_deadline
         if self.status == Status.SHIPPED:
             return RefundReason.DELIVERY_TIMEOUT, self.deliver_deadline
-        if self.status == Status.DISPUTED:
+        if self.status == Status.DISPUTED and self.ruling is None:  # a recorded ruling wins over timeouts
             if not self.responded and self.response_deadline is not None:
                 return RefundReason.RESPONSE_TIMEOUT, self.response_deadline
             if self.arbitration_deadline is not None:
@@ -333,8 +345,20 @@ class OrderModel:
         """Seconds of a running freeze still to come (already added to every timer)."""
         return max(0, self.frozen_until - now)
 
-    def open_dispute(self, caller: str, now: int, *, caller_checked: bool = False) -> OrderModel:
-        """The buyer disputes before the current timer runs out; the dispute timers start after any freeze."""
+    def open_dispute(
+        self,
+        caller: str,
+        now: int,
+        *,
+        caller_checked: bool = False,
+        value: int = 0,
+        extra_data_hash: bytes = KECCAK_EMPTY,
+    ) -> OrderModel:
+        """The buyer disputes before the current timer runs out; the dispute timers start after any freeze.
+
+        Under platform arbitration no native currency may come with it; with an ERC-792 arbitrator the
+        ``extraData`` given must hash to the signed one (the fee is the arbitrator's to check, see
+        :meth:`tests.model.escrow_model.EscrowModel.open_dispute`)."""
         if not caller_checked and caller != self.terms.buyer:
             raise _fail("Unauthorized", "only the buyer opens a dispute", caller=caller)
         if self.status == Status.FUNDED:
@@ -351,7 +375,34 @@ class OrderModel:
         last_ok, deadline = last_ok - ahead, deadline - ahead
         if now > last_ok:
             raise _fail("DeadlinePassed", "too late to dispute", orderId=self.order_id, deadline=deadline)
+        if not self.external:
+            if value != 0:
+                raise _fail("UnexpectedValue", "platform disputes take no native currency", value=value)
+        elif extra_data_hash != self.terms.arbitrator_extra_data_hash:
+            raise _fail(
+                "ExtraDataMismatch",
+                "extraData does not hash to the signed one",
+                expected=self.terms.arbitrator_extra_data_hash,
+                actual=extra_data_hash,
+            )
         return self._changed(status=Status.DISPUTED, disputed_at=max(now, self.frozen_until))
+
+    def record_ruling(self, ruling: int) -> OrderModel:
+        """The order's ERC-792 arbitrator ruled (``rule()``): recorded, whatever the order's status; settled
+        only by :meth:`execute_ruling`. Outside the commitment: the revision stays."""
+        return replace(self, ruling=ruling)
+
+    def execute_ruling(self, now: int) -> OrderModel:
+        """Anyone settles a disputed order by its ERC-792 arbitrator's recorded ruling (no deadline: a
+        recorded ruling wins over a timeout refund not executed first)."""
+        if not self.external or self.ruling is None:
+            raise _fail("NoRuling", "no ERC-792 ruling recorded", orderId=self.order_id)
+        if self.status != Status.DISPUTED:
+            raise self._invalid_status()
+        self._require_not_frozen(now)
+        share = ruling_share_bps(self.ruling)
+        split = ruling_split(self.terms.amount, share, self.terms.commission_bps, self.terms.tax_bps)
+        return self._settled(Status.RESOLVED, split)
 
     def submit_evidence(self, party: str, evidence_hash: bytes, now: int) -> OrderModel:
         """Buyer or seller anchors evidence; the seller's first evidence in the response window answers it."""

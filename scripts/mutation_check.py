@@ -85,12 +85,25 @@ ESCROW = "contracts/src/TradeGuardEscrow.sol"
 ESCROW_CONTRACT = "TradeGuardEscrow"
 TARGETS = (ESCROW, "contracts/src/libraries/*.sol")
 VAR = ROOT / "var" / "mutation"
-EQUIVALENT_FILE = ROOT / "contracts" / "mutation" / "equivalent.json"
+EQUIVALENT_FILE = "contracts/mutation/equivalent.json"
+#: The private copy of the project that a run reads, mutates, compiles and tests (``snapshot()``): set once at
+#: the start of ``main``, so that edits of /work/main (contracts, tests, app) during a run never reach it.
+SRC: Path = ROOT
+#: What ``snapshot()`` copies (folders without __pycache__ and hypothesis databases; single files), and what
+#: it links (read-only toolchains).
+SNAPSHOT_DIRS = ("contracts/src", "contracts/test", "contracts/forge", "contracts/mutation", "app", "tests")
+SNAPSHOT_FILES = (
+    "pyproject.toml",
+    "foundry.toml",
+    "scripts/mutation_generate.py",
+    "scripts/mutation_coverage.py",
+)
+SNAPSHOT_LINKS = ("node_modules", "tools")
 TOOLS_PYTHON = ROOT / ".venv-tools" / "bin" / "python"
 FORGE_BIN = ROOT / "node_modules" / "@foundry-rs" / "forge-linux-amd64" / "bin"
 ANVIL_BIN = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin"
 PYTHON_TESTS = "tests/contracts"
-DEFAULT_SAMPLE = 100
+DEFAULT_SAMPLE = 60
 MIN_PER_OPERATOR = 3
 FORGE_TIMEOUT = 600
 #: Seconds of pytest per mutant (forge survivors only): tests/contracts takes ~6 CPU-minutes in all, so a
@@ -115,19 +128,24 @@ class Hand:
     path: str = ESCROW
 
 
+REGISTRY = "contracts/src/libraries/EscrowRegistry.sol"
+ORDER_STATE = "contracts/src/libraries/OrderState.sol"
+#: Escrow v2 (contracts/src/TradeGuardEscrow.sol + libraries/). An anchor must occur exactly once in its file
+#: (whitespace runs match any whitespace); one that no longer does is reported under ``hand_not_applicable``.
 HAND_MUTANTS: tuple[Hand, ...] = (
     # money
     Hand("split_drops_tax", "tax = gross * taxBps / BPS;", "tax = 0;"),
     Hand(
         "refund_charges_commission",
-        "_credits[t.token][t.buyer] += t.amount;",
-        "_credits[t.token][t.buyer] += t.amount - t.amount * t.commissionBps / BPS;\n"
-        "        _credits[t.token][_TREASURY] += t.amount * t.commissionBps / BPS;",
+        "credits[t.token][t.buyer] += t.amount;",
+        "credits[t.token][t.buyer] += t.amount - t.amount * t.commissionBps / 10_000;",
+        REGISTRY,
     ),
     Hand(
         "ruling_refund_rounds_up",
-        "uint256 refund = t.amount * shareBps / BPS;",
-        "uint256 refund = (t.amount * shareBps + BPS - 1) / BPS;",
+        "uint256 refund = t.amount * shareBps / 10_000;",
+        "uint256 refund = (t.amount * shareBps + 9_999) / 10_000;",
+        REGISTRY,
     ),
     Hand(
         "batch_mixes_sellers",
@@ -135,6 +153,7 @@ HAND_MUTANTS: tuple[Hand, ...] = (
         "if (p.seller != t.seller) {\n",
     ),
     Hand("withdraw_one_more_than_credit", "amount > available)", "amount > available + 1)"),
+    Hand("withdraw_to_escrow", "if (to == address(this)) revert InvalidRecipient(to);", ""),
     Hand(
         "balance_delta_unchecked",
         "if (received != amount) revert TokenShortfall(token, amount, received);",
@@ -153,8 +172,9 @@ HAND_MUTANTS: tuple[Hand, ...] = (
     ),
     Hand(
         "ship_timeout_off_by_one",
-        "(RefundReason.ShipTimeout, terms.shipBy + ext)",
-        "(RefundReason.ShipTimeout, terms.shipBy + ext - 1)",
+        "(ITradeGuardEscrow.RefundReason.ShipTimeout, t.shipBy + ext)",
+        "(ITradeGuardEscrow.RefundReason.ShipTimeout, t.shipBy + ext - 1)",
+        REGISTRY,
     ),
     Hand(
         "attest_ship_by_off_by_one",
@@ -163,19 +183,26 @@ HAND_MUTANTS: tuple[Hand, ...] = (
     ),
     Hand(
         "rule_after_deadline",
-        "if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);",
+        "if (block.timestamp > deadline) revert ITradeGuardEscrow.DeadlinePassed(id, deadline);",
         "",
+        REGISTRY,
     ),
     Hand(
         "late_seller_answer_counts",
-        "\n                && block.timestamp <= s.anchor() + s.elapsedFrozen(block.timestamp)"
-        " + t.responseSeconds",
+        "&& block.timestamp <= s.anchor() + s.elapsedFrozen(block.timestamp) + t.responseSeconds",
         "",
     ),
     Hand(
         "response_timeout_ignores_answer",
-        "if (!state.responded() && block.timestamp > responseDeadline) {",
+        "if (!s.responded() && block.timestamp > responseDeadline) {",
         "if (block.timestamp > responseDeadline) {",
+        REGISTRY,
+    ),
+    Hand(
+        "timeout_ignores_recorded_ruling",
+        "} else if (st == OrderState.DISPUTED && rulings[k] == 0) {",
+        "} else if (st == OrderState.DISPUTED) {",
+        REGISTRY,
     ),
     # freezes
     Hand(
@@ -193,8 +220,9 @@ HAND_MUTANTS: tuple[Hand, ...] = (
     ),
     Hand(
         "unfreeze_keeps_whole_extension",
-        "state.frozenSeconds() - (until - block.timestamp)",
-        "state.frozenSeconds()",
+        "s.withFreeze(s.frozenSeconds() - (until - block.timestamp), block.timestamp)",
+        "s.withFreeze(s.frozenSeconds(), block.timestamp)",
+        REGISTRY,
     ),
     # (Starting the hold at block time instead of after a freeze would be an equivalent mutant since attest()
     # refuses frozen orders; a dispute, though, may open during a freeze and its timers must start after it.)
@@ -214,7 +242,7 @@ HAND_MUTANTS: tuple[Hand, ...] = (
         "s.anchor() + s.elapsedFrozen(block.timestamp) + t.responseSeconds",
         "s.anchor() + s.frozenSeconds() + t.responseSeconds",
     ),
-    Hand("freeze_cap_per_freeze", "total > MAX_FREEZE_SECONDS", "duration > MAX_FREEZE_SECONDS"),
+    Hand("freeze_cap_per_freeze", "total > MAX_FREEZE_SECONDS", "duration > MAX_FREEZE_SECONDS", REGISTRY),
     # oracles and signatures
     Hand("oracle_distinctness_skipped", "if (bits & bit != 0) return", "if (false) return"),
     Hand(
@@ -233,10 +261,29 @@ HAND_MUTANTS: tuple[Hand, ...] = (
     Hand("signer_check_skipped", "if (signer != expected) revert InvalidSignature(expected, signer);", ""),
     Hand(
         "commitment_check_skipped",
-        "if (c != _commit(t, s)) return abi.encodeWithSelector(OrderDataMismatch.selector, id);",
+        "if (c != OrderState.commit(t, s)) return (key, "
+        "abi.encodeWithSelector(OrderDataMismatch.selector, id));",
         "",
     ),
-    Hand("evidence_replay_allowed", "if (_usedDigests[digest]) revert SignatureReplayed(digest);", ""),
+    Hand(
+        "library_commitment_check_skipped",
+        "if (c != OrderState.commit(t, s)) revert ITradeGuardEscrow.OrderDataMismatch(id);",
+        "",
+        REGISTRY,
+    ),
+    Hand(
+        "commitment_ignores_last_term_word",
+        "calldatacopy(ptr, t, 544)",
+        "calldatacopy(ptr, t, 512)",
+        ORDER_STATE,
+    ),
+    Hand("order_key_ignores_buyer", "mstore(0x20, buyer)", "mstore(0x20, 0)", ORDER_STATE),
+    Hand("evidence_replay_allowed", "if (_usedDigests[key][digest]) revert SignatureReplayed(digest);", ""),
+    Hand(
+        "expired_signature_accepted",
+        "if (validUntil < block.timestamp) revert SignatureExpired(validUntil, block.timestamp);",
+        "",
+    ),
     # who may act
     Hand(
         "confirm_from_funded",
@@ -244,7 +291,54 @@ HAND_MUTANTS: tuple[Hand, ...] = (
         "if (st != OrderState.FUNDED && st != OrderState.SHIPPED && st != OrderState.DELIVERED)"
         " revert InvalidStatus",
     ),
-    Hand("seller_refund_by_anyone", "if (msg.sender != terms.seller) revert Unauthorized(msg.sender);", ""),
+    Hand(
+        "seller_refund_by_anyone",
+        "if (msg.sender != t.seller) revert ITradeGuardEscrow.Unauthorized(msg.sender);",
+        "",
+        REGISTRY,
+    ),
+    # ERC-792 arbitration (SPEC 4.1)
+    Hand(
+        "ruled_twice",
+        "if (rulings[k] != 0) revert ITradeGuardEscrow.AlreadyRuled(k, disputeID);",
+        "",
+        REGISTRY,
+    ),
+    Hand(
+        "ruling_out_of_range",
+        "if (ruling > RULING_CHOICES) revert ITradeGuardEscrow.InvalidRuling(ruling);",
+        "",
+        REGISTRY,
+    ),
+    Hand("ruling_share_off_by_one_choice", "(ruling - 1) * 1111", "ruling * 1111", REGISTRY),
+    Hand("refused_ruling_refunds_nothing", "ruling == 0 ? 5000", "ruling == 0 ? 0", REGISTRY),
+    Hand(
+        "platform_rules_erc792_order",
+        "if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) {",
+        "if (since == 0 || since > t.fundedAt) {",
+        REGISTRY,
+    ),
+    Hand(
+        "arbitrator_appointed_after_funding_rules",
+        "if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) {",
+        "if (t.arbitrator != address(0) || since == 0) {",
+        REGISTRY,
+    ),
+    Hand(
+        "extra_data_unchecked",
+        "} else if (keccak256(extraData) != t.arbitratorExtraDataHash) {",
+        "} else if (false) {",
+    ),
+    Hand(
+        "platform_dispute_keeps_value",
+        "if (arbitrator == address(0)) {\n            if (msg.value != 0) revert UnexpectedValue(msg.value);",
+        "if (arbitrator == address(0)) {",
+    ),
+    Hand(
+        "confirm_keeps_value",
+        "if (msg.value != 0) revert UnexpectedValue(msg.value);\n            _confirm(",
+        "_confirm(",
+    ),
 )
 
 
@@ -268,9 +362,9 @@ def sha(*parts: bytes | str) -> str:
 
 def tree_hash(*folders: str) -> str:
     files = sorted(
-        p for f in folders for p in (ROOT / f).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        p for f in folders for p in (SRC / f).rglob("*") if p.is_file() and "__pycache__" not in p.parts
     )
-    return sha(*(f"{p.relative_to(ROOT)}:{compiler.sha256_file(p)}" for p in files))
+    return sha(*(f"{p.relative_to(SRC)}:{compiler.sha256_file(p)}" for p in files))
 
 
 def tool_env() -> dict[str, str]:
@@ -280,6 +374,53 @@ def tool_env() -> dict[str, str]:
     )
     env["FOUNDRY_SOLC"] = str(ROOT / "tools" / "solc")
     return env
+
+
+# ------------------------------------------------------------------------------------------------- snapshot
+
+
+def git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def _files_digest(base: Path, rel: str) -> str:
+    root = base / rel
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return sha(*(f"{p.relative_to(base)}:{compiler.sha256_file(p)}" for p in files))
+
+
+def snapshot() -> tuple[Path, dict[str, Any]]:
+    """Copy what a run reads (contracts/src, the contract and Python tests, app/, the helper scripts) into a
+    private folder, and describe the contract it holds (commit, whether contracts/src differs from it, the
+    hash of contracts/src). The copy is taken again if contracts/src changed while it was being made."""
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc", ".pytest_cache")
+    for _attempt in range(5):
+        commit = git("rev-parse", "HEAD")
+        before = _files_digest(ROOT, "contracts/src")
+        snap = Path(tempfile.mkdtemp(prefix="tg-mutsnap-"))
+        for rel in SNAPSHOT_DIRS:
+            if (ROOT / rel).is_dir():
+                shutil.copytree(ROOT / rel, snap / rel, ignore=ignore)
+        for rel in SNAPSHOT_FILES:
+            (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, snap / rel)
+        for rel in SNAPSHOT_LINKS:
+            (snap / rel).symlink_to(ROOT / rel)
+        taken = _files_digest(snap, "contracts/src")
+        if taken == before == _files_digest(ROOT, "contracts/src"):
+            dirty = bool(git("status", "--porcelain", "--", "contracts/src"))
+            info = {
+                "commit": commit,
+                "contracts_src_dirty": dirty,
+                "contracts_src_sha256": taken,
+                "escrow_sha256": compiler.sha256_file(snap / ESCROW),
+                "snapshot": str(snap),
+            }
+            return snap, info
+        shutil.rmtree(snap, ignore_errors=True)
+        time.sleep(2)
+    raise SystemExit("mutation_check: contracts/src kept changing while the snapshot was taken")
 
 
 # -------------------------------------------------------------------------------------------------- mutants
@@ -306,7 +447,7 @@ class Mutant:
 
 def generate_slither(targets: list[str]) -> dict[str, Any]:
     """slither's mutants and call map, cached by the hash of the sources and the generator."""
-    digest = sha(tree_hash("contracts/src"), (ROOT / "scripts/mutation_generate.py").read_bytes(), *targets)
+    digest = sha(tree_hash("contracts/src"), (SRC / "scripts/mutation_generate.py").read_bytes(), *targets)
     cached = VAR / f"slither-{digest[:16]}.json"
     if not cached.is_file():
         if not TOOLS_PYTHON.is_file():
@@ -314,13 +455,21 @@ def generate_slither(targets: list[str]) -> dict[str, Any]:
         log("generating slither-mutate's mutants (slither compiles the contracts once, ~1 min)")
         tmp = cached.with_suffix(".tmp")
         subprocess.run(
-            [str(TOOLS_PYTHON), str(ROOT / "scripts/mutation_generate.py"), str(ROOT), str(tmp), *targets],
+            [str(TOOLS_PYTHON), str(SRC / "scripts/mutation_generate.py"), str(SRC), str(tmp), *targets],
             env=tool_env(),
             check=True,
         )
         tmp.replace(cached)
     data: dict[str, Any] = json.loads(cached.read_text())
     return data
+
+
+def anchor_pattern(anchor: str) -> re.Pattern[bytes]:
+    """A hand mutant's anchor as a pattern: its text, with any run of whitespace matching any other (so a
+    reformatted or re-wrapped line still matches; a moved one always does)."""
+    parts = [re.escape(p.encode()) for p in anchor.split()]
+    lead = rb"(?<=\s)" if anchor[:1].isspace() else b""
+    return re.compile(lead + rb"\s+".join(parts))
 
 
 def function_at(gen: dict[str, Any], file: str, offset: int) -> str | None:
@@ -337,7 +486,7 @@ def build_mutants(gen: dict[str, Any], sample: int, seed: int) -> tuple[list[Mut
 
     def text(path: str) -> bytes:
         if path not in texts:
-            texts[path] = (ROOT / path).read_bytes()
+            texts[path] = (SRC / path).read_bytes()
         return texts[path]
 
     seen: set[tuple[str, bytes]] = set()
@@ -350,23 +499,26 @@ def build_mutants(gen: dict[str, Any], sample: int, seed: int) -> tuple[list[Mut
     not_applicable: dict[str, str] = {}
     for h in HAND_MUTANTS:
         t = text(h.path)
-        count = t.count(h.old.encode())
-        if count != 1:
-            not_applicable[f"H:{h.name}"] = f"pattern found {count} times in {h.path}"
+        found = list(anchor_pattern(h.old).finditer(t))
+        if len(found) != 1:
+            not_applicable[f"H:{h.name}"] = (
+                f"anchor {h.old!r} found {len(found)} times in {h.path} (must be exactly once):"
+                " re-make this hand mutant for the current contract"
+            )
             continue
-        start = t.index(h.old.encode())
+        start, end = found[0].span()
         fn = function_at(gen, h.path, start)
         m = Mutant(
             id=f"H:{h.name}",
             operator="HAND",
             file=h.path,
             start=start,
-            end=start + len(h.old.encode()),
+            end=end,
             new=h.new,
             line=t[:start].count(b"\n") + 1,
             function=fn,
             entry_points=gen["reached_by"].get(fn, []) if fn else ["*"],
-            old=h.old,
+            old=t[start:end].decode("utf-8"),
             name=h.name,
         )
         seen.add((m.file, mutated(m)))
@@ -475,25 +627,44 @@ def rewrite_forge_source(text: str) -> str:
     )
 
 
-def prepare_forge_tree(worker: int) -> Path:
-    """A copy of the project for forge whose tests deploy the mutant from the environment; built once."""
-    tree = VAR / f"forge-w{worker}"
+_held_locks: list[Any] = []
+
+
+def claim_forge_slot() -> Path:
+    """A forge worker folder of var/mutation no other running check holds (an exclusive lock kept until exit),
+    so two runs at once never test in each other's trees; forge's cache inside it is reused across runs."""
+    import fcntl
+
+    for slot in range(64):
+        lock = open(VAR / f"forge-w{slot}.lock", "w")  # noqa: SIM115 (held until the process ends)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        _held_locks.append(lock)
+        return VAR / f"forge-w{slot}"
+    raise SystemExit("mutation_check: no free forge worker folder in var/mutation")
+
+
+def prepare_forge_tree(tree: Path) -> Path:
+    """A copy of the snapshot for forge whose tests deploy the mutant from the environment; built once."""
     tree.mkdir(parents=True, exist_ok=True)
     for rel in ("contracts/src", "contracts/test"):
         dst = tree / rel
         if dst.exists():
             shutil.rmtree(dst)
-        shutil.copytree(ROOT / rel, dst)
+        shutil.copytree(SRC / rel, dst)
     forge_dst = tree / "contracts/forge"
     if forge_dst.exists():
         shutil.rmtree(forge_dst)
     forge_dst.mkdir(parents=True)
-    for src in (ROOT / "contracts/forge").rglob("*.sol"):
-        dst = forge_dst / src.relative_to(ROOT / "contracts/forge")
+    for src in (SRC / "contracts/forge").rglob("*.sol"):
+        dst = forge_dst / src.relative_to(SRC / "contracts/forge")
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(rewrite_forge_source(src.read_text(encoding="utf-8")), encoding="utf-8")
     (forge_dst / FORGE_DEPLOY_FILE).write_text(FORGE_DEPLOY_SOURCE, encoding="utf-8")
-    shutil.copy2(ROOT / "foundry.toml", tree / "foundry.toml")
+    shutil.copy2(SRC / "foundry.toml", tree / "foundry.toml")
     for link in ("node_modules", "tools"):
         if not (tree / link).exists():
             (tree / link).symlink_to(ROOT / link)
@@ -526,7 +697,7 @@ def forge_test_map(entry_names: set[str]) -> dict[str, dict[str, Any]]:
     contract_of: dict[str, str] = {}
     contract_funcs: dict[str, list[str]] = {}
     file_of_contract: dict[str, str] = {}
-    for path in sorted((ROOT / "contracts/forge").rglob("*.sol")):
+    for path in sorted((SRC / "contracts/forge").rglob("*.sol")):
         text = path.read_text(encoding="utf-8")
         contracts = [(m.start(), m.group(2)) for m in _SOL_CONTRACT.finditer(text)]
         for m in _SOL_FUNC.finditer(text):
@@ -589,7 +760,7 @@ def python_coverage(build_root: Path, jobs: int) -> dict[str, Any]:
     """{nodeid: {"selectors": [...], "seconds": s}} for tests/contracts, cached by the tree's hash."""
     digest = sha(
         tree_hash("contracts/src", "contracts/test", PYTHON_TESTS, "app/chain"),
-        (ROOT / "scripts/mutation_coverage.py").read_bytes(),
+        (SRC / "scripts/mutation_coverage.py").read_bytes(),
     )
     cached = VAR / f"pycoverage-{digest[:16]}.json"
     if cached.is_file():
@@ -604,7 +775,7 @@ def python_coverage(build_root: Path, jobs: int) -> dict[str, Any]:
         **tool_env(),
         compiler.ENV_CONTRACTS_ROOT: str(build_root),
         "TG_MUTATION_COVERAGE": str(folder),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(SRC / "scripts"), os.environ.get("PYTHONPATH", "")]),
         "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
         "HYPOTHESIS_STORAGE_DIRECTORY": str(folder / ".hypothesis"),
     }
@@ -624,7 +795,7 @@ def python_coverage(build_root: Path, jobs: int) -> dict[str, Any]:
     ]
     if jobs > 1:
         cmd[4:4] = ["-n", str(jobs)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=SRC, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(
             f"mutation_check: {PYTHON_TESTS} fails on the unmutated contracts:\n{proc.stdout[-4000:]}"
@@ -664,7 +835,7 @@ def junit_seconds(report: Path) -> dict[str, float]:
         # tests.contracts.test_fund[.TestClass] -> tests/contracts/test_fund.py[::TestClass]::name
         for cut in range(len(parts), 0, -1):
             path = "/".join(parts[:cut]) + ".py"
-            if (ROOT / path).is_file():
+            if (SRC / path).is_file():
                 nodeid = "::".join([path, *parts[cut:], name])
                 out[nodeid] = float(case.get("time", "1") or 1)
                 break
@@ -697,8 +868,8 @@ class Outcome:
 def make_tree(m: Mutant | None) -> Path:
     tree = Path(tempfile.mkdtemp(prefix="tg-mutant-"))
     for rel in compiler.SOURCE_DIRS:
-        if (ROOT / rel).is_dir():
-            shutil.copytree(ROOT / rel, tree / rel)
+        if (SRC / rel).is_dir():
+            shutil.copytree(SRC / rel, tree / rel)
     (tree / "node_modules").symlink_to(ROOT / "node_modules")
     if m is not None:
         target = tree / m.file
@@ -819,7 +990,7 @@ def run_pytest(tree: Path, tests: list[str], timeout: int | None) -> tuple[str, 
     ]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            cmd, cwd=SRC, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
         return "pass", None, f"python budget of {timeout}s used up before the selected tests ended"
@@ -891,8 +1062,10 @@ class Runner:
         entry_selectors: dict[str, str],
         python_budget: int,
         compile_files: list[str],
+        functions: dict[str, list[Any]] | None = None,
     ) -> None:
         self.compile_files = compile_files
+        self.functions = functions or {}
         self.baseline_build: Path | None = None
         self.python_budget = python_budget
         self.forge_map = forge_map
@@ -900,6 +1073,23 @@ class Runner:
         self.free = list(workers)
         self.lock = threading.Lock()
         self.entry_selectors = entry_selectors  # signature -> selector
+
+    def codegen_files(self, m: Mutant) -> list[str]:
+        """Sources whose bytecode a mutant can change. The escrow calls EscrowRegistry's external and public
+        functions by DELEGATECALL to a linked address, so a change inside the body of one of them (or of a
+        private function, which only they reach) leaves the escrow's bytecode as it was: only the library is
+        generated again (the escrow's baseline artifact is reused). A header change (FHR), a change outside
+        any function, or one in an internal function (inlined into the escrow) regenerates every target."""
+        if m.file != REGISTRY or m.operator == "FHR" or m.function not in self.functions:
+            return self.compile_files
+        file, start, end = self.functions[m.function]
+        text = (SRC / file).read_text(encoding="utf-8").encode()[start:end].decode("utf-8")
+        header = text[: text.find("{")] if "{" in text else text
+        if file != REGISTRY or not re.search(r"\b(external|public|private)\b", header):
+            return self.compile_files
+        if not (start <= m.start and m.end <= end) or m.start < start + len(header.encode()):
+            return self.compile_files
+        return [REGISTRY]
 
     def select(self, m: Mutant | None) -> tuple[list[str], list[str], list[str]]:
         """(forge unit tests, forge campaign tests, python node ids) covering the mutant."""
@@ -942,7 +1132,7 @@ class Runner:
                     if m is None or self.baseline_build is None:
                         compiler.compile_contracts(root=tree, build_dir=tree / compiler.BUILD_DIR)
                     else:
-                        compile_mutant(tree, self.baseline_build, self.compile_files)
+                        compile_mutant(tree, self.baseline_build, self.codegen_files(m))
                     compile_seconds = time.monotonic() - t0
                     shutil.copytree(tree / compiler.BUILD_DIR, built.with_suffix(".tmp"), dirs_exist_ok=True)
                     built.with_suffix(".tmp").replace(built)
@@ -989,11 +1179,16 @@ class Runner:
 # ----------------------------------------------------------------------------------------------------- main
 
 
-def load_equivalents() -> dict[str, str]:
-    if not EQUIVALENT_FILE.is_file():
-        return {}
-    data = json.loads(EQUIVALENT_FILE.read_text())
-    return {e["key"]: e["why"] for e in data.get("equivalent", [])}
+def load_reviews() -> tuple[dict[str, str], dict[str, str]]:
+    """contracts/mutation/equivalent.json: ({key: why equivalent}, {key: the test written to kill it})."""
+    path = SRC / EQUIVALENT_FILE
+    if not path.is_file():
+        return {}, {}
+    data = json.loads(path.read_text())
+    return (
+        {e["key"]: e["why"] for e in data.get("equivalent", [])},
+        {e["key"]: e["test"] for e in data.get("killed", [])},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1011,22 +1206,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=VAR / "report.json", help="where to write the JSON too"
     )
+    parser.add_argument("--keep-snapshot", action="store_true", help="keep the private copy of the project")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
 
     started = time.monotonic()
     VAR.mkdir(parents=True, exist_ok=True)
-    targets = sorted(
-        {p.relative_to(ROOT).as_posix() for pat in TARGETS for p in ROOT.glob(pat) if p.is_file()}
+    global SRC
+    SRC, contract = snapshot()
+    log(
+        f"snapshot of the project at {contract['commit'][:10]}"
+        f"{' (contracts/src differs from it)' if contract['contracts_src_dirty'] else ''}"
+        f" in {SRC}: contracts/src sha256 {contract['contracts_src_sha256'][:16]}"
     )
+    try:
+        return run_check(args, parser, started, contract)
+    finally:
+        if not args.keep_snapshot:
+            shutil.rmtree(SRC, ignore_errors=True)
+
+
+def run_check(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, started: float, contract: dict[str, Any]
+) -> int:
+    targets = sorted({p.relative_to(SRC).as_posix() for pat in TARGETS for p in SRC.glob(pat) if p.is_file()})
     gen = generate_slither(targets)
     if args.no_slither:
         gen = {**gen, "mutants": []}
-    mutants, not_applicable, distinct = build_mutants(gen, args.sample, args.seed)
+    # --only picks among all the mutants, not only the sample
+    mutants, not_applicable, distinct = build_mutants(gen, 0 if args.only else args.sample, args.seed)
     if args.only:
         mutants = [m for m in mutants if m.id in args.only]
         unknown = set(args.only) - {m.id for m in mutants}
         if unknown:
             parser.error(f"unknown mutants: {', '.join(sorted(unknown))}")
+    for name, why in not_applicable.items():
+        log(f"WARNING: hand mutant {name} not applied: {why}")
     if args.list:
         for m in mutants:
             print(f"{m.id}  {m.file}:{m.line}  {m.function}\n  - {m.old!r}\n  + {m.new!r}")
@@ -1040,7 +1255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # forge worker trees, built in parallel (cached across runs by forge's own cache)
     t0 = time.monotonic()
-    workers = [prepare_forge_tree(i) for i in range(max(1, args.jobs))]
+    workers = [prepare_forge_tree(claim_forge_slot()) for _ in range(max(1, args.jobs))]
     with ThreadPoolExecutor(max_workers=len(workers)) as pool:
         list(pool.map(forge_build, workers))
     log(f"forge harness built in {time.monotonic() - t0:.0f}s")
@@ -1048,14 +1263,8 @@ def main(argv: list[str] | None = None) -> int:
     forge_map = forge_test_map(entry_names)
     entry_selectors = {e: selector(e) for e in gen["entry_points"] if e not in ("constructor", "*")}
 
-    # baseline: the unmutated contracts through the same pipeline; also builds the Python coverage map
-    t0 = time.monotonic()
-    base_tree = make_tree(None)
-    compiler.compile_contracts(root=base_tree, build_dir=base_tree / compiler.BUILD_DIR)
-    log(f"one compile (app.chain.compiler, project settings): {time.monotonic() - t0:.1f}s")
-    pycov = None if args.no_python else python_coverage(base_tree, args.jobs)
-    shutil.rmtree(base_tree, ignore_errors=True)
-    runner = Runner(forge_map, pycov, workers, entry_selectors, args.python_budget, targets)
+    # baseline: the unmutated contracts through the same pipeline (compiled once, kept in var/mutation/builds)
+    runner = Runner(forge_map, None, workers, entry_selectors, args.python_budget, targets, gen["functions"])
     base = runner.run(None, python=False, cache={})
     runner.baseline_build = base.build
     if base.status != "survived":
@@ -1064,6 +1273,14 @@ def main(argv: list[str] | None = None) -> int:
             f" ({base.status} {base.killed_by} {base.detail})"
         )
         return 2
+    if base.compile_seconds:
+        log(f"one compile (app.chain.compiler, project settings): {base.compile_seconds:.1f}s")
+    if not args.no_python:  # the Python coverage map, built on the unmutated contracts (cached)
+        base_tree = make_tree(None)
+        assert base.build is not None
+        shutil.copytree(base.build, base_tree / compiler.BUILD_DIR)
+        runner.pycov = python_coverage(base_tree, args.jobs)
+        shutil.rmtree(base_tree, ignore_errors=True)
     log(f"baseline: {base.forge_tests} forge tests pass on the unmutated contracts in {base.seconds:.0f}s")
 
     cache_file = VAR / "compile-cache.json"
@@ -1087,20 +1304,27 @@ def main(argv: list[str] | None = None) -> int:
         list(pool.map(one, mutants))
     cache_file.write_text(json.dumps(cache))
 
-    equivalents = load_equivalents()
+    equivalents, kills = load_reviews()
     compiled = [m for m in mutants if outcomes[m.id].status != "not_compiled"]
     killed = [m for m in compiled if outcomes[m.id].status == "killed"]
     survivors = [m for m in compiled if outcomes[m.id].status != "killed"]
     equivalent = [m for m in survivors if outcomes[m.id].status == "survived" and m.key() in equivalents]
+    unexplained = [m for m in survivors if m not in equivalent]
+    # mutants that survived an earlier run and were killed by a test written for them (recorded in the file)
+    now_killed = [m for m in killed if m.key() in kills]
     denominator = len(compiled) - len(equivalent)
     seconds = round(time.monotonic() - started)
+
+    def diff(m: Mutant) -> str:
+        return f"- {m.old}\n+ {m.new}"
 
     def detail(m: Mutant) -> dict[str, Any]:
         o = outcomes[m.id]
         return {
             "id": m.id,
             "operator": m.operator,
-            "where": f"{m.file}:{m.line}",
+            "file": m.file,
+            "line": m.line,
             "function": m.function,
             "original": m.old,
             "mutated": m.new,
@@ -1117,17 +1341,49 @@ def main(argv: list[str] | None = None) -> int:
             **({"equivalent": equivalents[m.key()]} if m in equivalent else {}),
         }
 
+    def survivor(m: Mutant) -> dict[str, Any]:
+        o = outcomes[m.id]
+        if m in equivalent:
+            verdict = f"equivalent: {equivalents[m.key()]}"
+        elif m in now_killed:
+            verdict = f"killed by: {o.killed_by} ({o.stage})"
+        else:
+            verdict = f"UNEXPLAINED ({o.status}{': ' + o.detail if o.detail else ''})"
+        return {
+            "id": m.id,
+            "file": m.file,
+            "line": m.line,
+            "operator": m.operator,
+            "function": m.function,
+            "diff": diff(m),
+            "status": o.status,
+            "verdict": verdict,
+            **({"python_complete": o.python_complete} if o.python_complete is not None else {}),
+        }
+
     report = {
-        "mutants": len(mutants),
+        "contract": {k: v for k, v in contract.items() if k != "snapshot"},
+        "mutants_total": len(mutants),
+        "hand_mutants": sum(m.operator == "HAND" for m in mutants),
+        "slither_mutants": sum(m.operator != "HAND" for m in mutants),
+        "slither_distinct_mutants": distinct,
         "compiled": len(compiled),
+        "not_compiled": len(mutants) - len(compiled),
         "killed": len(killed),
         "survived": len(survivors),
-        "not_compiled": len(mutants) - len(compiled),
         "equivalent": len(equivalent),
+        "unexplained_survivors": len(unexplained),
         "score": round(len(killed) / denominator, 4) if denominator else None,
         "score_counting_equivalents": round(len(killed) / len(compiled), 4) if compiled else None,
-        "slither_distinct_mutants": distinct,
+        "duration_seconds": seconds,
+        "command": " ".join(["scripts/mutation_check.py", *args.argv]),
         "sample": {"size": args.sample, "seed": args.seed, "min_per_operator": MIN_PER_OPERATOR},
+        "python": not args.no_python,
+        "python_budget_seconds": args.python_budget,
+        # survivors of this run (equivalent, or unexplained) and mutants that survived an earlier run and
+        # are now killed by a test written for them (contracts/mutation/equivalent.json "killed")
+        "survivors": [survivor(m) for m in [*survivors, *now_killed]],
+        "hand_not_applicable": not_applicable,
         "by_operator": {
             op: {
                 "mutants": sum(m.operator == op for m in mutants),
@@ -1137,21 +1393,6 @@ def main(argv: list[str] | None = None) -> int:
             for op in sorted({m.operator for m in mutants})
         },
         "killed_by_stage": {s: sum(outcomes[m.id].stage == s for m in killed) for s in ("forge", "pytest")},
-        "survivors": [
-            {
-                "id": m.id,
-                "where": f"{m.file}:{m.line}",
-                "function": m.function,
-                "change": f"{m.old!r} -> {m.new!r}",
-                "status": outcomes[m.id].status,
-                "python_complete": outcomes[m.id].python_complete,
-                "equivalent": equivalents.get(m.key()),
-            }
-            for m in survivors
-        ],
-        "not_applicable": not_applicable,
-        "seconds": seconds,
-        "python": not args.no_python,
         "details": [detail(m) for m in mutants],
     }
     text = json.dumps(report, indent=2)
@@ -1160,7 +1401,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     log(
         f"score {report['score']} ({len(killed)} killed of {denominator} = {len(compiled)} compiled - "
-        f"{len(equivalent)} equivalent; {report['not_compiled']} did not compile)"
+        f"{len(equivalent)} equivalent; {len(unexplained)} unexplained survivors;"
+        f" {report['not_compiled']} did not compile)"
         f" in {seconds // 60}m{seconds % 60:02d}s"
     )
     return 0

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     easypost_secret: SecretStr | None = None
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    #: Worker threads an API process runs its blocking request work on (anyio's default is 40). More threads
+    #: than this do not add throughput under the GIL; they lengthen the time each holder of the database's
+    #: write lock waits to run again, so every writer queues longer (issue 8's profile).
+    api_threads: int = Field(8, ge=1, le=200)
     idempotency_ttl_seconds: int = Field(48 * 3600, ge=24 * 3600)
     webhook_retry_hours: int = Field(72, ge=72)
     sweep_seconds: float = Field(2.0, gt=0, description="how often beat (or the eager sweeper) sweeps")

@@ -82,11 +82,15 @@ def run_once(
             bulk_first = bulk_fund(bench, first - args.rpc_window)
             rpc_first = rpc_window(bench, args.rpc_window)
             t = time.perf_counter()
+            lock0 = bench.write_lock()
             orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client, args.cart_size)
+            lock1 = bench.write_lock()
             steps["orders_s"] = time.perf_counter() - t
             t = time.perf_counter()
             ssccs = bench.ship_all(orders["ids"])
+            lock2 = bench.write_lock()
             acks = bench.epcis_ack_phase(ssccs, args.clients)
+            lock3 = bench.write_lock()
             steps["epcis_s"] = time.perf_counter() - t
             t = time.perf_counter()
             delivered = bench.delivered_phase(ssccs, acks["shipped"], args.rate, args.events)
@@ -118,6 +122,12 @@ def run_once(
         "rpc_methods_per_order": {
             f"at_{first}": rpc_first["methods_per_order"],
             f"at_{last}": rpc_last["methods_per_order"],
+        },
+        # who held the database's write lock, per order in the orders phase and per ack in the EPCIS phase
+        # (scraped from the server's /metrics; sweeps included: they share the lock)
+        "db_write_lock": {
+            "orders_phase_per_order": bench.write_lock_per(lock0, lock1, orders["funded"]),
+            "epcis_phase_per_ack": bench.write_lock_per(lock2, lock3, acks["acked"]),
         },
         "counts": {
             "orders_funded": orders["funded"],

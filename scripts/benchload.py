@@ -113,6 +113,49 @@ class Bench:
     def api(self) -> Api:
         return Api(self)
 
+    def write_lock(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """The server's write transactions so far, from ``/metrics`` (``tradeguard_db_write_seconds``):
+        (site, phase) -> (seconds summed, count)."""
+        text = httpx.get(f"{self.stack.url}/metrics", timeout=30).text
+        out: dict[tuple[str, str], list[float]] = {}
+        for line in text.splitlines():
+            if not line.startswith("tradeguard_db_write_seconds_"):
+                continue
+            name, _, value = line.rpartition(" ")
+            kind = name.split("{", 1)[0].rsplit("_", 1)[1]
+            if kind not in ("sum", "count"):
+                continue
+            labels = dict(
+                part.split("=", 1) for part in name.split("{", 1)[1].rstrip("}").replace('"', "").split(",")
+            )
+            slot = out.setdefault((labels["site"], labels["phase"]), [0.0, 0.0])
+            slot[0 if kind == "sum" else 1] += float(value)
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    @staticmethod
+    def write_lock_per(
+        before: dict[tuple[str, str], tuple[float, float]],
+        after: dict[tuple[str, str], tuple[float, float]],
+        units: int,
+        top: int = 8,
+    ) -> dict[str, Any]:
+        """Write-lock time between two :meth:`write_lock` snapshots, per unit of work (an order, an ack):
+        milliseconds held and waited in all, and held by the ``top`` sites."""
+        units = max(units, 1)
+        zero = (0.0, 0.0)
+        delta = {k: (v[0] - before.get(k, zero)[0], v[1] - before.get(k, zero)[1]) for k, v in after.items()}
+        held = {site: d for (site, phase), d in delta.items() if phase == "hold" and d[1] > 0}
+        waited = sum(d[0] for (_, phase), d in delta.items() if phase == "wait")
+        ranked = sorted(held.items(), key=lambda kv: -kv[1][0])[:top]
+        return {
+            "hold_ms_per_unit": round(1000 * sum(d[0] for d in held.values()) / units, 2),
+            "wait_ms_per_unit": round(1000 * waited / units, 2),
+            "transactions_per_unit": round(sum(d[1] for d in held.values()) / units, 2),
+            "hold_ms_per_unit_by_site": {
+                site.removeprefix("app.services."): round(1000 * d[0] / units, 2) for site, d in ranked
+            },
+        }
+
     def setup(self, buyers: int, orders_per_buyer: int) -> None:
         """Merchant and oracle principals, ``buyers`` buyer wallets with principals and tokens."""
         api = self.api()

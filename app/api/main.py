@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from app import logs
 from app.api import problems
-from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware
+from app.api.middleware import EmbeddedChainLock, IdempotencyMiddleware, ThreadBudget
 from app.api.observability import RequestObservability
 from app.api.routes import carts, logistics, metrics, orders, settlements, system, wallet, webhook_endpoints
 from app.config import get_settings
@@ -38,7 +38,9 @@ def create_api() -> FastAPI:
     app.add_middleware(RequestObservability)
     # TRADEGUARD_LOG_FORMAT=json: JSON lines with the request id (the runtime's settings, as the CLI set it)
     rt = load_runtime_if_any()
-    logs.configure(rt.settings if rt is not None else get_settings())
+    settings = rt.settings if rt is not None else get_settings()
+    logs.configure(settings)
+    app.add_middleware(ThreadBudget, threads=settings.api_threads)
     for module in (system, metrics, orders, carts, wallet, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     return app

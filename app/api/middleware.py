@@ -253,3 +253,22 @@ class EmbeddedChainLock:
             await self.app(scope, receive, send)
         finally:
             rt.lock.release()
+
+
+class ThreadBudget:
+    """Sets the process's thread budget for blocking request work (``to_thread``, sync routes and
+    dependencies) to ``settings.api_threads`` on the first request, in the event loop that serves them.
+
+    Requests beyond the budget wait in the event loop, which costs nothing; a thread more than the budget
+    would only take the GIL away from the thread that holds the database's write lock (issue 8)."""
+
+    def __init__(self, app: ASGIApp, threads: int) -> None:
+        self.app = app
+        self.threads = threads
+        self.applied = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.applied:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            self.applied = True
+        await self.app(scope, receive, send)

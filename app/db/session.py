@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,21 @@ LAZY_COMMIT = "tradeguard_lazy_commit"
 
 #: SQLite engines' in-process writer locks (see :func:`transaction`).
 _WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+#: Who hears each write transaction's site, its wait for the write lock and how long it held it (seconds);
+#: see :func:`observe_writes`.
+WriteObserver = Callable[[str, float, float], None]
+_observer: WriteObserver | None = None
+
+
+def observe_writes(observer: WriteObserver | None) -> None:
+    """Report every write transaction from now on to ``observer(site, wait, hold)``: ``site`` is the
+    ``module.function`` that opened it, ``wait`` the time to get the write lock (SQLite: this process's
+    writer lock; elsewhere 0) and ``hold`` the time from then to the end of the commit or rollback. The
+    metrics module installs one, so that ``/metrics`` shows who holds the database's write lock, and for
+    how long (issue 8: on SQLite every writer queues on that one lock)."""
+    global _observer
+    _observer = observer
 
 
 def make_engine(url: str) -> Engine:
@@ -101,8 +118,22 @@ def transaction(factory: sessionmaker[Session], *, durable: bool = True) -> Iter
         if not durable and isinstance(bind, Engine)
         else {}
     )
-    with writer if writer is not None else nullcontext(), factory(**lazy) as session, session.begin():
-        yield session
+    observer = _observer
+    if observer is None:
+        with writer if writer is not None else nullcontext(), factory(**lazy) as session, session.begin():
+            yield session
+        return
+    caller = sys._getframe(2)  # this generator <- contextlib's __enter__ <- the ``with`` that opened it
+    site = f"{caller.f_globals.get('__name__', '?')}.{caller.f_code.co_name}"
+    asked = time.perf_counter()
+    got = asked
+    try:
+        with writer if writer is not None else nullcontext():
+            got = time.perf_counter()
+            with factory(**lazy) as session, session.begin():
+                yield session
+    finally:
+        observer(site, got - asked, time.perf_counter() - got)
 
 
 def _writer_lock(bind: Any) -> threading.RLock | None:

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import InboxItem, Intent, KeyValue, Order, WebhookAttempt, WebhookDelivery, utcnow
-from app.db.session import read_transaction
+from app.db.session import observe_writes, read_transaction
 from app.services import chain_guard
 from app.services.index import audit, indexer
 from app.services.outbox import nonce_manager, relayer
@@ -91,6 +91,26 @@ SWEEP_LAST_SUCCESS = Gauge(
     registry=REGISTRY,
     multiprocess_mode="max",
 )
+
+
+DB_WRITE_SECONDS = Histogram(
+    "tradeguard_db_write_seconds",
+    "Write transactions by the function that opened them: waiting for the database's write lock "
+    "(phase=wait; SQLite: one writer at a time) and holding it to the end of the commit (phase=hold): "
+    "seconds",
+    ("site", "phase"),
+    registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
+
+
+def observe_write(site: str, wait: float, hold: float) -> None:
+    """Count one write transaction opened by ``site`` (see :func:`app.db.session.observe_writes`)."""
+    DB_WRITE_SECONDS.labels(site, "wait").observe(wait)
+    DB_WRITE_SECONDS.labels(site, "hold").observe(hold)
+
+
+observe_writes(observe_write)
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -1,0 +1,105 @@
+"""The inbox worker processes stored captures several to a write transaction (one disk sync for them all, the
+document parsed outside the write lock), each in its own savepoint: an item that fails rolls back alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.client.demo import epcis_document, object_event
+from app.db import session as db_session
+from app.db.models import InboxItem, Intent, LogisticsEvent
+from app.db.session import read_transaction
+from app.services.inbox import ingestion
+from app.services.runtime import Runtime
+from tests.services.test_order_gateway import _oracle_principal, fund
+from tests.services.test_relayer_support import Svc, hex32
+
+
+@contextmanager
+def write_sites() -> Iterator[list[str]]:
+    """The sites of the write transactions opened while the block runs."""
+    sites: list[str] = []
+    before = db_session._observer
+    db_session.observe_writes(lambda site, wait, hold: sites.append(site))
+    try:
+        yield sites
+    finally:
+        db_session.observe_writes(before)
+
+
+def _captures(rt: Runtime, svc: Svc, n: int) -> list[str]:
+    """``n`` funded orders (indexed), each named by one stored shipping capture; the captures' ids."""
+    oracle = _oracle_principal(rt)
+    ids = []
+    for _ in range(n):
+        order = fund(svc)
+        svc.project(order)
+        names = [{"type": "po", "bizTransaction": hex32(order.order_id)}]
+        doc = epcis_document(object_event(rt.chain.now(), "shipping", bizTransactionList=names))
+        ids.append(ingestion.accept_epcis(rt, oracle, doc, "application/ld+json").item.id)
+    return ids
+
+
+def _item(rt: Runtime, item_id: str) -> InboxItem:
+    with read_transaction(rt.db) as s:
+        item = s.get(InboxItem, item_id)
+        assert item is not None
+        return item
+
+
+def _count(rt: Runtime, model: Any, **where: Any) -> int:
+    with read_transaction(rt.db) as s:
+        q = select(func.count()).select_from(model)
+        for column, value in where.items():
+            q = q.where(getattr(model, column) == value)
+        return int(s.scalar(q) or 0)
+
+
+def test_a_batch_of_captures_is_one_write_transaction(runtime: Runtime) -> None:
+    svc = Svc(runtime)
+    ids = _captures(runtime, svc, 3)
+
+    with write_sites() as sites:
+        report = ingestion.process_pending(runtime)
+
+    assert (report.processed, report.intents, report.failed) == (3, 3, [])
+    assert sites.count("app.services.inbox.ingestion.process_pending") == 1, sites
+    for item_id in ids:
+        item = _item(runtime, item_id)
+        assert item.status == "processed" and item.outcome is not None
+        assert len(item.outcome["intents"]) == 1
+    assert _count(runtime, Intent, kind="attest") == 3
+
+
+def test_an_item_that_fails_rolls_back_alone(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = Svc(runtime)
+    first, bad, last = _captures(runtime, svc, 3)
+    real = ingestion._process_item
+
+    def failing(rt: Runtime, session: Any, item: InboxItem, *args: Any) -> dict[str, Any]:
+        outcome = real(rt, session, item, *args)  # its rows are written, then it fails: all must go
+        if item.id == bad:
+            raise RuntimeError("disk hiccup on this item")
+        return outcome
+
+    monkeypatch.setattr(ingestion, "_process_item", failing)
+    report = ingestion.process_pending(runtime)
+
+    assert (report.processed, report.intents, report.failed) == (2, 2, [bad])
+    assert _item(runtime, first).status == _item(runtime, last).status == "processed"
+    failed = _item(runtime, bad)
+    assert failed.status == "received" and failed.attempts == 1  # retried by a later sweep
+    assert failed.error == "RuntimeError: disk hiccup on this item"
+    assert _count(runtime, LogisticsEvent, inbox_id=bad) == 0  # nothing of it was kept
+    assert _count(runtime, Intent, kind="attest") == 2
+
+    monkeypatch.setattr(ingestion, "_process_item", real)
+    again = ingestion.process_pending(runtime)
+    assert (again.processed, again.intents, again.failed) == (1, 1, [])
+    assert _item(runtime, bad).status == "processed"
+    assert _count(runtime, LogisticsEvent, inbox_id=bad) == 1

@@ -3,33 +3,18 @@ document parsed outside the write lock), each in its own savepoint: an item that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from app.client.demo import epcis_document, object_event
-from app.db import session as db_session
 from app.db.models import InboxItem, Intent, LogisticsEvent
 from app.db.session import read_transaction
 from app.services.inbox import ingestion
 from app.services.runtime import Runtime
 from tests.services.test_order_gateway import _oracle_principal, fund
-from tests.services.test_relayer_support import Svc, hex32
-
-
-@contextmanager
-def write_sites() -> Iterator[list[str]]:
-    """The sites of the write transactions opened while the block runs."""
-    sites: list[str] = []
-    before = db_session._observer
-    db_session.observe_writes(lambda site, wait, hold: sites.append(site))
-    try:
-        yield sites
-    finally:
-        db_session.observe_writes(before)
+from tests.services.test_relayer_support import Svc, hex32, write_sites
 
 
 def _captures(rt: Runtime, svc: Svc, n: int) -> list[str]:

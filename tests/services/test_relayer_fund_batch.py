@@ -15,7 +15,7 @@ from app.chain.escrow import OrderAuthorization
 from app.db.session import transaction
 from app.services.outbox.relayer import CONFIRMED, FAILED, PENDING, SENT, relay, submit
 from app.services.runtime import Runtime
-from tests.services.test_relayer_support import Crash, Svc, hex32, spy_broadcasts
+from tests.services.test_relayer_support import Crash, Svc, hex32, spy_broadcasts, write_sites
 
 SMALL = 1_000_000  # 1 tUSD an order
 
@@ -320,3 +320,25 @@ def test_allowance_orders_are_pulled_before_a_permit_that_resets_the_allowance(r
 
     assert svc.intent(plain).status == CONFIRMED, svc.intent(plain).error
     assert svc.intent(lead).status == CONFIRMED, svc.intent(lead).error
+
+
+def test_a_pass_records_its_transactions_in_one_write_and_settles_them_in_one(runtime: Runtime) -> None:
+    """Two fundings with permits (two transactions: a permit leads its own batch) are signed at consecutive
+    nonces and recorded in one write transaction before either is broadcast; their receipts are settled in
+    one write transaction too (a disk sync per pass, not per transaction)."""
+    svc = Svc(runtime)
+    ids = []
+    for buyer in ("buyer", "buyer2"):
+        svc.mint(svc[buyer].address, SMALL)
+        ids.append(put(runtime, "fund", signed(svc, order_for(svc, buyer), buyer, permit_value=SMALL)))
+
+    with write_sites() as sites:
+        report = relay(runtime)
+
+    intents = [svc.intent(i) for i in ids]
+    assert {(i.status, i.error) for i in intents} == {(CONFIRMED, None)}
+    assert report.transactions == 2 and len({i.tx_hash for i in intents}) == 2
+    nonces = sorted(int(i.nonce) for i in intents if i.nonce is not None)
+    assert len(nonces) == 2 and nonces[1] == nonces[0] + 1
+    assert sites.count("app.services.outbox.relayer.send_all") == 1, sites
+    assert sites.count("app.services.outbox.relayer.settle_many") == 1, sites

@@ -20,6 +20,7 @@ from web3.contract import Contract
 from web3.middleware import Web3Middleware
 
 from app.chain.escrow import Order, OrderAuthorization
+from app.db import session as db_session
 from app.db.models import Intent, Principal
 from app.db.models import Order as OrderRow
 from app.db.session import transaction
@@ -248,3 +249,15 @@ def transport_down(rt: Runtime, *methods: str, times: int = 1) -> Iterator[list[
         yield failed
     finally:
         rt.chain.w3.middleware_onion.remove("transport_down")
+
+
+@contextmanager
+def write_sites() -> Iterator[list[str]]:
+    """The sites of the write transactions opened while the block runs."""
+    sites: list[str] = []
+    before = db_session._observer
+    db_session.observe_writes(lambda site, wait, hold: sites.append(site))
+    try:
+        yield sites
+    finally:
+        db_session.observe_writes(before)

@@ -43,7 +43,7 @@ from app.chain import eip712
 from app.chain.client import Fees, PreparedTx, Receipt
 from app.chain.escrow import Order
 from app.db.models import Intent, utcnow
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.errors import (
     ChainError,
     ChainUnavailable,
@@ -212,9 +212,21 @@ class _Unit:
         return [i.id for i in self.intents]
 
 
+@dataclass
+class _Ready:
+    """A unit built and estimated, to be signed at the next nonce: its call, gas limit and fees."""
+
+    unit: _Unit
+    fn: Any
+    gas: int
+    fees: Any
+
+
 class _Pass:
     def __init__(self, rt: Runtime, now: datetime) -> None:
         self.rt, self.now, self.report = rt, now, RelayReport()
+        #: Hashes broadcast while the pass was still checking (the parts of a split funding batch).
+        self.sent_early: list[str] = []
         self.sender = rt.relayer.address
         self.max_attempts = rt.settings.relayer_max_attempts
 
@@ -227,11 +239,12 @@ class _Pass:
             # that window gets transactions signed for our chain id (EIP-155) with nonces beyond a fresh
             # chain's; they stay recorded and are sent again once our chain is back
             chain_guard.require(self.rt, max_age=self.rt.settings.head_cache_seconds)
-        hashes += [h for unit in units for h in self.dispatch(unit)]
+        ready = [r for unit in units for r in self.check(unit)]
+        hashes += self.sent_early + self.send_all(ready)
         wait = (5.0 if self.rt.chain.is_dev_chain else 20.0) if wait_seconds is None else wait_seconds
         if hashes and wait > 0:  # 0: the caller comes back for the receipts (the background relayer)
             self.await_receipts(hashes, wait)
-        with transaction(self.rt.db) as s:
+        with read_transaction(self.rt.db) as s:
             self.report.in_flight = int(
                 s.scalar(
                     select(func.count(func.distinct(Intent.tx_hash))).where(
@@ -247,7 +260,7 @@ class _Pass:
     def reconcile(self) -> list[str]:
         """Settle mined ``sent`` transactions (the one recorded, or one it replaced); re-broadcast the due
         ones the node does not know, and replace the ones stuck in its pool (returned: hashes broadcast)."""
-        with transaction(self.rt.db) as s:
+        with read_transaction(self.rt.db) as s:  # a snapshot: settle() re-reads what is still sent
             rows = s.execute(
                 select(
                     Intent.tx_hash,
@@ -262,6 +275,7 @@ class _Pass:
             ).all()
         seen: set[str] = set()
         again: list[str] = []
+        mined: list[tuple[str, Receipt]] = []
         gap_below = False
         stuck_before = self.now - timedelta(seconds=self.rt.settings.replace_after_seconds)
         for tx_hash, nonce, raw, due_at, sent_at, replaced in rows:
@@ -270,7 +284,7 @@ class _Pass:
             seen.add(tx_hash)
             receipt = self.mined(tx_hash, replaced or [])
             if receipt is not None:
-                self.settle(tx_hash, receipt)
+                mined.append((tx_hash, receipt))
             elif gap_below or raw is None or nonce is None or due_at > self.now:
                 continue
             elif not self.rt.chain.is_known(tx_hash):
@@ -281,6 +295,7 @@ class _Pass:
                 again += [] if gap_below else [tx_hash]
             elif sent_at is not None and sent_at <= stuck_before:
                 again += self.replace(tx_hash, bytes(raw))
+        self.settle_many(mined)
         return again
 
     def mined(self, tx_hash: str, replaced: list[str]) -> Receipt | None:
@@ -322,6 +337,23 @@ class _Pass:
 
     def settle(self, tx_hash: str, receipt: Receipt) -> None:
         """Mark the intents of a mined transaction confirmed or failed (per order for a non-strict batch)."""
+        self.settle_many([(tx_hash, receipt)])
+
+    def settle_many(self, mined: list[tuple[str, Receipt]]) -> None:
+        """:meth:`settle` for several mined transactions in one write transaction (one disk sync)."""
+        if not mined:
+            return
+        outcomes = [(tx_hash, receipt, *self.outcome(tx_hash, receipt)) for tx_hash, receipt in mined]
+        logged: list[tuple[list[dict[str, Any]], str, int]] = []
+        with transaction(self.rt.db) as s:
+            for tx_hash, receipt, failure, skipped in outcomes:
+                logged.append(self.settle_in(s, tx_hash, receipt, failure, skipped))
+        for settled, mined_hash, block in logged:
+            _log_intents(settled, "mined", mined_hash, block_number=block)
+
+    def outcome(self, tx_hash: str, receipt: Receipt) -> tuple[Exception | None, dict[str, Exception]]:
+        """A mined transaction's failure (reverted), or the orders a non-strict batch skipped and why; read
+        from the receipt (an explanation of a revert may ask the node: before any write transaction)."""
         failure: Exception | None = None
         skipped: dict[str, Exception] = {}
         if int(receipt["status"]) == 1:
@@ -333,31 +365,41 @@ class _Pass:
                     skipped[oid] = decoded or ChainError(f"OrderSkipped(0x{reason.hex()})")
         else:
             failure = self.rt.chain.explain_failure(receipt)
-        with transaction(self.rt.db) as s:
-            stmt = select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT).with_for_update()
-            rows = list(s.scalars(stmt))
-            # a fund batch reverted on chain (the state moved since its check): every entry is checked again
-            recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
-            mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
-            settled: list[dict[str, Any]] = []
-            for it in rows:
-                self.report.mined += 1
-                it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
-                it.tx_hash = mined_hash  # the replacement, or the transaction it replaced
-                error = failure or (skipped.get(it.order_id or "") if it.kind in BATCHED else None)
-                if error is None:
-                    it.status, it.error, it.error_name = CONFIRMED, None, None
-                    self.report.confirmed += 1
-                elif recheck:
-                    it.status, it.block_number, it.gas_used = PENDING, None, None
-                    it.sender = it.nonce = it.tx_hash = it.raw_tx = None
-                    it.sent_at = it.replaced_hashes = None
-                    self.count_attempt(it, error)
-                else:
-                    _set_failed(it, error)
-                    self.report.failed += 1
-                settled.append(_logged(it))
-        _log_intents(settled, "mined", mined_hash, block_number=int(receipt["blockNumber"]))
+        return failure, skipped
+
+    def settle_in(
+        self,
+        s: Session,
+        tx_hash: str,
+        receipt: Receipt,
+        failure: Exception | None,
+        skipped: dict[str, Exception],
+    ) -> tuple[list[dict[str, Any]], str, int]:
+        """Settle one mined transaction's intents inside ``s``; what to log once it is committed."""
+        stmt = select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT).with_for_update()
+        rows = list(s.scalars(stmt))
+        # a fund batch reverted on chain (the state moved since its check): every entry is checked again
+        recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
+        mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        settled: list[dict[str, Any]] = []
+        for it in rows:
+            self.report.mined += 1
+            it.block_number, it.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
+            it.tx_hash = mined_hash  # the replacement, or the transaction it replaced
+            error = failure or (skipped.get(it.order_id or "") if it.kind in BATCHED else None)
+            if error is None:
+                it.status, it.error, it.error_name = CONFIRMED, None, None
+                self.report.confirmed += 1
+            elif recheck:
+                it.status, it.block_number, it.gas_used = PENDING, None, None
+                it.sender = it.nonce = it.tx_hash = it.raw_tx = None
+                it.sent_at = it.replaced_hashes = None
+                self.count_attempt(it, error)
+            else:
+                _set_failed(it, error)
+                self.report.failed += 1
+            settled.append(_logged(it))
+        return settled, mined_hash, int(receipt["blockNumber"])
 
     # ------------------------------------------------------------------ (b) pending intents
 
@@ -369,7 +411,8 @@ class _Pass:
         """
         in_flight = aliased(Intent)
         busy = select(in_flight.order_id).where(in_flight.status == SENT, in_flight.order_id.is_not(None))
-        with transaction(self.rt.db) as s:
+        # a snapshot: record() claims each intent only if it is still pending
+        with read_transaction(self.rt.db) as s:
             due = list(
                 s.scalars(
                     select(Intent)
@@ -456,8 +499,9 @@ class _Pass:
         except Exception:  # malformed signature or payload: the contract names the error
             return None
 
-    def dispatch(self, unit: _Unit) -> list[str]:
-        """Build, estimate, record and broadcast one unit; returns the hashes it broadcast."""
+    def check(self, unit: _Unit) -> list[_Ready]:
+        """Build and estimate one unit (the estimate is its check and its gas limit): ready to be signed, or
+        failed, split, deferred or left for a retry here. No write transaction is open."""
         try:
             orders = self.load_orders(unit)
             if not unit.intents:
@@ -479,7 +523,7 @@ class _Pass:
             if len(unit.intents) > 1:  # a whole batch refused: one intent per order on its own, strict
                 first = {i.order_id: i for i in reversed(unit.intents)}.values()
                 self.report.deferred += len(unit.intents) - len(first)
-                return [h for it in first for h in self.dispatch(_Unit(unit.kind, [it]))]
+                return [r for it in first for r in self.check(_Unit(unit.kind, [it]))]
             self.fail(unit.ids, exc)
             return []
         except GasWalletEmpty as exc:  # nothing wrong with the intents: they wait for the top-up
@@ -488,26 +532,55 @@ class _Pass:
         except Exception as exc:  # node unreachable, or a refusal we cannot classify: try again later
             self.retry(unit.ids, exc)
             return []
+        return [_Ready(unit, fn, gas, fees)]
+
+    def send_all(self, ready: list[_Ready]) -> list[str]:
+        """Sign and record every ready unit in one write transaction (consecutive nonces, each unit in its
+        own savepoint: one another relayer claimed first gives its nonce back), then broadcast them in nonce
+        order; returns the hashes broadcast. One disk sync for the pass, not one per transaction sent."""
+        if not ready:
+            return []
         try:
             # the node is asked before the transaction opens (no network round trip under the write lock); a
             # count read a moment ago will do
             on_chain = nonce_manager.chain_nonce(
                 self.rt.chain, self.sender, self.rt.settings.head_cache_seconds
             )
-            with transaction(self.rt.db) as s:
-                nonce = nonce_manager.allocate(s, self.sender, on_chain)
-                tx = self.rt.chain.prepare(fn, self.rt.relayer, nonce, gas, gas_price=fees)
-                self.record(s, unit, tx)
-        except _Claimed:
-            self.report.deferred += len(unit.intents)
-            return []
         except Exception as exc:
-            self.retry(unit.ids, exc)
+            for r in ready:
+                self.retry(r.unit.ids, exc)
             return []
-        self.report.sent += len(unit.intents)
-        signed = [{**_logged(it), "status": SENT} for it in unit.intents]  # recorded sent, to broadcast now
-        _log_intents(signed, "signed", tx.tx_hash, nonce=tx.nonce)
-        return [tx.tx_hash] if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False) else []
+        signed: list[tuple[_Unit, PreparedTx]] = []
+        troubled: list[tuple[_Unit, Exception]] = []
+        try:
+            with transaction(self.rt.db) as s:
+                for r in ready:
+                    try:
+                        with s.begin_nested():
+                            nonce = nonce_manager.allocate(s, self.sender, on_chain)
+                            tx = self.rt.chain.prepare(r.fn, self.rt.relayer, nonce, r.gas, gas_price=r.fees)
+                            self.record(s, r.unit, tx)
+                    except _Claimed:
+                        self.report.deferred += len(r.unit.intents)
+                        continue
+                    except Exception as exc:  # this unit only (its savepoint is rolled back)
+                        troubled.append((r.unit, exc))
+                        continue
+                    signed.append((r.unit, tx))
+        except Exception as failed:  # the commit itself: nothing was recorded
+            for r in ready:
+                self.retry(r.unit.ids, failed)
+            return []
+        for unit, trouble in troubled:
+            self.retry(unit.ids, trouble)
+        hashes: list[str] = []
+        for unit, tx in signed:
+            self.report.sent += len(unit.intents)
+            logged = [{**_logged(it), "status": SENT} for it in unit.intents]  # recorded sent, to broadcast
+            _log_intents(logged, "signed", tx.tx_hash, nonce=tx.nonce)
+            if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False):
+                hashes.append(tx.tx_hash)
+        return hashes
 
     def estimated(self, unit: _Unit) -> int | None:
         """The gas limit the funding's own check estimated, for a funding that goes out alone on its first
@@ -520,10 +593,13 @@ class _Pass:
             return None
         return int(it.gas_limit)
 
-    def split_funding(self, unit: _Unit) -> list[str]:
+    def split_funding(self, unit: _Unit) -> list[_Ready]:
         """A fund batch the chain refuses (it is all-or-nothing): each entry is checked on its own, the
         failing ones fail with their own error, the others go out together. Entries that pass alone but not
-        together (a shared allowance too small, a permit whose value does not cover its run) are split."""
+        together (a shared allowance too small, a permit whose value does not cover its run) are split.
+
+        The parts of a split go out at once, one after the other (:attr:`sent_early`): each part is checked
+        against the chain the parts before it left (they may spend the same allowance)."""
         try:
             errors = self.screen_funding(unit.intents)
         except Exception as exc:  # node trouble while checking: the whole batch tries again later
@@ -534,7 +610,8 @@ class _Pass:
                 self.fail([it.id], errors[it.id])
         good = [it for it in unit.intents if it.id not in errors]
         if errors or len(good) < 2:
-            return self.dispatch(_Unit("fund", good)) if good else []
+            self.sent_early += self.send_all(self.check(_Unit("fund", good))) if good else []
+            return []
         lead = good[0]
         if lead.payload.get("permit"):
             # A permit *sets* the buyer's allowance (EIP-2612): the orders that pass on the allowance the
@@ -545,7 +622,9 @@ class _Pass:
             parts = (own, after) if own else ([lead], good[1:])
         else:
             parts = (good[: len(good) // 2], good[len(good) // 2 :])
-        return [h for part in parts for h in self.dispatch(_Unit("fund", part))]
+        for part in parts:
+            self.sent_early += self.send_all(self.check(_Unit("fund", part)))
+        return []
 
     def screen_funding(self, intents: list[Intent]) -> dict[str, Exception]:
         """The error of each entry that fails on its own (by intent id), simulated from the relayer.
@@ -578,7 +657,7 @@ class _Pass:
         orders = OrderGateway.of(self.rt).current_many({i.order_id for i in unit.intents if i.order_id})
         missing = [oid for oid, o in orders.items() if o is None]
         if missing:
-            with transaction(self.rt.db) as s:
+            with read_transaction(self.rt.db) as s:
                 funding = set(
                     s.scalars(
                         select(Intent.order_id).where(
@@ -662,11 +741,9 @@ class _Pass:
         if not embedded:
             time.sleep(min(pause, wait))
         while remaining:
-            for h in list(remaining):
-                receipt = self.rt.chain.receipt(h)
-                if receipt is not None:
-                    self.settle(h, receipt)
-                    remaining.remove(h)
+            mined = [(h, r) for h in remaining if (r := self.rt.chain.receipt(h)) is not None]
+            self.settle_many(mined)  # what one look found: one write transaction
+            remaining = [h for h in remaining if h not in {m for m, _ in mined}]
             if not remaining or time.monotonic() >= deadline:
                 return
             time.sleep(min(pause, max(deadline - time.monotonic(), 0)))

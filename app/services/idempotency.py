@@ -7,11 +7,12 @@ A later request with the same key gets one of the :class:`Verdict` values or the
 record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over, and so
 is a record past its ``expires_at`` that the keeper has not removed yet (the key is free again).
 
-Each step is one short write transaction; the API middleware (:mod:`app.api.middleware`) runs them in a
-worker thread around the request. None of them waits for the disk (``transaction(durable=False)``): the
-request's own data is committed durably between the claim and the answer, which writes the claim out with
-it. What a machine crash can lose is the kept answer; the key is then in flight for
-:data:`IN_FLIGHT_LEASE_SECONDS` and a retry after that runs the request again, which finds its own data
+Each step is one short write (the claim and the answer are committed together with other requests' writes:
+:func:`app.db.session.write`); the API middleware (:mod:`app.api.middleware`) runs them in a worker thread
+around the request. None of them waits for the disk (``durable=False``): the request's own data is
+committed durably between the claim and the answer, which writes the claim out with it. What a machine
+crash can lose is the kept answer; the key is then in flight for :data:`IN_FLIGHT_LEASE_SECONDS` and a
+retry after that runs the request again, which finds its own data
 (an order reference, an event hash, an intent) already there.
 
 Expired records are removed by the keeper's sweep (:func:`purge_expired`, a bounded batch per sweep), not by
@@ -27,9 +28,10 @@ from typing import Any
 
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.db.models import IdempotencyRecord, utcnow
-from app.db.session import transaction
+from app.db.session import transaction, write
 from app.services.runtime import Runtime
 
 #: A key whose first request has run this long without an answer is taken over by the next attempt.
@@ -63,18 +65,16 @@ def claim(
 ) -> Verdict | Replay | None:
     """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
     now = utcnow()
+    record = IdempotencyRecord(
+        principal_id=owner,
+        key=key,
+        request_hash=request_hash,
+        method=method,
+        path=path[:500],
+        expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
+    )
     try:
-        with transaction(rt.db, durable=False) as s:
-            s.add(
-                IdempotencyRecord(
-                    principal_id=owner,
-                    key=key,
-                    request_hash=request_hash,
-                    method=method,
-                    path=path[:500],
-                    expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
-                )
-            )
+        write(rt.db, lambda s: s.add(record), durable=False)  # committed with concurrent requests' writes
         return None
     except IntegrityError:
         pass
@@ -124,7 +124,8 @@ def claim(
 def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None) -> None:
     """Keep the answer to ``owner``'s request with ``key`` (``body`` None: never replayed); a 5xx frees
     the key instead, so that the client's retry runs."""
-    with transaction(rt.db, durable=False) as s:
+
+    def keep(s: Session) -> None:
         row = s.get(IdempotencyRecord, (owner, key))
         if row is None:
             return
@@ -134,6 +135,8 @@ def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, bo
         row.status_code = status
         row.content_type = content_type
         row.response_body = body
+
+    write(rt.db, keep, durable=False)  # committed with concurrent requests' writes
 
 
 def purge_expired(rt: Runtime, limit: int = PURGE_BATCH) -> int:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.db.session import read_transaction, transaction
+from app.db.session import read_transaction, transaction, write
 from app.services import idempotency
 from app.services.runtime import Runtime
 
@@ -26,17 +26,22 @@ def test_writes_wait_for_the_disk_unless_marked_bookkeeping(runtime: Runtime) ->
         assert _syncs_at_commit(s)
 
 
+def test_a_group_committed_write_waits_for_the_disk_unless_marked_bookkeeping(runtime: Runtime) -> None:
+    for durable in (True, False, True, False, True):
+        assert write(runtime.db, _syncs_at_commit, durable=durable) is durable
+
+
 def test_idempotency_bookkeeping_is_lazy_and_still_kept(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bool] = []
-    real = transaction
+    real = write
 
-    def spying(factory, *, durable=True):  # type: ignore[no-untyped-def]
+    def spying(factory, job, *, durable=True):  # type: ignore[no-untyped-def]
         seen.append(durable)
-        return real(factory, durable=durable)
+        return real(factory, job, durable=durable)
 
-    monkeypatch.setattr(idempotency, "transaction", spying)
+    monkeypatch.setattr(idempotency, "write", spying)
     owner = "prn_durability"
     assert idempotency.claim(runtime, owner, "k-1", "h", "POST", "/v1/orders") is None
     idempotency.finish(runtime, owner, "k-1", 201, "application/json", b'{"ok": true}')

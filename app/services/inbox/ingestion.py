@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.chain.escrow import Order as ChainOrder
 from app.chain.messages import DeliveryAttestation
 from app.db.models import InboxItem, Intent, LogisticsEvent, Order, Principal, Shipment, TimelineEntry, utcnow
-from app.db.session import read_transaction, transaction
+from app.db.session import read_transaction, transaction, write
 from app.domain.order_state import Milestone
 from app.errors import ConfigError, FeedError, InvalidInput, NotFound
 from app.feeds import carriers, epcis
@@ -67,19 +67,22 @@ def _store(
 ) -> Accepted:
     """Insert the inbox row, or return the existing one for the same key (answering with its outcome)."""
     digest = hashlib.sha256(raw).hexdigest()
+    item = InboxItem(
+        source=source,
+        dedupe_key=dedupe_key[:200],
+        principal_id=principal_id,
+        raw=raw,
+        raw_sha256=digest,
+        content_type=ctype[:100],
+    )
+
+    def insert(s: Session) -> None:
+        s.add(item)
+        s.flush()
+
     try:
-        with transaction(rt.db) as s:
-            item = InboxItem(
-                source=source,
-                dedupe_key=dedupe_key[:200],
-                principal_id=principal_id,
-                raw=raw,
-                raw_sha256=digest,
-                content_type=ctype[:100],
-            )
-            s.add(item)
-            s.flush()
-            return Accepted(item, False)
+        write(rt.db, insert)  # durable before the 202, committed with concurrent requests' writes
+        return Accepted(item, False)
     except IntegrityError:
         with transaction(rt.db) as s:
             existing = s.scalar(

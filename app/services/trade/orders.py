@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.chain import eip712
 from app.chain.messages import ZERO_ADDRESS, BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
-from app.db.session import read_transaction, transaction
+from app.db.session import read_transaction, transaction, write
 from app.domain import contract_errors, order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
@@ -263,16 +263,19 @@ def create(rt: Runtime, merchant: Principal, req: NewOrder) -> tuple[Order, dict
     # the chain calls (permit nonce, token name) come before the commit: a node failure then leaves nothing
     # behind, so the merchant's retry with the same Idempotency-Key creates the order instead of a 409
     documents = signing_documents(rt, order)
-    with transaction(rt.db) as s:
+    created: dict[str, Any] = {"order_ref": req.order_ref}
+    if choice.arbitrator:
+        created["arbitrator"] = choice.arbitrator
+
+    def insert(s: Session) -> None:
         s.add(order)
-        created: dict[str, Any] = {"order_ref": req.order_ref}
-        if choice.arbitrator:
-            created["arbitrator"] = choice.arbitrator
         s.add(TimelineEntry(order_id=oid, kind="order.created", data=created))
         try:
             s.flush()
         except IntegrityError as exc:
             raise DomainError("order_exists", f"order_ref {req.order_ref!r} already exists") from exc
+
+    write(rt.db, insert)  # committed with concurrent requests' writes (group commit on SQLite)
     return order, documents
 
 
@@ -377,12 +380,15 @@ def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Perm
         "permit": permit.payload(order.amount) if permit is not None else None,
     }
     gas = relayer.preflight(rt, "fund", payload)
-    with transaction(rt.db) as s:
+
+    def record(s: Session) -> Intent:
         intent = relayer.submit(s, "fund", payload, order_id=order.id, gas_limit=gas)
         if permit_nonce is not None:
             _claim_permit(s, order, permit_nonce, intent)
         s.add(TimelineEntry(order_id=order.id, kind="fund.submitted", data={"intent_id": intent.id}))
-    return intent
+        return intent
+
+    return write(rt.db, record)  # committed with concurrent requests' writes (group commit on SQLite)
 
 
 def _claim_permit(s: Session, order: Order, nonce: int, intent: Intent) -> None:

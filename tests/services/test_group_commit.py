@@ -1,0 +1,123 @@
+"""Group commit (:func:`app.db.session.write`): on SQLite the writes of concurrent callers share one
+transaction and one disk sync, each in its own savepoint: a job that fails rolls back alone and its caller
+sees its error; the others are kept. On PostgreSQL each write is its own transaction (same results, no
+batching)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import session as db_session
+from app.db.models import KeyValue
+from app.db.session import read_transaction, write
+from app.services.runtime import Runtime
+
+JOBS = 12
+
+
+class Refused(Exception):
+    pass
+
+
+def _keys(rt: Runtime) -> set[str]:
+    with read_transaction(rt.db) as s:
+        return set(s.scalars(select(KeyValue.key).where(KeyValue.key.like("gc-%"))))
+
+
+def test_concurrent_writes_share_a_transaction_and_fail_alone(runtime: Runtime) -> None:
+    engine = runtime.db.kw["bind"]
+    sqlite = engine.dialect.name == "sqlite"
+    begins: list[int] = []
+    event.listen(engine, "begin", lambda conn: begins.append(1))
+    write(runtime.db, lambda s: s.add(KeyValue(key="gc-taken", value={})))
+    begins.clear()
+
+    release = threading.Event()
+    running = threading.Event()
+    outcomes: dict[int, Any] = {}
+
+    def first(s: Session) -> str:
+        running.set()
+        release.wait(10)  # holds the group writer while the others queue behind it
+        s.add(KeyValue(key="gc-0", value={"n": 0}))
+        return "gc-0"
+
+    def job(i: int) -> Any:
+        def fn(s: Session) -> str:
+            if i == 3:
+                raise Refused("job 3 refuses after writing")
+            key = "gc-taken" if i == 5 else f"gc-{i}"  # job 5 collides with a committed key
+            s.add(KeyValue(key=key, value={"n": i}))
+            s.flush()
+            return key
+
+        return fn
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = write(runtime.db, first if i == 0 else job(i))
+        except Exception as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=call, args=(0,))]
+    threads[0].start()
+    assert running.wait(10)
+    if sqlite:
+        group = db_session._group(engine)
+        for i in range(1, JOBS):
+            threads.append(threading.Thread(target=call, args=(i,)))
+            threads[-1].start()
+        for _ in range(500):  # every other job waits in the queue before the first one ends
+            if group.jobs.qsize() == JOBS - 1:
+                break
+            threading.Event().wait(0.01)
+        assert group.jobs.qsize() == JOBS - 1
+        release.set()
+    else:
+        release.set()
+        for i in range(1, JOBS):
+            threads.append(threading.Thread(target=call, args=(i,)))
+            threads[-1].start()
+    for t in threads:
+        t.join(30)
+    writes = len(begins)
+
+    assert isinstance(outcomes[3], Refused)
+    assert isinstance(outcomes[5], IntegrityError)
+    kept = {f"gc-{i}" for i in range(JOBS) if i not in (3, 5)}
+    assert {outcomes[i] for i in range(JOBS) if i not in (3, 5)} == kept
+    assert _keys(runtime) == kept | {"gc-taken"}
+    with read_transaction(runtime.db) as s:
+        taken = s.get(KeyValue, "gc-taken")
+        assert taken is not None and taken.value == {}  # the colliding job changed nothing
+    if sqlite:
+        assert writes == 2  # the first job's transaction, then one for the eleven that queued
+    else:
+        assert writes == JOBS - 1  # one transaction per job that reached the database (job 3 never did)
+
+
+def test_a_failed_commit_fails_every_job_of_the_batch(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.db.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("group commit is SQLite's (PostgreSQL writes go one transaction each)")
+
+    def refuse_commit(conn: Any) -> None:
+        raise OSError("disk full")
+
+    event.listen(engine, "commit", refuse_commit)
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            write(runtime.db, lambda s: s.add(KeyValue(key="gc-lost", value={})))
+    finally:
+        event.remove(engine, "commit", refuse_commit)
+    assert _keys(runtime) == set()
+    assert write(runtime.db, lambda s: s.add(KeyValue(key="gc-kept", value={}))) is None
+    assert _keys(runtime) == {"gc-kept"}

@@ -86,11 +86,16 @@ def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
     """The principal owning ``key``, and the id of its key row when ``last_used_at`` is due a refresh
     (:func:`touch`); unknown, revoked or disabled keys raise :class:`AuthError`. Only reads."""
     digest = hash_key(key)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    # one query for the key and its principal (every request authenticates: issue 8)
+    found = session.execute(
+        select(ApiKey, Principal)
+        .outerjoin(Principal, Principal.id == ApiKey.principal_id)
+        .where(ApiKey.key_hash == digest)
+    ).first()
+    row, principal = (found[0], found[1]) if found is not None else (None, None)
     # compare_digest keeps the final comparison constant-time; the lookup is by a hash, not the key.
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
         raise AuthError("unknown or revoked API key")
-    principal = session.get(Principal, row.principal_id)
     if principal is None or principal.disabled:
         raise AuthError("this API key's principal is disabled")
     stale = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION

@@ -688,7 +688,11 @@ def forge_build(tree: Path) -> None:
 
 _SOL_FUNC = re.compile(r"\bfunction\s+(\w+)\s*\(")
 _SOL_CONTRACT = re.compile(r"\b(contract|abstract\s+contract|library|interface)\s+(\w+)")
-_CALL = re.compile(r"(\.)?\b(\w+)\s*\(")
+#: A call, call options included (``escrow.submitBuyerDecision{value: v}(...)``).
+_CALL = re.compile(r"(\.)?\b(\w+)\s*(?:\{[^{}]*\}\s*)?\(")
+#: Any member access: an entry point named as ``escrow.name`` counts as reached even when it is not called
+#: right there (``abi.encodeCall(escrow.fund, ...)``, ``escrow.attest.selector``, a low-level call's data).
+_MEMBER = re.compile(r"\.(\w+)\b")
 
 
 def forge_test_map(entry_names: set[str]) -> dict[str, dict[str, Any]]:
@@ -721,8 +725,9 @@ def forge_test_map(entry_names: set[str]) -> dict[str, dict[str, Any]]:
     def reaches(name: str, stack: frozenset[str] = frozenset()) -> set[str]:
         if name in memo:
             return memo[name]
-        out: set[str] = set()
-        for m in _CALL.finditer(bodies.get(name, "")):
+        body = bodies.get(name, "")
+        out: set[str] = {m.group(1) for m in _MEMBER.finditer(body) if m.group(1) in entry_names}
+        for m in _CALL.finditer(body):
             callee = m.group(2)
             if m.group(1) and callee in entry_names:
                 out.add(callee)
@@ -1180,8 +1185,11 @@ class Runner:
 
 
 def load_reviews() -> tuple[dict[str, str], dict[str, str]]:
-    """contracts/mutation/equivalent.json: ({key: why equivalent}, {key: the test written to kill it})."""
-    path = SRC / EQUIVALENT_FILE
+    """contracts/mutation/equivalent.json: ({key: why equivalent}, {key: the test written to kill it}).
+
+    Read from the project (not the snapshot) when the report is written: the reviews only annotate outcomes
+    and change no test's result, so survivors can be reviewed while a long run goes on."""
+    path = ROOT / EQUIVALENT_FILE
     if not path.is_file():
         return {}, {}
     data = json.loads(path.read_text())
@@ -1207,6 +1215,11 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=VAR / "report.json", help="where to write the JSON too"
     )
     parser.add_argument("--keep-snapshot", action="store_true", help="keep the private copy of the project")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="an earlier report.json of the same contracts/src: its kills are kept, the rest runs again",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
 
@@ -1231,6 +1244,7 @@ def run_check(
 ) -> int:
     targets = sorted({p.relative_to(SRC).as_posix() for pat in TARGETS for p in SRC.glob(pat) if p.is_file()})
     gen = generate_slither(targets)
+    all_patches = gen["mutants"]
     if args.no_slither:
         gen = {**gen, "mutants": []}
     # --only picks among all the mutants, not only the sample
@@ -1300,11 +1314,41 @@ def run_check(
             f"{o.stage or '':6} {o.killed_by or o.detail[:90]} ({o.seconds:.0f}s)"
         )
 
+    # --resume: a mutant an earlier report of the SAME contracts/src saw killed, by a test that still exists,
+    # stays killed (adding tests or equivalence reviews cannot revive it); only the others run again.
+    reused: dict[str, str] = {}
+    if args.resume:
+        previous = json.loads(args.resume.read_text())
+        if previous.get("contract", {}).get("contracts_src_sha256") != contract["contracts_src_sha256"]:
+            log(f"--resume: {args.resume} is of another contracts/src: every mutant runs")
+        else:
+            for d in previous.get("details", []):
+                test = d.get("killed_by") or ""
+                still = test in forge_map or (
+                    d.get("stage") == "pytest" and (SRC / test.split("::")[0]).is_file()
+                )
+                if d.get("status") == "killed" and still:
+                    reused[d["id"]] = str(previous.get("generated_at", args.resume.name))
+                    outcomes[d["id"]] = Outcome(
+                        "killed",
+                        killed_by=test,
+                        stage=d.get("stage"),
+                        detail="reused from " + args.resume.name,
+                    )
+            log(f"--resume: {len(reused)} kills reused from {args.resume}")
+
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        list(pool.map(one, mutants))
+        list(pool.map(one, [m for m in mutants if m.id not in reused]))
     cache_file.write_text(json.dumps(cache))
 
     equivalents, kills = load_reviews()
+    # reviews whose mutant no longer exists (the contract changed under them): to be reviewed again
+    current = {f"{p['file']}|{p['function']}|{p['old'].strip()}|{p['new'].strip()}" for p in all_patches} | {
+        m.key() for m in mutants
+    }
+    stale = sorted(k for k in [*equivalents, *kills] if k not in current)
+    for k in stale:
+        log(f"WARNING: contracts/mutation/equivalent.json reviews a mutant that no longer exists: {k}")
     compiled = [m for m in mutants if outcomes[m.id].status != "not_compiled"]
     killed = [m for m in compiled if outcomes[m.id].status == "killed"]
     survivors = [m for m in compiled if outcomes[m.id].status != "killed"]
@@ -1376,6 +1420,9 @@ def run_check(
         "score": round(len(killed) / denominator, 4) if denominator else None,
         "score_counting_equivalents": round(len(killed) / len(compiled), 4) if compiled else None,
         "duration_seconds": seconds,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "resumed_from": str(args.resume) if args.resume else None,
+        "kills_reused": len(reused),
         "command": " ".join(["scripts/mutation_check.py", *args.argv]),
         "sample": {"size": args.sample, "seed": args.seed, "min_per_operator": MIN_PER_OPERATOR},
         "python": not args.no_python,
@@ -1384,6 +1431,7 @@ def run_check(
         # are now killed by a test written for them (contracts/mutation/equivalent.json "killed")
         "survivors": [survivor(m) for m in [*survivors, *now_killed]],
         "hand_not_applicable": not_applicable,
+        "stale_reviews": stale,
         "by_operator": {
             op: {
                 "mutants": sum(m.operator == op for m in mutants),

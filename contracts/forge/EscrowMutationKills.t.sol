@@ -311,4 +311,36 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.SignatureReplayed.selector, digest));
         escrow.submitEvidence(o.id, o.t, o.s, buyer, evidence, validUntil, sig);
     }
+
+    // ==================================================================== buyer decisions: status and value
+
+    /// @dev Mutant H:confirm_from_funded (`_confirm` also accepting a FUNDED order): a buyer cannot confirm receipt
+    ///      of goods not yet shipped; the confirmation reverts InvalidStatus(id, FUNDED) and nothing is credited.
+    function test_confirmReceipt_refusedBeforeShipment() public {
+        O memory o = _fund(10_000);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidStatus.selector, o.id, FUNDED));
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
+        _check(o); // still funded
+        _assertEq(escrow.creditOf(address(usd), seller), 0, "nothing credited");
+        _advance(o, 1);
+        vm.prank(buyer);
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
+        o.s = _withStatus(o.s, RELEASED);
+        _check(o);
+    }
+
+    /// @dev Mutant H:confirm_keeps_value (the `msg.value` check of the confirm branch of the payable
+    ///      `submitBuyerDecision` removed): a confirmation carries no native currency, which the escrow would keep
+    ///      credited to nobody; it reverts UnexpectedValue(value) and the escrow holds no ether.
+    function test_confirmReceipt_refusesNativeCurrency() public {
+        O memory o = _fund(10_000);
+        _advance(o, 1);
+        vm.deal(buyer, 1);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.UnexpectedValue.selector, uint256(1)));
+        escrow.submitBuyerDecision{value: 1}(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
+        _assertEq(address(escrow).balance, 0, "escrow holds no ether");
+        _check(o); // still shipped
+    }
 }

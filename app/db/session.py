@@ -100,8 +100,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session], *, durable: bool = True) -> Iterator[Session]:
+def transaction(
+    factory: sessionmaker[Session], *, durable: bool = True, site: str | None = None
+) -> Iterator[Session]:
     """A session in one write transaction: commit on success, roll back on any error.
+
+    ``site`` names who opened it for the write observer (:func:`observe_writes`; default: the caller).
 
     ``durable=False`` is for bookkeeping that a crash of the machine (not of the process) may lose without
     harm: its commit returns before the disk has it (SQLite WAL ``synchronous=NORMAL``, PostgreSQL
@@ -127,8 +131,9 @@ def transaction(factory: sessionmaker[Session], *, durable: bool = True) -> Iter
         with writer if writer is not None else nullcontext(), factory(**lazy) as session, session.begin():
             yield session
         return
-    caller = sys._getframe(2)  # this generator <- contextlib's __enter__ <- the ``with`` that opened it
-    site = f"{caller.f_globals.get('__name__', '?')}.{caller.f_code.co_name}"
+    if site is None:  # who opened it: this generator <- contextlib's __enter__ <- the ``with``
+        caller = sys._getframe(2)
+        site = f"{caller.f_globals.get('__name__', '?')}.{caller.f_code.co_name}"
     asked = time.perf_counter()
     got = asked
     try:
@@ -159,11 +164,11 @@ def write(factory: sessionmaker[Session], job: Callable[[Session], T], *, durabl
     """
     bind = factory.kw.get("bind")
     writer = _writer_lock(bind)
-    if writer is None or not isinstance(bind, Engine):
-        with transaction(factory, durable=durable) as session:
-            return job(session)
     caller = sys._getframe(1)
     site = f"{caller.f_globals.get('__name__', '?')}.{caller.f_code.co_name}"
+    if writer is None or not isinstance(bind, Engine):
+        with transaction(factory, durable=durable, site=site) as session:
+            return job(session)
     return _group(bind).run(job, durable, site)
 
 

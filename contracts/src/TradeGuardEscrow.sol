@@ -265,9 +265,18 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
             (arbitrator, err) = _recover(digest, signature);
             _bubble(err);
         }
-        EscrowRegistry.ruleAsPlatform(
-            _reg, _orders, _credits, terms, orderId, state, arbitrator, buyerShareBps, rationaleHash, _TREASURY
-        );
+        // Only orders without an ERC-792 arbitrator, and only arbitrators appointed before the order was funded:
+        // one appointed while a dispute is open cannot rule on it.
+        bytes32 key = _requireOrder(orderId, terms, state);
+        uint64 since = _reg.arbitrators[arbitrator];
+        if (terms.arbitrator != address(0) || since == 0 || since > terms.fundedAt) revert NotArbitrator(arbitrator);
+        if (state.status() != OrderState.DISPUTED) revert InvalidStatus(orderId, Status(state.status()));
+        _requireNotFrozen(orderId, state);
+        if (buyerShareBps > BPS) revert InvalidBps(buyerShareBps);
+        uint256 deadline = state.anchor() + state.frozenSeconds() + terms.arbitrationSeconds;
+        if (block.timestamp > deadline) revert DeadlinePassed(orderId, deadline);
+        // Replay is prevented by the status change the ruling makes.
+        _resolve(key, orderId, terms, state, arbitrator, buyerShareBps, rationaleHash);
     }
 
     /// @notice ERC-792: the order's own arbitrator rules, once. The ruling is recorded; {executeRuling} settles.
@@ -705,6 +714,30 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         (uint256 commission, uint256 tax, uint256 net) = _split(t.amount, t.commissionBps, t.taxBps);
         _addPending(p, t, commission, tax, net);
         emit OrderReleased(id, next, commission, tax, net);
+    }
+
+    /// @dev Settles a platform ruling: the buyer's share is refunded, the rest split as a release (SPEC §3) and
+    ///      credited.
+    function _resolve(
+        bytes32 key,
+        bytes32 id,
+        Terms calldata t,
+        uint256 s,
+        address arbitrator,
+        uint16 shareBps,
+        bytes32 rationale
+    ) private {
+        uint256 next = s.withStatus(OrderState.RESOLVED);
+        _orders[key] = OrderState.commit(t, next);
+        uint256 amount = t.amount;
+        uint256 refund = amount * shareBps / BPS;
+        (uint256 commission, uint256 tax, uint256 net) = _split(amount - refund, t.commissionBps, t.taxBps);
+        mapping(address => uint256) storage c = _credits[t.token];
+        if (refund != 0) c[t.buyer] += refund;
+        if (commission != 0) c[_TREASURY] += commission;
+        if (tax != 0) c[t.taxRecipient] += tax;
+        if (net != 0) c[t.seller] += net;
+        emit DisputeResolved(id, arbitrator, next, shareBps, rationale, refund, commission, tax, net);
     }
 
     /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start. With an

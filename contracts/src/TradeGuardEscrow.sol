@@ -5,7 +5,6 @@ import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/ext
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Base64} from "@openzeppelin/contracts/utils/Base64.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
@@ -138,11 +137,14 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         // Interactions after every order is recorded: one pull per run of orders with the same buyer and token.
         uint256 start = 0;
         uint256 sum = 0;
+        address buyer = auths[0].buyer;
+        address token = auths[0].token;
         for (uint256 i; i < n; ++i) {
             sum += auths[i].amount;
-            if (i + 1 == n || auths[i + 1].buyer != auths[start].buyer || auths[i + 1].token != auths[start].token) {
+            if (i + 1 == n || auths[i + 1].buyer != buyer || auths[i + 1].token != token) {
                 // Only the first run may use the permit: it was signed by that run's buyer.
-                _pull(auths[start].token, auths[start].buyer, sum, start == 0 ? permit : _noPermit());
+                _pull(token, buyer, sum, permit, start == 0);
+                if (i + 1 != n) (buyer, token) = (auths[i + 1].buyer, auths[i + 1].token);
                 (start, sum) = (i + 1, 0);
             }
         }
@@ -265,9 +267,7 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
             (arbitrator, err) = _recover(digest, signature);
             _bubble(err);
         }
-        EscrowRegistry.ruleAsPlatform(
-            _reg, _orders, _credits, terms, orderId, state, arbitrator, buyerShareBps, rationaleHash, _TREASURY
-        );
+        _rulePlatform(orderId, terms, state, arbitrator, buyerShareBps, rationaleHash);
     }
 
     /// @notice ERC-792: the order's own arbitrator rules, once. The ruling is recorded; {executeRuling} settles.
@@ -495,39 +495,50 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
 
     /// @dev Checks an authorization and records the order. Reverts on any problem.
     function _open(OrderAuthorization calldata a, bytes calldata signature) private {
-        bytes32 key = OrderState.key(a.orderId, a.buyer);
+        // Each field is read (and range-checked by the ABI decoder) once, in the order the checks need it.
+        address buyer = a.buyer;
+        bytes32 key = OrderState.key(a.orderId, buyer);
         if (_orders[key] != bytes32(0)) revert OrderAlreadyExists(a.orderId);
         _checkValidUntil(a.validUntil);
-        if (!_reg.allowedTokens[a.token]) revert TokenNotAllowed(a.token);
-        if (a.amount == 0 || a.amount > type(uint128).max) revert InvalidAmount(a.amount);
-        if (a.buyer == address(0) || a.seller == address(0) || a.buyer == a.seller) {
-            revert InvalidParties(a.buyer, a.seller);
-        }
+        address token = a.token;
+        if (!_reg.allowedTokens[token]) revert TokenNotAllowed(token);
+        uint256 amount = a.amount;
+        if (amount == 0 || amount > type(uint128).max) revert InvalidAmount(amount);
+        address seller = a.seller;
+        if (buyer == address(0) || seller == address(0) || buyer == seller) revert InvalidParties(buyer, seller);
         Config memory c = _reg.config;
         if (c.paused) revert EnforcedPause();
-        if (a.commissionBps != c.commissionBps) revert CommissionMismatch(a.commissionBps, c.commissionBps);
-        if (a.taxBps == 0 ? a.taxRecipient != address(0) : a.taxBps > _reg.taxCaps[a.taxRecipient]) {
-            revert TaxNotAllowed(a.taxRecipient, a.taxBps);
+        uint16 commissionBps = a.commissionBps;
+        if (commissionBps != c.commissionBps) revert CommissionMismatch(commissionBps, c.commissionBps);
+        uint16 taxBps = a.taxBps;
+        address taxRecipient = a.taxRecipient;
+        if (taxBps == 0 ? taxRecipient != address(0) : taxBps > _reg.taxCaps[taxRecipient]) {
+            revert TaxNotAllowed(taxRecipient, taxBps);
         }
+        uint64 shipBy = a.shipBy;
+        uint64 deliverBy = a.deliverBy;
+        uint32 holdSeconds = a.holdSeconds;
         if (
-            a.shipBy <= block.timestamp || a.deliverBy <= a.shipBy || a.deliverBy > block.timestamp + MAX_SCHEDULE
-                || a.holdSeconds < MIN_HOLD_SECONDS || a.holdSeconds > MAX_HOLD_SECONDS
-        ) revert InvalidSchedule(a.shipBy, a.deliverBy, a.holdSeconds);
+            shipBy <= block.timestamp || deliverBy <= shipBy || deliverBy > block.timestamp + MAX_SCHEDULE
+                || holdSeconds < MIN_HOLD_SECONDS || holdSeconds > MAX_HOLD_SECONDS
+        ) revert InvalidSchedule(shipBy, deliverBy, holdSeconds);
         // An ERC-792 arbitrator must be one the platform appointed and that is active now; without one the
         // extraData hash must be zero (one canonical form of "platform arbitration").
-        if (a.arbitrator == address(0)) {
-            if (a.arbitratorExtraDataHash != bytes32(0)) revert InvalidArbitration(a.arbitrator, a.arbitratorExtraDataHash);
+        address arbitrator = a.arbitrator;
+        bytes32 extraDataHash = a.arbitratorExtraDataHash;
+        if (arbitrator == address(0)) {
+            if (extraDataHash != bytes32(0)) revert InvalidArbitration(arbitrator, extraDataHash);
         } else {
-            uint64 since = _reg.arbitrators[a.arbitrator];
-            if (since == 0 || since > block.timestamp) revert InvalidArbitration(a.arbitrator, a.arbitratorExtraDataHash);
+            uint64 since = _reg.arbitrators[arbitrator];
+            if (since == 0 || since > block.timestamp) revert InvalidArbitration(arbitrator, extraDataHash);
         }
         // k must be reachable by oracles that count for this order (active before it is funded).
         uint256 usable = EscrowRegistry.usableOracles(c, block.timestamp);
         if (c.threshold > usable) revert InvalidThreshold(c.threshold, usable);
         // Every field of `a` was read (and so range-checked by the ABI decoder) above: its calldata words are
         // clean, and the struct hash, the terms and the event are built straight from them.
-        if (msg.sender != a.buyer) _requireSigner(_hashTypedDataV4(_authStructHash(a)), signature, a.buyer);
-        uint256 state = OrderState.funded(a.buyer);
+        if (msg.sender != buyer) _requireSigner(_hashTypedDataV4(_authStructHash(a)), signature, buyer);
+        uint256 state = OrderState.funded(buyer);
         (uint256 k, uint256 response, uint256 arbitration, uint256 meta) =
             (c.threshold, c.responseSeconds, c.arbitrationSeconds, c.metaEvidenceId);
         bytes32 topic = OrderFunded.selector;
@@ -561,9 +572,10 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         }
     }
 
-    /// @dev Pulls `amount` from `buyer` (after an optional permit) and refuses tokens that deliver less.
-    function _pull(address token, address buyer, uint256 amount, Permit memory permit) private {
-        if (permit.deadline != 0) {
+    /// @dev Pulls `amount` from `buyer` (after the permit, if `usePermit` and it has a deadline) and refuses tokens
+    ///      that deliver less.
+    function _pull(address token, address buyer, uint256 amount, Permit calldata permit, bool usePermit) private {
+        if (usePermit && permit.deadline != 0) {
             // A front-run permit (already used) is not an error as long as the allowance is there.
             try IERC20Permit(token).permit(
                 buyer, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
@@ -705,6 +717,58 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         (uint256 commission, uint256 tax, uint256 net) = _split(t.amount, t.commissionBps, t.taxBps);
         _addPending(p, t, commission, tax, net);
         emit OrderReleased(id, next, commission, tax, net);
+    }
+
+    /// @dev A platform arbitrator's ruling; `arbitrator` is the caller or the signer recovered. Only orders without
+    ///      an ERC-792 arbitrator, and only arbitrators appointed before the order was funded: one appointed while a
+    ///      dispute is open cannot rule on it. Settled here rather than in EscrowRegistry: no DELEGATECALL to a
+    ///      cold library account and no re-encoding of the terms.
+    function _rulePlatform(
+        bytes32 id,
+        Terms calldata t,
+        uint256 s,
+        address arbitrator,
+        uint16 shareBps,
+        bytes32 rationale
+    ) private {
+        bytes32 key = _requireOrder(id, t, s);
+        uint64 since = _reg.arbitrators[arbitrator];
+        if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) revert NotArbitrator(arbitrator);
+        if (s.status() != OrderState.DISPUTED) revert InvalidStatus(id, Status(s.status()));
+        _requireNotFrozen(id, s);
+        if (shareBps > BPS) revert InvalidBps(shareBps);
+        uint256 deadline = s.anchor() + s.frozenSeconds() + t.arbitrationSeconds;
+        if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);
+        // Replay is prevented by the status change the ruling makes.
+        _resolve(key, id, t, s, arbitrator, shareBps, rationale);
+    }
+
+    /// @dev Settles a platform ruling: the buyer's share is refunded, the rest split as a release (SPEC §3) and
+    ///      credited.
+    function _resolve(
+        bytes32 key,
+        bytes32 id,
+        Terms calldata t,
+        uint256 s,
+        address arbitrator,
+        uint16 shareBps,
+        bytes32 rationale
+    ) private {
+        uint256 next = s.withStatus(OrderState.RESOLVED);
+        _orders[key] = OrderState.commit(t, next);
+        uint256 refund = t.amount * shareBps / BPS;
+        // SPEC §3 on the rest, as {_split} (written out: a second call site would stop {_split} being inlined
+        // into the release path).
+        uint256 gross = t.amount - refund;
+        uint256 commission = gross * t.commissionBps / BPS;
+        uint256 tax = gross * t.taxBps / BPS;
+        uint256 net = gross - commission - tax;
+        mapping(address => uint256) storage c = _credits[t.token];
+        if (refund != 0) c[t.buyer] += refund;
+        if (commission != 0) c[_TREASURY] += commission;
+        if (tax != 0) c[t.taxRecipient] += tax;
+        if (net != 0) c[t.seller] += net;
+        emit DisputeResolved(id, arbitrator, next, shareBps, rationale, refund, commission, tax, net);
     }
 
     /// @dev Buyer opens a dispute (direct or signed); every order timer stops, the dispute timers start. With an
@@ -858,9 +922,24 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         pure
         returns (address signer, bytes memory err)
     {
+        // As ECDSA.tryRecover(bytes32, bytes) does, read straight from calldata (no copy into memory).
+        if (signature.length != 65) {
+            return (
+                address(0),
+                abi.encodeWithSelector(MalformedSignature.selector, uint8(ECDSA.RecoverError.InvalidSignatureLength))
+            );
+        }
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := calldataload(signature.offset)
+            s := calldataload(add(signature.offset, 0x20))
+            v := byte(0, calldataload(add(signature.offset, 0x40)))
+        }
         // The third return value only details the error kind we already report through `e`.
         // slither-disable-next-line unused-return
-        (address recovered, ECDSA.RecoverError e,) = ECDSA.tryRecover(digest, signature);
+        (address recovered, ECDSA.RecoverError e,) = ECDSA.tryRecover(digest, v, r, s);
         if (e != ECDSA.RecoverError.NoError) {
             return (address(0), abi.encodeWithSelector(MalformedSignature.selector, uint8(e)));
         }
@@ -873,12 +952,49 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
         if (signer != expected) revert InvalidSignature(expected, signer);
     }
 
-    /// @dev RFC 6920 named-information URI of a SHA-256 content hash, for ERC-1497 `Evidence`.
-    function _evidenceURI(bytes32 hash) private pure returns (string memory) {
-        return string.concat("ni:///sha-256;", Base64.encodeURL(abi.encodePacked(hash)));
+    /// @dev RFC 6920 named-information URI of a SHA-256 content hash, for ERC-1497 `Evidence`:
+    ///      "ni:///sha-256;" and the 43 characters of unpadded base64url that `Base64.encodeURL` gives for the
+    ///      hash's 32 bytes, computed 32 characters at a time (a 2k-gas loop otherwise).
+    function _evidenceURI(bytes32 hash) private pure returns (string memory uri) {
+        uint256 hi = uint256(hash) >> 64; // bytes 0..23: characters 0..31
+        uint256 lo = (uint256(hash) & type(uint64).max) << 128; // bytes 24..31 and a zero byte: characters 32..42
+        (uint256 w1, uint256 w2) = (_base64URLWord(hi), _base64URLWord(lo));
+        assembly ("memory-safe") {
+            uri := mload(0x40)
+            mstore(0x40, add(uri, 0x80)) // length word, 57 bytes, and room for the second word's spill
+            mstore(uri, 57)
+            mstore(add(uri, 0x20), "ni:///sha-256;")
+            mstore(add(uri, 0x2e), w1)
+            mstore(add(uri, 0x4e), w2)
+            mstore(add(uri, 0x59), 0) // zero everything after the 57th byte
+        }
     }
 
-    function _noPermit() private pure returns (Permit memory p) {}
+    /// @dev The 32 base64url characters of the 24 bytes in the low 192 bits of `x`: each 6-bit group is spread
+    ///      into its own byte, then mapped to its character in every byte at once.
+    function _base64URLWord(uint256 x) private pure returns (uint256 c) {
+        x = ((x >> 96) << 128) | (x & 0xffffffffffffffffffffffff);
+        x = ((x & 0xffffffffffff00000000000000000000ffffffffffff000000000000) << 16)
+            | (x & 0xffffffffffff00000000000000000000ffffffffffff);
+        x = ((x & 0xffffff0000000000ffffff0000000000ffffff0000000000ffffff000000) << 8)
+            | (x & 0xffffff0000000000ffffff0000000000ffffff0000000000ffffff);
+        x = ((x & 0xfff00000fff00000fff00000fff00000fff00000fff00000fff00000fff000) << 4)
+            | (x & 0xfff00000fff00000fff00000fff00000fff00000fff00000fff00000fff);
+        x = ((x & 0xfc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc00fc0) << 2)
+            | (x & 0x3f003f003f003f003f003f003f003f003f003f003f003f003f003f003f003f);
+        // Every byte of x is now a value v < 64. Flag bytes with v >= 26, 52, 62, 63 (bit 7 of v + 128 - bound),
+        // then v + 'A' (65) becomes 'a'.. (+6), '0'.. (-75), '-' (-13) and '_' (+49). No byte carries or borrows:
+        // v + 65 + 6 + 49 <= 183 and every result is at least 45.
+        uint256 ones = 0x0101010101010101010101010101010101010101010101010101010101010101;
+        uint256 high = ones << 7;
+        unchecked {
+            uint256 m26 = ((x + 0x66 * ones) & high) >> 7;
+            uint256 m52 = ((x + 0x4c * ones) & high) >> 7;
+            uint256 m62 = ((x + 0x42 * ones) & high) >> 7;
+            uint256 m63 = ((x + 0x41 * ones) & high) >> 7;
+            c = x + 0x41 * ones + m26 * 6 + m63 * 49 - m52 * 75 - m62 * 13;
+        }
+    }
 
     /// @dev A batch entry that cannot proceed: revert in strict mode, else report it and go on.
     function _skip(bytes32 id, bytes memory err, bool strict) private {

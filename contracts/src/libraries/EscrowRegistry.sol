@@ -10,8 +10,8 @@ import {OrderState} from "./OrderState.sol";
 /// @notice The admin-side state of {TradeGuardEscrow}. Its setters are external library functions (linked and
 ///         reached by DELEGATECALL) so that the cold admin code does not count against the escrow's size limit;
 ///         they run in the escrow's storage and emit the escrow's events. Access control stays in the escrow.
-///         The order paths no gas bar measures (regulator freeze, refunds, recording an ERC-792 ruling) live
-///         here for the same reason; they get the escrow's order mappings as storage arguments.
+///         The order paths no gas bar measures (regulator freeze, refunds, recording and executing an ERC-792
+///         ruling) live here for the same reason; they get the escrow's order mappings as storage arguments.
 library EscrowRegistry {
     using OrderState for uint256;
 
@@ -297,35 +297,6 @@ library EscrowRegistry {
         emit ITradeGuardEscrow.RulingRecorded(k, msg.sender, disputeID, ruling);
     }
 
-    /// @notice A platform arbitrator's ruling (see {ITradeGuardEscrow.submitRuling}); `arbitrator` is the caller
-    ///         or the signer the escrow recovered. Only orders without an ERC-792 arbitrator, and only
-    ///         arbitrators appointed before the order was funded: one appointed while a dispute is open cannot
-    ///         rule on it.
-    function ruleAsPlatform(
-        Registry storage r,
-        mapping(bytes32 => bytes32) storage orders,
-        mapping(address => mapping(address => uint256)) storage credits,
-        ITradeGuardEscrow.Terms calldata t,
-        bytes32 id,
-        uint256 s,
-        address arbitrator,
-        uint16 shareBps,
-        bytes32 rationaleHash,
-        address treasury
-    ) external {
-        bytes32 k = _requireOrder(orders, id, t, s);
-        uint64 since = r.arbitrators[arbitrator];
-        if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) {
-            revert ITradeGuardEscrow.NotArbitrator(arbitrator);
-        }
-        _requireRuleable(id, s);
-        if (shareBps > 10_000) revert ITradeGuardEscrow.InvalidBps(shareBps);
-        uint256 deadline = s.anchor() + s.frozenSeconds() + t.arbitrationSeconds;
-        if (block.timestamp > deadline) revert ITradeGuardEscrow.DeadlinePassed(id, deadline);
-        // Replay is prevented by the status change the ruling makes.
-        _resolve(orders, credits, k, id, t, s, arbitrator, shareBps, rationaleHash, treasury);
-    }
-
     /// @notice Settle by the recorded ERC-792 ruling (see {ITradeGuardEscrow.executeRuling}). SPEC §4.1: ruling
     ///         r in 1..10 refunds (r - 1) * 1111 bps, 10 refunds all; 0 (refused to arbitrate) splits 5000.
     function executeRuling(
@@ -354,7 +325,8 @@ library EscrowRegistry {
         _requireNotFrozen(id, s);
     }
 
-    /// @dev Settles a ruling: the buyer's share is refunded, the rest split as a release (SPEC §3) and credited.
+    /// @dev Settles an ERC-792 ruling (the escrow settles platform rulings itself, the same way): the buyer's share
+    ///      is refunded, the rest split as a release (SPEC §3) and credited.
     function _resolve(
         mapping(bytes32 => bytes32) storage orders,
         mapping(address => mapping(address => uint256)) storage credits,

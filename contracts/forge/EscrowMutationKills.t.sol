@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {ITradeGuardEscrow} from "../src/interfaces/ITradeGuardEscrow.sol";
-import {EscrowTestBase} from "./EscrowTestBase.sol";
+import {EscrowTestBase, Vm} from "./EscrowTestBase.sol";
 
 /// @title Tests written for mutants that survived the rest of the suite (scripts/mutation_check.py)
 /// @notice Each test pins down one rule a surviving mutant broke, named in its comment, and checks the exact
@@ -342,5 +342,34 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         escrow.submitBuyerDecision{value: 1}(o.id, o.t, o.s, 1, bytes32(0), 0, "", "");
         _assertEq(address(escrow).balance, 0, "escrow holds no ether");
         _check(o); // still shipped
+    }
+
+    /// @dev Mutant S:ROR:354ae5ba (`i + 1 == n` widened to `i + 1 <= n || ...`, always true, in `fund`): the
+    ///      funding of a batch pulls the money once per run of orders with the same buyer and token, not once
+    ///      per order; two orders of one buyer in tUSD make ONE transfer of their sum into the escrow.
+    function test_fund_batchOfOneBuyerPullsOnce() public {
+        ITradeGuardEscrow.OrderAuthorization[] memory auths = new ITradeGuardEscrow.OrderAuthorization[](2);
+        auths[0] = _auth(1000);
+        auths[1] = _auth(2500);
+        usd.faucet(buyer, 3500);
+        vm.startPrank(buyer);
+        usd.approve(address(escrow), 3500);
+        vm.recordLogs();
+        escrow.fund(auths, new bytes[](2), _noPermit());
+        vm.stopPrank();
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bytes32 transfer = keccak256("Transfer(address,address,uint256)");
+        uint256 pulls;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter != address(usd) || logs[i].topics.length != 3 || logs[i].topics[0] != transfer) {
+                continue;
+            }
+            _assertEq(logs[i].topics[1], bytes32(uint256(uint160(buyer))), "from the buyer");
+            _assertEq(logs[i].topics[2], bytes32(uint256(uint160(address(escrow)))), "to the escrow");
+            _assertEq(abi.decode(logs[i].data, (uint256)), 3500, "the batch's sum at once");
+            ++pulls;
+        }
+        _assertEq(pulls, 1, "one pull for the run");
+        _assertEq(usd.balanceOf(address(escrow)), 3500, "escrow holds both payments");
     }
 }

@@ -372,4 +372,27 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         _assertEq(pulls, 1, "one pull for the run");
         _assertEq(usd.balanceOf(address(escrow)), 3500, "escrow holds both payments");
     }
+
+    /// @dev Mutant S:MIA:195e99e8 (the allow-list check `!_reg.allowedTokens[a.token]` of `_open` replaced by
+    ///      `false`): only tokens the admin allows can be escrowed; once tUSD is disallowed, funding in it reverts
+    ///      TokenNotAllowed(tUSD) and nothing is recorded or pulled; allowed again, the same order funds.
+    function test_fund_refusesTokenNotAllowed() public {
+        vm.prank(admin);
+        escrow.setToken(address(usd), false);
+        ITradeGuardEscrow.OrderAuthorization[] memory auths = new ITradeGuardEscrow.OrderAuthorization[](1);
+        auths[0] = _auth(1000);
+        usd.faucet(buyer, 1000);
+        vm.startPrank(buyer);
+        usd.approve(address(escrow), 1000);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.TokenNotAllowed.selector, address(usd)));
+        escrow.fund(auths, new bytes[](1), _noPermit());
+        vm.stopPrank();
+        _assertEq(escrow.commitmentOf(auths[0].orderId, buyer), bytes32(0), "nothing funded");
+        _assertEq(usd.balanceOf(address(escrow)), 0, "nothing pulled");
+        vm.prank(admin);
+        escrow.setToken(address(usd), true);
+        vm.prank(buyer);
+        escrow.fund(auths, new bytes[](1), _noPermit());
+        _assertEq(usd.balanceOf(address(escrow)), 1000, "funded once allowed again");
+    }
 }

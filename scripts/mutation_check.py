@@ -1315,27 +1315,46 @@ def run_check(
         )
 
     # --resume: a mutant an earlier report of the SAME contracts/src saw killed, by a test that still exists,
-    # stays killed (adding tests or equivalence reviews cannot revive it); only the others run again.
+    # stays killed (adding tests or equivalence reviews cannot revive it); a survivor reviewed as equivalent
+    # stays a survivor (no test can kill it); a mutant that did not compile stays so. Only the others run.
     reused: dict[str, str] = {}
     if args.resume:
         previous = json.loads(args.resume.read_text())
         if previous.get("contract", {}).get("contracts_src_sha256") != contract["contracts_src_sha256"]:
             log(f"--resume: {args.resume} is of another contracts/src: every mutant runs")
         else:
+            reviewed_equivalent, _ = load_reviews()
+            key_of = {m.id: m.key() for m in mutants}
             for d in previous.get("details", []):
+                if d["id"] not in key_of:
+                    continue
                 test = d.get("killed_by") or ""
                 still = test in forge_map or (
                     d.get("stage") == "pytest" and (SRC / test.split("::")[0]).is_file()
                 )
-                if d.get("status") == "killed" and still:
-                    reused[d["id"]] = str(previous.get("generated_at", args.resume.name))
+                status = d.get("status")
+                if status == "killed" and still:
                     outcomes[d["id"]] = Outcome(
                         "killed",
                         killed_by=test,
                         stage=d.get("stage"),
                         detail="reused from " + args.resume.name,
                     )
-            log(f"--resume: {len(reused)} kills reused from {args.resume}")
+                elif status == "not_compiled" or (
+                    status == "survived" and key_of[d["id"]] in reviewed_equivalent
+                ):
+                    outcomes[d["id"]] = Outcome(
+                        status,
+                        stage=d.get("stage"),
+                        detail=d.get("detail") or "reused from " + args.resume.name,
+                        python_complete=d.get("python_complete"),
+                        forge_tests=d.get("forge_tests", 0),
+                        python_tests=d.get("python_tests", 0),
+                    )
+                else:
+                    continue
+                reused[d["id"]] = status
+            log(f"--resume: {len(reused)} outcomes reused from {args.resume}")
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(one, [m for m in mutants if m.id not in reused]))
@@ -1422,7 +1441,7 @@ def run_check(
         "duration_seconds": seconds,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed_from": str(args.resume) if args.resume else None,
-        "kills_reused": len(reused),
+        "outcomes_reused": len(reused),
         "command": " ".join(["scripts/mutation_check.py", *args.argv]),
         "sample": {"size": args.sample, "seed": args.seed, "min_per_operator": MIN_PER_OPERATOR},
         "python": not args.no_python,

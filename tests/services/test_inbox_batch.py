@@ -45,7 +45,10 @@ def _count(rt: Runtime, model: Any, **where: Any) -> int:
         return int(s.scalar(q) or 0)
 
 
-def test_a_batch_of_captures_is_one_write_transaction(runtime: Runtime) -> None:
+def test_a_batch_of_captures_is_one_write_transaction(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingestion, "PROCESS_HOLD_SECONDS", 60.0)  # however slow the machine
     svc = Svc(runtime)
     ids = _captures(runtime, svc, 3)
 
@@ -59,6 +62,21 @@ def test_a_batch_of_captures_is_one_write_transaction(runtime: Runtime) -> None:
         assert item.status == "processed" and item.outcome is not None
         assert len(item.outcome["intents"]) == 1
     assert _count(runtime, Intent, kind="attest") == 3
+
+
+def test_a_transaction_past_its_hold_time_leaves_the_rest_to_the_next(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingestion, "PROCESS_HOLD_SECONDS", 0.0)  # every item is past it
+    svc = Svc(runtime)
+    ids = _captures(runtime, svc, 3)
+
+    with write_sites() as sites:
+        report = ingestion.process_pending(runtime)
+
+    assert (report.processed, report.intents, report.failed) == (3, 3, [])
+    assert sites.count("app.services.inbox.ingestion.process_pending") == 3, sites
+    assert {_item(runtime, i).status for i in ids} == {"processed"}
 
 
 def test_an_item_that_fails_rolls_back_alone(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -563,6 +563,9 @@ def _process_item(
 #: Items one write transaction processes (each in its own savepoint): one disk sync for them all, and the
 #: write lock held briefly enough that the intake's inserts (the 202s) do not queue long behind it.
 PROCESS_BATCH = 8
+#: A transaction takes no further item once it has held the write lock this long: on SQLite the intake's
+#: inserts (the 202s) wait for it, and an item costs milliseconds on a loaded machine.
+PROCESS_HOLD_SECONDS = 0.02
 
 
 def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
@@ -570,8 +573,9 @@ def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
 
     Each document is parsed once, outside any write transaction, and the chain is read for the batch before
     it (no network call under the write lock). Up to :data:`PROCESS_BATCH` items then share one write
-    transaction, each in its own savepoint: an item that fails rolls back alone and is recorded as failed
-    (permanently for a document the parser now refuses, else retried by a later sweep)."""
+    transaction (one disk sync), fewer once it has held the lock :data:`PROCESS_HOLD_SECONDS`; each item in
+    its own savepoint: an item that fails rolls back alone and is recorded as failed (permanently for a
+    document the parser now refuses, else retried by a later sweep)."""
     report = IngestReport()
     with read_transaction(rt.db) as s:
         items = list(
@@ -589,20 +593,28 @@ def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
             parsed[item.id] = _facts(item)
         except FeedError as exc:  # validated at intake, so only a parser change could get here
             failures.append((item.id, f"{exc.code}: {exc}", True))
-    ids = list(parsed)
-    for start in range(0, len(ids), PROCESS_BATCH):
-        chunk = {i: parsed[i] for i in ids[start : start + PROCESS_BATCH]}
+    pending = list(parsed)
+    while pending:
+        chunk = {i: parsed[i] for i in pending[:PROCESS_BATCH]}
+        done: list[tuple[str, IngestReport | None]] = []
+        failed_here: list[tuple[str, str, bool]] = []
         try:
             view = _chain_view(rt, chunk)
             with transaction(rt.db) as s:
-                done = [
-                    _process_one(rt, s, item_id, facts, view, failures) for item_id, facts in chunk.items()
-                ]
-        except Exception as exc:  # transient (chain, database): the chunk is retried by the next sweep
-            log.warning("inbox batch of %d: %s", len(chunk), exc)
-            failures += [(i, f"{type(exc).__name__}: {exc}", False) for i in chunk]
+                began = time.monotonic()
+                for item_id, facts in chunk.items():
+                    done.append((item_id, _process_one(rt, s, item_id, facts, view, failed_here)))
+                    if time.monotonic() - began >= PROCESS_HOLD_SECONDS:
+                        break  # the rest in the next transaction: the intake waits no longer than this
+        except Exception as exc:  # transient (chain, database): retried by the next sweep
+            tried = [i for i, _ in done] or list(chunk)
+            log.warning("inbox batch of %d: %s", len(tried), exc)
+            failures += [(i, f"{type(exc).__name__}: {exc}", False) for i in tried]
+            pending = pending[len(tried) :]
             continue
-        for one in done:  # counted once the transaction that holds them is committed
+        failures += failed_here
+        pending = pending[len(done) :]
+        for _, one in done:  # counted once the transaction that holds them is committed
             if one is not None:
                 report.processed += 1
                 report.events += one.events

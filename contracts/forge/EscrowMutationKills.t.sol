@@ -395,4 +395,12 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         escrow.fund(auths, new bytes[](1), _noPermit());
         _assertEq(usd.balanceOf(address(escrow)), 1000, "funded once allowed again");
     }
+
+    /// @dev Mutant S:MIA:70dff865 (`oracle == address(0)` of `addOracle` replaced by `false`): the zero address
+    ///      (what ecrecover-style failures recover to) is never made an oracle; adding it reverts ZeroAddress().
+    function test_addOracle_refusesZeroAddress() public {
+        vm.prank(admin);
+        vm.expectRevert(ITradeGuardEscrow.ZeroAddress.selector);
+        escrow.addOracle(address(0));
+    }
 }

@@ -403,4 +403,18 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         vm.expectRevert(ITradeGuardEscrow.ZeroAddress.selector);
         escrow.addOracle(address(0));
     }
+
+    /// @dev Mutant S:LOR:6335056e (`arbitrationSeconds <= responseSeconds || arbitrationSeconds > 180 days` of
+    ///      `setDisputeWindows` weakened to `&&`): each bound refuses on its own - an arbitration window no longer
+    ///      than the response window, and one over 180 days, each revert InvalidDuration(arbitrationSeconds).
+    function test_setDisputeWindows_arbitrationBoundsEachRefuse() public {
+        vm.startPrank(admin);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidDuration.selector, uint256(2 days)));
+        escrow.setDisputeWindows(2 days, 2 days);
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidDuration.selector, uint256(181 days)));
+        escrow.setDisputeWindows(2 days, 181 days);
+        escrow.setDisputeWindows(2 days, 2 days + 1);
+        vm.stopPrank();
+        _assertEq(escrow.config().arbitrationSeconds, 2 days + 1, "valid windows set");
+    }
 }

@@ -390,7 +390,7 @@ def _files_digest(base: Path, rel: str) -> str:
     return sha(*(f"{p.relative_to(base)}:{compiler.sha256_file(p)}" for p in files))
 
 
-def snapshot() -> tuple[Path, dict[str, Any]]:
+def snapshot(contracts_at: str | None = None) -> tuple[Path, dict[str, Any]]:
     """Copy what a run reads (contracts/src, the contract and Python tests, app/, the helper scripts) into a
     private folder, and describe the contract it holds (commit, whether contracts/src differs from it, the
     hash of contracts/src). The copy is taken again if contracts/src changed while it was being made."""
@@ -407,9 +407,24 @@ def snapshot() -> tuple[Path, dict[str, Any]]:
             shutil.copy2(ROOT / rel, snap / rel)
         for rel in SNAPSHOT_LINKS:
             (snap / rel).symlink_to(ROOT / rel)
+        if contracts_at:  # contracts/src as committed at that revision; the tests as they are now
+            shutil.rmtree(snap / "contracts/src")
+            (snap / "contracts/src").mkdir(parents=True)
+            archive = subprocess.run(
+                ["git", "archive", "--format=tar", contracts_at, "contracts/src"],
+                cwd=ROOT,
+                capture_output=True,
+            )
+            if archive.returncode != 0:
+                raise SystemExit(
+                    f"mutation_check: no contracts/src at {contracts_at}: {archive.stderr.decode()}"
+                )
+            subprocess.run(["tar", "-x", "-C", str(snap)], input=archive.stdout, check=True)
+            commit = git("rev-parse", contracts_at)
+            before = _files_digest(snap, "contracts/src")
         taken = _files_digest(snap, "contracts/src")
-        if taken == before == _files_digest(ROOT, "contracts/src"):
-            dirty = bool(git("status", "--porcelain", "--", "contracts/src"))
+        if contracts_at or taken == before == _files_digest(ROOT, "contracts/src"):
+            dirty = not contracts_at and bool(git("status", "--porcelain", "--", "contracts/src"))
             info = {
                 "commit": commit,
                 "contracts_src_dirty": dirty,
@@ -1216,6 +1231,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-snapshot", action="store_true", help="keep the private copy of the project")
     parser.add_argument(
+        "--contracts-at",
+        metavar="REV",
+        help="mutate contracts/src as committed at REV (tests as they are now)",
+    )
+    parser.add_argument(
         "--resume",
         type=Path,
         help="an earlier report.json of the same contracts/src: its kills are kept, the rest runs again",
@@ -1226,7 +1246,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     VAR.mkdir(parents=True, exist_ok=True)
     global SRC
-    SRC, contract = snapshot()
+    SRC, contract = snapshot(args.contracts_at)
     log(
         f"snapshot of the project at {contract['commit'][:10]}"
         f"{' (contracts/src differs from it)' if contract['contracts_src_dirty'] else ''}"

@@ -120,12 +120,15 @@ MAX_LIBS = 4
 
 @dataclass(frozen=True)
 class Hand:
-    """A hand-made substitution: ``old`` must occur exactly once in ``path``."""
+    """A hand-made substitution: ``old`` must occur exactly once in ``path``. ``moved``: the same rule's
+    substitution where a later version of the contract keeps it, ``(path, old, new)``, tried in order when
+    ``old`` is not found exactly once (the mutant keeps its name)."""
 
     name: str
     old: str
     new: str
     path: str = ESCROW
+    moved: tuple[tuple[str, str, str], ...] = ()
 
 
 REGISTRY = "contracts/src/libraries/EscrowRegistry.sol"
@@ -186,6 +189,7 @@ HAND_MUTANTS: tuple[Hand, ...] = (
         "if (block.timestamp > deadline) revert ITradeGuardEscrow.DeadlinePassed(id, deadline);",
         "",
         REGISTRY,
+        moved=((ESCROW, "if (block.timestamp > deadline) revert DeadlinePassed(id, deadline);", ""),),
     ),
     Hand(
         "late_seller_answer_counts",
@@ -317,12 +321,26 @@ HAND_MUTANTS: tuple[Hand, ...] = (
         "if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) {",
         "if (since == 0 || since > t.fundedAt) {",
         REGISTRY,
+        moved=(
+            (
+                ESCROW,
+                "t.arbitrator != address(0) || since == 0 || since > t.fundedAt",
+                "since == 0 || since > t.fundedAt",
+            ),
+        ),
     ),
     Hand(
         "arbitrator_appointed_after_funding_rules",
         "if (t.arbitrator != address(0) || since == 0 || since > t.fundedAt) {",
         "if (t.arbitrator != address(0) || since == 0) {",
         REGISTRY,
+        moved=(
+            (
+                ESCROW,
+                "t.arbitrator != address(0) || since == 0 || since > t.fundedAt",
+                "t.arbitrator != address(0) || since == 0",
+            ),
+        ),
     ),
     Hand(
         "extra_data_unchecked",
@@ -513,14 +531,21 @@ def build_mutants(gen: dict[str, Any], sample: int, seed: int) -> tuple[list[Mut
     hands: list[Mutant] = []
     not_applicable: dict[str, str] = {}
     for h in HAND_MUTANTS:
-        t = text(h.path)
-        found = list(anchor_pattern(h.old).finditer(t))
-        if len(found) != 1:
+        tried = []
+        for candidate in ((h.path, h.old, h.new), *h.moved):
+            path, old = candidate[0], candidate[1]
+            t = text(path)
+            found = list(anchor_pattern(old).finditer(t))
+            if len(found) == 1:
+                break
+            tried.append(f"{old!r} found {len(found)} times in {path}")
+        else:
             not_applicable[f"H:{h.name}"] = (
-                f"anchor {h.old!r} found {len(found)} times in {h.path} (must be exactly once):"
+                f"anchor {'; '.join(tried)} (must be exactly once):"
                 " re-make this hand mutant for the current contract"
             )
             continue
+        h = Hand(h.name, old, candidate[2], path)
         start, end = found[0].span()
         fn = function_at(gen, h.path, start)
         m = Mutant(

@@ -45,10 +45,15 @@ def _count(rt: Runtime, model: Any, **where: Any) -> int:
         return int(s.scalar(q) or 0)
 
 
-def test_a_batch_of_captures_is_one_write_transaction(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("hold", "transactions"),
+    [(60.0, 1), (0.0, 3)],  # however slow the machine / every item is past it: the rest to the next one
+    ids=["one-transaction", "past-the-hold-time"],
+)
+def test_captures_share_a_write_transaction_until_it_has_held_the_lock_long_enough(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, hold: float, transactions: int
 ) -> None:
-    monkeypatch.setattr(ingestion, "PROCESS_HOLD_SECONDS", 60.0)  # however slow the machine
+    monkeypatch.setattr(ingestion, "PROCESS_HOLD_SECONDS", hold)
     svc = Svc(runtime)
     ids = _captures(runtime, svc, 3)
 
@@ -56,27 +61,12 @@ def test_a_batch_of_captures_is_one_write_transaction(
         report = ingestion.process_pending(runtime)
 
     assert (report.processed, report.intents, report.failed) == (3, 3, [])
-    assert sites.count("app.services.inbox.ingestion.process_pending") == 1, sites
+    assert sites.count("app.services.inbox.ingestion.process_pending") == transactions, sites
     for item_id in ids:
         item = _item(runtime, item_id)
         assert item.status == "processed" and item.outcome is not None
         assert len(item.outcome["intents"]) == 1
     assert _count(runtime, Intent, kind="attest") == 3
-
-
-def test_a_transaction_past_its_hold_time_leaves_the_rest_to_the_next(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ingestion, "PROCESS_HOLD_SECONDS", 0.0)  # every item is past it
-    svc = Svc(runtime)
-    ids = _captures(runtime, svc, 3)
-
-    with write_sites() as sites:
-        report = ingestion.process_pending(runtime)
-
-    assert (report.processed, report.intents, report.failed) == (3, 3, [])
-    assert sites.count("app.services.inbox.ingestion.process_pending") == 3, sites
-    assert {_item(runtime, i).status for i in ids} == {"processed"}
 
 
 def test_an_item_that_fails_rolls_back_alone(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -103,7 +103,7 @@ TOOLS_PYTHON = ROOT / ".venv-tools" / "bin" / "python"
 FORGE_BIN = ROOT / "node_modules" / "@foundry-rs" / "forge-linux-amd64" / "bin"
 ANVIL_BIN = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin"
 PYTHON_TESTS = "tests/contracts"
-DEFAULT_SAMPLE = 60
+DEFAULT_SAMPLE = 70
 MIN_PER_OPERATOR = 3
 FORGE_TIMEOUT = 600
 #: Seconds of pytest per mutant (forge survivors only): tests/contracts takes ~6 CPU-minutes in all, so a

@@ -124,13 +124,15 @@ class Session:
 
     def goto(self, url: str) -> Any:
         """Open ``url``. An order page reloads itself when its order changes (live updates): a ``goto`` that
-        meets that reload is interrupted by it, and is made again once the page has loaded."""
+        meets that reload is interrupted by it (Chromium says ``interrupted by another navigation`` or, when
+        the reload aborts the request, ``net::ERR_ABORTED``), and is made again once the page has loaded."""
         for attempt in range(3):
             try:
                 self.page.goto(url)
                 break
             except playwright_sync.Error as exc:
-                if "interrupted by another navigation" not in str(exc) or attempt == 2:
+                met_reload = any(m in str(exc) for m in ("interrupted by another navigation", "ERR_ABORTED"))
+                if not met_reload or attempt == 2:
                     raise
                 self.page.wait_for_load_state()
         return self.page

@@ -414,6 +414,9 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         escrow.setDisputeWindows(2 days, 2 days);
         vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidDuration.selector, uint256(181 days)));
         escrow.setDisputeWindows(2 days, 181 days);
+        // S:ROR:104a6295 (`<=` weakened to `==`): an arbitration window shorter than the response window
+        vm.expectRevert(abi.encodeWithSelector(ITradeGuardEscrow.InvalidDuration.selector, uint256(1 days)));
+        escrow.setDisputeWindows(2 days, 1 days);
         escrow.setDisputeWindows(2 days, 2 days + 1);
         vm.stopPrank();
         _assertEq(escrow.config().arbitrationSeconds, 2 days + 1, "valid windows set");
@@ -457,5 +460,32 @@ contract EscrowMutationKillsTest is EscrowTestBase {
             ++found;
         }
         _assertEq(found, 1, "one Evidence event");
+    }
+
+    /// @dev Mutant S:RR:0f05cac4 (`_attest` reverts on an item without attestations instead of reporting
+    ///      NoAttestations): in a non-strict batch that item is skipped and the others still advance.
+    function test_attest_itemWithoutAttestationsIsSkippedInANonStrictBatch() public {
+        O memory empty = _fund(10_000);
+        O memory o = _fund(10_000);
+        ITradeGuardEscrow.AttestItem[] memory items = new ITradeGuardEscrow.AttestItem[](2);
+        items[0].order = _ref(empty);
+        items[0].attestations = new ITradeGuardEscrow.Attestation[](0);
+        items[1].order = _ref(o);
+        items[1].attestations = new ITradeGuardEscrow.Attestation[](1);
+        uint64 eventTime = uint64(block.timestamp - 1);
+        bytes32 tracking = keccak256("DHL:JD0123");
+        bytes32 ev = sha256(abi.encode(o.id, uint8(1)));
+        items[1].attestations[0] = ITradeGuardEscrow.Attestation({
+            milestone: 1,
+            eventTime: eventTime,
+            trackingHash: tracking,
+            evidenceHash: ev,
+            signature: _sign(oraclePk[0], _attHash(o.id, 1, eventTime, tracking, ev))
+        });
+        vm.prank(stranger);
+        _assertEq(escrow.attest(items, false), 1, "the other order advanced");
+        _check(empty); // untouched
+        o.s = _withStatus(o.s, SHIPPED);
+        _check(o);
     }
 }

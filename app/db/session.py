@@ -142,7 +142,10 @@ def transaction(
             with factory(**lazy) as session, session.begin():
                 yield session
     finally:
-        observer(site, got - asked, time.perf_counter() - got)
+        try:
+            observer(site, got - asked, time.perf_counter() - got)
+        except Exception:  # a metrics failure never fails (or hides the outcome of) the transaction
+            pass
 
 
 T = TypeVar("T")
@@ -183,6 +186,8 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+    #: The batch's commit returned: the job's writes are kept whatever happens next.
+    committed: bool = False
 
 
 class _GroupWriter:
@@ -216,6 +221,10 @@ class _GroupWriter:
                     break
             try:
                 self._commit(batch)
+            except BaseException as exc:  # the thread must live on: its callers would wait forever
+                for job in batch:
+                    if job.error is None and not job.committed:
+                        job.error, job.result = exc, None
             finally:
                 for job in batch:
                     job.done.set()
@@ -248,12 +257,18 @@ class _GroupWriter:
                 for job in batch:
                     if job.error is None:
                         job.error, job.result = exc, None
+            else:
+                for job in batch:
+                    job.committed = job.error is None
             held = time.perf_counter() - got
         observer = _observer
         if observer is not None:
             share = held / len(batch)  # the lock time the batch took, shared out among its jobs
-            for job in batch:
-                observer(job.site, got - job.asked, share)
+            try:
+                for job in batch:
+                    observer(job.site, got - job.asked, share)
+            except Exception:  # a metrics failure is no reason to fail writes that are committed
+                pass
 
 
 _GROUPS: dict[tuple[int, int], _GroupWriter] = {}

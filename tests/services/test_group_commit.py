@@ -121,3 +121,21 @@ def test_a_failed_commit_fails_every_job_of_the_batch(
     assert _keys(runtime) == set()
     assert write(runtime.db, lambda s: s.add(KeyValue(key="gc-kept", value={}))) is None
     assert _keys(runtime) == {"gc-kept"}
+
+
+def test_an_observer_that_fails_changes_no_write(runtime: Runtime) -> None:
+    """Metrics trouble never fails a write, nor stops the group writer (its callers would wait forever)."""
+
+    def broken(site: str, wait: float, hold: float) -> None:
+        raise RuntimeError("metrics down")
+
+    before = db_session._observer
+    db_session.observe_writes(broken)
+    try:
+        for key in ("gc-a", "gc-b"):
+            assert write(runtime.db, lambda s, k=key: s.add(KeyValue(key=k, value={}))) is None
+        with db_session.transaction(runtime.db) as s:
+            s.add(KeyValue(key="gc-c", value={}))
+    finally:
+        db_session.observe_writes(before)
+    assert _keys(runtime) == {"gc-a", "gc-b", "gc-c"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import queue
 import sys
@@ -32,6 +33,16 @@ _WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDi
 #: see :func:`observe_writes`.
 WriteObserver = Callable[[str, float, float], None]
 _observer: WriteObserver | None = None
+log = logging.getLogger(__name__)
+
+
+def _observed(observer: WriteObserver, site: str, wait: float, hold: float) -> None:
+    """Tell ``observer`` of one write transaction. Its failure (metrics trouble) never fails the write, nor
+    hides its outcome: it is logged, with its traceback, and the write stands."""
+    try:
+        observer(site, wait, hold)
+    except Exception:
+        log.warning("write observer failed for %s; the write itself stands", site, exc_info=True)
 
 
 def observe_writes(observer: WriteObserver | None) -> None:
@@ -142,10 +153,7 @@ def transaction(
             with factory(**lazy) as session, session.begin():
                 yield session
     finally:
-        try:
-            observer(site, got - asked, time.perf_counter() - got)
-        except Exception:  # a metrics failure never fails (or hides the outcome of) the transaction
-            pass
+        _observed(observer, site, got - asked, time.perf_counter() - got)
 
 
 T = TypeVar("T")
@@ -264,11 +272,8 @@ class _GroupWriter:
         observer = _observer
         if observer is not None:
             share = held / len(batch)  # the lock time the batch took, shared out among its jobs
-            try:
-                for job in batch:
-                    observer(job.site, got - job.asked, share)
-            except Exception:  # a metrics failure is no reason to fail writes that are committed
-                pass
+            for job in batch:
+                _observed(observer, job.site, got - job.asked, share)
 
 
 _GROUPS: dict[tuple[int, int], _GroupWriter] = {}

@@ -123,8 +123,9 @@ def test_a_failed_commit_fails_every_job_of_the_batch(
     assert _keys(runtime) == {"gc-kept"}
 
 
-def test_an_observer_that_fails_changes_no_write(runtime: Runtime) -> None:
-    """Metrics trouble never fails a write, nor stops the group writer (its callers would wait forever)."""
+def test_an_observer_that_fails_changes_no_write(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """Metrics trouble never fails a write, nor stops the group writer (its callers would wait forever); it
+    is logged, not swallowed."""
 
     def broken(site: str, wait: float, hold: float) -> None:
         raise RuntimeError("metrics down")
@@ -139,3 +140,5 @@ def test_an_observer_that_fails_changes_no_write(runtime: Runtime) -> None:
     finally:
         db_session.observe_writes(before)
     assert _keys(runtime) == {"gc-a", "gc-b", "gc-c"}
+    failed = [r for r in caplog.records if "write observer failed" in r.getMessage()]
+    assert len(failed) == 3 and all(r.exc_info is not None for r in failed)

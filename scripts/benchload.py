@@ -73,7 +73,8 @@ class Api:
             resp = self.http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             self.bench.error(phase, f"{method} {route}: {type(exc).__name__}")
-            return Reply(0, None, time.perf_counter() - t0)
+            # the transport error itself, for a caller that reports it (status 0: no HTTP answer)
+            return Reply(0, f"{type(exc).__name__}: {exc}", time.perf_counter() - t0)
         seconds = time.perf_counter() - t0
         try:
             body = resp.json()

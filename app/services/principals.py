@@ -84,22 +84,39 @@ LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
     """The principal owning ``key``, and the id of its key row when ``last_used_at`` is due a refresh
-    (:func:`touch`); unknown, revoked or disabled keys raise :class:`AuthError`. Only reads."""
+    (:func:`touch`); unknown, revoked or disabled keys raise :class:`AuthError`. Only reads.
+
+    Every request authenticates (issue 8), so this is one query for the key and its principal that selects
+    plain columns (no ORM identity map or entity loading); the principal comes back as a new transient object
+    that no session holds, so nothing a route does with it can write through to the database."""
     digest = hash_key(key)
-    # one query for the key and its principal (every request authenticates: issue 8)
     found = session.execute(
-        select(ApiKey, Principal)
+        select(
+            ApiKey.id,
+            ApiKey.key_hash,
+            ApiKey.revoked_at,
+            ApiKey.last_used_at,
+            Principal.id,
+            Principal.role,
+            Principal.address,
+            Principal.name,
+            Principal.created_at,
+            Principal.disabled,
+        )
         .outerjoin(Principal, Principal.id == ApiKey.principal_id)
         .where(ApiKey.key_hash == digest)
     ).first()
-    row, principal = (found[0], found[1]) if found is not None else (None, None)
     # compare_digest keeps the final comparison constant-time; the lookup is by a hash, not the key.
-    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
+    if found is None or found[2] is not None or not hmac.compare_digest(found[1], digest):
         raise AuthError("unknown or revoked API key")
-    if principal is None or principal.disabled:
+    key_id, _hash, _revoked, last_used, pid, role, address, name, created_at, disabled = found
+    if pid is None or disabled:
         raise AuthError("this API key's principal is disabled")
-    stale = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION
-    return principal, (row.id if stale else None)
+    principal = Principal(
+        id=pid, role=role, address=address, name=name, created_at=created_at, disabled=bool(disabled)
+    )
+    stale = last_used is None or utcnow() - last_used > LAST_USED_RESOLUTION
+    return principal, (key_id if stale else None)
 
 
 def resolve(db: sessionmaker[Session], key: str) -> Principal:

@@ -601,7 +601,14 @@ def _announce_reorg(
 # ---------------------------------------------------------------------------------------------- timeline
 
 
-def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
+def order_events(session: Session, order_id: str) -> Sequence[ChainEvent]:
+    """The order's indexed events in chain order, without those of another buyer's order under its id."""
+    return _events_of(session, order_id)
+
+
+def timeline(
+    session: Session, order_id: str, events: Sequence[ChainEvent] | None = None
+) -> list[dict[str, Any]]:
     """An order's on-chain facts (indexed events) and off-chain facts (timeline entries), in the order the
     service recorded them (one clock, the wall clock; a chain's block time may run ahead of it, as a dev
     chain's does after ``advance-time``, or behind it).
@@ -611,7 +618,8 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
     the service recorded it), ``request_id`` (the X-Request-Id of the request that wrote the fact, or whose
     intent sent the fact's transaction; None when no request did), ``tx_hash``, ``block_number``,
     ``log_index`` (None off chain) and ``data`` (key arguments, amounts as decimal strings). ERC-1497 mirror
-    events (``Dispute``, ``Evidence``) are left out.
+    events (``Dispute``, ``Evidence``) are left out. ``events``: the order's :func:`order_events`, when the
+    caller has read them already.
     """
     keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
     # the request whose intent sent a transaction, by its hash (the request id follows into the chain facts)
@@ -623,7 +631,7 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
     ):
         if tx is not None and rid is not None:  # the query's filter, for the type checker
             requested[tx] = rid
-    for e in _events_of(session, order_id):
+    for e in _events_of(session, order_id) if events is None else events:
         if e.name in projection.TIMELINE_DUPLICATES:
             continue
         # a row indexed before recorded_at existed sorts by its block time, as timelines used to
@@ -658,4 +666,4 @@ def timeline(session: Session, order_id: str) -> list[dict[str, Any]]:
     return [item for _, item in keyed]
 
 
-__all__ = ["BLOCK_HISTORY", "CURSOR_KEY", "IndexReport", "cursor", "sync", "timeline"]
+__all__ = ["BLOCK_HISTORY", "CURSOR_KEY", "IndexReport", "cursor", "order_events", "sync", "timeline"]

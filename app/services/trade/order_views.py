@@ -31,18 +31,16 @@ def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
     tuple it was funded with (from the indexed ``OrderFunded`` event) and the packed state word."""
     with read_transaction(rt.db) as s:
         order = orders.get_visible(s, viewer, oid)
-        out = orders.public(order, indexer.timeline(s, order.id))
+        # one read of the order's events serves the timeline and the funding terms
+        events = indexer.order_events(s, order.id)
+        out = orders.public(order, indexer.timeline(s, order.id, events))
         # the order's own funding: another buyer may have funded the same order id (escrow v2 keys orders by
         # id and buyer), and that order is not this one
         funded = next(
             (
-                args
-                for args in s.scalars(
-                    select(ChainEvent.args)
-                    .where(ChainEvent.order_id == order.id, ChainEvent.name == "OrderFunded")
-                    .order_by(ChainEvent.block_number.desc())
-                ).all()
-                if str(args["terms"]["buyer"]).lower() == order.buyer.lower()
+                e.args
+                for e in reversed(events)
+                if e.name == "OrderFunded" and str(e.args["terms"]["buyer"]).lower() == order.buyer.lower()
             ),
             None,
         )

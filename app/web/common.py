@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -27,7 +28,7 @@ from app.api import problems
 from app.db.models import Principal
 from app.errors import AuthError, Forbidden, TradeGuardError
 from app.services import web_sessions
-from app.services.runtime import Runtime, get_runtime
+from app.services.runtime import Runtime, get_runtime, load_runtime_if_any
 
 WEB_DIR = Path(__file__).resolve().parent
 STATIC_DIR = WEB_DIR / "static"
@@ -94,8 +95,10 @@ class User:
         return self.principal.role
 
 
-def runtime() -> Runtime:
-    return get_runtime()
+async def runtime() -> Runtime:
+    """The process runtime, without a worker thread once it is built (see app/api/deps.py)."""
+    rt = load_runtime_if_any()
+    return rt if rt is not None else await anyio.to_thread.run_sync(get_runtime)
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]

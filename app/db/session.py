@@ -76,9 +76,9 @@ def make_engine(url: str) -> Engine:
     else:
         kwargs["pool_pre_ping"] = True
     # Enough pooled connections for the API's request threads (TRADEGUARD_API_THREADS) and the background
-    # threads together: with the default 5, every connection past the fifth was opened for one request and
-    # closed at its end, and a new SQLite connection pays its PRAGMAs and a parse of the whole schema on first
-    # use (issue 8: a quarter of GET /v1/orders/{id}'s time at 32 clients went to that churn).
+    # threads together: with the default 5, a connection past the fifth was opened for one request and closed
+    # at its end, and a new SQLite connection pays its PRAGMAs and a parse of the schema on first use
+    # (issue 8: the PRAGMAs of new connections showed in py-spy profiles of GET /v1/orders/{id}, 32 clients).
     kwargs["pool_size"] = POOL_SIZE
     kwargs["max_overflow"] = POOL_OVERFLOW
     engine = create_engine(url, **kwargs)

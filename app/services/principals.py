@@ -88,7 +88,7 @@ def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
 
     Every request authenticates (issue 8), so this is one query for the key and its principal that selects
     plain columns (no ORM identity map or entity loading); the principal comes back as a new transient object
-    that no session holds, so nothing a route does with it can write through to the database."""
+    that no session holds (a caller that changes it changes nothing stored)."""
     digest = hash_key(key)
     found = session.execute(
         select(

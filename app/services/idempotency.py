@@ -26,7 +26,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,19 +65,16 @@ def claim(
 ) -> Verdict | Replay | None:
     """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
     now = utcnow()
-    # one INSERT statement, not an ORM object and a flush: it runs inside the database's write lock, twice per
-    # order (issue 8)
-    record = insert(IdempotencyRecord).values(
+    record = IdempotencyRecord(
         principal_id=owner,
         key=key,
         request_hash=request_hash,
         method=method,
         path=path[:500],
-        created_at=now,
         expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
     )
     try:
-        write(rt.db, lambda s: s.execute(record), durable=False)  # committed with concurrent requests' writes
+        write(rt.db, lambda s: s.add(record), durable=False)  # committed with concurrent requests' writes
         return None
     except IntegrityError:
         pass
@@ -128,17 +125,16 @@ def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, bo
     """Keep the answer to ``owner``'s request with ``key`` (``body`` None: never replayed); a 5xx frees
     the key instead, so that the client's retry runs."""
 
-    mine = (IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key)
-
-    def keep(s: Session) -> None:  # one statement (no read of the row first), as the claim
+    def keep(s: Session) -> None:
+        row = s.get(IdempotencyRecord, (owner, key))
+        if row is None:
+            return
         if status >= 500:
-            s.execute(delete(IdempotencyRecord).where(*mine))
-        else:
-            s.execute(
-                update(IdempotencyRecord)
-                .where(*mine)
-                .values(status_code=status, content_type=content_type, response_body=body)
-            )
+            s.delete(row)
+            return
+        row.status_code = status
+        row.content_type = content_type
+        row.response_body = body
 
     write(rt.db, keep, durable=False)  # committed with concurrent requests' writes
 

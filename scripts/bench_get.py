@@ -1,0 +1,172 @@
+"""Where a ``GET /v1/orders/{id}`` goes (issue 8's trail bar): its server CPU, and the floor under it.
+
+Each run starts a fresh local stack (scripts/benchlib.py: anvil, ``tradeguard run`` with SQLite, one API
+process), funds ``--orders`` orders directly on chain and waits until the service has indexed them, then
+``--clients`` concurrent HTTP clients (threads, one connection each, as in bench_service.py's trail phase):
+
+- ``order``: GET /v1/orders/{id} of random orders, ``--requests`` each: GETs/s, p50/p99 ms, and the server
+  process's CPU (user + system, all its threads) per GET;
+- ``healthz``: GET /healthz the same number of times: no database and no authentication, so its p99 is the
+  floor this client harness and one API process reach on this machine.
+
+Also the in-process cost of the two service calls a GET makes (authentication and the order detail), on a copy
+of the stack's database, one thread and ``--threads`` threads. Linux only (/proc). Each figure: median of
+``--runs`` with min and max. Prints JSON.
+
+    PATH=$PWD/node_modules/.bin:$PWD/node_modules/@foundry-rs/anvil-linux-amd64/bin:$PATH \\
+        .venv/bin/python scripts/bench_get.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchchain import bulk_fund  # noqa: E402
+from benchlib import aggregate, p50_p99, start_stack  # noqa: E402
+from benchload import Bench  # noqa: E402
+
+from app.db.session import make_engine, make_session_factory  # noqa: E402
+from app.services import principals  # noqa: E402
+from app.services.trade import order_views  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, key: str, paths: Callable[[random.Random], str], clients: int, per: int) -> dict[str, Any]:
+    """``clients`` threads GET ``paths(rng)`` ``per`` times each; rate, latency and non-200 count."""
+    latencies: list[float] = []
+    failed = [0]
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        rng = random.Random(c)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for _ in range(per):
+                t0 = time.perf_counter()
+                try:
+                    ok = http.get(paths(rng), headers={"Authorization": f"Bearer {key}"}).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                seconds = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(1000 * seconds)
+                    else:
+                        failed[0] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return {"per_s": round(len(latencies) / elapsed, 1), "ms": p50_p99(latencies), "failed": failed[0]}
+
+
+def in_process(db_path: Path, ids: list[str], key: str, threads: int, calls: int) -> dict[str, Any]:
+    """Milliseconds of CPU per (authentication + order detail) pair on a copy of the database: one thread,
+    then ``threads`` threads in this one process."""
+    with tempfile.TemporaryDirectory(prefix="tg-bench-get-") as tmp:
+        copy = Path(tmp) / "copy.db"
+        for suffix in ("", "-wal"):
+            if Path(f"{db_path}{suffix}").exists():
+                shutil.copy(f"{db_path}{suffix}", f"{copy}{suffix}")
+        engine = make_engine(f"sqlite:///{copy}")
+        rt: Any = SimpleNamespace(db=make_session_factory(engine))
+        viewer = principals.resolve(rt.db, key)
+
+        def pairs(seed: int, n: int) -> None:
+            rng = random.Random(seed)
+            for _ in range(n):
+                principals.resolve(rt.db, key)
+                order_views.detail(rt, viewer, rng.choice(ids))
+
+        pairs(0, 100)  # warm: compiled statements, page cache
+        out: dict[str, Any] = {}
+        for label, n_threads in (("one_thread", 1), (f"{threads}_threads", threads)):
+            per = calls // n_threads
+            workers = [threading.Thread(target=pairs, args=(i, per)) for i in range(n_threads)]
+            c0 = time.process_time()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            out[label] = {"cpu_ms_per_get": round(1000 * (time.process_time() - c0) / (per * n_threads), 3)}
+        t0 = time.perf_counter()
+        auth_n = 500
+        for _ in range(auth_n):
+            principals.resolve(rt.db, key)
+        out["one_thread"]["authenticate_ms"] = round(1000 * (time.perf_counter() - t0) / auth_n, 3)
+        engine.dispose()
+    return out
+
+
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    with start_stack("local", pg=False) as stack:
+        bench = Bench(stack, tag="get")
+        bench.setup(2, 2)
+        ids = bulk_fund(bench, args.orders)["ids"]
+        if not ids:
+            raise RuntimeError("no orders were funded")
+        pid = stack.server_pid()
+        key = bench.merchant_key
+        load(stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, 5)  # warm
+        c0 = cpu_seconds(pid)
+        order = load(stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, args.requests)
+        served = args.clients * args.requests - order["failed"]
+        order["server_cpu_ms_per_get"] = round(1000 * (cpu_seconds(pid) - c0) / max(served, 1), 2)
+        health = load(stack.url, key, lambda r: "/healthz", args.clients, args.requests)
+        db = next((stack.workdir / "state").glob("*.db"))
+        service = in_process(db, ids, key, args.threads, args.calls)
+    return {"orders_on_chain": len(ids), "order": order, "healthz": health, "service_in_process": service}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--orders", type=int, default=10_000, help="orders funded on chain and indexed")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=100, help="GETs per client")
+    parser.add_argument("--threads", type=int, default=8, help="threads of the in-process measurement")
+    parser.add_argument("--calls", type=int, default=2000, help="authentication + detail pairs in process")
+    args = parser.parse_args()
+    runs = [run_once(args) for _ in range(args.runs)]
+    for i, r in enumerate(runs, 1):
+        print(f"run {i}/{args.runs}: {json.dumps(r)}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "command": "bench_get.py " + " ".join(sys.argv[1:]),
+                "parameters": vars(args),
+                "note": "each figure: median of the runs with min and max; latencies in ms; one API process",
+                "result": aggregate(runs),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -109,13 +109,7 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         uint64 eventTime = uint64(block.timestamp - 1);
         bytes32 tracking = keccak256("DHL:JD0123");
         bytes32 ev = sha256(abi.encode(o.id, milestone));
-        items[0].attestations[0] = ITradeGuardEscrow.Attestation({
-            milestone: milestone,
-            eventTime: eventTime,
-            trackingHash: tracking,
-            evidenceHash: ev,
-            signature: _sign(oraclePk[0], _attHash(o.id, milestone, eventTime, tracking, ev))
-        });
+        items[0].attestations[0] = _attestation(oraclePk[0], o.id, milestone, eventTime, tracking, ev);
         vm.prank(stranger);
         _assertEq(escrow.attest(items, true), 1, "advanced");
         if (milestone == 1) {
@@ -475,13 +469,7 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         uint64 eventTime = uint64(block.timestamp - 1);
         bytes32 tracking = keccak256("DHL:JD0123");
         bytes32 ev = sha256(abi.encode(o.id, uint8(1)));
-        items[1].attestations[0] = ITradeGuardEscrow.Attestation({
-            milestone: 1,
-            eventTime: eventTime,
-            trackingHash: tracking,
-            evidenceHash: ev,
-            signature: _sign(oraclePk[0], _attHash(o.id, 1, eventTime, tracking, ev))
-        });
+        items[1].attestations[0] = _attestation(oraclePk[0], o.id, 1, eventTime, tracking, ev);
         vm.prank(stranger);
         _assertEq(escrow.attest(items, false), 1, "the other order advanced");
         _check(empty); // untouched

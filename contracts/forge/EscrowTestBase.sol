@@ -221,6 +221,21 @@ abstract contract EscrowTestBase {
         return keccak256(abi.encode(DA_TYPEHASH, id, milestone, eventTime, tracking, evidence));
     }
 
+    /// @dev Oracle `pk`'s DeliveryAttestation of `milestone` for order `id`, signed.
+    function _attestation(uint256 pk, bytes32 id, uint8 milestone, uint64 eventTime, bytes32 tracking, bytes32 evidence)
+        internal
+        view
+        returns (ITradeGuardEscrow.Attestation memory)
+    {
+        return ITradeGuardEscrow.Attestation({
+            milestone: milestone,
+            eventTime: eventTime,
+            trackingHash: tracking,
+            evidenceHash: evidence,
+            signature: _sign(pk, _attHash(id, milestone, eventTime, tracking, evidence))
+        });
+    }
+
     function _orderId(address seller_, string memory orderRef) internal pure returns (bytes32) {
         return keccak256(abi.encode(seller_, keccak256(bytes(orderRef))));
     }

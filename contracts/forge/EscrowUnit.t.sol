@@ -138,13 +138,7 @@ contract EscrowUnitTest is EscrowTestBase {
         bytes32 tracking = keccak256("DHL:JD0123");
         for (uint256 i; i < pks.length; ++i) {
             bytes32 ev = sha256(abi.encode(o.id, milestone, i));
-            items[0].attestations[i] = ITradeGuardEscrow.Attestation({
-                milestone: milestone,
-                eventTime: eventTime,
-                trackingHash: tracking,
-                evidenceHash: ev,
-                signature: _sign(pks[i], _attHash(o.id, milestone, eventTime, tracking, ev))
-            });
+            items[0].attestations[i] = _attestation(pks[i], o.id, milestone, eventTime, tracking, ev);
         }
     }
 

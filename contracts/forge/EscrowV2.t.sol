@@ -134,13 +134,7 @@ contract EscrowV2Test is EscrowTestBase {
         uint64 eventTime = uint64(block.timestamp - 1);
         bytes32 tracking = keccak256("DHL:JD1");
         bytes32 ev = sha256(abi.encode(o.id));
-        items[0].attestations[0] = ITradeGuardEscrow.Attestation({
-            milestone: 2,
-            eventTime: eventTime,
-            trackingHash: tracking,
-            evidenceHash: ev,
-            signature: _sign(oraclePk[0], _attHash(o.id, 2, eventTime, tracking, ev))
-        });
+        items[0].attestations[0] = _attestation(oraclePk[0], o.id, 2, eventTime, tracking, ev);
         vm.prank(stranger);
         _assertEq(escrow.attest(items, true), 1, "delivered");
         o.s = _withAnchor(_withStatus(o.s, DELIVERED), block.timestamp + o.t.holdSeconds);
@@ -491,13 +485,7 @@ contract EscrowV2Test is EscrowTestBase {
         items[0].order = ITradeGuardEscrow.OrderRef({orderId: o.id, terms: o.t, state: o.s});
         items[0].attestations = new ITradeGuardEscrow.Attestation[](1);
         uint64 eventTime = uint64(block.timestamp - 1);
-        items[0].attestations[0] = ITradeGuardEscrow.Attestation({
-            milestone: 2,
-            eventTime: eventTime,
-            trackingHash: bytes32(0),
-            evidenceHash: bytes32(0),
-            signature: _sign(latePk, _attHash(o.id, 2, eventTime, bytes32(0), bytes32(0)))
-        });
+        items[0].attestations[0] = _attestation(latePk, o.id, 2, eventTime, bytes32(0), bytes32(0));
         _expectCustom(abi.encodeWithSelector(ITradeGuardEscrow.NotOracle.selector, vm.addr(latePk)));
         escrow.attest(items, true);
     }

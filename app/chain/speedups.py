@@ -6,16 +6,31 @@ each time a contract call is built. Both hash the same few hundred short strings
 pure function, so :func:`install` points those two eth-utils modules at a copy that remembers the hashes of
 inputs up to :data:`SHORT` bytes (an LRU of :data:`ENTRIES`); longer inputs (EIP-712 structs, transactions)
 are hashed as before. Nothing else changes: same bytes in, same hash out (tests/chain/test_speedups.py).
+
+:func:`calldata` encodes a contract call without web3's per-call machinery. web3 maps every argument through
+its normalisers (ENS names, checksums, hex strings to bytes) and looks the function's ABI up again before it
+hands the values to eth-abi: 2.1 ms for a one-order ``fund``, against 0.16 ms for eth-abi on the same
+tuples; the relayer and the funding preflight encode each call at least once. Arguments eth-abi takes as
+they are (our bindings pass tuples, bytes, numbers and checksummed addresses) are encoded by it directly
+under the selector and input types remembered per ABI entry; anything else (a hex string for ``bytes``, a
+dict for a struct, an address web3 would refuse) goes the web3 way, so the bytes and the refusals are
+always web3's (tests/chain/test_speedups.py).
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from typing import Any
 
 import eth_utils.abi
 import eth_utils.address
+from eth_abi import encode as abi_encode
+from eth_abi.exceptions import EncodingError
 from eth_hash.auto import keccak as keccak_256
+from eth_utils.abi import function_abi_to_4byte_selector, get_abi_input_types
 from eth_utils.conversions import to_bytes
+from web3.contract.contract import ContractFunction
 
 #: Longest input remembered (a checksummed address is 40 bytes of text, an ABI signature rarely 128).
 SHORT = 128
@@ -37,10 +52,47 @@ def keccak(
     return bytes(keccak_256(data))
 
 
+@lru_cache(maxsize=1024)
+def _signature(abi_json: str) -> tuple[bytes, tuple[str, ...]]:
+    abi = json.loads(abi_json)
+    return function_abi_to_4byte_selector(abi), tuple(get_abi_input_types(abi))
+
+
+@lru_cache(maxsize=ENTRIES)
+def _checksummed(value: str) -> bool:
+    try:
+        return len(value) == 42 and eth_utils.address.to_checksum_address(value) == value
+    except ValueError:  # not hex at all: web3 names it
+        return False
+
+
+def _plain(value: Any) -> bool:
+    """Whether eth-abi takes ``value`` exactly as web3 would after its normalisers: numbers, booleans, bytes,
+    checksummed addresses, and tuples and lists of them. Any other string (a lower-case or mis-checksummed
+    address, which web3 refuses; hex for bytes) goes web3's way."""
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, str):
+        return _checksummed(value)
+    return isinstance(value, (int, bytes))
+
+
+def calldata(fn: ContractFunction) -> str:
+    """The call data of ``fn`` as ``0x``-hex: what ``fn._encode_transaction_data()`` returns, faster."""
+    args: Any = fn.args or ()
+    if fn.kwargs or not _plain(args):
+        return str(fn._encode_transaction_data())
+    selector, types = _signature(json.dumps(fn.abi, sort_keys=True))
+    try:
+        return "0x" + (selector + abi_encode(types, args)).hex()
+    except (EncodingError, TypeError, ValueError):  # values only web3's normalisers turn into ABI values
+        return str(fn._encode_transaction_data())
+
+
 def install() -> None:
     """Use :func:`keccak` where eth-utils derives checksummed addresses and ABI selectors (idempotent)."""
     eth_utils.address.keccak = keccak
     eth_utils.abi.keccak = keccak
 
 
-__all__ = ["install", "keccak"]
+__all__ = ["calldata", "install", "keccak"]

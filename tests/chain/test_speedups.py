@@ -1,16 +1,19 @@
 """The memoised keccak (app/chain/speedups.py) gives the same bytes as eth-hash for every input, remembered or
-not, and eth-utils' checksummed addresses and selectors through it are the known ones."""
+not, and eth-utils' checksummed addresses and selectors through it are the known ones; the fast call data
+is web3's, byte for byte, and what web3 refuses it refuses."""
 
 from __future__ import annotations
 
 import eth_utils.abi
 import eth_utils.address
+import pytest
 from eth_hash.auto import keccak as keccak_256
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
+from web3 import Web3
 
-from app.chain import speedups
+from app.chain import compiler, speedups
 
 
 @given(st.binary(max_size=300))
@@ -33,3 +36,72 @@ def test_installed_and_the_known_answers_hold() -> None:
         assert to_checksum_address(address.lower()) == address
     assert function_signature_to_4byte_selector("transfer(address,uint256)").hex() == "a9059cbb"
     assert function_signature_to_4byte_selector("balanceOf(address)").hex() == "70a08231"
+
+
+# ------------------------------------------------------------------------------------------ call data
+
+_ESCROW = Web3().eth.contract(address="0x" + "11" * 20, abi=compiler.load_artifact("TradeGuardEscrow")["abi"])
+_addresses = st.binary(min_size=20, max_size=20).map(to_checksum_address)
+_words = st.binary(min_size=32, max_size=32)
+_auths = st.tuples(
+    _words, _addresses, _addresses, _addresses, st.integers(0, 2**128), st.integers(0, 10_000),
+    st.integers(0, 10_000), _addresses, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+    st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), _addresses, _words,
+)  # fmt: skip
+_uint256 = st.integers(0, 2**256 - 1)
+_permits = st.tuples(_uint256, _uint256, st.integers(0, 255), _words, _words)
+_signatures = st.lists(st.binary(max_size=70), min_size=1, max_size=4)
+
+
+@given(st.lists(_auths, min_size=1, max_size=4), _signatures, _permits)
+def test_fund_call_data_is_web3s(
+    auths: list[tuple[object, ...]], sigs: list[bytes], permit: tuple[object, ...]
+) -> None:
+    fn = _ESCROW.functions.fund(auths, sigs, permit)
+    assert speedups.calldata(fn) == fn._encode_transaction_data()
+
+
+def test_every_escrow_call_the_relayer_sends_encodes_as_web3_does() -> None:
+    from app.chain.escrow import Escrow, Order, Terms
+    from app.chain.messages import Attestation, OrderAuthorization
+
+    escrow = Escrow(None, _ESCROW)  # type: ignore[arg-type]  # builds calls only: no chain
+    a, b, z = "0x" + "ab" * 20, "0x" + "cd" * 20, "0x" + "00" * 20
+    auth = OrderAuthorization(b"\x01" * 32, a, b, a, 5, 300, 0, z, 10, 20, 3600, 30)
+    terms = Terms(
+        buyer=a, seller=b, token=a, amount=5, commission_bps=300, tax_bps=0, tax_recipient=z, ship_by=10,
+        deliver_by=20, hold_seconds=3600, threshold=1, response_seconds=60, arbitration_seconds=120,
+        funded_at=7,
+    )  # fmt: skip
+    order = Order(b"\x01" * 32, terms, 2**200 + 1)
+    signed = Attestation(2, 9, b"\x03" * 32, b"\x04" * 32, b"\x05" * 65)
+    calls = [
+        escrow.fund_call([auth, auth], [b"\x02" * 65, b""]),
+        escrow.attest_call([(order, [signed, Attestation(2, 9, b"\x03" * 32, b"\x04" * 32)])], strict=False),
+        escrow.release_call([order, order]),
+    ]
+    for fn in calls:
+        assert speedups.calldata(fn) == fn._encode_transaction_data()
+
+
+def test_values_only_web3_normalises_take_web3s_way() -> None:
+    # a hex string for `bytes32` is web3's to turn into an ABI value
+    fn = _ESCROW.functions.orderKey("0x" + "aa" * 32, to_checksum_address("0x" + "ab" * 20))
+    assert speedups.calldata(fn) == fn._encode_transaction_data()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD",
+        "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+    ],
+    ids=["bad-checksum", "lower-case"],
+)
+def test_an_address_web3_refuses_is_refused_the_same_way(address: str) -> None:
+    fn = _ESCROW.functions.withdraw(address, address, 1)
+    with pytest.raises(Exception) as ours:
+        speedups.calldata(fn)
+    with pytest.raises(Exception) as theirs:
+        fn._encode_transaction_data()
+    assert type(ours.value) is type(theirs.value) and str(ours.value) == str(theirs.value)

@@ -24,6 +24,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import func, select
 from web3.contract.contract import ContractFunction
 
+from app.chain import speedups
 from app.chain.escrow import Order as ChainOrder
 from app.chain.escrow import Terms
 from app.db.models import ChainEvent, Order, Principal
@@ -59,7 +60,7 @@ class Prepared:
             "transaction": {
                 "from": self.sender,
                 "to": self.fn.address,
-                "data": self.fn._encode_transaction_data(),
+                "data": speedups.calldata(self.fn),
                 "value": hex(self.value),
                 "chainId": self.chain_id,
                 "gas": hex(self.gas),

@@ -19,6 +19,7 @@ and the CLI can print it without a stack trace::
         ├── ChainHalted             chain work is stopped: a reorg deeper than the finality depth (HTTP 503)
         │   └── ChainMismatch       the node serves another chain than the database's (HTTP 503)
         ├── NonceTooLow             the node refused a transaction: its sender's nonce is already used
+        ├── NonceContention         another sender of the account kept taking its nonces (HTTP 503, retry)
         ├── TransactionFailed       mined with status 0 and no decodable reason
         └── ContractRevert          a custom error decoded by selector against our ABIs (HTTP 409/422)
 """
@@ -160,6 +161,17 @@ class GasWalletEmpty(ChainError):
     def __init__(self, sender: str, message: str) -> None:
         super().__init__(f"the gas wallet {sender} cannot pay for its transaction: {message}")
         self.sender = sender
+
+
+class NonceContention(ChainError):
+    """A direct send lost the race for its sender's next nonce to another process every time it retried."""
+
+    def __init__(self, sender: str, attempts: int, message: str) -> None:
+        super().__init__(
+            f"another sender of {sender} took its next nonce {attempts} times in a row; retry: {message}"
+        )
+        self.sender = sender
+        self.attempts = attempts
 
 
 class NonceTooLow(ChainError):

@@ -27,6 +27,7 @@ from app.errors import (
     Forbidden,
     IdempotencyConflict,
     InvalidInput,
+    NonceContention,
     NotFound,
     TradeGuardError,
     TransactionFailed,
@@ -128,6 +129,8 @@ def from_exception(exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, ChainUnavailable):
         return problem(503, "chain_unavailable", f"the chain is not reachable: {exc}")
+    if isinstance(exc, NonceContention):
+        return problem(503, "nonce_contention", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, TransactionFailed):
         return problem(409, "transaction_failed", str(exc), tx_hash=exc.tx_hash)
     if isinstance(exc, OSError | TimeoutError):  # a node or a database that does not answer
@@ -153,7 +156,8 @@ async def diagnosed(exc: Exception) -> JSONResponse:
     answer is that 503 with its reason (the guard may ask the node: it runs in a worker thread)."""
     response = from_exception(exc)
     unexpected = response.status_code == 500 or (
-        isinstance(exc, ChainError) and not isinstance(exc, ChainHalted | ChainUnavailable | ContractRevert)
+        isinstance(exc, ChainError)
+        and not isinstance(exc, ChainHalted | ChainUnavailable | ContractRevert | NonceContention)
     )
     if not unexpected:  # an unreachable node or database stays a plain 503 (no second wait on a hung node)
         return response

@@ -20,6 +20,7 @@ refusals read out of exceptions), :mod:`app.chain.anvil` (the anvil process) and
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -62,6 +63,7 @@ from app.errors import (
     ChainUnavailable,
     ContractRevert,
     GasWalletEmpty,
+    NonceContention,
     NonceTooLow,
     TransactionFailed,
 )
@@ -81,8 +83,12 @@ class BlockHeader:
     timestamp: int
 
 
-#: How often a send is retried with a nonce re-read from the chain after a nonce error.
-NONCE_RETRIES = 3
+#: How often a send is retried with a nonce re-read from the chain after a nonce error, and the longest pause
+#: (seconds, drawn at random up to it, doubling each time) before a retry: two API processes sending from one
+#: dev account at once (the faucet under a load test) re-read the same pending nonce and collide again
+#: unless they step apart; three immediate retries were not enough there and the last error was a 500.
+NONCE_RETRIES = 8
+NONCE_BACKOFF_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -398,8 +404,11 @@ class ChainClient(DevChainControls):
                 # sender of this account (a second process, a reverted snapshot) makes nonce errors: retry.
                 self.reset_nonce(sender.address)
                 attempt += 1
-                if attempt > NONCE_RETRIES or not is_nonce_error(exc):
+                if not is_nonce_error(exc):
                     raise self._translate(exc) from exc
+                if attempt > NONCE_RETRIES:
+                    raise NonceContention(sender.address, attempt, str(exc)) from exc
+                time.sleep(random.uniform(0, NONCE_BACKOFF_S * 2**attempt))
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(
                 tx_hash, timeout=self._receipt_timeout, poll_latency=0.05

@@ -35,3 +35,12 @@ def test_chain_down_is_503(tmp_path: Path, db_url: str) -> None:
         set_runtime(None)
         rt.engine.dispose()
         node.close()
+
+
+def test_nonce_contention_is_a_503_to_retry() -> None:
+    from app.api.problems import from_exception
+    from app.errors import NonceContention
+
+    response = from_exception(NonceContention("0xabc", 9, "nonce too low"))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert b'"code":"nonce_contention"' in response.body

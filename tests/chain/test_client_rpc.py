@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.chain.client import ChainClient
+from app.chain.client import BlockHeader, ChainClient
 
 pytestmark = [pytest.mark.anvil]
 
@@ -114,3 +114,31 @@ def test_a_node_without_a_tip_method_gets_the_usual_one_gwei() -> None:
     with _NoTipNode() as url:
         fees = ChainClient.rpc(url, timeout=5).fees()
     assert (fees.max_fee, fees.priority) == (2 * 7 + 10**9, 10**9)
+
+
+def test_block_headers_read_as_plain_json_are_web3s(node: ChainClient) -> None:
+    """Headers and the base fee come from the node's JSON without web3's result formatters: the same values
+    web3's ``get_block`` gives, None past the head, and through web3's middleware (counted like any call)."""
+    for _ in range(3):
+        node.w3.provider.make_request("evm_mine", [])
+    head = node.w3.eth.block_number
+    for number in range(head + 1):
+        block = node.w3.eth.get_block(number)
+        assert node.get_block(number) == BlockHeader(
+            number=number,
+            hash="0x" + bytes(block["hash"]).hex(),
+            parent_hash="0x" + bytes(block["parentHash"]).hex(),
+            timestamp=int(block["timestamp"]),
+        )
+    assert node.get_block(head + 1) is None
+    latest = node.w3.eth.get_block("latest")
+    assert node.latest().number == latest["number"]
+    fees = node.fees()
+    assert fees.priority is not None and fees.max_fee - fees.priority == 2 * int(latest["baseFeePerGas"])
+
+
+def test_a_block_read_goes_through_the_middleware(node: ChainClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    methods = _counting(node, monkeypatch)
+    node.get_block(0)
+    node.latest()
+    assert methods == ["eth_getBlockByNumber", "eth_getBlockByNumber"]

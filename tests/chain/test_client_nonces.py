@@ -19,6 +19,7 @@ from app.chain.escrow import Deployment
 from app.errors import ChainError, ContractRevert, NonceContention
 from tests.chain.conftest import Stack
 from tests.factories import Actors
+from tests.threads import run_threads
 
 FAUCET = 1_000
 
@@ -76,24 +77,15 @@ def test_concurrent_sends_from_one_account_get_distinct_nonces(anvil_stack: Stac
     chain, admin, token = anvil_stack.chain, anvil_stack.actors.admin, anvil_stack.deployment.token
     start = count(chain, admin)
     nonces: list[int] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        try:
-            for _ in range(8):
-                n = faucet(chain, token, admin)
-                with lock:
-                    nonces.append(n)
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
+        for _ in range(8):
+            n = faucet(chain, token, admin)
+            with lock:
+                nonces.append(n)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
+    assert run_threads([worker] * 4, timeout=120) == []
     assert sorted(nonces) == list(range(start, start + 32))
     assert count(chain, admin) == start + 32
 
@@ -222,36 +214,3 @@ def test_a_nonce_lost_every_time_ends_in_nonce_contention_not_a_raw_node_error(
     assert info.value.attempts == client_module.NONCE_RETRIES + 1 == len(tries)
     assert info.value.sender == admin.address
     assert admin.address not in chain._nonces  # re-read on the next send
-
-
-@pytest.mark.anvil
-def test_two_clients_racing_threads_from_one_account_land_without_gaps(anvil_stack: Stack) -> None:
-    """Two API processes sending from one dev account at once (the faucet under load, where three immediate
-    retries ended in a 500): every send lands, its nonce used once and none skipped. Without retries this
-    fails with nonce_contention (checked by hand with NONCE_RETRIES = 0)."""
-    first, a, token = anvil_stack.chain, anvil_stack.actors, anvil_stack.deployment.token
-    second = ChainClient.rpc(str(first.w3.provider.endpoint_uri))
-    start = count(first, a.seller)
-    landed: list[int] = []
-    outcomes: list[BaseException] = []
-    lock = threading.Lock()
-
-    def sender(chain: ChainClient) -> None:
-        for _ in range(3):
-            try:
-                nonce = faucet(chain, token, a.seller)
-            except BaseException as exc:  # noqa: BLE001 (the test names every outcome)
-                with lock:
-                    outcomes.append(exc)
-            else:
-                with lock:
-                    landed.append(nonce)
-
-    threads = [threading.Thread(target=sender, args=(c,)) for c in (first, second) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not outcomes, outcomes
-    assert sorted(landed) == list(range(start, start + len(landed)))
-    assert count(first, a.seller) == start + len(landed) and len(landed) == 24

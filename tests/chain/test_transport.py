@@ -8,7 +8,6 @@ import http.client
 import json
 import ssl
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,33 +18,29 @@ from web3 import HTTPProvider, Web3
 from app.chain.client import ChainClient
 from app.chain.transport import KeepAliveHTTPProvider, NodeHTTPError, provider_for, serves
 from app.errors import ChainUnavailable
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.anvil]
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[ChainClient]:
-    client = ChainClient.start_anvil()
-    try:
-        yield client
-    finally:
-        client.close()
+@pytest.fixture
+def node(anvil_chain: ChainClient) -> ChainClient:
+    return anvil_chain
 
 
 def test_the_chain_client_uses_it_and_answers_as_web3s_provider(node: ChainClient) -> None:
     assert isinstance(node.w3.provider, KeepAliveHTTPProvider)
     plain = Web3(HTTPProvider(str(node.w3.provider.endpoint_uri)))
-    node.w3.provider.make_request("evm_mine", [])
     for method, params in (
         ("eth_chainId", []),
-        ("eth_getBlockByNumber", ["0x1", True]),
+        ("eth_getBlockByNumber", ["0x0", True]),
         ("eth_getBalance", [node.dev_accounts(1)[0].address, "latest"]),
         ("no_such_method", []),
     ):
         ours = node.w3.provider.make_request(method, params)
         theirs = plain.provider.make_request(method, params)  # type: ignore[arg-type]
         assert {k: v for k, v in ours.items() if k != "id"} == {k: v for k, v in theirs.items() if k != "id"}
-    assert node.w3.eth.get_block(1)["hash"] == plain.eth.get_block(1)["hash"]
+    assert node.w3.eth.get_block("latest")["hash"] == plain.eth.get_block("latest")["hash"]
 
 
 def test_one_connection_per_thread_many_threads_at_once(node: ChainClient) -> None:
@@ -58,11 +53,7 @@ def test_one_connection_per_thread_many_threads_at_once(node: ChainClient) -> No
             with lock:
                 answers.append(number)
 
-    threads = [threading.Thread(target=read) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    assert run_threads([read] * 8) == []
     assert len(answers) == 160 and all(isinstance(n, int) for n in answers)
 
 

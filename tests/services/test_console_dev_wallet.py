@@ -5,6 +5,7 @@ nothing else."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,14 @@ from app.db.models import Principal
 from app.db.session import transaction
 from app.domain.encoding import hex32
 from app.errors import InvalidInput
-from app.services import console
+from app.services import console, dev_tools
 from app.services.index import indexer
 from app.services.runtime import Runtime, build_runtime
 from app.services.trade import wallet_actions
 from tests.chain.conftest import anvil_binary
 from tests.service_fixtures import make_settings
 from tests.services.test_indexer import Shop, open_shop
+from tests.threads import run_threads
 
 pytestmark = pytest.mark.anvil
 
@@ -96,3 +98,33 @@ def test_the_dev_wallet_sends_only_the_callers_own_escrow_transactions(shop: Sho
         assert refused.value.code == code
     assert rt.chain.nonce(str(merchant.address)) == nonce  # nothing was sent
     assert shop.row(oid).status == "funded"
+
+
+@pytest.mark.anvil
+def test_two_api_processes_fauceting_at_once_lose_no_mint(tmp_path: Path, db_url: str) -> None:
+    """Two runtimes (two API processes: each its own chain client and nonce count) share the state directory
+    and mint the same amount to the same address from 8 threads at once. Without the faucet lock the
+    deployer's nonces collide: a mint lost as a resend of another ("already known"), or a send stuck behind
+    a nonce gap until its receipt wait ran out (both seen)."""
+    anvil_binary()
+    node = ChainClient.start_anvil()
+    url = str(node.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    try:
+        first = build_runtime(make_settings(db_url, tmp_path, chain=url), chain=node)
+        second = build_runtime(make_settings(db_url, tmp_path, chain=url), chain=ChainClient.rpc(url))
+        currency = first.token_by_symbol("tUSD")
+        assert currency is not None
+        holder = first.dev_accounts["buyer"].address
+        erc20 = node.contract("TestUSD", currency.address)
+        before = int(erc20.functions.balanceOf(holder).call())
+        nonce = node.w3.eth.get_transaction_count(first.dev_accounts["deployer"].address)
+
+        def mint(rt: Runtime) -> None:
+            for _ in range(3):
+                dev_tools.faucet(rt, "tUSD", holder, 5)
+
+        assert run_threads([partial(mint, rt) for rt in (first, second) for _ in range(4)], timeout=120) == []
+        assert int(erc20.functions.balanceOf(holder).call()) == before + 24 * 5
+        assert node.w3.eth.get_transaction_count(first.dev_accounts["deployer"].address) == nonce + 24
+    finally:
+        node.close()

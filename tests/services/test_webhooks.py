@@ -28,6 +28,7 @@ from app.services.index import indexer
 from app.services.outbox import webhooks
 from app.services.runtime import Runtime
 from tests.services.test_indexer import open_shop
+from tests.threads import run_threads
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 SECRET = "whsec_0123456789abcdef"
@@ -327,22 +328,14 @@ def test_two_workers_never_send_the_same_delivery_twice(merchant: Merchant, rece
     ids = [merchant.emit(at=T0 + timedelta(milliseconds=i)) for i in range(12)]
     barrier = threading.Barrier(2)
     reports: list[webhooks.DeliveryReport] = []
-    errors: list[BaseException] = []
 
     def worker() -> None:
-        try:
-            with httpx.Client() as client:
-                barrier.wait(timeout=30)
-                reports.append(webhooks.deliver_due(merchant.rt, client, now=T0 + timedelta(minutes=1)))
-        except BaseException as exc:  # reported to the test thread below
-            errors.append(exc)
+        with httpx.Client() as client:
+            barrier.wait(timeout=30)
+            reports.append(webhooks.deliver_due(merchant.rt, client, now=T0 + timedelta(minutes=1)))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors and sum(r.delivered for r in reports) == 12
+    assert run_threads([worker] * 2) == []
+    assert sum(r.delivered for r in reports) == 12
     assert sorted(r.headers["TradeGuard-Event-Id"] for r in receiver.requests) == sorted(ids)
 
 

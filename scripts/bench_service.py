@@ -49,7 +49,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchchain import bulk_fund, rpc_window  # noqa: E402
-from benchlib import aggregate, code_identity, server_log_tail, source_tree, start_stack  # noqa: E402
+from benchlib import (  # noqa: E402
+    aggregate,
+    code_identity,
+    cpu_ms_per,
+    cpu_seconds,
+    server_log_tail,
+    source_tree,
+    start_stack,
+)
 from benchload import Bench  # noqa: E402
 
 CONFIGS = ("local", "pg")
@@ -82,15 +90,16 @@ def run_once(
             bulk_first = bulk_fund(bench, first - args.rpc_window)
             rpc_first = rpc_window(bench, args.rpc_window)
             t = time.perf_counter()
-            lock0 = bench.write_lock()
+            who = ([p.pid for p in stack.procs], stack.node_pid, stack.rpc.pid)
+            lock0, cpu0 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
             orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client, args.cart_size)
-            lock1 = bench.write_lock()
+            lock1, cpu1 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
             steps["orders_s"] = time.perf_counter() - t
             t = time.perf_counter()
             ssccs = bench.ship_all(orders["ids"])
-            lock2 = bench.write_lock()
+            lock2, cpu2 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
             acks = bench.epcis_ack_phase(ssccs, args.clients)
-            lock3 = bench.write_lock()
+            lock3, cpu3 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
             steps["epcis_s"] = time.perf_counter() - t
             t = time.perf_counter()
             delivered = bench.delivered_phase(ssccs, acks["shipped"], args.rate, args.events)
@@ -128,6 +137,13 @@ def run_once(
         "db_write_lock": {
             "orders_phase_per_order": bench.write_lock_per(lock0, lock1, orders["funded"]),
             "epcis_phase_per_ack": bench.write_lock_per(lock2, lock3, acks["acked"]),
+        },
+        # CPU spent by every process of the run (service, node, database, broker, load client), per order in
+        # the orders phase and per ack in the EPCIS phase (which includes shipping them all): on 2 cores the
+        # figures above are bounded by these, and these move far less from run to run
+        "cpu_ms": {
+            "orders_phase_per_order": cpu_ms_per(cpu0, cpu1, orders["funded"]),
+            "epcis_phase_per_ack": cpu_ms_per(cpu2, cpu3, acks["acked"]),
         },
         "counts": {
             "orders_funded": orders["funded"],

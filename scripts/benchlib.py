@@ -142,6 +142,10 @@ class RpcCounter:
                     raise RuntimeError("the RPC counting proxy did not start") from None
                 time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def stop(self) -> None:
         self._http.close()
         self._proc.terminate()
@@ -174,6 +178,7 @@ class Stack:
     db_url: str
     workdir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    node_pid: int | None = None
 
     def server_pid(self) -> int:
         return self.procs[0].pid
@@ -297,6 +302,7 @@ def start_stack(
                     env["PYTHONPATH"] = str(source)
                 log = work / "server.log"
                 stack = Stack(name, f"http://127.0.0.1:{port}", admin_key, node.url, rpc, db_url, work)
+                stack.node_pid = node.pid
                 argv = [str(BIN / "tradeguard"), "run"]
                 if api_workers > 1:
                     argv += ["--workers", str(api_workers)]
@@ -314,6 +320,82 @@ def start_stack(
         finally:
             rpc.stop()
             node.stop()
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command line, CPU seconds so far: user + system) of every readable process."""
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(rest[1]), cmdline or name, (int(rest[11]) + int(rest[12])) / _TICKS)
+    return table
+
+
+def cpu_seconds(
+    roots: Sequence[int], node: int | None, proxy: int | None, *, shared: bool
+) -> dict[str, float]:
+    """CPU seconds used so far, by who used them: the service's processes (``roots`` and their descendants:
+    ``api`` for API processes, ``workers`` for Celery workers, ``beat``, ``service`` for ``tradeguard run``
+    itself, which in local mode is the whole service), the ``node`` and the ``rpc_proxy`` counting its calls
+    (by process id),
+    ``postgres`` and ``redis`` (``shared``: the machine's servers, which the pg configuration uses) and the
+    load ``client`` (this process). Read from /proc: a phase's figure is the difference of two readings
+    (processes that ended in between are not counted)."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _cmd, _cpu) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    service: set[int] = set()
+    todo = [r for r in roots if r in table]
+    while todo:
+        pid = todo.pop()
+        if pid not in service:
+            service.add(pid)
+            todo.extend(children.get(pid, []))
+    used: dict[str, float] = {}
+    for pid, (_ppid, cmd, cpu) in table.items():
+        if pid == os.getpid():
+            who = "client"
+        elif pid in service:
+            who = (
+                "api" if " serve " in cmd else
+                "workers" if " worker" in cmd else
+                "beat" if " beat" in cmd else
+                "service"
+            )  # fmt: skip
+        elif pid == proxy:
+            who = "rpc_proxy"
+        elif pid == node:
+            who = "node"
+        elif shared and cmd.startswith("postgres"):
+            who = "postgres"
+        elif shared and (cmd.startswith("redis-server") or cmd.startswith("/usr/bin/redis-server")):
+            who = "redis"
+        else:
+            continue
+        used[who] = used.get(who, 0.0) + cpu
+    return used
+
+
+def cpu_ms_per(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float | None]:
+    """Milliseconds of CPU per unit (order, ack) between two :func:`cpu_seconds` readings, by user and in
+    ``total``."""
+    if units <= 0:
+        return {"total": None}
+    spent = {k: max(after[k] - before.get(k, 0.0), 0.0) for k in after}
+    per: dict[str, float | None] = {k: round(1000 * v / units, 2) for k, v in sorted(spent.items()) if v > 0}
+    per["total"] = round(1000 * sum(spent.values()) / units, 2)
+    return per
 
 
 def git(*args: str) -> str:

@@ -70,6 +70,11 @@ def test_bench_service_quick_prints_every_figure() -> None:
         methods = local["rpc_methods_per_order"][at]
         assert {"eth_sendRawTransaction", "eth_getTransactionReceipt"} <= set(methods), methods
         assert sum(_spread(m) for m in methods.values()) == pytest.approx(per_order, rel=0.05)
+    # local mode: the service is the one `tradeguard run` process, beside the node, the proxy and the client
+    for phase in ("orders_phase_per_order", "epcis_phase_per_ack"):
+        cpu = {k: _spread(v, positive=False) for k, v in local["cpu_ms"][phase].items()}
+        assert {"service", "node", "rpc_proxy", "client", "total"} <= set(cpu), cpu
+        assert cpu["service"] > 0 and cpu["total"] == pytest.approx(sum(cpu.values()) - cpu["total"], abs=0.1)
     counts = {k: v["median"] for k, v in local["counts"].items()}
     assert counts["orders_funded"] == 4
     assert counts["epcis_acked"] == 4

@@ -1,8 +1,8 @@
 """``tradeguard`` command line.
 
 - ``run``: the service in local mode (an anvil it starts and owns, SQLite under ``var/``, Celery on Redis
-  when ``TRADEGUARD_BROKER_URL`` is set, else the sweeps on background threads of the process), seeded
-  with demo principals on a dev chain; prints the URL and the demo API keys.
+  when ``TRADEGUARD_BROKER_URL`` is set, else the sweeps on background threads of the process, the API in
+  child processes), seeded with demo principals on a dev chain; prints the URL and the demo API keys.
 - ``demo``: starts the service in process and drives three orders through its HTTP API only.
 - ``worker`` / ``beat``: the Celery worker and scheduler (need ``TRADEGUARD_BROKER_URL``).
 - ``keys create``: a principal and its API key (e.g. the first admin).
@@ -173,7 +173,11 @@ def _run_service(settings: Settings, workers: int) -> int:
             env = {**os.environ, "TRADEGUARD_CHAIN": rt.settings.chain}
             for what in ("worker", "beat"):
                 children.append(subprocess.Popen([sys.executable, "-m", "app.cli", what], env=env))
-        api = _ApiProcesses(settings, workers, stop) if workers > 1 else None
+        # The API serves from processes of its own whenever they can share the node: the sweeps (inbox,
+        # relay, index, keeper) then run here without taking the GIL from requests. In one process they took
+        # 84 % of it while captures were acked (py-spy, issue 8), and acks queued for seconds behind them.
+        apart = workers > 1 or rt.chain.backend != "embedded"
+        api = _ApiProcesses(settings, workers, stop) if apart else None
         if api is not None:
             server, thread = None, api.start()
         else:
@@ -439,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=1,
-        help="API processes (default 1); more need a chain other than 'embedded' (PostgreSQL recommended)",
+        help="API processes (default 1, apart from the sweeps' process; in process on 'embedded', which "
+        "allows only 1); PostgreSQL recommended for more",
     )
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)  # one API process of `run --workers N`
     p_serve.add_argument("--fd", type=int, required=True)

@@ -1,10 +1,15 @@
-"""The SQLite engine of app/db/session.py: each connection's settings, the pool that keeps connections, and
-the ``BEGIN`` it issues on the driver's connection, whose errors still reach callers as SQLAlchemy's (so that
-a locked database is a 503, not a 500)."""
+"""The SQLite engine of app/db/session.py: each connection's settings, the pool that keeps connections, the
+``BEGIN`` it issues on the driver's connection, whose errors still reach callers as SQLAlchemy's (so that
+a locked database is a 503, not a 500), and the lock file that queues the host's writing processes."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,7 @@ import pytest
 from sqlalchemy import event, exc, text
 
 from app.db.session import (
+    _WRITERS,
     POOL_SIZE,
     SQLITE_CACHE_KIB,
     SQLITE_MMAP_BYTES,
@@ -79,3 +85,95 @@ def test_a_locked_database_at_begin_is_sqlalchemys_operational_error(tmp_path: P
         holder.close()
     with transaction(factory) as s:  # the connection that failed to begin is usable again
         assert s.execute(text("SELECT 1")).scalar() == 1
+
+
+def _flocked_elsewhere(path: Path) -> bool:
+    """Whether another open file description holds ``path``'s flock."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+_OTHER_WRITER = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy import text
+    from app.db.session import make_engine, make_session_factory, transaction
+    factory = make_session_factory(make_engine("sqlite:///" + sys.argv[1]))
+    print("asking", flush=True)
+    with transaction(factory) as s:
+        s.execute(text("INSERT INTO t VALUES ('other')"))
+    print("wrote", flush=True)
+    """
+)
+
+
+def test_a_write_transaction_queues_the_hosts_other_processes_on_a_lock_file(tmp_path: Path) -> None:
+    """Another process's writer waits on the lock file (not in SQLite's busy handler, which sleeps up to
+    100 ms a try after the lock is free): it writes after this one commits, and its row comes second."""
+    path = tmp_path / "x.db"
+    factory = make_session_factory(make_engine(f"sqlite:///{path}"))
+    with transaction(factory) as s:
+        s.execute(text("CREATE TABLE t (who TEXT)"))
+    lock_file = Path(f"{path}.writer-lock")
+    assert not _flocked_elsewhere(lock_file)
+    other: subprocess.Popen[str] | None = None
+    try:
+        with transaction(factory) as s:
+            assert _flocked_elsewhere(lock_file)
+            other = subprocess.Popen(
+                [sys.executable, "-c", _OTHER_WRITER, str(path)],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+            assert other.stdout is not None
+            assert other.stdout.readline().strip() == "asking"
+            s.execute(text("INSERT INTO t VALUES ('this')"))
+        out, _ = other.communicate(timeout=60)
+    finally:
+        if other is not None and other.poll() is None:
+            other.kill()
+    assert other.returncode == 0 and out.strip() == "wrote"
+    with read_transaction(factory) as s:
+        assert [r[0] for r in s.execute(text("SELECT who FROM t ORDER BY rowid"))] == ["this", "other"]
+    assert not _flocked_elsewhere(lock_file)
+
+
+def test_nested_write_transactions_take_the_lock_file_once(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    engine = make_engine(f"sqlite:///{path}")
+    lock = _WRITERS[engine]
+    with lock:
+        with lock:
+            assert _flocked_elsewhere(Path(f"{path}.writer-lock"))
+        assert _flocked_elsewhere(Path(f"{path}.writer-lock"))  # still the outer holder's
+    assert not _flocked_elsewhere(Path(f"{path}.writer-lock"))
+
+
+def test_a_forked_child_has_a_lock_of_its_own(tmp_path: Path) -> None:
+    """A child forked while the parent writes must not share the parent's lock (flock belongs to the open
+    file, which a fork shares): its own ask for it fails while the parent holds it."""
+    path = tmp_path / "x.db"
+    lock = _WRITERS[make_engine(f"sqlite:///{path}")]
+    with lock:
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit status only
+            code = 3
+            try:
+                fd = lock._file()
+                assert fd is not None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    code = 1  # got the parent's lock: shared
+                except BlockingIOError:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

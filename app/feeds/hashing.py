@@ -228,4 +228,8 @@ def _offline_document_loader(url: str, options: Any = None) -> dict[str, Any]:
         "contextUrl": None,
         "documentUrl": url,
         "document": document,
+        # the bundled files never change (they are named by their hash): pyld keeps a context whose document
+        # is tagged "static" in its process-wide cache, and without the tag it loaded and processed the
+        # 20 KB EPCIS context again for every event hashed (issue 8: the inbox sweep's profile)
+        "tag": "static",
     }

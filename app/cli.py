@@ -15,6 +15,7 @@ Errors print one line and exit non-zero; configuration comes from ``TRADEGUARD_*
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
 import os
 import secrets
@@ -182,9 +183,10 @@ def _run_service(settings: Settings, workers: int) -> int:
             server, thread = None, api.start()
         else:
             server, thread = _serve(rt, settings.host, settings.port)
-        print("ready; Ctrl-C stops it", flush=True)
         try:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            if api is None or api.wait_serving():
+                print("ready; Ctrl-C stops it", flush=True)
             while thread.is_alive() and not stop.is_set():
                 stop.wait(0.5)
         except KeyboardInterrupt:
@@ -240,6 +242,29 @@ class _ApiProcesses:
         thread = threading.Thread(target=self.watch, name="tradeguard-api-processes", daemon=True)
         thread.start()
         return thread
+
+    def wait_serving(self, timeout: float = 120.0) -> bool:
+        """Wait until an API process answers ``/healthz`` on the socket, so that "ready" is true when it is
+        printed (a client of the socket waits in its backlog meanwhile, and one with a short timeout, as
+        ``make demo``'s probe, gave up): True then, False if the service is stopped meanwhile; raise if no
+        process answers within ``timeout`` seconds."""
+        host, port = self.sock.getsockname()[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return True
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            if time.monotonic() > deadline:
+                raise TradeGuardError(f"no API process answered on {host}:{port} within {timeout:.0f} s")
+            time.sleep(0.1)
+        return False
 
     def watch(self) -> None:
         while not self.stop.wait(1.0):

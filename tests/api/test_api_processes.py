@@ -89,6 +89,9 @@ def test_two_api_processes_settle_the_demo_on_kicks_alone_and_a_killed_one_is_re
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        # "ready" is printed once an API process answers: a client with a short timeout is served at once
+        _until(lambda: b"ready; Ctrl-C" in (tmp_path / "server.log").read_bytes(), 90, "the ready line")
+        assert httpx.get(f"{url}/healthz", timeout=2).status_code == 200
         _until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, 90, "ready")
         assert len(_api_processes(proc.pid)) == 2
 

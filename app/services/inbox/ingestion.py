@@ -421,23 +421,55 @@ class _ChainView:
 
     now: int
     orders: dict[str, ChainOrder | None]
+    #: The oracle's signatures of the attestations the facts will most likely become, made before the write
+    #: transaction (signing is CPU the write lock need not wait for); one is used only for the very message
+    #: built inside it, else that message is signed there.
+    signed: dict[DeliveryAttestation, bytes] = field(default_factory=dict)
 
 
-def _chain_view(rt: Runtime, parsed: dict[str, list[_Fact]]) -> _ChainView:
+def _chain_view(
+    rt: Runtime, parsed: dict[str, list[_Fact]], signed: dict[DeliveryAttestation, bytes] | None = None
+) -> _ChainView:
     """Read the orders the items' facts name; ask the gateway (index + a catch-up from its cursor, never a
     scan from the deployment) about those whose row lags: the row waits for confirmations, the chain does not.
-    One read transaction, one gateway call and one look at the node's clock for the whole batch."""
+    One read transaction, one gateway call and one look at the node's clock for the whole batch. Then sign
+    the attestations of the facts that may be attested, as they stand in that read (``signed``: signatures
+    made for an earlier view of the same sweep, kept)."""
     lagging: set[str] = set()
+    candidates: list[tuple[_Fact, Order, Shipment | None]] = []
     with read_transaction(rt.db) as s:
         for facts in parsed.values():
             for fact in facts:
                 if fact.retracted or fact.milestone is None:
                     continue
                 matched = _match(s, fact)
-                if matched is not None and matched[0].status not in ACCEPTS[fact.milestone]:
+                if matched is None:
+                    continue
+                candidates.append((fact, *matched))
+                if matched[0].status not in ACCEPTS[fact.milestone]:
                     lagging.add(matched[0].id)
     orders = OrderGateway.of(rt).current_many(lagging) if lagging else {}
-    return _ChainView(rt.chain.now(), orders)  # the node's clock: an event time is checked against it
+    # the node's clock: an event time is checked against it
+    view = _ChainView(rt.chain.now(), orders, dict(signed or {}))
+    for fact, order, shipment in candidates:
+        if _why_not(rt, view, fact, order, shipment, view.now) is None:
+            message = _attestation(fact, order, shipment, view.now)
+            if message not in view.signed:
+                assert rt.oracle is not None  # _why_not refuses without the key
+                view.signed[message] = rt.escrow.sign(rt.oracle.key, message)
+    return view
+
+
+def _attestation(fact: _Fact, order: Order, shipment: Shipment | None, now: int) -> DeliveryAttestation:
+    """The DeliveryAttestation the platform oracle signs for ``fact`` on ``order``."""
+    assert fact.milestone is not None
+    return DeliveryAttestation(
+        bytes.fromhex(order.id[2:]),
+        int(fact.milestone),
+        min(fact.event_time, now),  # within the allowed clock skew
+        bytes.fromhex(shipment.tracking_hash[2:]) if shipment else ZERO32,
+        fact.content_hash,
+    )
 
 
 def _why_not(
@@ -542,15 +574,11 @@ def _process_item(
             outcome["not_attested"].append({"order_id": order.id, "reason": reason})
             continue
         assert rt.oracle is not None
-        tracking = bytes.fromhex(shipment.tracking_hash[2:]) if shipment else ZERO32
-        message = DeliveryAttestation(
-            bytes.fromhex(order.id[2:]),
-            int(fact.milestone),
-            min(fact.event_time, now),  # within the allowed clock skew
-            tracking,
-            fact.content_hash,
-        )
-        payload = message.payload(rt.escrow.sign(rt.oracle.key, message))
+        message = _attestation(fact, order, shipment, now)
+        signature = view.signed.get(message)
+        if signature is None:  # the row moved since the view was read: sign what stands now
+            signature = rt.escrow.sign(rt.oracle.key, message)
+        payload = message.payload(signature)
         intent = relayer.submit(session, "attest", payload, order_id=order.id)
         session.flush()
         row.intent_id = intent.id
@@ -594,12 +622,14 @@ def process_pending(rt: Runtime, limit: int = 50) -> IngestReport:
         except FeedError as exc:  # validated at intake, so only a parser change could get here
             failures.append((item.id, f"{exc.code}: {exc}", True))
     pending = list(parsed)
+    signed: dict[DeliveryAttestation, bytes] = {}
     while pending:
         chunk = {i: parsed[i] for i in pending[:PROCESS_BATCH]}
         done: list[tuple[str, IngestReport | None]] = []
         failed_here: list[tuple[str, str, bool]] = []
         try:
-            view = _chain_view(rt, chunk)
+            view = _chain_view(rt, chunk, signed)
+            signed = view.signed  # a chunk cut short by the hold time leaves its rest signed for the next
             with transaction(rt.db) as s:
                 began = time.monotonic()
                 for item_id, facts in chunk.items():

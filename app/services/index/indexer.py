@@ -459,9 +459,14 @@ def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexRe
     if projection.apply(order, result):
         report.orders += 1
     s.flush()
+    # one query for which of the order's transitions were emitted already (not one per transition of its
+    # history, each projection under the write lock: issue 8)
+    ids = [t.webhook_id for t in transitions]
+    emitted = set(s.scalars(select(WebhookEvent.id).where(WebhookEvent.id.in_(ids)))) if ids else set()
     for t in transitions:
         event_id = t.webhook_id
-        if s.get(WebhookEvent, event_id) is None:
+        if event_id not in emitted:
+            emitted.add(event_id)
             webhooks.emit(
                 s,
                 order.merchant_id,

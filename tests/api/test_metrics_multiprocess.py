@@ -91,6 +91,14 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
         _until(lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200, 90, "ready")
         (metrics_dir,) = tmp.glob("tradeguard-metrics-*")
         first, second = sorted(_api_processes(proc.pid))
+        # what they served before: `run` asks /healthz itself, and says ready once it was answered
+        _until(lambda: b"ready; Ctrl-C" in (tmp_path / "server.log").read_bytes(), 90, "the ready line")
+        _until(
+            lambda: _healthz_served_by(metrics_dir, first) + _healthz_served_by(metrics_dir, second) >= 1,
+            30,
+            "run's own /healthz counted",
+        )
+        before = {pid: _healthz_served_by(metrics_dir, pid) for pid in (first, second)}
 
         os.kill(first, signal.SIGSTOP)  # only `second` accepts connections now
         stopped = first
@@ -102,12 +110,13 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
         os.kill(second, signal.SIGCONT)
         stopped = None
 
-        assert _healthz_served_by(metrics_dir, second) == 7
-        assert _healthz_served_by(metrics_dir, first) == 5
+        assert _healthz_served_by(metrics_dir, second) == before[second] + 7
+        assert _healthz_served_by(metrics_dir, first) == before[first] + 5
+        served = sum(before.values()) + 12
         scrapes = [httpx.get(f"{url}/metrics", timeout=30) for _ in range(4)]
         for scrape in scrapes:  # whichever process answers, it counts the requests of both
             assert scrape.status_code == 200
-            assert _sample(scrape.text, HEALTHZ) == 12, scrape.text
+            assert _sample(scrape.text, HEALTHZ) == served, scrape.text
             # the parent's background sweeps, written to the same directory
             assert (
                 _sample(scrape.text, 'tradeguard_sweep_duration_seconds_count{outcome="done",sweep="index"}')
@@ -123,7 +132,7 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
         _until(lambda: not (metrics_dir / f"gauge_livesum_{first}.db").exists(), 60, "the dead one dropped")
         _until(lambda: len(_api_processes(proc.pid)) == 2, 60, "a new API process")
         text = httpx.get(f"{url}/metrics", timeout=30).text
-        assert _sample(text, HEALTHZ) == 12
+        assert _sample(text, HEALTHZ) == served
         assert re.search(r"^tradeguard_http_requests_in_progress 1\.0$", text, re.M), text
     finally:
         if stopped is not None:

@@ -251,19 +251,24 @@ class _ApiProcesses:
         host, port = self.sock.getsockname()[:2]
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
         deadline = time.monotonic() + timeout
+        last = "no answer yet"
         while not self.stop.is_set():
             conn = http.client.HTTPConnection(host, port, timeout=2)
             try:
                 conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
+                status = conn.getresponse().status
+                if status == 200:
                     return True
-            except OSError:
-                pass
+                last = f"/healthz answered {status}"
+            except OSError as exc:  # not serving yet (a process still starting): asked again below
+                last = f"{type(exc).__name__}: {exc}"
             finally:
                 conn.close()
             if time.monotonic() > deadline:
-                raise TradeGuardError(f"no API process answered on {host}:{port} within {timeout:.0f} s")
-            time.sleep(0.1)
+                raise TradeGuardError(
+                    f"no API process answered on {host}:{port} within {timeout:.0f} s (last: {last})"
+                )
+            self.stop.wait(0.1)  # returns at once when the service is stopped meanwhile
         return False
 
     def watch(self) -> None:

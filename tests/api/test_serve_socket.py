@@ -1,14 +1,22 @@
 """The listening socket an API process of ``tradeguard run`` inherits: taken as the TCP socket it is, so that
 asyncio turns Nagle's algorithm off on its connections (uvicorn's ``fd=`` takes it for a Unix socket, and a
-client's next request on a kept-alive connection then waited out the peer's delayed ACK)."""
+client's next request on a kept-alive connection then waited out the peer's delayed ACK); and ``run``'s wait
+for a process that answers on it before it says ready."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
 
 from app.cli import inherited_socket
+from app.errors import TradeGuardError
 
 
 def _nodelay_of_accepted(listener: socket.socket) -> int:
@@ -57,3 +65,32 @@ def test_a_listener_taken_for_a_unix_socket_would_keep_nagle_on() -> None:
         assert _nodelay_of_accepted(listener) == 0
     finally:
         listener.close()
+
+
+def _processes(stop: threading.Event) -> Any:
+    from app.cli import _ApiProcesses
+
+    return _ApiProcesses(
+        cast(Any, SimpleNamespace(host="127.0.0.1", port=0, eager=False)), 1, stop
+    )  # a listening socket no process serves
+
+
+def test_waiting_for_an_api_process_names_why_none_answered() -> None:
+    api = _processes(threading.Event())
+    try:
+        with pytest.raises(TradeGuardError, match=r"no API process answered .* \(last: TimeoutError"):
+            api.wait_serving(timeout=0.1)  # the connection waits in the backlog; the request times out
+    finally:
+        api.sock.close()
+
+
+def test_waiting_for_an_api_process_ends_when_the_service_stops() -> None:
+    stop = threading.Event()
+    api = _processes(stop)
+    threading.Timer(0.3, stop.set).start()
+    try:
+        started = time.monotonic()
+        assert api.wait_serving(timeout=60) is False
+        assert time.monotonic() - started < 10  # the stop, not the 60 s deadline, ended it
+    finally:
+        api.sock.close()

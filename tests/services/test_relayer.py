@@ -10,6 +10,7 @@ import pytest
 
 from app.chain.client import ChainClient
 from app.db.session import transaction
+from app.domain.ids import content_hash
 from app.domain.order_state import Milestone, Status
 from app.errors import ContractRevert
 from app.services.outbox import nonce_manager, relayer
@@ -268,10 +269,11 @@ def test_a_revert_at_estimation_is_permanent_and_sends_nothing(
     assert sent == []
 
 
-def test_a_transaction_that_reverts_when_mined_fails_with_the_decoded_reason(
+def test_a_transaction_reverted_for_a_moved_order_is_checked_again_and_fails_with_the_real_reason(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The order changes between estimation and mining: a status-0 receipt, explained by replay."""
+    """The order changes between estimation and mining: a status-0 receipt, explained by replay as
+    ``OrderDataMismatch``; the intent is checked again and fails with what the order now says."""
     svc = Svc(runtime)
     order = svc.delivered()
     valid = runtime.chain.now() + DAY
@@ -296,10 +298,54 @@ def test_a_transaction_that_reverts_when_mined_fails_with_the_decoded_reason(
 
     monkeypatch.setattr(runtime.chain, "estimate", estimate_then_buyer_confirms)
     relay(runtime)
+    monkeypatch.undo()
+
+    # reverted for a stale state word: not a verdict on the intent, which goes back to be checked again
+    moved = svc.intent(iid)
+    assert (moved.status, moved.error_name, moved.tx_hash, moved.attempts) == (PENDING, None, None, 1)
+    assert "OrderDataMismatch" in (moved.error or "")
+    relay(runtime, now=moved.next_attempt_at)
+    intent = svc.intent(iid)  # the check against the order as it is now gives the verdict
+    assert (intent.status, intent.error_name) == (FAILED, "InvalidStatus")
+
+
+def test_a_check_that_meets_a_moved_order_reads_it_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction mined between the relayer's read of an order and its estimate makes the estimate revert
+    with ``OrderDataMismatch``: the relayer reads the order again instead of failing the intent."""
+    svc = Svc(runtime)
+    order = svc.delivered()
+    runtime.escrow.open_dispute(order, svc["buyer"])
+    disputed = svc.order(order.order_id)
+    seller = svc["merchant"]
+    valid = runtime.chain.now() + DAY
+    rationale = content_hash(b"half each")
+    sig = runtime.escrow.sign_ruling(svc["arbitrator"].key, order.order_id, 5_000, rationale, valid)
+    iid = put(
+        runtime,
+        "ruling",
+        {
+            "orderId": hex32(order.order_id),
+            "buyerShareBps": 5_000,
+            "rationaleHash": hex32(rationale),
+            "validUntil": valid,
+            "signature": hex32(sig),
+        },
+    )
+    estimate, moved = runtime.chain.estimate, []
+
+    def seller_answers_first(fn: Any, sender: Any, **kw: Any) -> int:
+        if not moved:  # the seller's evidence lands after the relayer read the order
+            moved.append(runtime.escrow.submit_evidence(disputed, seller, content_hash(b"packing list")))
+        return estimate(fn, sender, **kw)
+
+    monkeypatch.setattr(runtime.chain, "estimate", seller_answers_first)
+    relay(runtime)
 
     intent = svc.intent(iid)
-    assert (intent.status, intent.error_name) == (FAILED, "OrderDataMismatch")
-    assert intent.block_number is not None
+    assert moved and (intent.status, intent.error_name, intent.attempts) == (CONFIRMED, None, 0)
+    assert svc.order(order.order_id).status == Status.RESOLVED
 
 
 def test_two_relayers_never_send_the_same_intent(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from app.db.session import transaction
 from app.domain.ids import content_hash
 from app.domain.order_state import Decision, Milestone, Status
 from app.errors import ContractRevert, InvalidInput
-from app.services.outbox import intents
+from app.services.outbox import intents, relayer
 from app.services.outbox.intents import build_call
 from app.services.outbox.relayer import CONFIRMED, FAILED, preflight, relay, submit
 from app.services.runtime import Runtime
@@ -184,6 +184,48 @@ def test_load_order_follows_one_order_through_its_events(runtime: Runtime) -> No
     assert runtime.escrow.load_order(other.order_id) == other and other.terms.amount == 1_000_000
     assert runtime.escrow.load_order(bytes(32)) is None
     assert runtime.escrow.load_order(first.order_id, from_block=runtime.chain.block_number() + 1) is None
+
+
+def test_preflight_reads_an_order_again_when_it_moved_before_the_estimate(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check a request makes before it stores an intent: a transaction mined between its read of the
+    order and its estimate (``OrderDataMismatch``) makes it read the order again, not refuse the request."""
+    svc = Svc(runtime)
+    order = svc.delivered()
+    runtime.escrow.open_dispute(order, svc["buyer"])
+    disputed = svc.order(order.order_id)
+    valid = runtime.chain.now() + DAY
+    rationale = content_hash(b"half each")
+    sig = runtime.escrow.sign_ruling(svc["arbitrator"].key, order.order_id, 5_000, rationale, valid)
+    payload = {
+        "orderId": hex32(order.order_id),
+        "buyerShareBps": 5_000,
+        "rationaleHash": hex32(rationale),
+        "validUntil": valid,
+        "signature": hex32(sig),
+    }
+    estimate_from, calls = runtime.chain.estimate_from, []
+
+    def seller_answers_first(fn: Any, sender: str, **kw: Any) -> int:
+        calls.append(fn)
+        if len(calls) == 1:  # the seller's evidence is mined after the order was read
+            runtime.escrow.submit_evidence(disputed, svc["merchant"], content_hash(b"packing list"))
+        return estimate_from(fn, sender, **kw)
+
+    monkeypatch.setattr(runtime.chain, "estimate_from", seller_answers_first)
+    assert preflight(runtime, "ruling", payload) > 0
+    assert len(calls) == 2 and calls[0].args != calls[1].args  # built again, against the new state word
+
+    def always_moved(fn: Any, sender: str, **kw: Any) -> int:
+        calls.append(fn)
+        raise ContractRevert("OrderDataMismatch", {"orderId": order.order_id}, b"")
+
+    calls.clear()
+    monkeypatch.setattr(runtime.chain, "estimate_from", always_moved)
+    with pytest.raises(ContractRevert) as info:  # an order that keeps moving: the error, after a bound
+        preflight(runtime, "ruling", payload)
+    assert info.value.name == "OrderDataMismatch" and len(calls) == relayer.STALE_READS
 
 
 def test_preflight_names_the_contract_error_for_an_order_the_chain_does_not_have(runtime: Runtime) -> None:

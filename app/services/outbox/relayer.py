@@ -78,6 +78,10 @@ GAS_WAIT_SECONDS = 15
 #: How long the estimate made when a funding was checked serves as its gas limit (its margin, a quarter plus
 #: 20,000, covers the state moving meanwhile: a permit front-run, a first-time balance slot).
 ESTIMATE_FRESH = timedelta(seconds=60)
+#: How often a call is built and estimated again when the contract says the order state it was built with is
+#: stale (``OrderDataMismatch``): the order moved between the gateway's read and the estimate (a transaction
+#: of ours or a party's was mined in between), which a fresh read resolves.
+STALE_READS = 3
 
 
 # ---------------------------------------------------------------------------------------- the outbox
@@ -92,7 +96,13 @@ def preflight(rt: Runtime, kind: str, payload: Mapping[str, Any] | IntentPayload
     :class:`~app.errors.ChainUnavailable`, or :class:`~app.errors.ChainHalted` while chain work is halted.
     """
     chain_guard.require(rt)
-    return rt.chain.estimate_from(build_call(rt, kind, payload), rt.relayer.address)
+    for attempt in range(1, STALE_READS + 1):
+        try:
+            return rt.chain.estimate_from(build_call(rt, kind, payload), rt.relayer.address)
+        except ContractRevert as exc:  # the order moved between our read of it and the estimate: read again
+            if not _stale(exc) or attempt == STALE_READS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def preflight_funding(rt: Runtime, payloads: Sequence[Mapping[str, Any]]) -> None:
@@ -378,8 +388,11 @@ class _Pass:
         """Settle one mined transaction's intents inside ``s``; what to log once it is committed."""
         stmt = select(Intent).where(Intent.tx_hash == tx_hash, Intent.status == SENT).with_for_update()
         rows = list(s.scalars(stmt))
-        # a fund batch reverted on chain (the state moved since its check): every entry is checked again
-        recheck = failure is not None and len(rows) > 1 and all(it.kind == "fund" for it in rows)
+        # reverted on chain because the state moved since the check (a fund batch, or an order whose state
+        # word changed under the transaction): every intent is checked again, and the check gives the verdict
+        recheck = failure is not None and (
+            _stale(failure) or (len(rows) > 1 and all(it.kind == "fund" for it in rows))
+        )
         mined_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         settled: list[dict[str, Any]] = []
         for it in rows:
@@ -503,36 +516,58 @@ class _Pass:
         """Build and estimate one unit (the estimate is its check and its gas limit): ready to be signed, or
         failed, split, deferred or left for a retry here. No write transaction is open."""
         try:
-            orders = self.load_orders(unit)
-            if not unit.intents:
+            for attempt in range(1, STALE_READS + 1):
+                try:
+                    built = self.build_and_estimate(unit)
+                    break
+                except ContractRevert as exc:  # the order moved since it was read: read it again
+                    if not _stale(exc) or attempt == STALE_READS or len(unit.intents) > 1:
+                        raise
+        except ContractRevert as exc:
+            if _stale(exc) and len(unit.intents) == 1:  # still moving: transient, never a verdict
+                self.retry(unit.ids, exc)
                 return []
-            payloads = [i.payload for i in unit.intents]
-            if unit.kind == "fund":
-                fn = fund_call(self.rt, payloads)
-            else:
-                one = payloads if len(payloads) > 1 else payloads[0]
-                fn = build_call(self.rt, unit.kind, one, orders=orders)
-            fees = self.rt.chain.fees(self.rt.settings.head_cache_seconds)
-            gas = self.estimated(unit)
-            if gas is None:
-                # the batch's check and its gas limit: one estimate, at the fees it will be sent with
-                gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=fees)
-        except (ContractRevert, TransactionFailed, InvalidInput) as exc:
-            if unit.kind == "fund" and len(unit.intents) > 1:
-                return self.split_funding(unit)
-            if len(unit.intents) > 1:  # a whole batch refused: one intent per order on its own, strict
-                first = {i.order_id: i for i in reversed(unit.intents)}.values()
-                self.report.deferred += len(unit.intents) - len(first)
-                return [r for it in first for r in self.check(_Unit(unit.kind, [it]))]
-            self.fail(unit.ids, exc)
-            return []
+            return self.refused(unit, exc)
+        except (TransactionFailed, InvalidInput) as exc:
+            return self.refused(unit, exc)
         except GasWalletEmpty as exc:  # nothing wrong with the intents: they wait for the top-up
             self.wait_for_gas(unit.ids, exc)
             return []
         except Exception as exc:  # node unreachable, or a refusal we cannot classify: try again later
             self.retry(unit.ids, exc)
             return []
-        return [_Ready(unit, fn, gas, fees)]
+        return [] if built is None else [_Ready(unit, *built)]
+
+    def build_and_estimate(self, unit: _Unit) -> tuple[Any, int, Fees] | None:
+        """The unit's call against its orders' current state, its gas limit (the estimate is the check) and
+        the fees it goes out with; None when every intent of the unit waits for its order's funding."""
+        orders = self.load_orders(unit)
+        if not unit.intents:
+            return None
+        payloads = [i.payload for i in unit.intents]
+        if unit.kind == "fund":
+            fn = fund_call(self.rt, payloads)
+        else:
+            one = payloads if len(payloads) > 1 else payloads[0]
+            fn = build_call(self.rt, unit.kind, one, orders=orders)
+        fees = self.rt.chain.fees(self.rt.settings.head_cache_seconds)
+        gas = self.estimated(unit)
+        if gas is None:
+            # the batch's check and its gas limit: one estimate, at the fees it will be sent with
+            gas = self.rt.chain.estimate(fn, self.rt.relayer, gas_price=fees)
+        return fn, gas, fees
+
+    def refused(self, unit: _Unit, exc: Exception) -> list[_Ready]:
+        """The unit's check reverted: a batch is split (a funding entry by entry, the others one intent per
+        order, strict); a single intent fails with the decoded reason."""
+        if unit.kind == "fund" and len(unit.intents) > 1:
+            return self.split_funding(unit)
+        if len(unit.intents) > 1:
+            first = {i.order_id: i for i in reversed(unit.intents)}.values()
+            self.report.deferred += len(unit.intents) - len(first)
+            return [r for it in first for r in self.check(_Unit(unit.kind, [it]))]
+        self.fail(unit.ids, exc)
+        return []
 
     def send_all(self, ready: list[_Ready]) -> list[str]:
         """Sign and record every ready unit in one write transaction (consecutive nonces, each unit in its
@@ -841,6 +876,11 @@ def _log_intents(intents: list[dict[str, Any]], what: str, tx_hash: str, **field
             it["status"] if it["error_name"] is None else f"{it['status']} ({it['error_name']})",
             extra={**it, "tx_hash": tx_hash, **fields},
         )
+
+
+def _stale(exc: Exception) -> bool:
+    """The contract refused the order state a call was built with: the order moved after it was read."""
+    return isinstance(exc, ContractRevert) and exc.name == "OrderDataMismatch"
 
 
 def _set_failed(it: Intent, exc: Exception) -> None:

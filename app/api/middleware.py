@@ -113,9 +113,16 @@ class IdempotencyMiddleware:
                 ]
             )
         ).hexdigest()
-        outcome = await anyio.to_thread.run_sync(
-            idempotency.claim, rt, owner, key_text, request_hash, scope["method"], scope["path"]
-        )
+        deferred: idempotency.DeferredClaim | None = None
+        outcome: idempotency.Verdict | idempotency.Replay | None = None
+        if await anyio.to_thread.run_sync(idempotency.recorded, rt, owner, key_text):
+            outcome = await anyio.to_thread.run_sync(
+                idempotency.claim, rt, owner, key_text, request_hash, scope["method"], scope["path"]
+            )
+        else:  # a new key (the usual case): the request's first write transaction claims it
+            deferred = idempotency.DeferredClaim(
+                rt, owner, key_text, request_hash, scope["method"], scope["path"]
+            )
         if outcome is not None:
             if outcome is idempotency.Verdict.IN_FLIGHT:
                 await _send_problem(
@@ -170,7 +177,11 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay, capture)
+            if deferred is None:
+                await self.app(scope, replay, capture)
+            else:
+                with deferred.carried():
+                    await self.app(scope, replay, capture)
         finally:
             with anyio.CancelScope(shield=True):  # a cancelled request must still release its key
                 await anyio.to_thread.run_sync(
@@ -181,6 +192,7 @@ class IdempotencyMiddleware:
                     captured["status"],
                     captured["content_type"],
                     b"".join(captured["body"]) if captured["keep"] else None,
+                    deferred,
                 )
 
     @staticmethod

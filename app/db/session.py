@@ -204,6 +204,58 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, future=True)
 
 
+class FirstWrite:
+    """A step that the first write transaction of a context (a request) runs before its own statements, in
+    the same transaction: see :func:`before_first_write`. ``done`` once a transaction carrying it
+    committed."""
+
+    def __init__(self, step: Callable[[Session], None]) -> None:
+        self.step = step
+        self.done = False
+        self._lock = threading.Lock()
+
+    def run(self, session: Session) -> bool:
+        """Run the step in ``session`` unless a committed transaction carried it already; whether it ran."""
+        with self._lock:
+            if self.done:
+                return False
+        self.step(session)
+        return True
+
+
+_FIRST_WRITE: contextvars.ContextVar[FirstWrite | None] = contextvars.ContextVar("first_write", default=None)
+
+
+@contextmanager
+def before_first_write(step: Callable[[Session], None]) -> Iterator[FirstWrite]:
+    """Run ``step(session)`` at the start of the first write transaction (:func:`transaction`, :func:`write`)
+    this context opens, as part of it: committed with it, or rolled back with it (and then carried by the
+    next one). What ``step`` raises is raised by that transaction. Threads started with a copy of the
+    context (``anyio.to_thread``, :func:`write`'s group commit) share it; read transactions never run it.
+    One write less per request where the step is a small record of its own (an ``Idempotency-Key`` claim).
+    """
+    first = FirstWrite(step)
+    token = _FIRST_WRITE.set(first)
+    try:
+        yield first
+    finally:
+        _FIRST_WRITE.reset(token)
+
+
+def _carried(session: Session) -> FirstWrite | None:
+    """Run this context's pending first-write step in ``session``; the step, to be marked done on commit."""
+    first = _FIRST_WRITE.get()
+    if first is None or not first.run(session):
+        return None
+    return first
+
+
+def _committed(first: FirstWrite | None) -> None:
+    if first is not None:
+        with first._lock:
+            first.done = True
+
+
 @contextmanager
 def transaction(
     factory: sessionmaker[Session], *, durable: bool = True, site: str | None = None
@@ -233,8 +285,11 @@ def transaction(
     )
     observer = _observer
     if observer is None:
-        with writer if writer is not None else nullcontext(), factory(**lazy) as session, session.begin():
-            yield session
+        with writer if writer is not None else nullcontext(), factory(**lazy) as session:
+            with session.begin():
+                first = _carried(session)
+                yield session
+            _committed(first)
         return
     if site is None:  # who opened it: this generator <- contextlib's __enter__ <- the ``with``
         caller = sys._getframe(2)
@@ -244,8 +299,11 @@ def transaction(
     try:
         with writer if writer is not None else nullcontext():
             got = time.perf_counter()
-            with factory(**lazy) as session, session.begin():
-                yield session
+            with factory(**lazy) as session:
+                with session.begin():
+                    first = _carried(session)
+                    yield session
+                _committed(first)
     finally:
         _observed(observer, site, got - asked, time.perf_counter() - got)
 
@@ -274,7 +332,18 @@ def write(factory: sessionmaker[Session], job: Callable[[Session], T], *, durabl
     if writer is None or not isinstance(bind, Engine):
         with transaction(factory, durable=durable, site=site) as session:
             return job(session)
-    return _group(bind).run(job, durable, site)
+    first = _FIRST_WRITE.get()
+    if first is None or first.done:
+        return _group(bind).run(job, durable, site)
+    carried: list[FirstWrite | None] = []
+
+    def with_first(session: Session) -> T:
+        carried.append(_carried(session))  # in the job's savepoint: kept or rolled back with it
+        return job(session)
+
+    result = _group(bind).run(with_first, durable, site)
+    _committed(carried[0] if carried else None)
+    return result
 
 
 @dataclass(eq=False)

@@ -7,12 +7,17 @@ A later request with the same key gets one of the :class:`Verdict` values or the
 record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over, and so
 is a record past its ``expires_at`` that the keeper has not removed yet (the key is free again).
 
-Each step is one short write (the claim and the answer are committed together with other requests' writes:
-:func:`app.db.session.write`); the API middleware (:mod:`app.api.middleware`) runs them in a worker thread
-around the request. None of them waits for the disk (``durable=False``): the request's own data is
-committed durably between the claim and the answer, which writes the claim out with it. What a machine
-crash can lose is the kept answer; the key is then in flight for :data:`IN_FLIGHT_LEASE_SECONDS` and a
-retry after that runs the request again, which finds its own data
+A key nobody holds yet (the usual case, found by a read that takes no write lock: :func:`recorded`) is
+claimed by the request's own first write transaction (:class:`DeferredClaim`, through
+:func:`app.db.session.before_first_write`): the claim commits with the request's data or not at all, and a
+twin request that claimed the key meanwhile makes that transaction fail with 409 ``in flight``. A request
+that writes nothing (a refusal) gets its record with its answer. A key that has a record goes through
+:func:`claim` (replay, reuse, in flight, takeover of an expired or abandoned record) in a short write of its
+own. The answer is kept in one more short write (committed together with other requests' writes:
+:func:`app.db.session.write`); the API middleware (:mod:`app.api.middleware`) runs these in a worker
+thread around the request. Only the request's data waits for the disk; the answer does not
+(``durable=False``). What a machine crash can lose is the kept answer; the key is then in flight for
+:data:`IN_FLIGHT_LEASE_SECONDS` and a retry after that runs the request again, which finds its own data
 (an order reference, an event hash, an intent) already there.
 
 Expired records are removed by the keeper's sweep (:func:`purge_expired`, a bounded batch per sweep), not by
@@ -21,17 +26,20 @@ the requests: a claim writes its own row only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import IdempotencyRecord, utcnow
-from app.db.session import transaction, write
+from app.db.session import before_first_write, read_transaction, transaction, write
+from app.errors import IdempotencyConflict
 from app.services.runtime import Runtime
 
 #: A key whose first request has run this long without an answer is taken over by the next attempt.
@@ -60,19 +68,80 @@ class Replay:
     body: bytes
 
 
-def claim(
+def _record(
     rt: Runtime, owner: str, key: str, request_hash: str, method: str, path: str
-) -> Verdict | Replay | None:
-    """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
-    now = utcnow()
-    record = IdempotencyRecord(
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
         principal_id=owner,
         key=key,
         request_hash=request_hash,
         method=method,
         path=path[:500],
-        expires_at=now + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
+        expires_at=utcnow() + timedelta(seconds=rt.settings.idempotency_ttl_seconds),
     )
+
+
+def recorded(rt: Runtime, owner: str, key: str) -> bool:
+    """Whether ``owner`` has a record for ``key`` (a read: no write lock). When not, the request runs with
+    :class:`DeferredClaim`; when so, :func:`claim` says what to do."""
+    with read_transaction(rt.db) as s:
+        found = s.scalar(
+            select(IdempotencyRecord.key).where(
+                IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
+            )
+        )
+    return found is not None
+
+
+class DeferredClaim:
+    """The claim of a key nobody holds, made by the request's first write transaction itself (run it as
+    :func:`app.db.session.before_first_write`'s step): one write transaction less per request. Another
+    request that claimed the same key meanwhile makes that transaction raise
+    :class:`~app.errors.IdempotencyConflict` (in flight, 409), and nothing of it is kept (``refused``)."""
+
+    def __init__(self, rt: Runtime, owner: str, key: str, request_hash: str, method: str, path: str) -> None:
+        self.rt, self.owner, self.key = rt, owner, key
+        self.request_hash, self.method, self.path = request_hash, method, path
+        self.refused = False
+        #: set by the caller once the request is over: a committed write transaction carried the claim
+        self.made = False
+
+    @contextmanager
+    def carried(self) -> Iterator[None]:
+        """Around the request: its first write transaction makes the claim; ``made`` after it."""
+        with before_first_write(self) as first:
+            try:
+                yield
+            finally:
+                self.made = first.done
+
+    def __call__(self, session: Session) -> None:
+        # one Core INSERT, no savepoint of its own: a refusal fails the whole transaction it rides in (and
+        # the job's savepoint under group commit), which is what the request answers then
+        now = utcnow()
+        try:
+            session.execute(
+                insert(IdempotencyRecord).values(
+                    principal_id=self.owner,
+                    key=self.key,
+                    request_hash=self.request_hash,
+                    method=self.method,
+                    path=self.path[:500],
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=self.rt.settings.idempotency_ttl_seconds),
+                )
+            )
+        except IntegrityError:
+            self.refused = True
+            raise IdempotencyConflict(self.key, in_flight=True) from None
+
+
+def claim(
+    rt: Runtime, owner: str, key: str, request_hash: str, method: str, path: str
+) -> Verdict | Replay | None:
+    """Record ``key`` as in flight for ``owner`` (``None``: the request runs), or say what to answer."""
+    now = utcnow()
+    record = _record(rt, owner, key, request_hash, method, path)
     try:
         write(rt.db, lambda s: s.add(record), durable=False)  # committed with concurrent requests' writes
         return None
@@ -121,14 +190,33 @@ def claim(
         return Replay(row.status_code, row.content_type or "application/json", row.response_body)
 
 
-def finish(rt: Runtime, owner: str, key: str, status: int, content_type: str, body: bytes | None) -> None:
+def finish(
+    rt: Runtime,
+    owner: str,
+    key: str,
+    status: int,
+    content_type: str,
+    body: bytes | None,
+    claimed: DeferredClaim | None = None,
+) -> None:
     """Keep the answer to ``owner``'s request with ``key`` (``body`` None: never replayed); a 5xx frees
-    the key instead, so that the client's retry runs."""
+    the key instead, so that the client's retry runs. ``claimed``: the request's deferred claim; when no
+    write transaction of the request made it (a refusal before anything was written), the record is written
+    here with its answer, unless a twin request holds the key by now (its record is left alone)."""
+    if claimed is not None and claimed.refused:
+        return  # the key is another request's
 
     def keep(s: Session) -> None:
-        row = s.get(IdempotencyRecord, (owner, key))
+        row = None if claimed is not None and not claimed.made else s.get(IdempotencyRecord, (owner, key))
         if row is None:
-            return
+            if claimed is None or claimed.made or status >= 500:
+                return
+            row = _record(rt, owner, key, claimed.request_hash, claimed.method, claimed.path)
+            try:
+                with s.begin_nested():
+                    s.add(row)
+            except IntegrityError:  # a twin request claimed it meanwhile: its answer is the key's
+                return
         if status >= 500:
             s.delete(row)
             return

@@ -32,6 +32,7 @@ def test_write_transactions_are_on_metrics_by_site(client: TestClient, admin_key
         for line in text.splitlines()
         if line.startswith("tradeguard_db_write_seconds_count{")
     }
-    for site in ("app.services.idempotency.claim", "app.services.idempotency.finish"):
+    # the key's claim rides in the principal's own write; the kept answer is a write of its own
+    for site in ("app.services.principals.register", "app.services.idempotency.finish"):
         for phase in ("wait", "hold"):
             assert counts.get(f'phase="{phase}",site="{site}"', 0) >= 1, (site, phase, sorted(counts))

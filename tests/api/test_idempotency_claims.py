@@ -13,9 +13,11 @@ from sqlalchemy import select
 from app.client.demo import Wallets
 from app.db.models import IdempotencyRecord, Principal, utcnow
 from app.db.session import transaction, write
-from app.errors import IdempotencyConflict
-from app.services import idempotency
+from app.domain.order_state import Decision
+from app.errors import IdempotencyConflict, NotFound
+from app.services import idempotency, principals
 from app.services.runtime import Runtime
+from app.services.trade import orders
 from tests.api.conftest import Keys, assert_problem, auth
 
 
@@ -149,3 +151,37 @@ def test_a_twin_that_claimed_the_key_first_fails_the_requests_write_and_keeps_it
         kept = s.get(IdempotencyRecord, (owner, key))
         assert kept is not None and kept.status_code is None  # the twin's, still in flight, untouched
         assert s.get(IdempotencyRecord, (owner, "own-" + key)) is None  # nothing of the refused write
+
+
+def test_the_reads_before_a_signed_action_take_no_write_lock(
+    client: TestClient, keys: Keys, runtime: Runtime
+) -> None:
+    """A buyer decision, an evidence submission and a ruling look the order up before they check the
+    signature and the chain: a read transaction, not a write (which would queue on SQLite's write lock)."""
+    missing = "0x" + "ee" * 32
+    buyer = principals.resolve(runtime.db, keys.buyer)
+    arbitrator = principals.resolve(runtime.db, keys.arbitrator)
+    before = write_counts(client)
+    calls = [
+        lambda: orders.buyer_decision(runtime, buyer, missing, Decision.OPEN_DISPUTE, b"", 0, bytes(32)),
+        lambda: orders.add_evidence(
+            runtime,
+            buyer,
+            missing,
+            filename="f",
+            content_type="text/plain",
+            data=b"x",
+            signature=b"",
+            valid_until=0,
+        ),
+        lambda: orders.rule(runtime, arbitrator, missing, 5_000, bytes(32), 0, b""),
+    ]
+    for call in calls:
+        try:
+            call()
+        except NotFound:
+            pass
+        else:
+            raise AssertionError("an order that does not exist was found")
+    opened = grown(before, write_counts(client))
+    assert not [site for site in opened if site.startswith("app.services.trade.orders")], opened

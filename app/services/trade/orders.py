@@ -440,7 +440,7 @@ def buyer_decision(
 ) -> Intent:
     """Confirm receipt or open a dispute with the buyer's signed BuyerDecision."""
     require_role(buyer, "confirm receipt or dispute", "buyer")
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:  # a read: no write lock
         order = get_visible(s, buyer, oid)
     if decision == Decision.OPEN_DISPUTE and order.arbitrator:
         raise DomainError(
@@ -475,7 +475,7 @@ def add_evidence(
     """Store an evidence file and anchor its SHA-256 with the party's signed EvidenceSubmission."""
     require_role(party, "submit evidence", "buyer", "merchant")
     assert party.address is not None
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:  # a read: no write lock
         order = get_visible(s, party, oid)
     if order.status in FINAL or order.status == "awaiting_funding":
         raise DomainError("invalid_state", f"order {oid} is {order.status}: evidence is closed")
@@ -520,7 +520,7 @@ def rule(
     """The arbitrator's signed Ruling → a ``ruling`` intent."""
     require_role(arbitrator, "rule on disputes", "arbitrator")
     assert arbitrator.address is not None
-    with transaction(rt.db) as s:
+    with read_transaction(rt.db) as s:  # a read: no write lock
         order = get_visible(s, arbitrator, oid)
     if order.arbitrator:
         raise DomainError(

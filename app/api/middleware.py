@@ -115,7 +115,9 @@ class IdempotencyMiddleware:
         ).hexdigest()
         deferred: idempotency.DeferredClaim | None = None
         outcome: idempotency.Verdict | idempotency.Replay | None = None
-        if await anyio.to_thread.run_sync(idempotency.recorded, rt, owner, key_text):
+        if not idempotency.deferrable(scope["method"], scope["path"]) or await anyio.to_thread.run_sync(
+            idempotency.recorded, rt, owner, key_text
+        ):
             outcome = await anyio.to_thread.run_sync(
                 idempotency.claim, rt, owner, key_text, request_hash, scope["method"], scope["path"]
             )

@@ -212,15 +212,30 @@ class FirstWrite:
     def __init__(self, step: Callable[[Session], None]) -> None:
         self.step = step
         self.done = False
+        #: a transaction carrying the step is open: a concurrent one of the same context goes without it
+        #: (never waits: under group commit both may be in one batch, whose commit would then never come)
+        self.running = False
         self._lock = threading.Lock()
 
     def run(self, session: Session) -> bool:
-        """Run the step in ``session`` unless a committed transaction carried it already; whether it ran."""
+        """Run the step in ``session`` unless a committed transaction carried it already or an open one
+        carries it now; whether it ran (then :meth:`ended` must follow)."""
         with self._lock:
-            if self.done:
+            if self.done or self.running:
                 return False
-        self.step(session)
+            self.running = True
+        try:
+            self.step(session)
+        except BaseException:
+            self.ended(committed=False)
+            raise
         return True
+
+    def ended(self, *, committed: bool) -> None:
+        """The transaction that carried the step committed, or rolled back (the next one carries it)."""
+        with self._lock:
+            self.running = False
+            self.done = self.done or committed
 
 
 _FIRST_WRITE: contextvars.ContextVar[FirstWrite | None] = contextvars.ContextVar("first_write", default=None)
@@ -242,18 +257,23 @@ def before_first_write(step: Callable[[Session], None]) -> Iterator[FirstWrite]:
         _FIRST_WRITE.reset(token)
 
 
+@contextmanager
+def without_first_write() -> Iterator[None]:
+    """Write transactions inside do not carry the context's first-write step: for work that runs inline in
+    a request but is not the request's own (an eager sweep)."""
+    token = _FIRST_WRITE.set(None)
+    try:
+        yield
+    finally:
+        _FIRST_WRITE.reset(token)
+
+
 def _carried(session: Session) -> FirstWrite | None:
-    """Run this context's pending first-write step in ``session``; the step, to be marked done on commit."""
+    """Run this context's pending first-write step in ``session``; the step, to be told how it ended."""
     first = _FIRST_WRITE.get()
     if first is None or not first.run(session):
         return None
     return first
-
-
-def _committed(first: FirstWrite | None) -> None:
-    if first is not None:
-        with first._lock:
-            first.done = True
 
 
 @contextmanager
@@ -286,10 +306,9 @@ def transaction(
     observer = _observer
     if observer is None:
         with writer if writer is not None else nullcontext(), factory(**lazy) as session:
-            with session.begin():
-                first = _carried(session)
+            with _ending() as first, session.begin():
+                first.append(_carried(session))
                 yield session
-            _committed(first)
         return
     if site is None:  # who opened it: this generator <- contextlib's __enter__ <- the ``with``
         caller = sys._getframe(2)
@@ -299,13 +318,26 @@ def transaction(
     try:
         with writer if writer is not None else nullcontext():
             got = time.perf_counter()
-            with factory(**lazy) as session:
-                with session.begin():
-                    first = _carried(session)
-                    yield session
-                _committed(first)
+            with factory(**lazy) as session, _ending() as first, session.begin():
+                first.append(_carried(session))
+                yield session
     finally:
         _observed(observer, site, got - asked, time.perf_counter() - got)
+
+
+@contextmanager
+def _ending() -> Iterator[list[FirstWrite | None]]:
+    """Around a transaction (entered before its ``begin``, left after its commit or rollback): tells the
+    first-write step it carried, if any, how the transaction ended."""
+    carried: list[FirstWrite | None] = []
+    committed = False
+    try:
+        yield carried
+        committed = True
+    finally:
+        first = carried[0] if carried else None
+        if first is not None:
+            first.ended(committed=committed)
 
 
 T = TypeVar("T")
@@ -335,15 +367,13 @@ def write(factory: sessionmaker[Session], job: Callable[[Session], T], *, durabl
     first = _FIRST_WRITE.get()
     if first is None or first.done:
         return _group(bind).run(job, durable, site)
-    carried: list[FirstWrite | None] = []
+    with _ending() as carried:
 
-    def with_first(session: Session) -> T:
-        carried.append(_carried(session))  # in the job's savepoint: kept or rolled back with it
-        return job(session)
+        def with_first(session: Session) -> T:
+            carried.append(_carried(session))  # in the job's savepoint: kept or rolled back with it
+            return job(session)
 
-    result = _group(bind).run(with_first, durable, site)
-    _committed(carried[0] if carried else None)
-    return result
+        return _group(bind).run(with_first, durable, site)
 
 
 @dataclass(eq=False)

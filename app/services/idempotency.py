@@ -7,13 +7,15 @@ A later request with the same key gets one of the :class:`Verdict` values or the
 record left in flight longer than :data:`IN_FLIGHT_LEASE_SECONDS` (its request died) is taken over, and so
 is a record past its ``expires_at`` that the keeper has not removed yet (the key is free again).
 
-A key nobody holds yet (the usual case, found by a read that takes no write lock: :func:`recorded`) is
-claimed by the request's own first write transaction (:class:`DeferredClaim`, through
-:func:`app.db.session.before_first_write`): the claim commits with the request's data or not at all, and a
-twin request that claimed the key meanwhile makes that transaction fail with 409 ``in flight``. A request
-that writes nothing (a refusal) gets its record with its answer. A key that has a record goes through
-:func:`claim` (replay, reuse, in flight, takeover of an expired or abandoned record) in a short write of its
-own. The answer is kept in one more short write (committed together with other requests' writes:
+On the POSTs whose every effect is a database write (:data:`DEFERRABLE`: creating, funding and acting on
+orders, EPCIS captures, attestations), a key nobody holds yet (the usual case, found by a read that takes
+no write lock: :func:`recorded`) is claimed by the request's own first write transaction
+(:class:`DeferredClaim`, through :func:`app.db.session.before_first_write`): the claim commits with the
+request's data or not at all, and a twin request that claimed the key meanwhile makes that transaction
+fail with 409 ``in flight``. A request that writes nothing (a refusal) gets its record with its answer.
+Other POSTs, and a key that has a record, go through :func:`claim` (replay, reuse, in flight, takeover of
+an expired or abandoned record) in a short write of its own before the request runs. The
+answer is kept in one more short write (committed together with other requests' writes:
 :func:`app.db.session.write`); the API middleware (:mod:`app.api.middleware`) runs these in a worker
 thread around the request. Only the request's data waits for the disk; the answer does not
 (``durable=False``). What a machine crash can lose is the kept answer; the key is then in flight for
@@ -26,6 +28,7 @@ the requests: a claim writes its own row only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +84,21 @@ def _record(
     )
 
 
+#: POSTs whose every effect is a database write (what reaches the chain or a webhook goes out later, from the
+#: outbox): their key can be claimed by their first write transaction. Any other request (the dev faucet,
+#: which sends a transaction and writes nothing) claims its key before it runs, so that a twin sent while
+#: it runs is refused before it does anything.
+DEFERRABLE = re.compile(
+    r"^/v1/(orders(/[^/]+/(funding|disputes|evidence|ruling|confirm-receipt|shipments))?"
+    r"|carts/funding|epcis/capture|attestations)$"
+)
+
+
+def deferrable(method: str, path: str) -> bool:
+    """Whether a request's key may be claimed by its own first write (:data:`DEFERRABLE`)."""
+    return method == "POST" and DEFERRABLE.match(path) is not None
+
+
 def recorded(rt: Runtime, owner: str, key: str) -> bool:
     """Whether ``owner`` has a record for ``key`` (a read: no write lock). When not, the request runs with
     :class:`DeferredClaim`; when so, :func:`claim` says what to do."""
@@ -116,6 +134,8 @@ class DeferredClaim:
                 self.made = first.done
 
     def __call__(self, session: Session) -> None:
+        if self.refused:  # a twin holds the key: nothing more of this request is written
+            raise IdempotencyConflict(self.key, in_flight=True)
         # one Core INSERT, no savepoint of its own: a refusal fails the whole transaction it rides in (and
         # the job's savepoint under group commit), which is what the request answers then
         now = utcnow()
@@ -203,7 +223,7 @@ def finish(
     the key instead, so that the client's retry runs. ``claimed``: the request's deferred claim; when no
     write transaction of the request made it (a refusal before anything was written), the record is written
     here with its answer, unless a twin request holds the key by now (its record is left alone)."""
-    if claimed is not None and claimed.refused:
+    if claimed is not None and claimed.refused and not claimed.made:
         return  # the key is another request's
 
     def keep(s: Session) -> None:

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Literal
 
+from app.db.session import without_first_write
+
 Sweep = Literal["relay", "inbox", "index", "keeper", "webhooks"]
 Waker = Callable[[str], None]
 
@@ -34,7 +36,8 @@ def wake(sweep: Sweep) -> None:
     with _lock:
         waker = _waker
     if waker is not None:
-        waker(sweep)
+        with without_first_write():  # an eager sweep run right here is not the request's own write
+            waker(sweep)
 
 
 __all__ = ["Sweep", "Waker", "install", "wake"]

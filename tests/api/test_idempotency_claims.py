@@ -147,6 +147,9 @@ def test_a_twin_that_claimed_the_key_first_fails_the_requests_write_and_keeps_it
             raise AssertionError("the write went through")
     assert mine.refused and not mine.made
     idempotency.finish(runtime, owner, key, 409, "application/problem+json", b"{}", mine)
+    # a request that wrote nothing and found the key held when it answers: the twin's record is left alone
+    idle = idempotency.DeferredClaim(runtime, owner, key, "a" * 64, "POST", "/v1/orders")
+    idempotency.finish(runtime, owner, key, 422, "application/problem+json", b"{}", idle)
     with transaction(runtime.db) as s:
         kept = s.get(IdempotencyRecord, (owner, key))
         assert kept is not None and kept.status_code is None  # the twin's, still in flight, untouched
@@ -185,3 +188,27 @@ def test_the_reads_before_a_signed_action_take_no_write_lock(
             raise AssertionError("an order that does not exist was found")
     opened = grown(before, write_counts(client))
     assert not [site for site in opened if site.startswith("app.services.trade.orders")], opened
+
+
+def test_only_posts_whose_effects_are_writes_defer_their_claim(
+    client: TestClient, keys: Keys, runtime: Runtime
+) -> None:
+    """The dev faucet sends a transaction and writes nothing: its key is claimed before it runs, so that a
+    twin sent meanwhile is refused before it mints again."""
+    assert idempotency.deferrable("POST", "/v1/orders")
+    assert idempotency.deferrable("POST", "/v1/orders/0xab/funding")
+    assert idempotency.deferrable("POST", "/v1/epcis/capture")
+    assert not idempotency.deferrable("POST", "/v1/dev/faucet")
+    assert not idempotency.deferrable("POST", "/v1/orders/0xab/funding/x")
+    assert not idempotency.deferrable("PUT", "/v1/orders")
+    before = write_counts(client)
+    key = uuid.uuid4().hex
+    resp = client.post(
+        "/v1/dev/faucet",
+        json={"address": "0x" + "cd" * 20, "amount": "1"},
+        headers=auth(keys.admin, key),
+    )
+    writes = grown(before, write_counts(client))
+    assert writes.get("app.services.idempotency.claim") == 1, (resp.status_code, resp.text, writes)
+    kept = record(runtime, key)
+    assert kept is not None and kept.status_code == resp.status_code

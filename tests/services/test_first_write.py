@@ -14,11 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.session import (
+    FirstWrite,
     before_first_write,
     make_engine,
     make_session_factory,
     read_transaction,
     transaction,
+    without_first_write,
     write,
 )
 
@@ -121,5 +123,30 @@ def test_a_thread_with_a_copy_of_the_context_shares_the_step(db: sessionmaker[Se
         thread = threading.Thread(target=context.run, args=(write, db, work("a")))
         thread.start()
         thread.join()
+        assert first.done
+    assert rows(db, "steps") == ["claim"]
+
+
+def test_an_open_transaction_carrying_the_step_keeps_a_concurrent_one_from_running_it_again() -> None:
+    """Two write transactions of one context at once (group commit may run both in one batch): the second
+    goes without the step rather than insert it twice or wait for a commit that would never come; after a
+    rollback the step is pending again, after a commit done."""
+    ran: list[str] = []
+    first = FirstWrite(lambda s: ran.append("step"))
+    session = None  # the step here does not touch the session
+    assert first.run(session) is True  # type: ignore[arg-type]
+    assert first.run(session) is False and ran == ["step"]  # type: ignore[arg-type]
+    first.ended(committed=False)
+    assert not first.done and first.run(session) is True  # type: ignore[arg-type]
+    first.ended(committed=True)
+    assert first.done and first.run(session) is False and ran == ["step", "step"]  # type: ignore[arg-type]
+
+
+def test_work_that_is_not_the_requests_own_does_not_carry_it(db: sessionmaker[Session]) -> None:
+    with before_first_write(step) as first:
+        with without_first_write():  # an eager sweep run inline by a request's wake
+            write(db, work("sweep"))
+        assert not first.done and rows(db, "steps") == []
+        write(db, work("request"))
         assert first.done
     assert rows(db, "steps") == ["claim"]

@@ -340,11 +340,18 @@ def test_a_check_that_meets_a_moved_order_reads_it_again(
             moved.append(runtime.escrow.submit_evidence(disputed, seller, content_hash(b"packing list")))
         return estimate(fn, sender, **kw)
 
-    monkeypatch.setattr(runtime.chain, "estimate", seller_answers_first)
+    built = []
+
+    def seller_answers_first_and_count(fn: Any, sender: Any, **kw: Any) -> int:
+        built.append(fn.args)
+        return seller_answers_first(fn, sender, **kw)
+
+    monkeypatch.setattr(runtime.chain, "estimate", seller_answers_first_and_count)
     relay(runtime)
 
     intent = svc.intent(iid)
     assert moved and (intent.status, intent.error_name, intent.attempts) == (CONFIRMED, None, 0)
+    assert len(built) == 2 and built[0] != built[1]  # reverted once, built again against the new state
     assert svc.order(order.order_id).status == Status.RESOLVED
 
 
@@ -434,3 +441,31 @@ def test_an_intent_for_an_order_that_never_existed_fails(runtime: Runtime) -> No
     iid = put(runtime, "timeout_refund", {"orderId": hex32(auth.order_id)})
     relay(runtime, now=svc.intent(iid).created_at + timedelta(seconds=1))
     assert (svc.intent(iid).status, svc.intent(iid).error_name) == (FAILED, "UnknownOrder")
+
+
+def test_a_batch_entry_skipped_for_a_moved_order_is_checked_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-strict release batch: the order moved after the check (the buyer confirmed receipt itself), so
+    the contract skips it with ``OrderDataMismatch``; the intent is checked again rather than failed, and
+    that check gives the verdict."""
+    svc = Svc(runtime)
+    order = svc.delivered()
+    runtime.chain.advance_time(4 * DAY)
+    iid = put(runtime, "release", {"orderId": hex32(order.order_id)})
+    estimate = runtime.chain.estimate
+
+    def estimate_then_buyer_confirms(fn: Any, sender: Any, **kw: Any) -> int:
+        gas = estimate(fn, sender, **kw)
+        runtime.escrow.confirm_receipt(order, svc["buyer"])
+        return gas
+
+    monkeypatch.setattr(runtime.chain, "estimate", estimate_then_buyer_confirms)
+    relay(runtime)
+    monkeypatch.undo()
+
+    skipped = svc.intent(iid)
+    assert (skipped.status, skipped.tx_hash, skipped.attempts) == (PENDING, None, 1)
+    assert "OrderDataMismatch" in (skipped.error or "")
+    relay(runtime, now=skipped.next_attempt_at)
+    assert (svc.intent(iid).status, svc.intent(iid).error_name) == (FAILED, "InvalidStatus")

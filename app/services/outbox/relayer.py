@@ -403,7 +403,7 @@ class _Pass:
             if error is None:
                 it.status, it.error, it.error_name = CONFIRMED, None, None
                 self.report.confirmed += 1
-            elif recheck:
+            elif recheck or _stale(error):  # (a batch entry skipped for a stale state word, too)
                 it.status, it.block_number, it.gas_used = PENDING, None, None
                 it.sender = it.nonce = it.tx_hash = it.raw_tx = None
                 it.sent_at = it.replaced_hashes = None

@@ -19,6 +19,7 @@ from app.services import idempotency, principals
 from app.services.runtime import Runtime
 from app.services.trade import orders
 from tests.api.conftest import Keys, assert_problem, auth
+from tests.api.test_order_rules import body as order_body
 
 
 def write_counts(client: TestClient) -> dict[str, float]:
@@ -36,14 +37,7 @@ def grown(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 
 
 def body(wallets: Wallets, ref: str) -> dict[str, Any]:
-    return {
-        "order_ref": ref,
-        "buyer": wallets.buyer.address,
-        "amount": "7",
-        "currency": "tUSD",
-        "destination_country": "DE",
-        "goods_category": "apparel",
-    }
+    return order_body(wallets, order_ref=ref)
 
 
 def record(runtime: Runtime, key: str) -> IdempotencyRecord | None:

@@ -319,20 +319,7 @@ def test_a_check_that_meets_a_moved_order_reads_it_again(
     runtime.escrow.open_dispute(order, svc["buyer"])
     disputed = svc.order(order.order_id)
     seller = svc["merchant"]
-    valid = runtime.chain.now() + DAY
-    rationale = content_hash(b"half each")
-    sig = runtime.escrow.sign_ruling(svc["arbitrator"].key, order.order_id, 5_000, rationale, valid)
-    iid = put(
-        runtime,
-        "ruling",
-        {
-            "orderId": hex32(order.order_id),
-            "buyerShareBps": 5_000,
-            "rationaleHash": hex32(rationale),
-            "validUntil": valid,
-            "signature": hex32(sig),
-        },
-    )
+    iid = put(runtime, "ruling", svc.ruling_payload(order.order_id))
     estimate, moved = runtime.chain.estimate, []
 
     def seller_answers_first(fn: Any, sender: Any, **kw: Any) -> int:

@@ -195,16 +195,7 @@ def test_preflight_reads_an_order_again_when_it_moved_before_the_estimate(
     order = svc.delivered()
     runtime.escrow.open_dispute(order, svc["buyer"])
     disputed = svc.order(order.order_id)
-    valid = runtime.chain.now() + DAY
-    rationale = content_hash(b"half each")
-    sig = runtime.escrow.sign_ruling(svc["arbitrator"].key, order.order_id, 5_000, rationale, valid)
-    payload = {
-        "orderId": hex32(order.order_id),
-        "buyerShareBps": 5_000,
-        "rationaleHash": hex32(rationale),
-        "validUntil": valid,
-        "signature": hex32(sig),
-    }
+    payload = svc.ruling_payload(order.order_id)
     estimate_from, calls = runtime.chain.estimate_from, []
 
     def seller_answers_first(fn: Any, sender: str, **kw: Any) -> int:

@@ -128,6 +128,19 @@ class Svc:
             "signature": hex32(att.signature),
         }
 
+    def ruling_payload(self, oid: bytes, share_bps: int = 5_000) -> dict[str, Any]:
+        """The platform arbitrator's signed Ruling on ``oid``, as a ``ruling`` intent's payload."""
+        valid = self.rt.chain.now() + DAY
+        rationale = content_hash(b"half each")
+        sig = self.rt.escrow.sign_ruling(self["arbitrator"].key, oid, share_bps, rationale, valid)
+        return {
+            "orderId": hex32(oid),
+            "buyerShareBps": share_bps,
+            "rationaleHash": hex32(rationale),
+            "validUntil": valid,
+            "signature": hex32(sig),
+        }
+
     def attest(self, order: Order, milestone: int) -> Order:
         """The oracle attests directly (not through the relayer)."""
         p = self.attest_payload(order.order_id, milestone)

@@ -226,23 +226,29 @@ def finish(
     if claimed is not None and claimed.refused and not claimed.made:
         return  # the key is another request's
 
+    mine = (IdempotencyRecord.principal_id == owner) & (IdempotencyRecord.key == key)
+
     def keep(s: Session) -> None:
-        row = None if claimed is not None and not claimed.made else s.get(IdempotencyRecord, (owner, key))
-        if row is None:
-            if claimed is None or claimed.made or status >= 500:
+        if claimed is not None and not claimed.made:  # the request wrote nothing: its record, with its answer
+            if status >= 500:
                 return
             row = _record(rt, owner, key, claimed.request_hash, claimed.method, claimed.path)
+            row.status_code, row.content_type, row.response_body = status, content_type, body
             try:
                 with s.begin_nested():
                     s.add(row)
             except IntegrityError:  # a twin request claimed it meanwhile: its answer is the key's
-                return
-        if status >= 500:
-            s.delete(row)
+                pass
             return
-        row.status_code = status
-        row.content_type = content_type
-        row.response_body = body
+        # one Core statement on the request's own record (no load and unit-of-work flush under the lock)
+        if status >= 500:
+            s.execute(delete(IdempotencyRecord).where(mine))
+        else:
+            s.execute(
+                update(IdempotencyRecord)
+                .where(mine)
+                .values(status_code=status, content_type=content_type, response_body=body)
+            )
 
     write(rt.db, keep, durable=False)  # committed with concurrent requests' writes
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -206,3 +207,25 @@ def test_only_posts_whose_effects_are_writes_defer_their_claim(
     assert writes.get("app.services.idempotency.claim") == 1, (resp.status_code, resp.text, writes)
     kept = record(runtime, key)
     assert kept is not None and kept.status_code == resp.status_code
+
+
+def test_a_5xx_after_the_claim_was_made_frees_the_key(
+    client: TestClient, keys: Keys, wallets: Wallets, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order was written (and the claim with it), then the answer failed: the record is deleted, so the
+    client's retry runs again instead of being told the key is in flight."""
+    key = uuid.uuid4().hex
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the answer could not be built")
+
+    monkeypatch.setattr(orders, "public", broken)
+    failed = client.post("/v1/orders", json=body(wallets, "IDEM-CLAIM-500"), headers=auth(keys.merchant, key))
+    assert failed.status_code == 500
+    assert record(runtime, key) is None
+    monkeypatch.undo()
+    retried = client.post(
+        "/v1/orders", json=body(wallets, "IDEM-CLAIM-500"), headers=auth(keys.merchant, key)
+    )
+    assert_problem(retried, 409, "order_exists")  # it ran again: the first attempt's order is there
+    assert "idempotent-replayed" not in retried.headers

@@ -415,11 +415,6 @@ class _GroupWriter:
     def _loop(self) -> None:
         while True:
             batch = [self.jobs.get()]
-            while len(batch) < self.MAX_JOBS:
-                try:
-                    batch.append(self.jobs.get_nowait())
-                except queue.Empty:
-                    break
             try:
                 self._commit(batch)
             except BaseException as exc:  # the thread must live on: its callers would wait forever
@@ -442,13 +437,25 @@ class _GroupWriter:
         finally:
             session.close()
 
+    def _take(self, batch: list[_Job]) -> None:
+        """Add the jobs waiting now to ``batch`` (in place: the loop sees every job it took)."""
+        while len(batch) < self.MAX_JOBS:
+            try:
+                batch.append(self.jobs.get_nowait())
+            except queue.Empty:
+                return
+
     def _commit(self, batch: list[_Job]) -> None:
-        lazy = not any(job.durable for job in batch)
-        engine = self.engine.execution_options(**{LAZY_COMMIT: True}) if lazy else self.engine
         writer = _writer_lock(self.engine)
         assert writer is not None
         with writer:
             got = time.perf_counter()
+            # The jobs that came while the lock was held by another process (the sweeps of ``tradeguard
+            # run``, another API process) join this transaction: taken before the lock, they would each wait
+            # for another BEGIN IMMEDIATE, commit and disk sync behind this one.
+            self._take(batch)
+            lazy = not any(job.durable for job in batch)
+            engine = self.engine.execution_options(**{LAZY_COMMIT: True}) if lazy else self.engine
             try:
                 with engine.connect() as conn, conn.begin():
                     for job in batch:

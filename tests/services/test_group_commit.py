@@ -142,3 +142,66 @@ def test_an_observer_that_fails_changes_no_write(runtime: Runtime, caplog: pytes
     assert _keys(runtime) == {"gc-a", "gc-b", "gc-c"}
     failed = [r for r in caplog.records if "write observer failed" in r.getMessage()]
     assert len(failed) == 3 and all(r.exc_info is not None for r in failed)
+
+
+class _Watched:
+    """A writer lock's in-process lock that tells when a thread other than the test's asks for it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.asked = inner, threading.Event()
+        self.owner = threading.get_ident()
+
+    def acquire(self) -> bool:
+        if threading.get_ident() != self.owner:
+            self.asked.set()
+        return bool(self.inner.acquire())
+
+    def release(self) -> None:
+        self.inner.release()
+
+
+def test_jobs_that_queue_while_another_process_writes_join_one_transaction(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group writer takes its batch once it holds the write lock: jobs that came while the lock was
+    held elsewhere (the sweeps of ``tradeguard run`` are another process) share one transaction, instead
+    of the first one paying a BEGIN and a disk sync of its own and the rest another."""
+    engine = runtime.db.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("group commit is SQLite's (PostgreSQL writes go one transaction each)")
+    group = db_session._group(engine)
+    lock = db_session._writer_lock(engine)
+    assert lock is not None
+    watched = _Watched(lock._local)
+    monkeypatch.setattr(lock, "_local", watched)
+    begins: list[int] = []
+
+    def counted(conn: Any) -> None:
+        begins.append(1)
+
+    event.listen(engine, "begin", counted)
+    outcomes: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        outcomes[i] = write(runtime.db, lambda s: s.add(KeyValue(key=f"gc-{i}", value={})))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(JOBS)]
+    try:
+        with lock:  # as another process's write transaction: the group writer waits for it
+            threads[0].start()
+            assert watched.asked.wait(10)  # the writer took job 0 and waits for the lock
+            for t in threads[1:]:
+                t.start()
+            for _ in range(1000):
+                if group.jobs.qsize() == JOBS - 1:
+                    break
+                threading.Event().wait(0.01)
+            assert group.jobs.qsize() == JOBS - 1
+            assert not begins
+        for t in threads:
+            t.join(30)
+    finally:
+        event.remove(engine, "begin", counted)
+    assert outcomes == dict.fromkeys(range(JOBS))
+    assert _keys(runtime) == {f"gc-{i}" for i in range(JOBS)}
+    assert len(begins) == 1  # one transaction for all twelve (it was two: job 0's, then the rest)

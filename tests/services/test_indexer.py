@@ -530,6 +530,31 @@ def test_a_row_created_after_funding_catches_up(shop: Shop) -> None:
     assert shop.webhook_types(auth.order_id) == ["order.funded"]
 
 
+def test_a_pass_with_nothing_new_takes_no_write_lock(shop: Shop) -> None:
+    """The catch-up of late rows is looked for in a read transaction: an indexer pass that finds no new
+    block and no row to catch up opens no write transaction (it took the write lock every pass)."""
+    from tests.services.test_relayer_support import write_sites
+
+    shop.fund(shop.factory.auth(order_ref="quiet-1"))
+    indexer.sync(shop.rt)
+    with write_sites() as sites:
+        indexer.sync(shop.rt)
+    assert sites == []
+
+
+def test_the_catch_up_looks_orders_up_by_id_not_by_reading_every_event(shop: Shop) -> None:
+    """SQLite's plan for the catch-up query searches the events by order id for each order awaiting
+    funding; it never scans the indexed events, whose number grows with the chain's age."""
+    engine = shop.rt.db.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the plan checked is SQLite's (PostgreSQL plans the same query as a semi-join)")
+    sql = str(indexer.CATCH_UP.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    assert any(step.startswith("SEARCH chain_events USING INDEX") for step in plan), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan
+
+
 def test_terms_that_differ_from_the_row_flag_the_order_for_review(shop: Shop) -> None:
     rt = shop.rt
     auth = shop.api_order("SO-1011")

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -114,6 +114,10 @@ class _ChainMoved(Exception):
 
 
 def _ensure_cursor(rt: Runtime) -> None:
+    """Create the cursor if there is none; only a read when there is (every pass but the first)."""
+    with read_transaction(rt.db) as s:
+        if s.get(KeyValue, CURSOR_KEY) is not None:
+            return
     try:
         with transaction(rt.db) as s:
             if s.get(KeyValue, CURSOR_KEY) is None:
@@ -370,7 +374,11 @@ def _order_of_dispute(
 
 
 def _catch_up_rows(rt: Runtime, report: IndexReport) -> None:
-    """Project rows the API created after their order was indexed, when no new range does it."""
+    """Project rows the API created after their order was indexed, when no new range does it. Looked for
+    in a read transaction first: a pass with nothing to do takes no write lock."""
+    with read_transaction(rt.db) as s:
+        if not _rows_to_catch_up(s):
+            return
     with transaction(rt.db) as s:
         if not _rows_to_catch_up(s):
             return
@@ -380,12 +388,17 @@ def _catch_up_rows(rt: Runtime, report: IndexReport) -> None:
             _project(s, order_id, symbols, report)
 
 
+#: Rows the API created after their order was already funded (and indexed) on chain. Each order awaiting
+#: funding is looked up in the events by its id (an index search). ``id IN (SELECT order_id ...)`` read every
+#: indexed event on SQLite, in each pass and under the write lock: a pass cost more the older the chain.
+CATCH_UP = select(Order.id).where(
+    Order.status == projection.AWAITING_FUNDING,
+    exists().where(ChainEvent.order_id == Order.id, ChainEvent.name == "OrderFunded"),
+)
+
+
 def _rows_to_catch_up(s: Session) -> list[str]:
-    """Rows the API created after their order was already funded (and indexed) on chain."""
-    funded = select(ChainEvent.order_id).where(ChainEvent.name == "OrderFunded")
-    return list(
-        s.scalars(select(Order.id).where(Order.status == projection.AWAITING_FUNDING, Order.id.in_(funded)))
-    )
+    return list(s.scalars(CATCH_UP))
 
 
 def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 
 #: Execution option marking a connection's transactions as read-only (see :func:`read_transaction`).
 READ_ONLY = "tradeguard_read_only"
@@ -509,3 +510,43 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         finally:
             session.expunge_all()  # what was read stays readable after the rollback (which would expire it)
             session.rollback()
+
+
+M = TypeVar("M", bound=DeclarativeBase)
+
+
+def insert_new(session: Session, model: type[M], values: dict[str, Any]) -> M | None:
+    """Insert one row of ``model`` unless its primary key or a unique column is taken; the row (persistent
+    in ``session``, no query to load it) if it was inserted, else None and nothing changed.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING``: no look-up before it and no savepoint around it. Under group
+    commit every statement of a job is paid for by every writer queued behind the lock (issue 8). Other
+    dialects get the look-up-free equivalent in a savepoint."""
+    row: dict[str, Any] = {}
+    for column in model.__table__.columns:
+        default = column.default
+        if column.key in values:
+            row[column.key] = values[column.key]
+        elif column.server_default is not None:
+            continue  # the database's own
+        elif default is None:
+            row[column.key] = None
+        else:  # the column's Python default, as a flush would compute it (callables take a context)
+            row[column.key] = default.arg if default.is_scalar else default.arg(None)
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(model).values(**row)
+        key = list(model.__table__.primary_key)
+        # RETURNING, not the row count: SQLAlchemy reports none (-1) for it on PostgreSQL
+        if session.execute(insert.on_conflict_do_nothing().returning(*key)).first() is None:
+            return None
+    else:
+        try:
+            with session.begin_nested():
+                session.execute(model.__table__.insert().values(**row))  # type: ignore[attr-defined]
+        except sa_exc.IntegrityError:
+            return None
+    obj = model(**row)
+    make_transient_to_detached(obj)  # as if just loaded: what it holds is what the row holds
+    session.add(obj)
+    return obj

@@ -24,15 +24,13 @@ Every allocation reconciles with the chain:
 
 from __future__ import annotations
 
-from typing import Any
-
 from eth_utils import to_checksum_address
 from sqlalchemy import or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.chain.client import ChainClient
 from app.db.models import Intent, KeyValue, utcnow
+from app.db.session import insert_new
 
 SENT = "sent"
 
@@ -44,15 +42,7 @@ def nonce_key(address: str) -> str:
 
 def _locked_row(session: Session, key: str) -> KeyValue:
     """The row of ``key``, created if missing, locked until the end of the caller's transaction."""
-    dialect = session.get_bind().dialect.name
-    values: dict[str, Any] = {"key": key, "value": {}, "updated_at": utcnow()}
-    if dialect == "postgresql":
-        session.execute(postgresql.insert(KeyValue).values(**values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        session.execute(sqlite.insert(KeyValue).values(**values).on_conflict_do_nothing())
-    elif session.get(KeyValue, key) is None:
-        session.add(KeyValue(**values))
-        session.flush()
+    insert_new(session, KeyValue, {"key": key, "value": {}, "updated_at": utcnow()})
     stmt = select(KeyValue).where(KeyValue.key == key).with_for_update()
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
 

@@ -36,14 +36,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from app.chain import eip712
 from app.chain.client import Fees, PreparedTx, Receipt
 from app.chain.escrow import Order
 from app.db.models import Intent, utcnow
-from app.db.session import read_transaction, transaction
+from app.db.session import insert_new, read_transaction, transaction
 from app.errors import (
     ChainError,
     ChainUnavailable,
@@ -131,25 +130,21 @@ def submit(
     if order_id is not None and order_id.lower() != oid:
         raise InvalidInput("order_mismatch", f"intent for order {oid} filed under {order_id}")
     digest = compute_intent_hash(kind, parsed)
-    existing = session.scalar(select(Intent).where(Intent.intent_hash == digest))
-    if existing is not None:
-        return existing
-    intent = Intent(
-        kind=kind,
-        order_id=oid,
-        intent_hash=digest,
-        payload=parsed.model_dump(mode="json"),
-        gas_limit=gas_limit,
+    # one INSERT that a recorded twin (or a concurrent submit of the same intent) turns into nothing
+    intent = insert_new(
+        session,
+        Intent,
+        {
+            "kind": kind,
+            "order_id": oid,
+            "intent_hash": digest,
+            "payload": parsed.model_dump(mode="json"),
+            "gas_limit": gas_limit,
+        },
     )
-    try:
-        with session.begin_nested():  # a concurrent submit of the same intent loses the race here
-            session.add(intent)
-    except IntegrityError:
-        found = session.scalar(select(Intent).where(Intent.intent_hash == digest))
-        if found is None:
-            raise
-        return found
-    return intent
+    if intent is not None:
+        return intent
+    return session.scalars(select(Intent).where(Intent.intent_hash == digest)).one()
 
 
 def revive(intent: Intent, now: datetime | None = None) -> bool:

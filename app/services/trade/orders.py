@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.chain import eip712
 from app.chain.messages import ZERO_ADDRESS, BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
 from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
-from app.db.session import read_transaction, transaction, write
+from app.db.session import insert_new, read_transaction, transaction, write
 from app.domain import contract_errors, order_rules
 from app.domain.encoding import hex32, rfc3339
 from app.domain.ids import content_hash, order_id, tracking_hash
@@ -397,36 +397,29 @@ def _claim_permit(s: Session, order: Order, nonce: int, intent: Intent) -> None:
     A permit acts once: two fundings signed at the same nonce both pass the simulation while neither is
     mined, and the second would fail on chain. A claim whose intent failed is taken over.
     """
-    key = (order.token, order.buyer, nonce)
-    claim = s.get(PermitClaim, key, with_for_update=True)
-    if claim is not None and claim.intent_id != intent.id:
-        holder = s.get(Intent, claim.intent_id)
-        if holder is not None and holder.status != "failed":
-            raise DomainError(
-                "permit_nonce_conflict",
-                f"the buyer's permit nonce {nonce} is already used by the pending funding of order "
-                f"{claim.order_id}; fund this order once that one is mined (re-fetch its signing documents),"
-                " or fund it from an allowance without a permit",
-                nonce=nonce,
-                order_id=claim.order_id,
-            )
-        s.delete(claim)
-        s.flush()
-        claim = None
-    if claim is None:
-        try:
-            with s.begin_nested():  # a concurrent funding at the same nonce loses here
-                s.add(
-                    PermitClaim(
-                        token=key[0], owner=key[1], nonce=nonce, intent_id=intent.id, order_id=order.id
-                    )
-                )
-        except IntegrityError as exc:
-            raise DomainError(
-                "permit_nonce_conflict",
-                f"the buyer's permit nonce {nonce} was just used by another funding",
-                nonce=nonce,
-            ) from exc
+    values = {"token": order.token, "owner": order.buyer, "nonce": nonce}
+    if insert_new(s, PermitClaim, {**values, "intent_id": intent.id, "order_id": order.id}) is not None:
+        return  # one INSERT, no look-up before it: the nonce was free
+    claim = s.get(PermitClaim, (order.token, order.buyer, nonce), with_for_update=True)
+    if claim is None:  # taken and let go again meanwhile: nothing to take over here
+        raise DomainError(
+            "permit_nonce_conflict",
+            f"the buyer's permit nonce {nonce} was just used by another funding",
+            nonce=nonce,
+        )
+    if claim.intent_id == intent.id:
+        return  # the same intent again
+    holder = s.get(Intent, claim.intent_id)
+    if holder is not None and holder.status != "failed":
+        raise DomainError(
+            "permit_nonce_conflict",
+            f"the buyer's permit nonce {nonce} is already used by the pending funding of order "
+            f"{claim.order_id}; fund this order once that one is mined (re-fetch its signing documents),"
+            " or fund it from an allowance without a permit",
+            nonce=nonce,
+            order_id=claim.order_id,
+        )
+    claim.intent_id, claim.order_id = intent.id, order.id  # the failed funding's claim is taken over
 
 
 def buyer_decision(

@@ -322,6 +322,9 @@ class Intent(Base):
     """
 
     __tablename__ = "intents"
+    #: a sender's nonces from a point on (the nonce allocator's look-up of the nonces its transactions hold):
+    #: a search, not a read of every intent ever sent
+    __table_args__ = (Index("ix_intents_sender_nonce", "sender", "nonce"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("int"))
     kind: Mapped[str] = mapped_column(String(24))
     order_id: Mapped[str | None] = mapped_column(String(66), index=True)

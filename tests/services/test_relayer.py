@@ -456,3 +456,74 @@ def test_a_batch_entry_skipped_for_a_moved_order_is_checked_again(
     assert "OrderDataMismatch" in (skipped.error or "")
     relay(runtime, now=skipped.next_attempt_at)
     assert (svc.intent(iid).status, svc.intent(iid).error_name) == (FAILED, "InvalidStatus")
+
+
+def _prepares(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """(nonce, inside a write transaction) of every transaction the relayer signs."""
+    from app.db import tripwire
+
+    seen: list[tuple[int, bool]] = []
+    prepare = rt.chain.prepare
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        tx = prepare(*args, **kwargs)
+        seen.append((tx.nonce, tripwire.open_write_transaction() is not None))
+        return tx
+
+    monkeypatch.setattr(rt.chain, "prepare", spied)
+    return seen
+
+
+def test_transactions_are_signed_before_the_write_transaction(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encoding a call and signing it keep no writer waiting: the relayer signs at the nonces it expects,
+    then only allocates and records them under the write lock."""
+    from app.db import tripwire
+
+    svc = Svc(runtime)
+    auth = svc.auth()
+    svc.mint(svc["buyer"].address, auth.amount)
+    iid = put(runtime, "fund", svc.fund_payload(auth))
+    armed = tripwire.armed()
+    if not armed:
+        tripwire.arm()
+    signed = _prepares(runtime, monkeypatch)
+    try:
+        relay(runtime)
+    finally:
+        if not armed:
+            tripwire.disarm()
+
+    intent = svc.intent(iid)
+    assert intent.status == CONFIRMED
+    assert signed == [(intent.nonce, False)]  # signed once, outside the write transaction
+
+
+def test_a_transaction_expected_at_another_nonce_is_signed_again_inside(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the nonce allocated is not the one expected (another relayer took it meanwhile), the unit is
+    signed again at the allocated one: what goes on chain always carries the nonce recorded."""
+    from app.db import tripwire
+
+    svc = Svc(runtime)
+    auth = svc.auth()
+    svc.mint(svc["buyer"].address, auth.amount)
+    iid = put(runtime, "fund", svc.fund_payload(auth))
+    expected = nonce_manager.expected
+    monkeypatch.setattr(nonce_manager, "expected", lambda s, a, c, n: [x + 5 for x in expected(s, a, c, n)])
+    armed = tripwire.armed()
+    if not armed:
+        tripwire.arm()
+    signed = _prepares(runtime, monkeypatch)
+    try:
+        relay(runtime)
+    finally:
+        if not armed:
+            tripwire.disarm()
+
+    intent = svc.intent(iid)
+    assert intent.status == CONFIRMED
+    assert [inside for _n, inside in signed] == [False, True]  # expected at n + 5, signed again at n
+    assert signed[1][0] == intent.nonce == signed[0][0] - 5

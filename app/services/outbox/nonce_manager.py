@@ -77,15 +77,36 @@ def allocate(session: Session, address: str, on_chain: int) -> int:
     ``on_chain`` is the chain's pending nonce read before the transaction (:func:`chain_nonce`).
     """
     row = _locked_row(session, nonce_key(address))
-    stored = int(row.value.get("next", 0))
-    candidate = max(stored, on_chain)
     held = held_nonces(session, address, on_chain)
+    nonce, following = _choose(int(row.value.get("next", 0)), on_chain, held)
+    row.value = {"next": following, "chain": on_chain}
+    return nonce
+
+
+def _choose(stored: int, on_chain: int, held: set[int]) -> tuple[int, int]:
+    """The nonce to allocate, and the stored next nonce after it: the first gap from ``on_chain`` up that no
+    recorded transaction holds, else the stored counter."""
+    candidate = max(stored, on_chain)
     gaps = [n for n in range(on_chain, candidate) if n not in held]
     nonce = gaps[0] if gaps else candidate
     while nonce in held:  # the stored counter is behind recorded transactions (it never should be)
         nonce += 1
-    row.value = {"next": max(candidate, nonce + 1), "chain": on_chain}
-    return nonce
+    return nonce, max(candidate, nonce + 1)
+
+
+def expected(session: Session, address: str, on_chain: int, count: int) -> list[int]:
+    """The nonces ``count`` allocations in one transaction would give if nothing changed meanwhile (a read:
+    no lock). The relayer signs its transactions at these before it takes the write lock, and signs again
+    inside only one whose allocated nonce differs."""
+    row = session.get(KeyValue, nonce_key(address))
+    stored = 0 if row is None else int(row.value.get("next", 0))
+    held = held_nonces(session, address, on_chain)
+    nonces: list[int] = []
+    for _ in range(count):
+        nonce, stored = _choose(stored, on_chain, held)
+        held.add(nonce)
+        nonces.append(nonce)
+    return nonces
 
 
 def sync(session: Session, address: str, on_chain: int) -> int:
@@ -104,4 +125,4 @@ def peek(session: Session, address: str) -> int | None:
     return None if row is None or "next" not in row.value else int(row.value["next"])
 
 
-__all__ = ["allocate", "chain_nonce", "held_nonces", "nonce_key", "peek", "sync"]
+__all__ = ["allocate", "chain_nonce", "expected", "held_nonces", "nonce_key", "peek", "sync"]

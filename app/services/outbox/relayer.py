@@ -580,15 +580,16 @@ class _Pass:
             for r in ready:
                 self.retry(r.unit.ids, exc)
             return []
+        presigned = self.presign(ready, on_chain)
         signed: list[tuple[_Unit, PreparedTx]] = []
         troubled: list[tuple[_Unit, Exception]] = []
         try:
             with transaction(self.rt.db) as s:
-                for r in ready:
+                for r, early in zip(ready, presigned, strict=True):
                     try:
                         with s.begin_nested():
                             nonce = nonce_manager.allocate(s, self.sender, on_chain)
-                            tx = self.rt.chain.prepare(r.fn, self.rt.relayer, nonce, r.gas, gas_price=r.fees)
+                            tx = early if early is not None and early.nonce == nonce else self.sign(r, nonce)
                             self.record(s, r.unit, tx)
                     except _Claimed:
                         self.report.deferred += len(r.unit.intents)
@@ -611,6 +612,29 @@ class _Pass:
             if self.broadcast(tx.tx_hash, tx.nonce, tx.raw, again=False):
                 hashes.append(tx.tx_hash)
         return hashes
+
+    def sign(self, r: _Ready, nonce: int) -> PreparedTx:
+        """``r`` signed at ``nonce``; no call to the node (its gas limit and fees are fixed)."""
+        return self.rt.chain.prepare(r.fn, self.rt.relayer, nonce, r.gas, gas_price=r.fees)
+
+    def presign(self, ready: list[_Ready], on_chain: int) -> list[PreparedTx | None]:
+        """Each unit signed at the nonce it is expected to get, before the write transaction: encoding the
+        call and signing it (a batch of orders is long calldata) then keep no writer waiting. A unit whose
+        allocated nonce turns out different is signed again inside; one that cannot be signed here (None)
+        is signed inside, where its error is its own."""
+        try:
+            with read_transaction(self.rt.db) as s:
+                nonces = nonce_manager.expected(s, self.sender, on_chain, len(ready))
+        except Exception:  # a read that failed: everything is signed inside, as before
+            log.warning("could not read the expected nonces; signing under the write lock", exc_info=True)
+            return [None] * len(ready)
+        early: list[PreparedTx | None] = []
+        for r, nonce in zip(ready, nonces, strict=True):
+            try:
+                early.append(self.sign(r, nonce))
+            except Exception:
+                early.append(None)
+        return early
 
     def estimated(self, unit: _Unit) -> int | None:
         """The gas limit the funding's own check estimated, for a funding that goes out alone on its first

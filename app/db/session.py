@@ -23,6 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.sql.base import Executable
 
 #: Execution option marking a connection's transactions as read-only (see :func:`read_transaction`).
 READ_ONLY = "tradeguard_read_only"
@@ -377,6 +378,25 @@ def write(factory: sessionmaker[Session], job: Callable[[Session], T], *, durabl
         return _group(bind).run(with_first, durable, site)
 
 
+def write_statement(factory: sessionmaker[Session], statement: Executable, *, durable: bool = True) -> None:
+    """Run one Core statement (an ``UPDATE`` or ``DELETE`` of known rows) as :func:`write` runs a job, but
+    under group commit without a savepoint and a session of its own: two statements and a unit of work
+    less under the write lock. A request's pending first-write step goes the way of :func:`write`."""
+    bind = factory.kw.get("bind")
+    first = _FIRST_WRITE.get()
+    caller = sys._getframe(1)
+    site = f"{caller.f_globals.get('__name__', '?')}.{caller.f_code.co_name}"
+    if _writer_lock(bind) is None or not isinstance(bind, Engine) or (first is not None and not first.done):
+        with transaction(factory, durable=durable, site=site) as session:
+            session.execute(statement)
+        return
+    _group(bind).run(_no_session, durable, site, statement)
+
+
+def _no_session(_session: Session) -> None:  # a statement job's ``fn``: never called
+    raise AssertionError("a statement job runs its statement, not a function")
+
+
 @dataclass(eq=False)
 class _Job:
     fn: Callable[[Session], Any]
@@ -390,6 +410,8 @@ class _Job:
     error: BaseException | None = None
     #: The batch's commit returned: the job's writes are kept whatever happens next.
     committed: bool = False
+    #: A single Core statement run on the batch's connection instead of ``fn`` (:func:`write_statement`).
+    statement: Executable | None = None
 
 
 class _GroupWriter:
@@ -404,8 +426,10 @@ class _GroupWriter:
         self.thread = threading.Thread(target=self._loop, name="db-group-commit", daemon=True)
         self.thread.start()
 
-    def run(self, fn: Callable[[Session], T], durable: bool, site: str) -> T:
-        job = _Job(fn, durable, site)
+    def run(
+        self, fn: Callable[[Session], T], durable: bool, site: str, statement: Executable | None = None
+    ) -> T:
+        job = _Job(fn, durable, site, statement=statement)
         self.jobs.put(job)
         job.done.wait()
         if job.error is not None:
@@ -428,7 +452,14 @@ class _GroupWriter:
 
     @staticmethod
     def _one(conn: Any, job: _Job) -> None:
-        """Run one job in its own savepoint of the batch's transaction on ``conn``."""
+        """Run one job in its own savepoint of the batch's transaction on ``conn`` (a single statement runs
+        without one: SQLite undoes a failed statement alone, and the transaction goes on)."""
+        if job.statement is not None:
+            try:
+                conn.execute(job.statement)
+            except BaseException as exc:
+                job.error = exc
+            return
         session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
         try:
             with session.begin():

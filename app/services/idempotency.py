@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import IdempotencyRecord, utcnow
-from app.db.session import before_first_write, read_transaction, transaction, write
+from app.db.session import before_first_write, read_transaction, transaction, write, write_statement
 from app.errors import IdempotencyConflict
 from app.services.runtime import Runtime
 
@@ -226,31 +226,29 @@ def finish(
     if claimed is not None and claimed.refused and not claimed.made:
         return  # the key is another request's
 
-    mine = (IdempotencyRecord.principal_id == owner) & (IdempotencyRecord.key == key)
+    if claimed is not None and not claimed.made:  # the request wrote nothing: its record, with its answer
+        if status >= 500:
+            return
+        row = _record(rt, owner, key, claimed.request_hash, claimed.method, claimed.path)
+        row.status_code, row.content_type, row.response_body = status, content_type, body
 
-    def keep(s: Session) -> None:
-        if claimed is not None and not claimed.made:  # the request wrote nothing: its record, with its answer
-            if status >= 500:
-                return
-            row = _record(rt, owner, key, claimed.request_hash, claimed.method, claimed.path)
-            row.status_code, row.content_type, row.response_body = status, content_type, body
+        def keep(s: Session) -> None:
             try:
                 with s.begin_nested():
                     s.add(row)
             except IntegrityError:  # a twin request claimed it meanwhile: its answer is the key's
                 pass
-            return
-        # one Core statement on the request's own record (no load and unit-of-work flush under the lock)
-        if status >= 500:
-            s.execute(delete(IdempotencyRecord).where(mine))
-        else:
-            s.execute(
-                update(IdempotencyRecord)
-                .where(mine)
-                .values(status_code=status, content_type=content_type, response_body=body)
-            )
 
-    write(rt.db, keep, durable=False)  # committed with concurrent requests' writes
+        write(rt.db, keep, durable=False)  # committed with concurrent requests' writes
+        return
+    # one Core statement on the request's own record: no load, no unit of work and (group commit) no
+    # savepoint under the write lock
+    mine = (IdempotencyRecord.principal_id == owner) & (IdempotencyRecord.key == key)
+    if status >= 500:
+        write_statement(rt.db, delete(IdempotencyRecord).where(mine), durable=False)
+    else:
+        answer = {"status_code": status, "content_type": content_type, "response_body": body}
+        write_statement(rt.db, update(IdempotencyRecord).where(mine).values(**answer), durable=False)
 
 
 def purge_expired(rt: Runtime, limit: int = PURGE_BATCH) -> int:

@@ -205,3 +205,34 @@ def test_jobs_that_queue_while_another_process_writes_join_one_transaction(
     assert outcomes == dict.fromkeys(range(JOBS))
     assert _keys(runtime) == {f"gc-{i}" for i in range(JOBS)}
     assert len(begins) == 1  # one transaction for all twelve (it was two: job 0's, then the rest)
+
+
+def test_a_statement_job_shares_the_batch_without_a_savepoint_and_fails_alone(runtime: Runtime) -> None:
+    """:func:`write_statement`: one Core statement, run in the batch's transaction itself. A failed one
+    changes nothing (SQLite undoes a failed statement alone) and the jobs around it are kept."""
+    from sqlalchemy import update
+
+    from app.db.session import write_statement
+
+    engine = runtime.db.kw["bind"]
+    for key in ("gc-a", "gc-b"):
+        write(runtime.db, lambda s, k=key: s.add(KeyValue(key=k, value={"n": 0})))
+    ran: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        write_statement(runtime.db, update(KeyValue).where(KeyValue.key == "gc-a").values(value={"n": 1}))
+        with pytest.raises(IntegrityError):  # the key of another row: refused
+            write_statement(runtime.db, update(KeyValue).where(KeyValue.key == "gc-a").values(key="gc-b"))
+        write(runtime.db, lambda s: s.add(KeyValue(key="gc-c", value={})))
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    with read_transaction(runtime.db) as s:
+        values = {kv.key: kv.value for kv in s.scalars(select(KeyValue).where(KeyValue.key.like("gc-%")))}
+    assert values == {"gc-a": {"n": 1}, "gc-b": {"n": 0}, "gc-c": {}}
+    if engine.dialect.name == "sqlite":
+        assert ran.count("SAVEPOINT") == 1  # the ORM job's only: the statements ran without one
+        assert ran.count("UPDATE") == 2

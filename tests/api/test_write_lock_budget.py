@@ -36,3 +36,30 @@ def test_write_transactions_are_on_metrics_by_site(client: TestClient, admin_key
     for site in ("app.services.principals.register", "app.services.idempotency.finish"):
         for phase in ("wait", "hold"):
             assert counts.get(f'phase="{phase}",site="{site}"', 0) >= 1, (site, phase, sorted(counts))
+
+
+def test_a_keys_use_is_one_lazy_update_at_most_once_a_window(client: TestClient, admin_key: str) -> None:
+    """Authenticating is a read; ``last_used_at`` is refreshed by one UPDATE when it is due (then not
+    again within :data:`~app.services.principals.LAST_USED_RESOLUTION`)."""
+    from app.db.models import ApiKey
+    from app.db.session import read_transaction
+    from app.services import principals
+    from app.services.runtime import get_runtime
+    from tests.services.test_relayer_support import write_sites
+
+    made = client.post(
+        "/v1/principals",
+        json={"role": "oracle", "address": "0x" + "cd" * 20, "name": "last-used"},
+        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["api_key"]
+    db = get_runtime().db
+    with write_sites() as sites:
+        first = principals.resolve(db, key)
+        again = principals.resolve(db, key)
+    assert first.id == again.id and first.name == "last-used"
+    assert sites == ["app.services.principals.touch"]  # the first use only
+    with read_transaction(db) as s:
+        stamps = [k.last_used_at for k in s.query(ApiKey).filter(ApiKey.principal_id == first.id)]
+    assert len(stamps) == 1 and stamps[0] is not None

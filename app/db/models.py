@@ -235,7 +235,12 @@ class ChainEvent(Base):
     """An escrow event as indexed (behind the confirmation depth); rows of orphaned blocks are deleted."""
 
     __tablename__ = "chain_events"
-    __table_args__ = (UniqueConstraint("tx_hash", "log_index"),)
+    __table_args__ = (
+        UniqueConstraint("tx_hash", "log_index"),
+        # an order's event of one kind, and an ERC-792 ruling's or evidence's dispute among the ``Dispute``
+        # events: searches, not reads of every indexed event (name alone would be chosen for both: a scan)
+        Index("ix_chain_events_name_order", "name", "order_id"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     block_number: Mapped[int] = mapped_column(BigInteger, index=True)
     block_hash: Mapped[str] = mapped_column(String(66))

@@ -55,7 +55,7 @@ def test_no_statement_of_the_demo_scans_a_growing_table(
         demo.run(client, admin_key, wallets, say=lambda _line: None)
     finally:
         event.remove(engine, "before_cursor_execute", note)
-    assert len(ran) > 50  # the demo ran the service's statements
+    assert len(ran) > 30  # the demo ran the service's statements (fewer when caches are warm)
 
     scans: list[str] = []
     with engine.connect() as conn:

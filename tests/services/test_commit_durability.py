@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.db.session import read_transaction, transaction, write
+from app.db.session import read_transaction, transaction, write, write_statement
 from app.services import idempotency
 from app.services.runtime import Runtime
 
@@ -35,13 +35,18 @@ def test_idempotency_bookkeeping_is_lazy_and_still_kept(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bool] = []
-    real = write
+    real, real_statement = write, write_statement
 
     def spying(factory, job, *, durable=True):  # type: ignore[no-untyped-def]
         seen.append(durable)
         return real(factory, job, durable=durable)
 
+    def spying_statement(factory, statement, *, durable=True):  # type: ignore[no-untyped-def]
+        seen.append(durable)
+        return real_statement(factory, statement, durable=durable)
+
     monkeypatch.setattr(idempotency, "write", spying)
+    monkeypatch.setattr(idempotency, "write_statement", spying_statement)  # the kept answer
     owner = "prn_durability"
     assert idempotency.claim(runtime, owner, "k-1", "h", "POST", "/v1/orders") is None
     idempotency.finish(runtime, owner, "k-1", 201, "application/json", b'{"ok": true}')

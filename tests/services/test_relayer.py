@@ -458,8 +458,8 @@ def test_a_batch_entry_skipped_for_a_moved_order_is_checked_again(
     assert (svc.intent(iid).status, svc.intent(iid).error_name) == (FAILED, "InvalidStatus")
 
 
-def _prepares(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
-    """(nonce, inside a write transaction) of every transaction the relayer signs."""
+def _relay_signing(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """One relayer pass; (nonce, inside a write transaction) of every transaction it signed."""
     from app.db import tripwire
 
     seen: list[tuple[int, bool]] = []
@@ -471,7 +471,22 @@ def _prepares(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, b
         return tx
 
     monkeypatch.setattr(rt.chain, "prepare", spied)
+    armed = tripwire.armed()
+    if not armed:
+        tripwire.arm()
+    try:
+        relay(rt)
+    finally:
+        if not armed:
+            tripwire.disarm()
     return seen
+
+
+def _one_funding(rt: Runtime) -> tuple[Svc, str]:
+    svc = Svc(rt)
+    auth = svc.auth()
+    svc.mint(svc["buyer"].address, auth.amount)
+    return svc, put(rt, "fund", svc.fund_payload(auth))
 
 
 def test_transactions_are_signed_before_the_write_transaction(
@@ -479,21 +494,8 @@ def test_transactions_are_signed_before_the_write_transaction(
 ) -> None:
     """Encoding a call and signing it keep no writer waiting: the relayer signs at the nonces it expects,
     then only allocates and records them under the write lock."""
-    from app.db import tripwire
-
-    svc = Svc(runtime)
-    auth = svc.auth()
-    svc.mint(svc["buyer"].address, auth.amount)
-    iid = put(runtime, "fund", svc.fund_payload(auth))
-    armed = tripwire.armed()
-    if not armed:
-        tripwire.arm()
-    signed = _prepares(runtime, monkeypatch)
-    try:
-        relay(runtime)
-    finally:
-        if not armed:
-            tripwire.disarm()
+    svc, iid = _one_funding(runtime)
+    signed = _relay_signing(runtime, monkeypatch)
 
     intent = svc.intent(iid)
     assert intent.status == CONFIRMED
@@ -505,23 +507,10 @@ def test_a_transaction_expected_at_another_nonce_is_signed_again_inside(
 ) -> None:
     """When the nonce allocated is not the one expected (another relayer took it meanwhile), the unit is
     signed again at the allocated one: what goes on chain always carries the nonce recorded."""
-    from app.db import tripwire
-
-    svc = Svc(runtime)
-    auth = svc.auth()
-    svc.mint(svc["buyer"].address, auth.amount)
-    iid = put(runtime, "fund", svc.fund_payload(auth))
+    svc, iid = _one_funding(runtime)
     expected = nonce_manager.expected
     monkeypatch.setattr(nonce_manager, "expected", lambda s, a, c, n: [x + 5 for x in expected(s, a, c, n)])
-    armed = tripwire.armed()
-    if not armed:
-        tripwire.arm()
-    signed = _prepares(runtime, monkeypatch)
-    try:
-        relay(runtime)
-    finally:
-        if not armed:
-            tripwire.disarm()
+    signed = _relay_signing(runtime, monkeypatch)
 
     intent = svc.intent(iid)
     assert intent.status == CONFIRMED

@@ -542,6 +542,34 @@ def test_a_pass_with_nothing_new_takes_no_write_lock(shop: Shop) -> None:
     assert sites == []
 
 
+def test_a_range_of_several_orders_reads_their_events_rows_and_webhooks_once(shop: Shop) -> None:
+    """The orders a range touches are projected with one query each for their events, their rows and their
+    emitted webhooks, not three or more per order under the write lock; the result is the same."""
+    from sqlalchemy import event as sa_event
+
+    engine = shop.rt.db.kw["bind"]
+    auths = [shop.api_order(f"MANY-{i}") for i in range(3)]
+    for auth in auths:
+        shop.fund(auth)
+    ran: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        ran.append(" ".join(statement.split()))
+
+    sa_event.listen(engine, "before_cursor_execute", note)
+    try:
+        indexer.sync(shop.rt)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", note)
+    loads = [q for q in ran if q.startswith("SELECT chain_events.") and "chain_events.order_id IN" in q]
+    assert len(loads) == 1, loads
+    assert not [q for q in ran if q.startswith("SELECT chain_events.") and "chain_events.order_id = " in q]
+    assert len([q for q in ran if q.startswith("SELECT webhook_events.id")]) <= 1
+    for auth in auths:
+        assert shop.row(auth.order_id).status == "funded"
+        assert shop.webhook_types(auth.order_id) == ["order.funded"]
+
+
 def test_the_catch_up_looks_orders_up_by_id_not_by_reading_every_event(shop: Shop) -> None:
     """SQLite's plan for the catch-up query searches the events by order id for each order awaiting
     funding; it never scans the indexed events, whose number grows with the chain's age."""

@@ -343,8 +343,7 @@ def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bo
         s.flush()
         touched.update(_rows_to_catch_up(s))
         symbols = {**{a: t.symbol for a, t in rt.tokens.items()}, **chunk.symbols}
-        for order_id in sorted(touched):
-            _project(s, order_id, symbols, report)
+        _project_all(s, sorted(touched), symbols, report)
         _set_cursor(row, chunk.end, chunk.headers[chunk.end].hash)
         s.execute(delete(IndexedBlock).where(IndexedBlock.number < chunk.end - BLOCK_HISTORY))
         report.events += len(chunk.events)
@@ -384,8 +383,7 @@ def _catch_up_rows(rt: Runtime, report: IndexReport) -> None:
             return
         _lock_cursor(s)
         symbols = {a: t.symbol for a, t in rt.tokens.items()}
-        for order_id in _rows_to_catch_up(s):
-            _project(s, order_id, symbols, report)
+        _project_all(s, _rows_to_catch_up(s), symbols, report)
 
 
 #: Rows the API created after their order was already funded (and indexed) on chain. Each order awaiting
@@ -413,7 +411,12 @@ def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
         .where(ChainEvent.order_id == order_id)
         .order_by(ChainEvent.block_number, ChainEvent.log_index)
     ).all()
-    row = s.get(Order, order_id)
+    return _own_events(events, s.get(Order, order_id))
+
+
+def _own_events(events: Sequence[ChainEvent], row: Order | None) -> Sequence[ChainEvent]:
+    """``events`` (one order id's, in chain order) without those of another buyer's order: see
+    :func:`_events_of`."""
     buyer = row.buyer if row is not None else _first_buyer(events)
     if buyer is None:
         return events
@@ -450,10 +453,51 @@ def _merchant_for(s: Session, seller: str) -> Principal | None:
     ).first()
 
 
+#: Orders projected per set of look-ups (a bound on the statements' parameters).
+PROJECT_SLICE = 500
+
+
 def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexReport) -> None:
     """Replay one order from all its events onto its row and emit webhooks for transitions not yet emitted."""
-    result, transitions = projection.replay(_events_of(s, order_id))
-    order = s.get(Order, order_id)
+    _project_all(s, [order_id], symbols, report)
+
+
+def _project_all(s: Session, order_ids: Sequence[str], symbols: dict[str, str], report: IndexReport) -> None:
+    """:func:`_project` for each of ``order_ids`` (a range's touched orders). Their events, their rows and
+    which of their transitions were emitted already are read with one query each for all of them: per order
+    that was three statements or more, each under the write lock (issue 8)."""
+    for start in range(0, len(order_ids), PROJECT_SLICE):
+        ids = list(dict.fromkeys(order_ids[start : start + PROJECT_SLICE]))
+        events: dict[str, list[ChainEvent]] = {oid: [] for oid in ids}
+        for e in s.scalars(
+            select(ChainEvent)
+            .where(ChainEvent.order_id.in_(ids))
+            .order_by(ChainEvent.block_number, ChainEvent.log_index)
+        ):
+            events[str(e.order_id)].append(e)
+        rows = {row.id: row for row in s.scalars(select(Order).where(Order.id.in_(ids)))}
+        replays = {oid: projection.replay(_own_events(events[oid], rows.get(oid))) for oid in ids}
+        wanted = [t.webhook_id for _result, transitions in replays.values() for t in transitions]
+        emitted: set[str] = set()
+        if wanted:
+            emitted.update(s.scalars(select(WebhookEvent.id).where(WebhookEvent.id.in_(wanted))))
+        for oid in ids:
+            result, transitions = replays[oid]
+            _project_one(s, oid, rows.get(oid), result, transitions, emitted, symbols, report)
+
+
+def _project_one(
+    s: Session,
+    order_id: str,
+    order: Order | None,
+    result: projection.Projection,
+    transitions: Sequence[projection.Transition],
+    emitted: set[str],
+    symbols: dict[str, str],
+    report: IndexReport,
+) -> None:
+    """Put one order's replayed ``result`` on its row (made if the seller is our merchant) and emit its
+    transitions not in ``emitted`` (which it extends)."""
     terms = result.terms
     if order is None:
         merchant = None if terms is None else _merchant_for(s, terms.seller)
@@ -472,10 +516,6 @@ def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexRe
     if projection.apply(order, result):
         report.orders += 1
     s.flush()
-    # one query for which of the order's transitions were emitted already (not one per transition of its
-    # history, each projection under the write lock: issue 8)
-    ids = [t.webhook_id for t in transitions]
-    emitted = set(s.scalars(select(WebhookEvent.id).where(WebhookEvent.id.in_(ids)))) if ids else set()
     for t in transitions:
         event_id = t.webhook_id
         if event_id not in emitted:
@@ -487,6 +527,7 @@ def _project(s: Session, order_id: str, symbols: dict[str, str], report: IndexRe
                 order_id,
                 projection.webhook_data(order_id, order.currency, t),
                 event_id,
+                new=True,
             )
             report.webhooks += 1
 

@@ -107,13 +107,15 @@ def emit(
     event_id: str | None = None,
     *,
     now: datetime | None = None,
+    new: bool = False,
 ) -> WebhookEvent:
     """Record an event for a merchant and queue it for each enabled endpoint that wants it.
 
     Runs in the caller's transaction. With ``event_id`` the call is idempotent: an event that already exists
     is returned as it is and queued nowhere again. Amount fields of ``payload`` become decimal strings.
+    ``new``: the caller knows (in this transaction) that ``event_id`` does not exist: it is not looked up.
     """
-    if event_id is not None:
+    if event_id is not None and not new:
         existing = session.get(WebhookEvent, event_id)
         if existing is not None:
             return existing

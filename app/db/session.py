@@ -558,6 +558,8 @@ def insert_new(session: Session, model: type[M], values: dict[str, Any]) -> M | 
         default = column.default
         if column.key in values:
             row[column.key] = values[column.key]
+        elif column.primary_key and default is None:  # an autoincrement key: it would be sent as NULL
+            raise ValueError(f"insert_new needs {model.__name__}.{column.key}: give its value")
         elif column.server_default is not None:
             continue  # the database's own
         elif default is None:

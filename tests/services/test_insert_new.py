@@ -121,3 +121,11 @@ def test_a_nonce_held_by_a_failed_funding_is_taken_over(runtime: Runtime) -> Non
     _claim(runtime, "0xa1", failed)
     _claim(runtime, "0xb2", other)
     assert _claims(runtime) == [(other.id, "0xb2")]
+
+
+def test_a_row_whose_key_the_database_would_number_is_refused(runtime: Runtime) -> None:
+    """An autoincrement key left out would be sent as NULL (PostgreSQL refuses it): the helper says so."""
+    from app.db.models import ChainEvent
+
+    with transaction(runtime.db) as s, pytest.raises(ValueError, match="ChainEvent.id"):
+        insert_new(s, ChainEvent, {"name": "OrderFunded"})

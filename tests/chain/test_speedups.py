@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from web3 import Web3
 
 from app.chain import compiler, speedups
+from tests.chain.conftest import Stack
 
 
 @given(st.binary(max_size=300))
@@ -105,3 +106,62 @@ def test_an_address_web3_refuses_is_refused_the_same_way(address: str) -> None:
     with pytest.raises(Exception) as theirs:
         fn._encode_transaction_data()
     assert type(ours.value) is type(theirs.value) and str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.anvil
+def test_a_plain_view_read_from_the_provider_is_what_web3_reads(anvil_stack: Stack) -> None:
+    chain, token = anvil_stack.chain, anvil_stack.deployment.token
+    escrow = anvil_stack.deployment.escrow.contract
+    buyer = anvil_stack.actors.buyer.address
+    for fn in (
+        token.functions.nonces(buyer),
+        token.functions.balanceOf(buyer),
+        token.functions.name(),
+        token.functions.decimals(),
+        escrow.functions.paused(),
+        escrow.functions.isTokenAllowed(token.address),
+    ):
+        value = speedups.view_call(chain.w3.provider, fn)
+        assert value is not speedups.NOT_DONE, fn.fn_name
+        assert value == fn.call() and type(value) is type(fn.call()), fn.fn_name
+        assert chain.call(fn) == value
+
+
+@pytest.mark.anvil
+def test_anything_else_goes_web3s_way(anvil_stack: Stack) -> None:
+    """An address or a struct returned (web3 normalises them), an argument web3 would refuse: not decoded
+    here, and :meth:`ChainClient.call` gives web3's answer."""
+    chain, escrow = anvil_stack.chain, anvil_stack.deployment.escrow.contract
+    provider = chain.w3.provider
+    assert speedups.view_call(provider, escrow.functions.treasury()) is speedups.NOT_DONE
+    assert chain.call(escrow.functions.treasury()) == escrow.functions.treasury().call()
+    assert speedups.view_call(provider, escrow.functions.config()) is speedups.NOT_DONE
+    lower = anvil_stack.actors.buyer.address.lower()
+    nonces = anvil_stack.deployment.token.functions.nonces(lower)
+    assert speedups.view_call(provider, nonces) is speedups.NOT_DONE
+
+
+class _Answering:
+    """A provider that answers every request with ``answer``."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def make_request(self, method: str, params: object) -> object:
+        assert method == "eth_call"
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"jsonrpc": "2.0", "id": 1, "error": {"code": 3, "message": "execution reverted", "data": "0x4e48"}},
+        {"jsonrpc": "2.0", "id": 1, "result": "0x"},  # no contract at the address
+        {"jsonrpc": "2.0", "id": 1, "result": None},
+        {"jsonrpc": "2.0", "id": 1, "result": "0x" + "00" * 31},  # shorter than a word
+    ],
+)
+def test_an_error_or_an_answer_that_is_not_the_type_is_not_decoded(answer: object) -> None:
+    address = to_checksum_address("0x" + "22" * 20)
+    token = Web3().eth.contract(address=address, abi=compiler.load_artifact("TestUSD")["abi"])
+    assert speedups.view_call(_Answering(answer), token.functions.nonces(address)) is speedups.NOT_DONE

@@ -170,7 +170,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: local,pg")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
-        "--api-workers-local", type=int, default=1, help="API processes in the local config (run --workers)"
+        "--api-workers-local",
+        type=int,
+        help="API processes in the local config (run --workers N; default: what `tradeguard run` starts)",
     )
     parser.add_argument("--api-workers-pg", type=int, default=2, help="API processes in the pg config")
     parser.add_argument("--clients", type=int, default=32)
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             "--api-workers-pg API processes (`tradeguard run --workers N`)",
             "anvil is started by the benchmark (free port, behind the proxy) and given to the server as a "
             "JSON-RPC URL: local mode otherwise (SQLite, no broker, the sweeps on background threads of the "
-            "server; --api-workers-local API processes)",
+            "server; API processes: --api-workers-local if given, else `tradeguard run`'s default, one per "
+            "CPU core up to 4)",
         ],
         "configs": {},
     }

@@ -279,11 +279,11 @@ def _redis(use: bool) -> Iterator[str | None]:
 
 @contextmanager
 def start_stack(
-    name: str, *, pg: bool, workers: int = 2, source: Path | None = None, api_workers: int = 1
+    name: str, *, pg: bool, workers: int = 2, source: Path | None = None, api_workers: int | None = None
 ) -> Iterator[Stack]:
     """Start one configuration (``pg``: PostgreSQL + Redis + ``workers`` Celery workers + beat); ``source``: a
     directory whose ``app``/``workers`` packages the server processes import instead of the work tree's;
-    ``api_workers``: API processes (``tradeguard run --workers``)."""
+    ``api_workers``: API processes (``tradeguard run --workers``; None: ``run``'s default)."""
     from app.chain.anvil import AnvilProcess
 
     admin_key = "tg_admin_bench_" + secrets.token_urlsafe(18)
@@ -304,7 +304,7 @@ def start_stack(
                 stack = Stack(name, f"http://127.0.0.1:{port}", admin_key, node.url, rpc, db_url, work)
                 stack.node_pid = node.pid
                 argv = [str(BIN / "tradeguard"), "run"]
-                if api_workers > 1:
+                if api_workers is not None:
                     argv += ["--workers", str(api_workers)]
                 stack.procs.append(_spawn(argv, env, work, log))
                 try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app import cli
 from app.chain.anvil import AnvilProcess
 from app.chain.client import ChainClient
 from app.client import demo
@@ -150,6 +151,16 @@ def test_workers_above_one_are_refused_on_the_in_process_chain(tmp_path: Path) -
         )
         err = done.stderr.decode()
         assert done.returncode == 1 and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("cores", "on_a_node"), [(1, 1), (2, 2), (3, 3), (4, 4), (16, 4)])
+def test_without_workers_run_serves_one_api_process_per_core_up_to_the_cap(
+    monkeypatch: pytest.MonkeyPatch, cores: int, on_a_node: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert cli.default_api_processes("local") == on_a_node == min(cores, cli.DEFAULT_API_PROCESSES_CAP)
+    assert cli.default_api_processes("http://127.0.0.1:8545") == on_a_node
+    assert cli.default_api_processes("embedded") == 1  # served in process: the chain is in it
 
 
 def _tail(tmp_path: Path) -> str:

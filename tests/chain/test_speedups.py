@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from web3 import Web3
 
 from app.chain import compiler, speedups
+from app.errors import ContractRevert
 from tests.chain.conftest import Stack
 
 
@@ -141,6 +142,26 @@ def test_anything_else_goes_web3s_way(anvil_stack: Stack) -> None:
     assert speedups.view_call(provider, nonces) is speedups.NOT_DONE
 
 
+@pytest.mark.anvil
+def test_an_estimate_from_the_provider_is_web3s(anvil_stack: Stack) -> None:
+    chain, token = anvil_stack.chain, anvil_stack.deployment.token
+    buyer, seller = anvil_stack.actors.buyer.address, anvil_stack.actors.seller.address
+    data = speedups.calldata(token.functions.approve(seller, 1))
+    plain = {"from": buyer, "to": token.address, "value": 0, "data": data}
+    priced = {**plain, "chainId": chain.chain_id, **chain.fees().fields()}
+    for tx in (plain, priced):
+        fast = speedups.estimate_gas(chain.w3.provider, tx, "pending")
+        assert fast == chain.w3.eth.estimate_gas(tx, "pending") and isinstance(fast, int)
+    # a field it does not know, a value it does not send as it is: web3's way
+    for odd in ({**plain, "accessList": []}, {**plain, "data": b"\x01"}):
+        assert speedups.estimate_gas(chain.w3.provider, odd, "pending") is speedups.NOT_DONE
+    # more than the holder has: a revert, which the client's estimate raises as web3 does (translated)
+    too_much = {**plain, "data": speedups.calldata(token.functions.transfer(seller, 10**40))}
+    assert speedups.estimate_gas(chain.w3.provider, too_much, "pending") is speedups.NOT_DONE
+    with pytest.raises(ContractRevert):
+        chain.estimate_from(token.functions.transfer(seller, 10**40), buyer)
+
+
 class _Answering:
     """A provider that answers every request with ``answer``."""
 
@@ -148,7 +169,7 @@ class _Answering:
         self.answer = answer
 
     def make_request(self, method: str, params: object) -> object:
-        assert method == "eth_call"
+        assert method in ("eth_call", "eth_estimateGas")
         return self.answer
 
 
@@ -165,3 +186,6 @@ def test_an_error_or_an_answer_that_is_not_the_type_is_not_decoded(answer: objec
     address = to_checksum_address("0x" + "22" * 20)
     token = Web3().eth.contract(address=address, abi=compiler.load_artifact("TestUSD")["abi"])
     assert speedups.view_call(_Answering(answer), token.functions.nonces(address)) is speedups.NOT_DONE
+    if answer["result" if "result" in answer else "error"] != "0x" + "00" * 31:
+        tx = {"from": address, "to": address, "data": "0x"}
+        assert speedups.estimate_gas(_Answering(answer), tx, "pending") is speedups.NOT_DONE

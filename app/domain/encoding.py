@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import overload
 
 #: Unix seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
@@ -19,13 +20,18 @@ def rfc3339(value: int | datetime | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, int):
-        # RFC 3339 has four-digit years: a stored time outside them (only rows older than the funding rules
-        # can hold one) is shown at the nearest end rather than failing every read that lists it
-        value = min(max(value, MIN_RFC3339), MAX_RFC3339)
-        at = datetime.fromtimestamp(value, UTC)
-    else:
-        at = value.astimezone(UTC)
-    return at.isoformat().replace("+00:00", "Z")
+        return _unix_rfc3339(value)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=65_536)
+def _unix_rfc3339(value: int) -> str:
+    """:func:`rfc3339` of Unix seconds, remembered: an order page writes eight times per order, and orders
+    share their deadlines' seconds (a fifth of a page's CPU was here, issue 8)."""
+    # RFC 3339 has four-digit years: a stored time outside them (only rows older than the funding rules
+    # can hold one) is shown at the nearest end rather than failing every read that lists it
+    value = min(max(value, MIN_RFC3339), MAX_RFC3339)
+    return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
 
 
 def hex32(value: bytes | int) -> str:

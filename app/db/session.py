@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,6 +544,25 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 M = TypeVar("M", bound=DeclarativeBase)
+
+
+def upsert_all(session: Session, model: type[DeclarativeBase], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` of ``model``, each replacing the columns of a row with the same primary key: one
+    ``INSERT ... ON CONFLICT (key) DO UPDATE`` (SQLite and PostgreSQL), not a look-up and a write per row
+    (``Session.merge``). Every row names every column. Objects of these rows already in ``session`` are
+    not refreshed. Other dialects get ``merge``."""
+    if not rows:
+        return
+    table = model.__table__
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        for values in rows:
+            session.merge(model(**values))
+        return
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(list(rows))
+    key = [c.key for c in table.primary_key]
+    rest = {c.key: statement.excluded[c.key] for c in table.columns if c.key not in key}
+    session.execute(statement.on_conflict_do_update(index_elements=key, set_=rest))
 
 
 def insert_new(session: Session, model: type[M], values: dict[str, Any]) -> M | None:

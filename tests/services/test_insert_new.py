@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from app.db.models import Intent, PermitClaim
-from app.db.session import insert_new, read_transaction, transaction
+from app.db.models import IndexedBlock, Intent, PermitClaim
+from app.db.session import insert_new, read_transaction, transaction, upsert_all
 from app.errors import DomainError
 from app.services.runtime import Runtime
 from app.services.trade import orders
@@ -129,3 +129,30 @@ def test_a_row_whose_key_the_database_would_number_is_refused(runtime: Runtime) 
 
     with transaction(runtime.db) as s, pytest.raises(ValueError, match="ChainEvent.id"):
         insert_new(s, ChainEvent, {"name": "OrderFunded"})
+
+
+def test_upsert_all_inserts_and_replaces_in_one_statement(runtime: Runtime) -> None:
+    rt = runtime
+    """The indexer's blocks (:func:`app.db.session.upsert_all`): new keys are inserted, a taken key's other
+    columns replaced, in one statement; no rows is no statement."""
+    base = 9_000_000 + uuid.uuid4().int % 1_000_000
+    with transaction(rt.db) as s:
+        upsert_all(s, IndexedBlock, [{"number": base, "hash": "0xa", "parent_hash": "0x0"}])
+    with statements(rt) as seen, transaction(rt.db) as s:
+        upsert_all(
+            s,
+            IndexedBlock,
+            [
+                {"number": base, "hash": "0xb", "parent_hash": "0x1"},
+                {"number": base + 1, "hash": "0xc", "parent_hash": "0xb"},
+            ],
+        )
+        upsert_all(s, IndexedBlock, [])
+    assert seen.count("INSERT") == 1 and "SELECT" not in seen
+    with read_transaction(rt.db) as s:
+        got = s.execute(
+            select(IndexedBlock.number, IndexedBlock.hash, IndexedBlock.parent_hash)
+            .where(IndexedBlock.number >= base, IndexedBlock.number <= base + 1)
+            .order_by(IndexedBlock.number)
+        ).all()
+    assert [tuple(r) for r in got] == [(base, "0xb", "0x1"), (base + 1, "0xc", "0xb")]

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -59,8 +59,9 @@ from app.db.models import (
     Principal,
     TimelineEntry,
     WebhookEvent,
+    utcnow,
 )
-from app.db.session import read_transaction, transaction
+from app.db.session import read_transaction, transaction, upsert_all
 from app.domain.encoding import rfc3339
 from app.domain.order_state import buyer_tag
 from app.errors import ChainUnavailable
@@ -315,6 +316,8 @@ def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bo
             raise _ChainMoved(f"the index's block {expected} changed since it was checked")
         touched: set[str] = set()
         disputes: dict[tuple[str, int], str] = {}  # this range's ERC-792 disputes → their order
+        recorded = utcnow()
+        rows: list[dict[str, Any]] = []
         for e in chunk.events:
             header = chunk.headers[e.block_number]
             order_id = projection.event_order_id(e.name, e.args)
@@ -324,23 +327,30 @@ def _apply(rt: Runtime, expected: int, chunk: _Chunk, report: IndexReport) -> bo
                     disputes[found] = order_id
             elif e.name in projection.BY_DISPUTE:
                 order_id = _order_of_dispute(s, projection.dispute_of(e.name, e.args), disputes)
-            s.add(
-                ChainEvent(
-                    block_number=e.block_number,
-                    block_hash=header.hash,
-                    block_time=header.timestamp,
-                    tx_hash=e.tx_hash,
-                    log_index=e.log_index,
-                    name=e.name,
-                    order_id=order_id,
-                    args=projection.json_safe(e.args),
-                )
+            rows.append(
+                {
+                    "block_number": e.block_number,
+                    "block_hash": header.hash,
+                    "block_time": header.timestamp,
+                    "tx_hash": e.tx_hash,
+                    "log_index": e.log_index,
+                    "name": e.name,
+                    "order_id": order_id,
+                    "args": projection.json_safe(e.args),
+                    "recorded_at": recorded,
+                }
             )
             if order_id is not None:
                 touched.add(order_id)
-        for header in chunk.headers.values():
-            s.merge(IndexedBlock(number=header.number, hash=header.hash, parent_hash=header.parent_hash))
-        s.flush()
+        # one statement each for the range's events and its blocks, no ORM objects: this runs under the
+        # write lock, and a unit-of-work flush of one object per event, and a look-up and an insert per block
+        # (``merge``), were a third of the indexer's time (issue 8)
+        if rows:
+            s.execute(insert(ChainEvent), rows)
+        blocks = [
+            {"number": h.number, "hash": h.hash, "parent_hash": h.parent_hash} for h in chunk.headers.values()
+        ]
+        upsert_all(s, IndexedBlock, blocks)
         touched.update(_rows_to_catch_up(s))
         symbols = {**{a: t.symbol for a, t in rt.tokens.items()}, **chunk.symbols}
         _project_all(s, sorted(touched), symbols, report)

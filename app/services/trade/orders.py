@@ -146,13 +146,38 @@ def _permit_document(
     return document, nonce
 
 
-def signed_permit(rt: Runtime, order: Order, permit: Permit, value: int | None = None) -> int:
+def served_nonce(order: Order) -> int | None:
+    """The permit nonce the buyer of ``order`` was last served with for its token (None if not known)."""
+    with _served_lock:
+        return _served_nonces.get((to_checksum_address(order.token), to_checksum_address(order.buyer)))
+
+
+@dataclass(frozen=True)
+class NonceUse:
+    """Whether another of our fundings, now mined, used permit ``nonce``: the order it funded, else None."""
+
+    nonce: int
+    spent_by: str | None
+
+
+def nonce_use(s: Session, order: Order, nonce: int) -> NonceUse:
+    """:class:`NonceUse` of the buyer's permit ``nonce`` for ``order``, read in the caller's transaction."""
+    claim = s.get(PermitClaim, (order.token, order.buyer, nonce))
+    holder = None if claim is None or claim.order_id == order.id else s.get(Intent, claim.intent_id)
+    spent = holder is not None and holder.status == "confirmed"
+    return NonceUse(nonce, holder.order_id if spent and holder is not None else None)
+
+
+def signed_permit(
+    rt: Runtime, order: Order, permit: Permit, value: int | None = None, known: NonceUse | None = None
+) -> int:
     """Check the buyer's permit signature; the nonce it was signed at.
 
     The nonce the buyer was served with (:func:`signing_documents`) is tried first, without a call; a
     signature that does not recover at it is checked at the token's current nonce. A nonce used meanwhile
     is not refused here: the funding's simulation decides (the escrow takes a spent permit when the
-    allowance is there), and the permit claim keeps two fundings off one nonce.
+    allowance is there), and the permit claim keeps two fundings off one nonce. ``known``: what the caller
+    read of a nonce's use in its own read transaction (not read again when the signature is at that nonce).
     """
     key = (to_checksum_address(order.token), to_checksum_address(order.buyer))
     with _served_lock:
@@ -164,22 +189,22 @@ def signed_permit(rt: Runtime, order: Order, permit: Permit, value: int | None =
         except Exception:  # malformed: the check below names it
             signed_here = False
         if signed_here:
-            _refuse_spent_permit(rt, order, nonce)
+            _refuse_spent_permit(rt, order, known if known is not None and known.nonce == nonce else nonce)
             return nonce
     document, nonce = _permit_document(rt, order, permit.deadline, value)
     _check_signer(document, permit.signature, order.buyer, field="permit.signature")
     return nonce
 
 
-def _refuse_spent_permit(rt: Runtime, order: Order, nonce: int) -> None:
+def _refuse_spent_permit(rt: Runtime, order: Order, use: NonceUse | int) -> None:
     """A permit signed at a nonce that another of our fundings used, now mined, acts no more: refused as the
-    token would refuse it (a funding still in flight at it is the claim's 409, :func:`_claim_permit`)."""
-    with read_transaction(rt.db) as s:
-        claim = s.get(PermitClaim, (order.token, order.buyer, nonce))
-        holder = None if claim is None or claim.order_id == order.id else s.get(Intent, claim.intent_id)
-        spent = holder is not None and holder.status == "confirmed"
-        used_by = holder.order_id if holder is not None else None
-    if spent:
+    token would refuse it (a funding still in flight at it is the claim's 409, :func:`_claim_permit`).
+    ``use``: the nonce's use as read already, or the nonce (then read here)."""
+    if isinstance(use, int):
+        with read_transaction(rt.db) as s:
+            use = nonce_use(s, order, use)
+    nonce, used_by = use.nonce, use.spent_by
+    if used_by is not None:
         raise InvalidInput(
             "invalid_signature",
             f"the permit is signed at nonce {nonce}, which the funding of order {used_by} used up: fetch the "
@@ -367,13 +392,18 @@ class Permit:
 def fund(rt: Runtime, buyer: Principal, oid: str, signature: bytes, permit: Permit | None) -> Intent:
     """The buyer's signed authorization (and optional permit) → a ``fund`` intent."""
     require_role(buyer, "fund orders", "buyer")
+    known = None
     with read_transaction(rt.db) as s:
         order = get_visible(s, buyer, oid)
+        # the use of the nonce the buyer was most likely served with, in this read: not a second one later
+        served = served_nonce(order) if permit is not None else None
+        if served is not None and order.status == "awaiting_funding":
+            known = nonce_use(s, order, served)
     if order.status != "awaiting_funding":
         raise DomainError("invalid_state", f"order {oid} is {order.status}, not awaiting_funding")
     message = authorization(order)
     _check_signer(rt.escrow.document(message), signature, order.buyer)
-    permit_nonce = None if permit is None else signed_permit(rt, order, permit)
+    permit_nonce = None if permit is None else signed_permit(rt, order, permit, known=known)
     payload = {
         "authorization": message.payload(),
         "signature": hex32(signature),

@@ -15,7 +15,6 @@ Errors print one line and exit non-zero; configuration comes from ``TRADEGUARD_*
 from __future__ import annotations
 
 import argparse
-import gc
 import http.client
 import logging
 import os
@@ -86,25 +85,6 @@ def _background(rt: Runtime, stop: threading.Event) -> Sweepers:
     from workers.tasks import start_background
 
     return start_background(rt, stop)
-
-
-#: Allocations (net of frees) between two collections of the youngest generation once a service process
-#: has started; CPython's default is 700.
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def _settle_gc() -> None:
-    """Once a service process has started (modules, ABIs, the app and its runtime loaded): what is alive now
-    lives as long as the process, so it is moved out of the cycle collector's reach (``gc.freeze``), and
-    the youngest generation is collected every :data:`GC_YOUNG_THRESHOLD` allocations instead of 700.
-
-    Every request allocates thousands of short-lived objects (ORM rows, dicts, the JSON answer): at the
-    default threshold the collector ran many times a request, and each full collection walked every object
-    the process had loaded, stopping all its threads meanwhile (issue 8: the GETs' tail latency)."""
-    gc.collect()
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _serve(rt: Runtime, host: str, port: int) -> tuple[object, threading.Thread]:
@@ -220,7 +200,6 @@ def _run_service(settings: Settings, workers: int) -> int:
             server, thread = None, api.start()
         else:
             server, thread = _serve(rt, settings.host, settings.port)
-        _settle_gc()
         try:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             if api is None or api.wait_serving():
@@ -352,8 +331,6 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     sweepers.forward_to(kick_fd)
     try:
         config = uvicorn.Config(create_app(), log_level="warning", lifespan="off")
-        config.load()  # the app built and wrapped before the collector settles
-        _settle_gc()
         uvicorn.Server(config).run(sockets=[inherited_socket(fd)])
     finally:
         set_runtime(None)

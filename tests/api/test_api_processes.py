@@ -163,19 +163,6 @@ def test_without_workers_run_serves_one_api_process_per_core_up_to_the_cap(
     assert cli.default_api_processes("embedded") == 1  # served in process: the chain is in it
 
 
-def test_a_started_service_process_freezes_what_it_loaded_and_collects_young_objects_less_often() -> None:
-    import gc
-
-    before = gc.get_threshold()
-    try:
-        cli._settle_gc()
-        assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (cli.GC_YOUNG_THRESHOLD, before[1], before[2])
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
-
-
 def _tail(tmp_path: Path) -> str:
     return (tmp_path / "server.log").read_text(errors="replace")[-6000:]
 

@@ -79,7 +79,19 @@ contract EscrowMutationKillsTest is EscrowTestBase {
 
     /// @dev Funds one order, the buyer calling `fund` itself (no signature needed then).
     function _fund(uint256 amount) internal returns (O memory o) {
+        return _fundAuth(_auth(amount));
+    }
+
+    /// @dev Funds one order naming the ERC-792 test court (the only kind that emits ERC-1497 events).
+    function _fundCourt(uint256 amount) internal returns (O memory) {
         ITradeGuardEscrow.OrderAuthorization memory a = _auth(amount);
+        a.arbitrator = address(court);
+        a.arbitratorExtraDataHash = keccak256(COURT_EXTRA);
+        return _fundAuth(a);
+    }
+
+    function _fundAuth(ITradeGuardEscrow.OrderAuthorization memory a) internal returns (O memory o) {
+        uint256 amount = a.amount;
         usd.faucet(buyer, amount);
         vm.startPrank(buyer);
         usd.approve(address(escrow), amount);
@@ -437,8 +449,12 @@ contract EscrowMutationKillsTest is EscrowTestBase {
     }
 
     function _assertEvidenceURI(bytes32 h) internal {
-        O memory o = _fund(10_000);
-        _dispute(o);
+        O memory o = _fundCourt(10_000);
+        vm.deal(buyer, COURT_FEE);
+        vm.prank(buyer);
+        escrow.submitBuyerDecision{value: COURT_FEE}(o.id, o.t, o.s, 2, bytes32(0), 0, "", COURT_EXTRA);
+        o.s = _withAnchor(_withStatus(o.s, DISPUTED), _timerStart(o.s, block.timestamp) - _frozenSeconds(o.s));
+        _check(o);
         vm.recordLogs();
         vm.prank(seller);
         escrow.submitEvidence(o.id, o.t, o.s, seller, h, 0, "");

@@ -231,6 +231,34 @@ contract EscrowV2Test is EscrowTestBase {
         _assertTrue(seen, "Evidence event");
     }
 
+    /// @notice Platform arbitration emits no ERC-1497 event (SPEC §4.1 scopes them to ERC-792 orders): the
+    ///         dispute and both sides' evidence are DisputeOpened and EvidenceSubmitted.
+    function test_platform_disputeAndEvidenceEmitNoErc1497Events() public {
+        O memory o = _fundPlatform();
+        (bytes32 photo, bytes32 proof) = (sha256("photo"), sha256("proof"));
+        vm.recordLogs();
+        vm.prank(buyer);
+        escrow.submitBuyerDecision(o.id, o.t, o.s, 2, photo, 0, "", "");
+        o.s = _withAnchor(_withStatus(o.s, DISPUTED), block.timestamp);
+        _check(o);
+        vm.prank(seller);
+        escrow.submitEvidence(o.id, o.t, o.s, seller, proof, 0, "");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 opened;
+        uint256 submitted;
+        for (uint256 k; k < logs.length; ++k) {
+            bytes32 topic = logs[k].topics[0];
+            _assertTrue(
+                topic != ITradeGuardEscrow.Dispute.selector && topic != ITradeGuardEscrow.Evidence.selector,
+                "no ERC-1497 event"
+            );
+            if (topic == ITradeGuardEscrow.DisputeOpened.selector) ++opened;
+            if (topic == ITradeGuardEscrow.EvidenceSubmitted.selector) ++submitted;
+        }
+        _assertEq(opened, 1, "DisputeOpened");
+        _assertEq(submitted, 1, "EvidenceSubmitted");
+    }
+
     /// @notice Only the order's own arbitrator may call rule(), and only once.
     function test_erc792_ruleOnlyByTheOrdersArbitrator_once() public {
         O memory o = _fundCourt();
@@ -446,13 +474,12 @@ contract EscrowV2Test is EscrowTestBase {
 
     /// @notice Locked: new meta-evidence applies to orders funded later; the order's Dispute names its own.
     function test_locked_metaEvidence() public {
-        O memory o = _fundPlatform();
+        O memory o = _fundCourt();
         vm.prank(admin);
         escrow.setMetaEvidence("ipfs://policy-v2");
         _assertEq(escrow.config().metaEvidenceId, 1, "new id");
         vm.recordLogs();
-        vm.prank(buyer);
-        escrow.submitBuyerDecision(o.id, o.t, o.s, 2, bytes32(0), 0, "", "");
+        _dispute(o, COURT_FEE, COURT_EXTRA);
         Vm.Log[] memory logs = vm.getRecordedLogs();
         for (uint256 k; k < logs.length; ++k) {
             if (logs[k].topics[0] == ITradeGuardEscrow.Dispute.selector) {

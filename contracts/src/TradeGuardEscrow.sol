@@ -801,16 +801,14 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
             s.withStatus(OrderState.DISPUTED).withAnchor(s.timerStart(block.timestamp) - s.frozenSeconds());
         _orders[key] = OrderState.commit(t, next);
         emit DisputeOpened(id, next, evidenceHash);
-        uint256 disputeID = uint256(id);
-        if (arbitrator == address(0)) {
-            arbitrator = address(this);
-        } else {
-            // The order's arbitrator was appointed by the platform and signed by the buyer; the call comes after
-            // every state change, and the caller is guarded against reentrancy.
-            disputeID = IArbitrator(arbitrator).createDispute{value: msg.value}(RULING_CHOICES, extraData);
-            if (_disputes[arbitrator][disputeID] != bytes32(0)) revert UnknownDispute(arbitrator, disputeID);
-            _disputes[arbitrator][disputeID] = key;
-        }
+        // Platform arbitration (SPEC §4): DisputeOpened says it all. ERC-1497's Dispute and Evidence events are for
+        // an ERC-792 arbitrator's readers (SPEC §4.1), so only such an order emits them.
+        if (arbitrator == address(0)) return;
+        // The order's arbitrator was appointed by the platform and signed by the buyer; the call comes after every
+        // state change, and the caller is guarded against reentrancy.
+        uint256 disputeID = IArbitrator(arbitrator).createDispute{value: msg.value}(RULING_CHOICES, extraData);
+        if (_disputes[arbitrator][disputeID] != bytes32(0)) revert UnknownDispute(arbitrator, disputeID);
+        _disputes[arbitrator][disputeID] = key;
         emit Dispute(arbitrator, disputeID, t.metaEvidenceId, uint256(id));
         // DisputeOpened carries the buyer's evidence hash; ERC-1497 readers get it as Evidence too.
         if (evidenceHash != bytes32(0)) emit Evidence(arbitrator, uint256(id), t.buyer, _evidenceURI(evidenceHash));
@@ -832,8 +830,9 @@ contract TradeGuardEscrow is ITradeGuardEscrow, AccessControlDefaultAdminRules, 
             _orders[key] = OrderState.commit(t, next);
         }
         emit EvidenceSubmitted(id, party, evidenceHash, next);
-        address arbitrator = t.arbitrator == address(0) ? address(this) : t.arbitrator;
-        emit Evidence(arbitrator, uint256(id), party, _evidenceURI(evidenceHash));
+        // As in {_openDispute}: ERC-1497 Evidence only for an ERC-792 arbitrator's readers.
+        address arbitrator = t.arbitrator;
+        if (arbitrator != address(0)) emit Evidence(arbitrator, uint256(id), party, _evidenceURI(evidenceHash));
     }
 
     /// @dev SPEC §3: floor each fee leg; the seller's net is the rest, so the legs always sum to `gross`.

@@ -372,11 +372,14 @@ interface ITradeGuardEscrow is IArbitrable {
 
     /// @notice ERC-1497: the meta-evidence (dispute policy) for disputes.
     event MetaEvidence(uint256 indexed _metaEvidenceID, string _evidence);
-    /// @notice ERC-1497: evidence; `_evidence` is an RFC 6920 `ni:///sha-256;` URI of the evidence bytes.
+    /// @notice ERC-1497: evidence; `_evidence` is an RFC 6920 `ni:///sha-256;` URI of the evidence bytes. Emitted
+    ///         for an order with an ERC-792 arbitrator only (SPEC §4.1): a platform-arbitrated order's evidence is
+    ///         its `DisputeOpened` and `EvidenceSubmitted` events.
     event Evidence(
         address indexed _arbitrator, uint256 indexed _evidenceGroupID, address indexed _party, string _evidence
     );
-    /// @notice ERC-1497: a dispute was created; `_disputeID` and `_evidenceGroupID` are the order id.
+    /// @notice ERC-1497: a dispute was created at the order's ERC-792 arbitrator (not emitted under platform
+    ///         arbitration); `_disputeID` is the arbitrator's, `_evidenceGroupID` the order id.
     event Dispute(
         address indexed _arbitrator, uint256 indexed _disputeID, uint256 _metaEvidenceID, uint256 _evidenceGroupID
     );

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from app.chain.client import ChainClient
-from app.db.models import ChainEvent, WebhookDelivery, WebhookEvent
+from app.db.models import ChainEvent, KeyValue, WebhookDelivery, WebhookEvent
 from app.db.session import transaction
 from app.domain.encoding import hex32
 from app.errors import ChainHalted
 from app.services import chain_guard
-from app.services.index import indexer
+from app.services.index import audit, indexer
 from app.services.outbox import relayer
 from app.services.runtime import Runtime, build_runtime
 from tests.chain.conftest import anvil_binary
@@ -74,6 +74,7 @@ def test_anvil_reorg_drops_the_delivery_and_the_index_follows(shop: Shop, tmp_pa
     assert shop.row(auth.order_id).status == "delivered"
     delivered = _block_of(rt, "OrderDelivered", auth.order_id)
     head = rt.chain.block_number()
+    assert audit.run(rt).findings == []  # the audit keeps its sums through the delivery
 
     # the delivery's block and the one after are replaced by empty blocks at the same heights
     rt.chain.reorg(head - delivered.block_number + 1)
@@ -84,6 +85,9 @@ def test_anvil_reorg_drops_the_delivery_and_the_index_follows(shop: Shop, tmp_pa
     report = indexer.sync(rt)
     assert report.reorgs == 1 and report.rolled_back_to is not None
     assert report.rolled_back_to < delivered.block_number and report.removed_events >= 2
+    with transaction(rt.db) as s:
+        assert s.get(KeyValue, audit.SUMS_KEY) is None  # the roll-back dropped them
+    assert audit.run(rt).findings == []
     row = shop.row(auth.order_id)
     assert (row.status, row.release_at, row.state_word) == ("shipped", None, order.state)
     with transaction(rt.db) as s:

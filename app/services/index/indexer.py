@@ -73,6 +73,8 @@ from app.services.runtime import Runtime
 log = logging.getLogger(__name__)
 
 CURSOR_KEY = "indexer"
+#: The periodic audit's kept per-token sums (:mod:`app.services.index.audit`): a roll-back drops them.
+AUDIT_SUMS_KEY = "audit_sums"
 #: Blocks of hash history kept behind the cursor to find a reorg's common ancestor.
 BLOCK_HISTORY = 10_000
 #: Stored blocks read per step of the walk back to a common ancestor.
@@ -146,6 +148,11 @@ def _lock_cursor(s: Session) -> KeyValue:
 
 def _set_cursor(row: KeyValue, block: int, block_hash: str | None) -> None:
     row.value = {"block": block, "hash": block_hash}
+
+
+def forget_audit_sums(session: Session) -> None:
+    """Drop the audit's kept sums (events were rolled back): its next pass sums the index from the start."""
+    session.execute(delete(KeyValue).where(KeyValue.key == AUDIT_SUMS_KEY))
 
 
 def cursor(session: Session) -> int | None:
@@ -610,6 +617,7 @@ def _roll_back(rt: Runtime, expected: int, ancestor: int, report: IndexReport) -
         removed = len(s.scalars(select(ChainEvent.id).where(ChainEvent.block_number > ancestor)).all())
         s.execute(delete(ChainEvent).where(ChainEvent.block_number > ancestor))
         s.execute(delete(IndexedBlock).where(IndexedBlock.number > ancestor))
+        forget_audit_sums(s)
         s.expire_all()
         symbols = {a: t.symbol for a, t in rt.tokens.items()}
         for oid in order_ids:

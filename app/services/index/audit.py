@@ -111,7 +111,13 @@ def run(rt: Runtime) -> AuditResult:
     """One audit pass; stores and logs its result."""
     result = AuditResult()
     with read_transaction(rt.db) as s:
+        if s.get_bind().dialect.name == "postgresql":
+            # one snapshot for every statement (READ COMMITTED, the default, takes one per statement): the
+            # cursor, the newest event id and the events summed must agree, or the kept sums would skip events
+            # committed between two statements
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         at = indexer.cursor(s)
+        top = s.scalar(select(func.max(ChainEvent.id))) or 0
         at_hash = None if at is None else s.scalar(select(IndexedBlock.hash).where(IndexedBlock.number == at))
         row = s.get(KeyValue, SUMS_KEY)
         kept = dict(row.value) if row is not None else {}
@@ -144,14 +150,16 @@ def run(rt: Runtime) -> AuditResult:
         # the events indexed since the last pass: into the sums, and their orders checked
         for ev in s.scalars(
             select(ChainEvent)
-            .where(ChainEvent.id > mark, ChainEvent.name.in_(_SUMMED))
+            .where(ChainEvent.id > mark, ChainEvent.id <= top, ChainEvent.name.in_(_SUMMED))
             .order_by(ChainEvent.id)
         ):
             sums.add(ev)
-        sums.through = max(sums.through, s.scalar(select(func.max(ChainEvent.id))) or 0)
+        sums.through = max(sums.through, top)
         touched = {
             oid
-            for oid in s.scalars(select(ChainEvent.order_id).where(ChainEvent.id > mark))
+            for oid in s.scalars(
+                select(ChainEvent.order_id).where(ChainEvent.id > mark, ChainEvent.id <= top)
+            )
             if oid is not None
         }
         after = str(kept.get("orders_after", ""))

@@ -109,7 +109,9 @@ def run_once(
             steps["bulk_s"] = time.perf_counter() - t
             t = time.perf_counter()
             pool = orders["ids"] + bulk_first["ids"] + bulk_last["ids"]
+            cpu4 = cpu_seconds(*who, shared=config == "pg")
             trail = bench.trail_phase(pool, args.clients, args.trail_requests)
+            cpu5 = cpu_seconds(*who, shared=config == "pg")
             steps["trail_s"] = time.perf_counter() - t
             rpc_last = rpc_window(bench, args.rpc_window)
         except Exception:
@@ -139,11 +141,13 @@ def run_once(
             "epcis_phase_per_ack": bench.write_lock_per(lock2, lock3, acks["acked"]),
         },
         # CPU spent by every process of the run (service, node, database, broker, load client), per order in
-        # the orders phase and per ack in the EPCIS phase (which includes shipping them all): on 2 cores the
-        # figures above are bounded by these, and these move far less from run to run
+        # the orders phase, per ack in the EPCIS phase (which includes shipping them all) and per GET in the
+        # trail phase: on 2 cores the figures above are bounded by these, and these move far less from run to
+        # run
         "cpu_ms": {
             "orders_phase_per_order": cpu_ms_per(cpu0, cpu1, orders["funded"]),
             "epcis_phase_per_ack": cpu_ms_per(cpu2, cpu3, acks["acked"]),
+            "trail_phase_per_get": cpu_ms_per(cpu4, cpu5, trail["requests"]),
         },
         "counts": {
             "orders_funded": orders["funded"],

@@ -75,6 +75,10 @@ def test_bench_service_quick_prints_every_figure() -> None:
         cpu = {k: _spread(v, positive=False) for k, v in local["cpu_ms"][phase].items()}
         assert {"service", "node", "rpc_proxy", "client", "total"} <= set(cpu), cpu
         assert cpu["service"] > 0 and cpu["total"] == pytest.approx(sum(cpu.values()) - cpu["total"], abs=0.1)
+    # the GETs: the API processes (one process, "service", on one core) and the client; the node is not asked
+    cpu = {k: _spread(v, positive=False) for k, v in local["cpu_ms"]["trail_phase_per_get"].items()}
+    assert cpu.get("api", 0) + cpu.get("service", 0) > 0 and cpu["client"] > 0, cpu
+    assert cpu["total"] == pytest.approx(sum(cpu.values()) - cpu["total"], abs=0.1)
     counts = {k: v["median"] for k, v in local["counts"].items()}
     assert counts["orders_funded"] == 4
     assert counts["epcis_acked"] == 4

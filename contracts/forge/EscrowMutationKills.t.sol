@@ -492,4 +492,61 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         o.s = _withStatus(o.s, SHIPPED);
         _check(o);
     }
+
+    /// @dev Mutant S:MWA:8d9fda4d of the run at aaf727b (`_attest`'s event loop with its condition negated: no
+    ///      `Attested` at all): each counted attestation is announced once, with its oracle and its fields. The
+    ///      Python tests that check it did not finish inside the run's budget for that mutant.
+    function test_attest_emitsOneAttestedPerCountedAttestation() public {
+        O memory o = _fund(10_000);
+        ITradeGuardEscrow.AttestItem[] memory items = new ITradeGuardEscrow.AttestItem[](1);
+        items[0].order = _ref(o);
+        items[0].attestations = new ITradeGuardEscrow.Attestation[](1);
+        uint64 eventTime = uint64(block.timestamp - 1);
+        bytes32 tracking = keccak256("DHL:JD0456");
+        bytes32 ev = sha256(abi.encode(o.id, uint8(1)));
+        items[0].attestations[0] = _attestation(oraclePk[1], o.id, 1, eventTime, tracking, ev);
+        vm.recordLogs();
+        vm.prank(stranger);
+        _assertEq(escrow.attest(items, true), 1, "advanced");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 found;
+        for (uint256 k; k < logs.length; ++k) {
+            if (logs[k].emitter != address(escrow) || logs[k].topics[0] != ITradeGuardEscrow.Attested.selector) {
+                continue;
+            }
+            _assertEq(logs[k].topics[1], o.id, "Attested order");
+            _assertEq(logs[k].topics[2], bytes32(uint256(uint160(oracle[1]))), "Attested oracle");
+            (uint8 milestone, uint64 when, bytes32 tr, bytes32 e) =
+                abi.decode(logs[k].data, (uint8, uint64, bytes32, bytes32));
+            _assertEq(uint256(milestone), 1, "Attested milestone");
+            _assertEq(uint256(when), uint256(eventTime), "Attested eventTime");
+            _assertEq(tr, tracking, "Attested trackingHash");
+            _assertEq(e, ev, "Attested evidenceHash");
+            ++found;
+        }
+        _assertEq(found, 1, "one Attested");
+    }
+
+    /// @dev Mutant S:CR:66510d15 of the run at aaf727b (`addOracle` without its `OracleAdded` event): the event
+    ///      names the oracle, its bit index and when it starts counting.
+    function test_addOracle_emitsOracleAdded() public {
+        address fresh = vm.addr(0x0A04);
+        vm.recordLogs();
+        vm.prank(admin);
+        escrow.addOracle(fresh);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        ITradeGuardEscrow.OracleInfo memory info = escrow.oracleInfo(fresh);
+        uint256 found;
+        for (uint256 k; k < logs.length; ++k) {
+            if (logs[k].topics[0] != ITradeGuardEscrow.OracleAdded.selector) continue;
+            _assertEq(logs[k].topics[1], bytes32(uint256(uint160(fresh))), "OracleAdded oracle");
+            (uint8 index, uint64 activeFrom) = abi.decode(logs[k].data, (uint8, uint64));
+            _assertEq(uint256(index), 3, "OracleAdded index");
+            _assertEq(uint256(info.index), 3, "stored index");
+            _assertEq(uint256(activeFrom), block.timestamp + ROLE_DELAY, "OracleAdded activeFrom");
+            _assertEq(uint256(info.activeFrom), uint256(activeFrom), "stored activeFrom");
+            ++found;
+        }
+        _assertEq(found, 1, "one OracleAdded");
+    }
 }

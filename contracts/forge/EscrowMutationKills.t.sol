@@ -113,6 +113,16 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         return ITradeGuardEscrow.OrderRef({orderId: o.id, terms: o.t, state: o.s});
     }
 
+    /// @dev One SHIPPED attestation of `o` signed by the oracle key `pk`, an event a second old.
+    function _shipped(O memory o, uint256 pk, bytes32 tracking)
+        internal
+        view
+        returns (ITradeGuardEscrow.Attestation[] memory atts)
+    {
+        atts = new ITradeGuardEscrow.Attestation[](1);
+        atts[0] = _attestation(pk, o.id, 1, uint64(block.timestamp - 1), tracking, sha256(abi.encode(o.id, uint8(1))));
+    }
+
     /// @dev Oracle 0 attests `milestone` (threshold 1); `o.s` follows as the contract must.
     function _advance(O memory o, uint8 milestone) internal {
         ITradeGuardEscrow.AttestItem[] memory items = new ITradeGuardEscrow.AttestItem[](1);
@@ -481,11 +491,7 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         items[0].order = _ref(empty);
         items[0].attestations = new ITradeGuardEscrow.Attestation[](0);
         items[1].order = _ref(o);
-        items[1].attestations = new ITradeGuardEscrow.Attestation[](1);
-        uint64 eventTime = uint64(block.timestamp - 1);
-        bytes32 tracking = keccak256("DHL:JD0123");
-        bytes32 ev = sha256(abi.encode(o.id, uint8(1)));
-        items[1].attestations[0] = _attestation(oraclePk[0], o.id, 1, eventTime, tracking, ev);
+        items[1].attestations = _shipped(o, oraclePk[0], keccak256("DHL:JD0123"));
         vm.prank(stranger);
         _assertEq(escrow.attest(items, false), 1, "the other order advanced");
         _check(empty); // untouched
@@ -500,11 +506,9 @@ contract EscrowMutationKillsTest is EscrowTestBase {
         O memory o = _fund(10_000);
         ITradeGuardEscrow.AttestItem[] memory items = new ITradeGuardEscrow.AttestItem[](1);
         items[0].order = _ref(o);
-        items[0].attestations = new ITradeGuardEscrow.Attestation[](1);
-        uint64 eventTime = uint64(block.timestamp - 1);
         bytes32 tracking = keccak256("DHL:JD0456");
-        bytes32 ev = sha256(abi.encode(o.id, uint8(1)));
-        items[0].attestations[0] = _attestation(oraclePk[1], o.id, 1, eventTime, tracking, ev);
+        items[0].attestations = _shipped(o, oraclePk[1], tracking);
+        ITradeGuardEscrow.Attestation memory sent = items[0].attestations[0];
         vm.recordLogs();
         vm.prank(stranger);
         _assertEq(escrow.attest(items, true), 1, "advanced");
@@ -519,9 +523,9 @@ contract EscrowMutationKillsTest is EscrowTestBase {
             (uint8 milestone, uint64 when, bytes32 tr, bytes32 e) =
                 abi.decode(logs[k].data, (uint8, uint64, bytes32, bytes32));
             _assertEq(uint256(milestone), 1, "Attested milestone");
-            _assertEq(uint256(when), uint256(eventTime), "Attested eventTime");
+            _assertEq(uint256(when), uint256(sent.eventTime), "Attested eventTime");
             _assertEq(tr, tracking, "Attested trackingHash");
-            _assertEq(e, ev, "Attested evidenceHash");
+            _assertEq(e, sent.evidenceHash, "Attested evidenceHash");
             ++found;
         }
         _assertEq(found, 1, "one Attested");

@@ -100,10 +100,13 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
         os.kill(first, signal.SIGSTOP)  # only `second` accepts connections now
         stopped = first
         _get(url, 7)
+        # a request is counted after its answer is sent: wait for the last one before stopping its server
+        _until(lambda: _served_by(metrics_dir, second) == before[second] + 7, 30, "second counted 7")
         os.kill(first, signal.SIGCONT)
         os.kill(second, signal.SIGSTOP)  # and now only `first`
         stopped = second
         _get(url, 5)
+        _until(lambda: _served_by(metrics_dir, first) == before[first] + 5, 30, "first counted 5")
         os.kill(second, signal.SIGCONT)
         stopped = None
 

@@ -160,6 +160,7 @@ def cmd_run(settings: Settings, workers: int = 1) -> int:
 
 
 def _run_service(settings: Settings, workers: int) -> int:
+    from app import heap
     from app.services.bootstrap import seed_demo
 
     children: list[subprocess.Popen[bytes]] = []
@@ -185,6 +186,7 @@ def _run_service(settings: Settings, workers: int) -> int:
 
             write_keys(settings.state_dir / KEYS_FILE, demo_keys)  # for `tradeguard demo --url`
             print(f"  console {url}/console/ (sign in with a key above); `make demo` fills it with orders")
+        heap.settle()  # the sweeps run here, each holding the database's write lock in its turn
         stop = threading.Event()
         background = _background(rt, stop) if settings.eager else None
         if not settings.eager:
@@ -320,6 +322,7 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``."""
     import uvicorn
 
+    from app import heap
     from app.main import create_app
     from app.services.runtime import build_runtime, set_runtime
     from workers import sweepers
@@ -331,6 +334,7 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     sweepers.forward_to(kick_fd)
     try:
         config = uvicorn.Config(create_app(), log_level="warning", lifespan="off")
+        heap.settle()  # before the first request: full collections no longer walk the start-up heap
         uvicorn.Server(config).run(sockets=[inherited_socket(fd)])
     finally:
         set_runtime(None)

@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from celery import signals
 from celery.exceptions import Ignore
 
+from app import heap
 from app.errors import ChainHalted, ChainUnavailable
 from app.services import metrics
 from app.services.runtime import Runtime, get_runtime
@@ -29,6 +31,14 @@ LOCK_TTL_SECONDS = 10
 LOCK_PREFIX = "tradeguard:lock:"
 #: Set by a sweep that found the lock taken: the holder sweeps once more when it is done.
 AGAIN_PREFIX = "tradeguard:again:"
+
+
+@signals.worker_ready.connect(weak=False)
+def settle_heap(**_: Any) -> None:
+    """A Celery worker (solo pool: it runs the tasks itself) freezes its start-up heap once it is ready, as
+    every long-running process of the service does (:mod:`app.heap`), and counts its full collections."""
+    heap.settle()
+
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()

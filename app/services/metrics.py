@@ -29,6 +29,7 @@ runtime lock and the chain cannot hang.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -102,6 +103,33 @@ DB_WRITE_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
 )
+
+
+GC_FULL_SECONDS = Histogram(
+    "tradeguard_gc_full_collection_seconds",
+    "Full (generation 2) garbage collections of the service's processes: how long each held its process "
+    "(every request in flight on an API process waits for it; see app.heap)",
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+_gc_started: list[float] = []
+
+
+def on_gc(phase: str, info: dict[str, int]) -> None:
+    """The collector's callback (:data:`gc.callbacks`): times each full collection into
+    :data:`GC_FULL_SECONDS`. The younger generations' collections cost a check and nothing more."""
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+    elif _gc_started:
+        GC_FULL_SECONDS.observe(time.perf_counter() - _gc_started.pop())
+
+
+def observe_gc() -> None:
+    """Count this process's full garbage collections from now on (once per process, however often asked)."""
+    if on_gc not in gc.callbacks:
+        gc.callbacks.append(on_gc)
 
 
 def observe_write(site: str, wait: float, hold: float) -> None:

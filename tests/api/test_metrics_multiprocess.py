@@ -59,6 +59,16 @@ def _served_by(metrics_dir: Path, pid: int) -> float:
     return 0.0
 
 
+def _full_collections(metrics_dir: Path, pid: int) -> float:
+    """How many full garbage collections the process ``pid`` counted (app.heap), from its own file only."""
+    files = [str(f) for f in metrics_dir.glob(f"histogram_{pid}.db")]
+    for metric in MultiProcessCollector.merge(files):
+        for s in metric.samples:
+            if s.name == "tradeguard_gc_full_collection_seconds_count":
+                return s.value
+    return 0.0
+
+
 def _get(url: str, times: int) -> None:
     for _ in range(times):  # a new connection each time: the accepting process is the one that serves it
         assert httpx.get(f"{url}{ROUTE}", timeout=10).status_code == 200
@@ -96,6 +106,10 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
         first, second = sorted(_api_processes(proc.pid))
         _until(lambda: b"ready; Ctrl-C" in (tmp_path / "server.log").read_bytes(), 90, "the ready line")
         before = {pid: _served_by(metrics_dir, pid) for pid in (first, second)}
+        # every process froze its start-up heap (app.heap) with one full collection, which it counted; an
+        # API process does so before it serves, and the other one may have answered readyz alone so far
+        for pid in (proc.pid, first, second):
+            _until(lambda pid=pid: _full_collections(metrics_dir, pid) >= 1, 60, f"{pid} settled its heap")
 
         os.kill(first, signal.SIGSTOP)  # only `second` accepts connections now
         stopped = first

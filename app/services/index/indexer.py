@@ -462,9 +462,11 @@ def _belongs_to(e: ChainEvent, buyer: str) -> bool:
 
 
 def _merchant_for(s: Session, seller: str) -> Principal | None:
+    """The first merchant registered with the seller's address (stored checksummed, as every principal's
+    address is: a search of the address index, not a read of every principal for ``lower(address)``)."""
     return s.scalars(
         select(Principal)
-        .where(Principal.role == "merchant", func.lower(Principal.address) == seller.lower())
+        .where(Principal.role == "merchant", Principal.address == to_checksum_address(seller))
         .order_by(Principal.created_at, Principal.id)
         .limit(1)
     ).first()

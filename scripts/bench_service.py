@@ -92,6 +92,7 @@ def run_once(
             t = time.perf_counter()
             who = ([p.pid for p in stack.procs], stack.node_pid, stack.rpc.pid)
             lock0, cpu0 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
+            gc0 = bench.gc_full()
             orders = bench.orders_phase(args.orders, args.clients, args.buyers_per_client, args.cart_size)
             lock1, cpu1 = bench.write_lock(), cpu_seconds(*who, shared=config == "pg")
             steps["orders_s"] = time.perf_counter() - t
@@ -109,9 +110,11 @@ def run_once(
             steps["bulk_s"] = time.perf_counter() - t
             t = time.perf_counter()
             pool = orders["ids"] + bulk_first["ids"] + bulk_last["ids"]
+            gc4 = bench.gc_full()  # scraped outside the CPU figures' span
             cpu4 = cpu_seconds(*who, shared=config == "pg")
             trail = bench.trail_phase(pool, args.clients, args.trail_requests)
             cpu5 = cpu_seconds(*who, shared=config == "pg")
+            gc5 = bench.gc_full()
             steps["trail_s"] = time.perf_counter() - t
             rpc_last = rpc_window(bench, args.rpc_window)
         except Exception:
@@ -148,6 +151,12 @@ def run_once(
             "orders_phase_per_order": cpu_ms_per(cpu0, cpu1, orders["funded"]),
             "epcis_phase_per_ack": cpu_ms_per(cpu2, cpu3, acks["acked"]),
             "trail_phase_per_get": cpu_ms_per(cpu4, cpu5, trail["requests"]),
+        },
+        # full garbage collections of the server's processes (each holds its process: every request in
+        # flight on an API process waits), from /metrics: in the trail phase, and from the orders phase on
+        "gc_full_collections": {
+            "trail_phase": bench.gc_full_between(gc4, gc5),
+            "run": bench.gc_full_between(gc0, gc5),
         },
         "counts": {
             "orders_funded": orders["funded"],

@@ -133,6 +133,29 @@ class Bench:
             slot[0 if kind == "sum" else 1] += float(value)
         return {k: (v[0], v[1]) for k, v in out.items()}
 
+    def gc_full(self) -> tuple[float, float]:
+        """The full garbage collections of every server process so far, from ``/metrics``
+        (``tradeguard_gc_full_collection_seconds``, summed over the processes): (seconds summed, count)."""
+        text = httpx.get(f"{self.stack.url}/metrics", timeout=30).text
+        found = {"sum": 0.0, "count": 0.0}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            kind = name.removeprefix("tradeguard_gc_full_collection_seconds_")
+            if kind in found and name != kind:
+                found[kind] += float(value)
+        return found["sum"], found["count"]
+
+    @staticmethod
+    def gc_full_between(before: tuple[float, float], after: tuple[float, float]) -> dict[str, float]:
+        """Full collections between two :meth:`gc_full` snapshots: how many, their milliseconds in all
+        (every process's), and the mean of one."""
+        seconds, count = after[0] - before[0], after[1] - before[1]
+        return {
+            "count": count,
+            "ms_total": round(1000 * seconds, 2),
+            "ms_mean": round(1000 * seconds / count, 2) if count else 0.0,
+        }
+
     @staticmethod
     def write_lock_per(
         before: dict[tuple[str, str], tuple[float, float]],

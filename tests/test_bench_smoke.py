@@ -79,6 +79,11 @@ def test_bench_service_quick_prints_every_figure() -> None:
     cpu = {k: _spread(v, positive=False) for k, v in local["cpu_ms"]["trail_phase_per_get"].items()}
     assert cpu.get("api", 0) + cpu.get("service", 0) > 0 and cpu["client"] > 0, cpu
     assert cpu["total"] == pytest.approx(sum(cpu.values()) - cpu["total"], abs=0.1)
+    # the server's processes count their full garbage collections (app.heap: each settles its start-up heap
+    # with one, before the run, so a short run may see none)
+    for span in ("trail_phase", "run"):
+        gc_full = {k: _spread(v, positive=False) for k, v in local["gc_full_collections"][span].items()}
+        assert set(gc_full) == {"count", "ms_total", "ms_mean"} and gc_full["count"] >= 0, gc_full
     counts = {k: v["median"] for k, v in local["counts"].items()}
     assert counts["orders_funded"] == 4
     assert counts["epcis_acked"] == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 
@@ -47,4 +48,26 @@ def test_settle_freezes_what_survives_and_what_comes_later_is_still_collected(un
     del cycle
     gc.collect()
     assert ref() is None
+    metrics.flush_gc()  # what a request, a sweep pass or a scrape does
     assert _full_collections() == before + 2
+
+
+def test_a_full_collection_inside_a_metric_write_does_not_wait_for_the_metrics_lock(unfrozen: None) -> None:
+    """A collection can start at any allocation, also inside prometheus-client's write of a value, under its
+    lock: the collector's callback must not take that lock (it would wait for itself)."""
+    metrics.observe_gc()
+    metrics.flush_gc()
+    before = _full_collections()
+    lock = metrics.GC_FULL_SECONDS._sum._lock  # the value's lock (one process-wide lock in multiprocess mode)
+
+    def collect_under_the_lock() -> None:
+        with lock:
+            gc.collect()
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "the collector's callback waited for the metric's lock"
+    assert _full_collections() == before  # timed, not yet observed
+    metrics.flush_gc()
+    assert _full_collections() == before + 1

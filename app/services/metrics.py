@@ -32,6 +32,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,21 +114,39 @@ GC_FULL_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 _gc_started: list[float] = []
+#: Full collections timed by :func:`on_gc` and not yet in :data:`GC_FULL_SECONDS` (see :func:`flush_gc`).
+_gc_pauses: deque[float] = deque(maxlen=10_000)
 
 
 def on_gc(phase: str, info: dict[str, int]) -> None:
-    """The collector's callback (:data:`gc.callbacks`): times each full collection into
-    :data:`GC_FULL_SECONDS`. The younger generations' collections cost a check and nothing more."""
+    """The collector's callback (:data:`gc.callbacks`): times each full collection into :data:`_gc_pauses`;
+    the younger generations' collections cost a check and nothing more.
+
+    It never observes a metric itself. A collection starts at any allocation, and prometheus-client holds one
+    process-wide lock while it writes a value (multiprocess mode), allocating: a callback that took that lock
+    in the thread already holding it would wait for ever. :func:`flush_gc` moves the pauses later, wherever
+    the service counts something anyway."""
     if info["generation"] != 2:
         return
     if phase == "start":
         _gc_started[:] = [time.perf_counter()]
     elif _gc_started:
-        GC_FULL_SECONDS.observe(time.perf_counter() - _gc_started.pop())
+        _gc_pauses.append(time.perf_counter() - _gc_started.pop())  # a deque append takes no lock
+
+
+def flush_gc() -> None:
+    """Observe the full collections timed since the last flush (outside the collector's callback)."""
+    while _gc_pauses:
+        try:
+            pause = _gc_pauses.popleft()
+        except IndexError:  # another thread flushed the last one
+            return
+        GC_FULL_SECONDS.observe(pause)
 
 
 def observe_gc() -> None:
-    """Count this process's full garbage collections from now on (once per process, however often asked)."""
+    """Count this process's full garbage collections from now on (once per process, however often asked):
+    they reach :data:`GC_FULL_SECONDS` at the next request, sweep pass or scrape of this process."""
     if on_gc not in gc.callbacks:
         gc.callbacks.append(on_gc)
 
@@ -144,6 +163,7 @@ observe_writes(observe_write)
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     """Count one served HTTP request (``route`` is the template it matched, or ``unmatched``)."""
     REQUEST_SECONDS.labels(method, route, str(status)).observe(seconds)
+    flush_gc()
 
 
 #: How a sweep pass ended: without an error, with one, or refused because chain work is halted.
@@ -156,6 +176,7 @@ def observe_sweep(sweep: str, seconds: float, outcome: str) -> None:
     SWEEP_SECONDS.labels(sweep, outcome).observe(seconds)
     if outcome == "done":
         SWEEP_LAST_SUCCESS.labels(sweep).set(time.time())
+    flush_gc()
 
 
 def in_process_registry() -> CollectorRegistry:
@@ -238,6 +259,7 @@ class _Snapshot(Collector):
 
 def scrape(rt: Runtime, timeout: float = NODE_TIMEOUT_SECONDS) -> bytes:
     """Every metric in the Prometheus text format: the in-process counters and a fresh snapshot."""
+    flush_gc()
     node = _PROBE.read(rt, timeout)  # before the transaction: no network call inside one
     with read_transaction(rt.db) as s:
         families = list(_database_families(s, rt, node, utcnow()))

@@ -2,7 +2,7 @@
 
 Each run starts a fresh local stack (scripts/benchlib.py: anvil, ``tradeguard run`` with SQLite, one API
 process), funds ``--orders`` orders directly on chain and waits until the service has indexed them, then
-``--clients`` concurrent HTTP clients (threads, one connection each, as in bench_service.py's trail phase):
+``--clients`` concurrent HTTP clients (``--client``: scripts/loadgen.py by default, one connection each):
 
 - ``order``: GET /v1/orders/{id} of random orders, ``--requests`` each: GETs/s, p50/p99 ms, and CPU (user +
   system, all threads) per GET of the API process that serves them (``api_cpu_ms_per_get``) and of the
@@ -38,8 +38,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import loadgen  # noqa: E402
 from benchchain import bulk_fund  # noqa: E402
-from benchlib import aggregate, cpu_seconds, p50_p99, start_stack  # noqa: E402
+from benchlib import aggregate, code_identity, cpu_seconds, p50_p99, source_tree, start_stack  # noqa: E402
 from benchload import Bench  # noqa: E402
 
 from app.db.session import make_engine, make_session_factory  # noqa: E402
@@ -53,8 +54,23 @@ def server_cpu_seconds(pid: int) -> dict[str, float]:
     return cpu_seconds([pid], None, None, shared=False)
 
 
-def load(url: str, key: str, paths: Callable[[random.Random], str], clients: int, per: int) -> dict[str, Any]:
-    """``clients`` threads GET ``paths(rng)`` ``per`` times each; rate, latency and non-200 count."""
+def load(
+    url: str, key: str, paths: Callable[[random.Random], str], clients: int, per: int, client: str = "lean"
+) -> dict[str, Any]:
+    """``clients`` concurrent clients GET ``paths(rng)`` ``per`` times each; rate, latency, non-200 count and
+    the load client's CPU per GET. ``client``: ``lean`` (scripts/loadgen.py: one event loop in a process of
+    its own, one connection per client) or ``threads`` (one thread with an ``httpx`` client each, in this
+    process: what the benchmarks used before; its CPU is not measured)."""
+    if client == "lean":
+        plans = [[paths(rng) for _ in range(per)] for rng in (random.Random(c) for c in range(clients))]
+        done = loadgen.run(url, plans, {"Authorization": f"Bearer {key}"})
+        lat = done["latencies_ms"]
+        return {
+            "per_s": round(len(lat) / done["elapsed_s"], 1),
+            "ms": p50_p99(lat),
+            "failed": done["failed"],
+            "client_cpu_ms_per_get": round(1000 * done["cpu_s"] / max(len(lat), 1), 3),
+        }
     latencies: list[float] = []
     failed = [0]
     lock = threading.Lock()
@@ -124,7 +140,7 @@ def in_process(db_path: Path, ids: list[str], key: str, threads: int, calls: int
 
 
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
-    with start_stack("local", pg=False) as stack:
+    with source_tree(args.source) as source, start_stack("local", pg=False, source=source) as stack:
         bench = Bench(stack, tag="get")
         bench.setup(2, 2)
         ids = bulk_fund(bench, args.orders)["ids"]
@@ -132,16 +148,18 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError("no orders were funded")
         pid = stack.server_pid()
         key = bench.merchant_key
-        load(stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, 5)  # warm
+        load(stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, 5, args.client)  # warm
         c0 = server_cpu_seconds(pid)
-        order = load(stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, args.requests)
+        order = load(
+            stack.url, key, lambda r: f"/v1/orders/{r.choice(ids)}", args.clients, args.requests, args.client
+        )
         served = args.clients * args.requests - order["failed"]
         c1 = server_cpu_seconds(pid)
         # the API process serves them (the sweeps' CPU beside it: what else ran on the machine meanwhile)
         for who in ("api", "service"):
             spent = c1.get(who, 0.0) - c0.get(who, 0.0)
             order[f"{who}_cpu_ms_per_get"] = round(1000 * spent / max(served, 1), 2)
-        health = load(stack.url, key, lambda r: "/healthz", args.clients, args.requests)
+        health = load(stack.url, key, lambda r: "/healthz", args.clients, args.requests, args.client)
         db = next((stack.workdir / "state").glob("*.db"))
         service = in_process(db, ids, key, args.threads, args.calls)
     return {"orders_on_chain": len(ids), "order": order, "healthz": health, "service_in_process": service}
@@ -153,6 +171,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=10_000, help="orders funded on chain and indexed")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=100, help="GETs per client")
+    parser.add_argument(
+        "--client",
+        choices=("lean", "threads"),
+        default="lean",
+        help="load client: scripts/loadgen.py (lean) or one httpx client per thread, as before (threads)",
+    )
+    parser.add_argument("--source", help="this commit's service code (git archive), not the work tree")
     parser.add_argument("--threads", type=int, default=8, help="threads of the in-process measurement")
     parser.add_argument("--calls", type=int, default=2000, help="authentication + detail pairs in process")
     args = parser.parse_args()
@@ -164,6 +189,7 @@ def main() -> None:
             {
                 "command": "bench_get.py " + " ".join(sys.argv[1:]),
                 "parameters": vars(args),
+                "code": code_identity(args.source),
                 "note": "each figure: median of the runs with min and max; latencies in ms; one API process",
                 "result": aggregate(runs),
             },

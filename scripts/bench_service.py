@@ -114,6 +114,8 @@ def run_once(
             cpu4 = cpu_seconds(*who, shared=config == "pg")
             trail = bench.trail_phase(pool, args.clients, args.trail_requests)
             cpu5 = cpu_seconds(*who, shared=config == "pg")
+            # the load client of this phase is a process of its own, ended by now: it reported its CPU
+            cpu5["client"] = cpu5.get("client", 0.0) + trail["client_cpu_s"]
             gc5 = bench.gc_full()
             steps["trail_s"] = time.perf_counter() - t
             rpc_last = rpc_window(bench, args.rpc_window)

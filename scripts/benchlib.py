@@ -199,6 +199,8 @@ def _env(
     )
     if broker:
         env["TRADEGUARD_BROKER_URL"] = broker
+    # A/B runs of a setting: BENCH_TRADEGUARD_X=v in the benchmark's environment is the server's TRADEGUARD_X
+    env.update({k[len("BENCH_") :]: v for k, v in os.environ.items() if k.startswith("BENCH_TRADEGUARD_")})
     return env
 
 

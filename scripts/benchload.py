@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import loadgen
 from benchlib import Stack, p50_p99
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -506,28 +507,28 @@ class Bench:
     # ----------------------------------------------------------------------------------------- trail
 
     def trail_phase(self, ids: Sequence[str], clients: int, per_client: int) -> dict[str, Any]:
-        """``clients`` threads GET random orders of ``ids``, ``per_client`` each."""
-        latencies: list[float] = []
-
-        def client(c: int) -> None:
-            api = self.api()
-            rng = random.Random(c)
-            for _ in range(per_client):
-                oid = rng.choice(ids)
-                reply = api.call(
-                    "trail", "GET", f"/v1/orders/{oid}", self.merchant_key, 200, "/v1/orders/{id}"
-                )
-                if reply.status == 200:
-                    latencies.append(1000 * reply.seconds)
-            api.close()
-
-        t0 = time.perf_counter()
-        run_all(clients, client)
+        """``clients`` concurrent clients GET random orders of ``ids``, ``per_client`` each, through
+        :mod:`loadgen` (one connection each, a closed loop, from a process of its own: 32 threads of this
+        process would contend for its GIL on the server's cores). ``client_cpu_s``: that process's CPU, which
+        a /proc reading after the phase no longer sees."""
+        plans = [
+            [f"/v1/orders/{rng.choice(ids)}" for _ in range(per_client)]
+            for rng in map(random.Random, range(clients))
+        ]
+        done = loadgen.run(self.stack.url, plans, {"Authorization": f"Bearer {self.merchant_key}"})
+        for failure in done["failures"]:
+            self.error("trail", f"GET /v1/orders/{{id}}: {failure}")
+        if done["failed"] > len(done["failures"]):
+            self.error(
+                "trail", f"GET /v1/orders/{{id}}: {done['failed'] - len(done['failures'])} more failures"
+            )
+        latencies = done["latencies_ms"]
         return {
             "orders_queried": len(ids),
             "requests": len(latencies),
-            "per_s": round(len(latencies) / (time.perf_counter() - t0), 2),
+            "per_s": round(len(latencies) / done["elapsed_s"], 2),
             "trail_query_ms": p50_p99(latencies),
+            "client_cpu_s": done["cpu_s"],
         }
 
 

@@ -9,6 +9,7 @@ import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.middleware import run_read as run_read  # the routes await their reads through it
 from app.errors import AuthError, Forbidden
 from app.services import principals
 from app.services.principals import Principal
@@ -28,19 +29,22 @@ async def runtime_dep() -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 
 
-def principal_dep(
+async def principal_dep(
     rt: RuntimeDep,
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The principal of the request's API key (401 problem when missing or unknown), resolved once per
-    request: the idempotency middleware may have done it already."""
+    request: the idempotency middleware may have done it already. The lookup runs on the reads' threads
+    (:func:`~app.api.middleware.run_read`); the ``last_used_at`` refresh it may ask for, a write, does not."""
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
         return known
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise AuthError()
-    principal = principals.resolve(rt.db, creds.credentials)
+    principal, stale_key = await run_read(principals.lookup, rt.db, creds.credentials)
+    if stale_key is not None:
+        await anyio.to_thread.run_sync(principals.touch, rt.db, stale_key)
     request.state.principal = principal
     request.state.principal_id = principal.id
     return principal

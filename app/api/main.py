@@ -40,7 +40,7 @@ def create_api() -> FastAPI:
     rt = load_runtime_if_any()
     settings = rt.settings if rt is not None else get_settings()
     logs.configure(settings)
-    app.add_middleware(ThreadBudget, threads=settings.api_threads)
+    app.add_middleware(ThreadBudget, threads=settings.api_threads, read_threads=settings.read_threads)
     for module in (system, metrics, orders, carts, wallet, settlements, logistics, webhook_endpoints):
         app.include_router(module.router)
     return app

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
+from anyio.lowlevel import RunVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import AuthError, FeedError
@@ -21,6 +23,8 @@ from app.services import idempotency
 from app.services.principals import Principal
 from app.services.principals import resolve as resolve_principal
 from app.services.runtime import Runtime, get_runtime
+
+T = TypeVar("T")
 
 PROBLEM = b"application/problem+json"
 #: JSON bodies nest at most this deep. py-evm raises Python's recursion limit to 100 000, so a deeply
@@ -269,20 +273,37 @@ class EmbeddedChainLock:
             rt.lock.release()
 
 
+_READS: RunVar[anyio.CapacityLimiter] = RunVar("tradeguard_read_threads")
+
+
 class ThreadBudget:
     """Sets the process's thread budget for blocking request work (``to_thread``, sync routes and
-    dependencies) to ``settings.api_threads`` on the first request, in the event loop that serves them.
+    dependencies) to ``settings.api_threads`` on the first request, in the event loop that serves them, and
+    the narrower budget of reads (:func:`run_read`) to ``settings.api_read_threads``.
 
     Requests beyond the budget wait in the event loop, which costs nothing; a thread more than the budget
     would only take the GIL away from the thread that holds the database's write lock (issue 8)."""
 
-    def __init__(self, app: ASGIApp, threads: int) -> None:
+    def __init__(self, app: ASGIApp, threads: int, read_threads: int) -> None:
         self.app = app
         self.threads = threads
+        self.read_threads = read_threads
         self.applied = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.applied:
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            _READS.set(anyio.CapacityLimiter(self.read_threads))
             self.applied = True
         await self.app(scope, receive, send)
+
+
+async def run_read(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a worker thread of the reads' budget (the whole budget before :class:`ThreadBudget`
+    has run in this event loop). Reads only: a job that waits for the write lock would hold up every read
+    of the process behind it."""
+    try:
+        limiter: anyio.CapacityLimiter | None = _READS.get()
+    except LookupError:
+        limiter = None
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)

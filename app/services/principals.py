@@ -119,10 +119,15 @@ def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
     return principal, (key_id if stale else None)
 
 
+def lookup(db: sessionmaker[Session], key: str) -> tuple[Principal, str | None]:
+    """:func:`authenticate` in a read transaction of its own (no write lock)."""
+    with read_transaction(db) as s:
+        return authenticate(s, key)
+
+
 def resolve(db: sessionmaker[Session], key: str) -> Principal:
     """Authenticate ``key`` in a read transaction (no write lock); refresh ``last_used_at`` when due."""
-    with read_transaction(db) as s:
-        principal, stale_key = authenticate(s, key)
+    principal, stale_key = lookup(db, key)
     if stale_key is not None:
         touch(db, stale_key)
     return principal

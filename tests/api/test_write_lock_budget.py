@@ -3,12 +3,14 @@ every write transaction is reported on ``/metrics`` by the function that opened 
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import anyio
 from fastapi.testclient import TestClient
 
-from app.services.runtime import Runtime
+from app.services.runtime import Runtime, get_runtime
+from tests.api.conftest import auth
 
 
 def test_the_thread_budget_is_the_setting(client: TestClient, runtime: Runtime) -> None:
@@ -17,6 +19,35 @@ def test_the_thread_budget_is_the_setting(client: TestClient, runtime: Runtime) 
     assert client.portal is not None
     tokens = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
     assert tokens == runtime.settings.api_threads
+
+
+def test_reads_wait_for_their_own_narrower_budget(client: TestClient, admin_key: str) -> None:
+    """Authentication and ``GET /v1/orders`` run on the reads' threads (1 on SQLite, 2 on PostgreSQL): while
+    every one of them is taken, a GET waits (this runtime's embedded chain serves one request at a time, so
+    nothing else is asked meanwhile), and it is answered once one is free."""
+    from app.api.middleware import _READS
+
+    assert client.get("/healthz").status_code == 200  # the budgets are set at the first request
+    assert client.portal is not None
+    limiter = client.portal.call(_READS.get)
+    expected = 1 if str(client.portal.call(lambda: get_runtime().settings.db_url)).startswith("sqlite") else 2
+    assert client.portal.call(lambda: limiter.total_tokens) == expected
+    holders = [object() for _ in range(expected)]
+    for holder in holders:
+        client.portal.call(limiter.acquire_on_behalf_of_nowait, holder)
+    answers: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(client.get("/v1/orders", headers=auth(admin_key)).status_code)
+    )
+    try:
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and answers == []  # queued behind the taken budget
+    finally:
+        for holder in holders:
+            client.portal.call(limiter.release_on_behalf_of, holder)
+    waiting.join(timeout=30)
+    assert answers == [200]
 
 
 def test_write_transactions_are_on_metrics_by_site(client: TestClient, admin_key: str) -> None:

@@ -15,6 +15,7 @@ from app.api.deps import (
     MerchantPrincipal,
     PartyPrincipal,
     RuntimeDep,
+    run_read,
 )
 from app.api.openapi import (
     AUTH,
@@ -175,7 +176,7 @@ def create_order(body: OrderCreate, rt: RuntimeDep, me: MerchantPrincipal) -> di
 
 
 @router.get("", response_model=OrdersPage, responses=problems(*AUTH, 422, valid={422: [BAD_CURSOR]}))
-def list_orders(
+async def list_orders(
     rt: RuntimeDep,
     me: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=order_views.MAX_PAGE)] = 20,
@@ -183,13 +184,13 @@ def list_orders(
     status: Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")] = None,
 ) -> dict[str, Any]:
     """The caller's orders, newest first (merchant, buyer: their own; arbitrator: disputed ones)."""
-    return order_views.page(rt, me, limit, cursor, status)
+    return await run_read(order_views.page, rt, me, limit, cursor, status)
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=READ)
-def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+async def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
     """Status, split, ``release_at`` and the timeline of on- and off-chain facts (with tx hashes)."""
-    return order_views.detail(rt, me, order_id)
+    return await run_read(order_views.detail, rt, me, order_id)
 
 
 @router.get("/{order_id}/signing", responses=READ)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -52,12 +52,14 @@ class Settings(BaseSettings):
     #: than this do not add throughput under the GIL; they lengthen the time each holder of the database's
     #: write lock waits to run again, so every writer queues longer (issue 8's profile).
     api_threads: int = Field(8, ge=1, le=200)
-    #: Of those, the threads reads run on (authentication, ``GET`` routes); None: 1 on SQLite, 2 on
-    #: PostgreSQL. A read of SQLite is CPU under the GIL from end to end, and more threads running reads at
-    #: once only contend for it: at 32 concurrent GETs an API process spent 3.3-3.4 ms of CPU per GET on 8
-    #: threads against 2.3-2.5 on one (issue 8). A read of PostgreSQL also waits on the network, off the GIL.
-    #: Writes keep the wider budget: they wait on the group commit, off the GIL too.
-    api_read_threads: int | None = Field(None, ge=1, le=200)
+    #: Where an API process runs its reads (authentication, ``GET`` routes): on this many threads of their
+    #: own, or, with 0, on the event loop itself. None: 0 on SQLite, 2 on PostgreSQL.
+    #: A read of SQLite under WAL neither takes nor waits for a lock: it is CPU under the GIL from end to end,
+    #: so a thread adds only its hand-over and, with several, contention. At 32 concurrent GETs an API process
+    #: spent 2.6 ms of CPU per GET with reads on 8 threads, 2.2 on one thread and 1.9 on the event loop
+    #: (issue 8; bench_get, medians of 4). A read of PostgreSQL waits on the network: never on the loop.
+    #: Writes keep the wider budget: they wait on the group commit, off the GIL.
+    api_read_threads: int | None = Field(None, ge=0, le=200)
     idempotency_ttl_seconds: int = Field(48 * 3600, ge=24 * 3600)
     webhook_retry_hours: int = Field(72, ge=72)
     sweep_seconds: float = Field(2.0, gt=0, description="how often beat (or the eager sweeper) sweeps")
@@ -116,10 +118,16 @@ class Settings(BaseSettings):
 
     @property
     def read_threads(self) -> int:
-        """:attr:`api_read_threads`, or its default for the database."""
-        if self.api_read_threads is not None:
-            return self.api_read_threads
-        return 1 if self.db_url.startswith("sqlite") else 2
+        """:attr:`api_read_threads`, or its default for the database (0: on the event loop)."""
+        if self.api_read_threads is None:
+            return 0 if self.db_url.startswith("sqlite") else 2
+        return self.api_read_threads
+
+    @model_validator(mode="after")
+    def _reads_on_the_loop_only_on_sqlite(self) -> Settings:
+        if self.api_read_threads == 0 and not self.db_url.startswith("sqlite"):
+            raise ValueError("TRADEGUARD_API_READ_THREADS=0 (reads on the event loop) is for SQLite only")
+        return self
 
     @property
     def token_addresses(self) -> list[str]:

@@ -273,13 +273,14 @@ class EmbeddedChainLock:
             rt.lock.release()
 
 
-_READS: RunVar[anyio.CapacityLimiter] = RunVar("tradeguard_read_threads")
+_READS: RunVar[anyio.CapacityLimiter | None] = RunVar("tradeguard_read_threads")
 
 
 class ThreadBudget:
     """Sets the process's thread budget for blocking request work (``to_thread``, sync routes and
     dependencies) to ``settings.api_threads`` on the first request, in the event loop that serves them, and
-    the narrower budget of reads (:func:`run_read`) to ``settings.api_read_threads``.
+    where reads run (:func:`run_read`): on ``settings.read_threads`` threads of their own, or with 0 on the
+    event loop.
 
     Requests beyond the budget wait in the event loop, which costs nothing; a thread more than the budget
     would only take the GIL away from the thread that holds the database's write lock (issue 8)."""
@@ -293,17 +294,20 @@ class ThreadBudget:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.applied:
             anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
-            _READS.set(anyio.CapacityLimiter(self.read_threads))
+            _READS.set(anyio.CapacityLimiter(self.read_threads) if self.read_threads else None)
             self.applied = True
         await self.app(scope, receive, send)
 
 
 async def run_read(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on a worker thread of the reads' budget (the whole budget before :class:`ThreadBudget`
-    has run in this event loop). Reads only: a job that waits for the write lock would hold up every read
-    of the process behind it."""
+    """``fn(*args)``, a read of the database, where :class:`ThreadBudget` says reads run: on the event loop
+    (SQLite: a read neither takes nor waits for a lock), or on a worker thread of the reads' budget (the
+    whole budget before :class:`ThreadBudget` has run in this event loop). Reads only: a job that waits for
+    the write lock would hold up every read of the process behind it, or the event loop itself."""
     try:
-        limiter: anyio.CapacityLimiter | None = _READS.get()
+        limiter = _READS.get()
     except LookupError:
-        limiter = None
+        return await anyio.to_thread.run_sync(fn, *args)
+    if limiter is None:
+        return fn(*args)
     return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)

@@ -4,9 +4,11 @@ every write transaction is reported on ``/metrics`` by the function that opened 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import anyio
+import pytest
 from fastapi.testclient import TestClient
 
 from app.services.runtime import Runtime, get_runtime
@@ -21,33 +23,60 @@ def test_the_thread_budget_is_the_setting(client: TestClient, runtime: Runtime) 
     assert tokens == runtime.settings.api_threads
 
 
-def test_reads_wait_for_their_own_narrower_budget(client: TestClient, admin_key: str) -> None:
-    """Authentication and ``GET /v1/orders`` run on the reads' threads (1 on SQLite, 2 on PostgreSQL): while
-    every one of them is taken, a GET waits (this runtime's embedded chain serves one request at a time, so
-    nothing else is asked meanwhile), and it is answered once one is free."""
-    from app.api.middleware import _READS
+def test_reads_run_where_the_budget_says(
+    client: TestClient, admin_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /v1/orders`` reads on the event loop on SQLite, on a worker thread on PostgreSQL."""
+    from app.services.trade import order_views
 
-    assert client.get("/healthz").status_code == 200  # the budgets are set at the first request
+    seen: list[int] = []
+    page = order_views.page
+    monkeypatch.setattr(order_views, "page", lambda *a: (seen.append(threading.get_ident()), page(*a))[1])
+    assert client.get("/v1/orders", headers=auth(admin_key)).status_code == 200
     assert client.portal is not None
-    limiter = client.portal.call(_READS.get)
-    expected = 1 if str(client.portal.call(lambda: get_runtime().settings.db_url)).startswith("sqlite") else 2
-    assert client.portal.call(lambda: limiter.total_tokens) == expected
-    holders = [object() for _ in range(expected)]
-    for holder in holders:
-        client.portal.call(limiter.acquire_on_behalf_of_nowait, holder)
-    answers: list[int] = []
-    waiting = threading.Thread(
-        target=lambda: answers.append(client.get("/v1/orders", headers=auth(admin_key)).status_code)
-    )
-    try:
-        waiting.start()
-        waiting.join(timeout=1.0)
-        assert waiting.is_alive() and answers == []  # queued behind the taken budget
-    finally:
-        for holder in holders:
-            client.portal.call(limiter.release_on_behalf_of, holder)
-    waiting.join(timeout=30)
-    assert answers == [200]
+    loop_thread = client.portal.call(threading.get_ident)
+    sqlite = get_runtime().settings.db_url.startswith("sqlite")
+    assert len(seen) == 1 and (seen[0] == loop_thread) == sqlite
+
+
+@pytest.mark.parametrize("read_threads", [0, 1, 2])
+def test_run_read_keeps_to_the_reads_budget(read_threads: int) -> None:
+    """0: each read runs on the event loop; n: at most n reads at once, each on a worker thread."""
+    from app.api.middleware import ThreadBudget, run_read
+
+    async def noop(scope: object, receive: object, send: object) -> None:
+        pass
+
+    running, most = [0], [0]
+    guard = threading.Lock()
+
+    def read() -> int:
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with guard:
+            running[0] -= 1
+        return threading.get_ident()
+
+    async def main() -> tuple[int, list[int]]:
+        await ThreadBudget(noop, threads=8, read_threads=read_threads)({"type": "http"}, noop, noop)
+        threads: list[int] = []
+
+        async def one() -> None:
+            threads.append(await run_read(read))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(one)
+        return threading.get_ident(), threads
+
+    loop_thread, threads = anyio.run(main)
+    assert len(threads) == 4
+    if read_threads == 0:
+        assert set(threads) == {loop_thread} and most[0] == 1
+    else:
+        assert loop_thread not in threads and most[0] == read_threads
 
 
 def test_write_transactions_are_on_metrics_by_site(client: TestClient, admin_key: str) -> None:

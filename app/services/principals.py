@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 # Principal is re-exported: callers above the services (the API) name the type through this module.
@@ -82,6 +82,26 @@ def revoke_keys(session: Session, principal: Principal) -> None:
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
 
+#: Built once: building this select and its cache key on every request cost 150 µs of CPU, twice what running
+#: it costs (issue 8).
+_KEY_AND_PRINCIPAL = (
+    select(
+        ApiKey.id,
+        ApiKey.key_hash,
+        ApiKey.revoked_at,
+        ApiKey.last_used_at,
+        Principal.id,
+        Principal.role,
+        Principal.address,
+        Principal.name,
+        Principal.created_at,
+        Principal.disabled,
+    )
+    .outerjoin(Principal, Principal.id == ApiKey.principal_id)
+    .where(ApiKey.key_hash == bindparam("digest"))
+)
+
+
 def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
     """The principal owning ``key``, and the id of its key row when ``last_used_at`` is due a refresh
     (:func:`touch`); unknown, revoked or disabled keys raise :class:`AuthError`. Only reads.
@@ -90,22 +110,8 @@ def authenticate(session: Session, key: str) -> tuple[Principal, str | None]:
     plain columns (no ORM identity map or entity loading); the principal comes back as a new transient object
     that no session holds (a caller that changes it changes nothing stored)."""
     digest = hash_key(key)
-    found = session.execute(
-        select(
-            ApiKey.id,
-            ApiKey.key_hash,
-            ApiKey.revoked_at,
-            ApiKey.last_used_at,
-            Principal.id,
-            Principal.role,
-            Principal.address,
-            Principal.name,
-            Principal.created_at,
-            Principal.disabled,
-        )
-        .outerjoin(Principal, Principal.id == ApiKey.principal_id)
-        .where(ApiKey.key_hash == digest)
-    ).first()
+    # on the session's connection: a select of columns has no use for the ORM's execution path (40 µs)
+    found = session.connection().execute(_KEY_AND_PRINCIPAL, {"digest": digest}).first()
     # compare_digest keeps the final comparison constant-time; the lookup is by a hash, not the key.
     if found is None or found[2] is not None or not hmac.compare_digest(found[1], digest):
         raise AuthError("unknown or revoked API key")

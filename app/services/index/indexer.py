@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import bindparam, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -416,6 +416,19 @@ def _rows_to_catch_up(s: Session) -> list[str]:
     return list(s.scalars(CATCH_UP))
 
 
+#: The statements a GET of an order runs, built once: building a select and its cache key on every call cost
+#: more than running it (issue 8: about 55-90 µs of CPU a statement, against 60-70 µs to run a prebuilt one).
+_ORDER_EVENTS = (
+    select(ChainEvent)
+    .where(ChainEvent.order_id == bindparam("order_id"))
+    .order_by(ChainEvent.block_number, ChainEvent.log_index)
+)
+_REQUESTED_TXS = select(Intent.tx_hash, Intent.request_id).where(
+    Intent.order_id == bindparam("order_id"), Intent.tx_hash.is_not(None), Intent.request_id.is_not(None)
+)
+_TIMELINE_ENTRIES = select(TimelineEntry).where(TimelineEntry.order_id == bindparam("order_id"))
+
+
 def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
     """The order's events, without those of another buyer's order under the same order id.
 
@@ -423,11 +436,7 @@ def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
     buyer (a "squatted" id that blocks nothing): its ``OrderFunded`` names another buyer and the buyer tag of
     its state words differs. The buyer is the row's, or else the first ``OrderFunded``'s.
     """
-    events = s.scalars(
-        select(ChainEvent)
-        .where(ChainEvent.order_id == order_id)
-        .order_by(ChainEvent.block_number, ChainEvent.log_index)
-    ).all()
+    events = s.scalars(_ORDER_EVENTS, {"order_id": order_id}).all()
     return _own_events(events, s.get(Order, order_id))
 
 
@@ -703,11 +712,7 @@ def timeline(
     keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
     # the request whose intent sent a transaction, by its hash (the request id follows into the chain facts)
     requested: dict[str, str] = {}
-    for tx, rid in session.execute(
-        select(Intent.tx_hash, Intent.request_id).where(
-            Intent.order_id == order_id, Intent.tx_hash.is_not(None), Intent.request_id.is_not(None)
-        )
-    ):
+    for tx, rid in session.execute(_REQUESTED_TXS, {"order_id": order_id}):
         if tx is not None and rid is not None:  # the query's filter, for the type checker
             requested[tx] = rid
     for e in _events_of(session, order_id) if events is None else events:
@@ -727,7 +732,7 @@ def timeline(
             "data": projection.timeline_args(e.name, e.args),
         }
         keyed.append(((recorded, 0, e.block_number, e.log_index, 0), item))
-    entries = session.scalars(select(TimelineEntry).where(TimelineEntry.order_id == order_id)).all()
+    entries = session.scalars(_TIMELINE_ENTRIES, {"order_id": order_id}).all()
     for entry in entries:
         item = {
             "source": "service",

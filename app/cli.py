@@ -229,15 +229,39 @@ def _run_service(settings: Settings, workers: int) -> int:
     return 0
 
 
+#: Listening sockets of several processes bound to one port with SO_REUSEPORT: Linux hands each new connection
+#: to one of them by a hash of its addresses. Elsewhere (BSD, macOS) the option does not spread connections.
+SPREAD_BY_KERNEL = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+BACKLOG = 2048
+
+
 class _ApiProcesses:
-    """``tradeguard run --workers N``: N API processes sharing one listening socket (the kernel spreads the
-    connections), each with its own runtime on the same database and node. Without a broker the sweeps stay
-    in the parent, and the processes forward their kicks to it over a pipe. A process that dies is started
-    again."""
+    """``tradeguard run --workers N``: N API processes, each with its own runtime on the same database and
+    node. Without a broker the sweeps stay in the parent, and the processes forward their kicks to it over a
+    pipe. A process that dies is started again.
+
+    With more than one process on Linux, each listens on a socket of its own in the port's SO_REUSEPORT group
+    (:func:`spread_listener`), and the kernel spreads the connections evenly by a hash. One listening socket
+    shared by all went to whichever process woke first: a burst of 32 keep-alive clients split 32/0, 23/9 and
+    19/13 between two processes in three runs, and the busier one ran out of its core while the other idled
+    (issue 8: 623 GETs/s at 32/0, 934 at 19/13). The parent holds the port bound, not listening, so that it
+    stays taken while a process restarts; the connections still waiting in a dying process's backlog are
+    reset. One process listens on the parent's socket, whose backlog also keeps the connections that arrive
+    while it restarts."""
 
     def __init__(self, settings: Settings, count: int, stop: threading.Event) -> None:
         self.settings, self.count, self.stop = settings, count, stop
-        self.sock = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)
+        self.spread = count > 1 and SPREAD_BY_KERNEL
+        if self.spread:
+            family, _, _, _, address = socket.getaddrinfo(
+                settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.sock.bind(address)
+        else:
+            self.sock = socket.create_server((settings.host, settings.port), backlog=BACKLOG)
         self.sock.set_inheritable(True)
         pipe = os.pipe() if settings.eager else None
         self.kick_read: int | None = pipe[0] if pipe else None
@@ -246,6 +270,8 @@ class _ApiProcesses:
 
     def spawn(self) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "app.cli", "serve", "--fd", str(self.sock.fileno())]
+        if self.spread:
+            argv.append("--own-listener")
         fds = [self.sock.fileno()]
         if self.kick_write is not None:
             argv += ["--kick-fd", str(self.kick_write)]
@@ -318,8 +344,20 @@ def inherited_socket(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
-    """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``."""
+def spread_listener(bound: socket.socket) -> socket.socket:
+    """A listening socket of this process on the address of ``bound`` (the parent's socket, bound with
+    SO_REUSEPORT and not listening), in the port's SO_REUSEPORT group: see :class:`_ApiProcesses`."""
+    sock = socket.socket(bound.family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(bound.getsockname())
+    sock.listen(BACKLOG)
+    return sock
+
+
+def cmd_serve(settings: Settings, fd: int, kick_fd: int | None, own_listener: bool = False) -> int:
+    """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``, or,
+    with ``own_listener``, on a socket of its own in the SO_REUSEPORT group of ``fd``'s address."""
     import uvicorn
 
     from app import heap
@@ -335,7 +373,11 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     try:
         config = uvicorn.Config(create_app(), log_level="warning", lifespan="off")
         heap.settle()  # before the first request: full collections no longer walk the start-up heap
-        uvicorn.Server(config).run(sockets=[inherited_socket(fd)])
+        inherited = inherited_socket(fd)
+        listener = spread_listener(inherited) if own_listener else inherited
+        if own_listener:
+            inherited.close()  # this process's copy: the parent keeps the port
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
         set_runtime(None)
         rt.close()
@@ -507,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)  # one API process of `run --workers N`
     p_serve.add_argument("--fd", type=int, required=True)
+    p_serve.add_argument("--own-listener", action="store_true", help=argparse.SUPPRESS)
     p_serve.add_argument("--kick-fd", type=int)
     p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
@@ -570,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise TradeGuardError("--workers above 1 needs a node the processes share, not 'embedded'")
             return cmd_run(settings.model_copy(update=updates), workers)
         if args.command == "serve":
-            return cmd_serve(settings, args.fd, args.kick_fd)
+            return cmd_serve(settings, args.fd, args.kick_fd, args.own_listener)
         if args.command == "demo" and args.url:
             import httpx
 

@@ -1,7 +1,8 @@
 """The listening socket an API process of ``tradeguard run`` inherits: taken as the TCP socket it is, so that
 asyncio turns Nagle's algorithm off on its connections (uvicorn's ``fd=`` takes it for a Unix socket, and a
-client's next request on a kept-alive connection then waited out the peer's delayed ACK); and ``run``'s wait
-for a process that answers on it before it says ready."""
+client's next request on a kept-alive connection then waited out the peer's delayed ACK); ``run``'s wait
+for a process that answers on it before it says ready; and, with several processes on Linux, a listening
+socket of each process's own that the kernel spreads the connections over."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from app.cli import inherited_socket
+from app.cli import SPREAD_BY_KERNEL, _ApiProcesses, inherited_socket, spread_listener
 from app.errors import TradeGuardError
 
 
@@ -68,8 +69,6 @@ def test_a_listener_taken_for_a_unix_socket_would_keep_nagle_on() -> None:
 
 
 def _processes(stop: threading.Event) -> Any:
-    from app.cli import _ApiProcesses
-
     return _ApiProcesses(
         cast(Any, SimpleNamespace(host="127.0.0.1", port=0, eager=False)), 1, stop
     )  # a listening socket no process serves
@@ -92,5 +91,58 @@ def test_waiting_for_an_api_process_ends_when_the_service_stops() -> None:
         started = time.monotonic()
         assert api.wait_serving(timeout=60) is False
         assert time.monotonic() - started < 10  # the stop, not the 60 s deadline, ended it
+    finally:
+        api.sock.close()
+
+
+@pytest.mark.skipif(not SPREAD_BY_KERNEL, reason="SO_REUSEPORT spreads connections on Linux only")
+def test_the_kernel_spreads_connections_over_each_processs_own_listener() -> None:
+    """``run --workers 2`` on Linux: the parent holds the port bound with SO_REUSEPORT and does not listen;
+    each API process listens on a socket of its own in that group (:func:`spread_listener`), and the
+    kernel gives each of them a share of the connections."""
+    stop = threading.Event()
+    api = _ApiProcesses(cast(Any, SimpleNamespace(host="127.0.0.1", port=0, eager=False)), 2, stop)
+    assert api.spread
+    address = api.sock.getsockname()
+    with socket.socket() as probe:  # nothing listens yet: refused at once, not left in a backlog
+        with pytest.raises(ConnectionRefusedError):
+            probe.connect(address)
+    listeners = [spread_listener(socket.socket(fileno=os.dup(api.sock.fileno()))) for _ in range(2)]
+    clients = []
+    try:
+        for listener in listeners:
+            assert listener.getsockname() == address
+            listener.setblocking(False)
+        for _ in range(64):
+            client = socket.create_connection(address)
+            clients.append(client)
+        accepted = [0, 0]
+        deadline = time.monotonic() + 10
+        while sum(accepted) < 64 and time.monotonic() < deadline:
+            for i, listener in enumerate(listeners):
+                try:
+                    conn, _ = listener.accept()
+                except BlockingIOError:
+                    continue
+                conn.close()
+                accepted[i] += 1
+        assert sum(accepted) == 64
+        assert min(accepted) >= 8, accepted  # a hash, not one winner (binomial: below 8 of 64 is < 1e-6)
+    finally:
+        for c in clients:
+            c.close()
+        for listener in listeners:
+            listener.close()
+        api.sock.close()
+
+
+def test_one_api_process_listens_on_the_parents_socket() -> None:
+    """With one process nothing is spread: the parent's listening socket keeps the connections that arrive
+    while that process restarts in its backlog."""
+    api = _processes(threading.Event())
+    try:
+        assert not api.spread
+        with socket.create_connection(api.sock.getsockname(), timeout=5):
+            pass  # accepted into the backlog, though no process serves yet
     finally:
         api.sock.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,8 +53,13 @@ def can_see(principal: Principal, order: Order) -> bool:
     return False
 
 
+#: Built once (``Session.get`` builds its select on every call: 150 µs of CPU against 110, issue 8). Without
+#: autoflush, as ``get``: a row already in the session comes back as the object it is, changes included.
+_ORDER_BY_ID = select(Order).where(Order.id == bindparam("id")).execution_options(autoflush=False)
+
+
 def get_visible(session: Session, principal: Principal, oid: str) -> Order:
-    order = session.get(Order, oid.lower())
+    order = session.scalars(_ORDER_BY_ID, {"id": oid.lower()}).first()
     if order is None or not can_see(principal, order):
         raise NotFound("order", oid)
     return order

@@ -543,13 +543,12 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for reads only: one consistent snapshot, no write lock (SQLite: deferred ``BEGIN`` under
     WAL), rolled back at the end, so a write made in it by mistake is never kept."""
     bind = factory.kw["bind"]
+    # Leaving the block closes the session: every object is expunged, its loaded attributes still readable
+    # (a rollback would expire them), and the connection is closed, which rolls its transaction back. An
+    # explicit rollback first cost 25 µs more of the ORM's snapshot bookkeeping, twice per GET (issue 8).
     with factory(bind=_with_option(bind, READ_ONLY)) as session:
         session.begin()
-        try:
-            yield session
-        finally:
-            session.expunge_all()  # what was read stays readable after the rollback (which would expire it)
-            session.rollback()
+        yield session
 
 
 M = TypeVar("M", bound=DeclarativeBase)

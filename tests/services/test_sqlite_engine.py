@@ -177,3 +177,25 @@ def test_a_forked_child_has_a_lock_of_its_own(tmp_path: Path) -> None:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_read_transaction_keeps_no_write_and_leaves_what_it_read_readable(tmp_path: Path) -> None:
+    """Leaving a read transaction closes its session: a write made in it by mistake is rolled back, and the
+    objects it loaded are detached with their attributes still readable (not expired)."""
+    from app.db.models import Base, Principal
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+    with transaction(factory) as s:
+        s.add(Principal(role="merchant", address="0x" + "12" * 20, name="kept"))
+    with read_transaction(factory) as s:
+        read = s.query(Principal).one()
+        s.add(Principal(role="buyer", address="0x" + "34" * 20, name="by mistake"))
+        s.flush()
+        s.execute(text("UPDATE principals SET name = 'changed'"))
+    assert (read.name, read.role) == ("kept", "merchant")  # detached, loaded, no query needed
+    with read_transaction(factory) as s:
+        assert [(p.name, p.role) for p in s.query(Principal)] == [("kept", "merchant")]
+    with engine.connect() as conn:  # and the pool's connections hold no transaction open
+        assert conn.exec_driver_sql("SELECT count(*) FROM principals").scalar() == 1

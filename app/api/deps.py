@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
@@ -14,6 +14,8 @@ from app.errors import AuthError, Forbidden
 from app.services import principals
 from app.services.principals import Principal
 from app.services.runtime import Runtime, get_runtime, load_runtime_if_any
+
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
@@ -29,25 +31,51 @@ async def runtime_dep() -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime_dep)]
 
 
-async def principal_dep(
-    rt: RuntimeDep,
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The principal of the request's API key (401 problem when missing or unknown), resolved once per
-    request: the idempotency middleware may have done it already. The lookup runs on the reads' threads
-    (:func:`~app.api.middleware.run_read`); the ``last_used_at`` refresh it may ask for, a write, does not."""
-    known = getattr(request.state, "principal", None)
-    if isinstance(known, Principal):
-        return known
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _key_of(creds: HTTPAuthorizationCredentials | None) -> str:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise AuthError()
-    principal, stale_key = await run_read(principals.lookup, rt.db, creds.credentials)
+    return creds.credentials
+
+
+async def _authenticated(request: Request, rt: Runtime, principal: Principal, stale_key: str | None) -> None:
+    """What follows an authentication: the ``last_used_at`` refresh it may ask for (a write: not on the reads'
+    threads), and the principal on the request (its logs and idempotency)."""
     if stale_key is not None:
         await anyio.to_thread.run_sync(principals.touch, rt.db, stale_key)
     request.state.principal = principal
     request.state.principal_id = principal.id
+
+
+async def principal_dep(rt: RuntimeDep, request: Request, creds: Bearer) -> Principal:
+    """The principal of the request's API key (401 problem when missing or unknown), resolved once per
+    request: the idempotency middleware may have done it already. The lookup runs where reads run
+    (:func:`~app.api.middleware.run_read`)."""
+    known = getattr(request.state, "principal", None)
+    if isinstance(known, Principal):
+        return known
+    principal, stale_key = await run_read(principals.lookup, rt.db, _key_of(creds))
+    await _authenticated(request, rt, principal, stale_key)
     return principal
+
+
+async def read_as_caller(
+    request: Request,
+    rt: Runtime,
+    creds: HTTPAuthorizationCredentials | None,
+    view: Callable[..., T],
+    *args: Any,
+) -> T:
+    """``view(session, caller, *args)`` in the read transaction that authenticates the caller
+    (:func:`~app.services.principals.read_as`): a route that only reads, with one transaction instead of two.
+    A missing or bad key is a 401 before ``view`` runs."""
+    read: tuple[Principal, str | None, T] = await run_read(
+        principals.read_as, rt.db, _key_of(creds), view, *args
+    )
+    await _authenticated(request, rt, read[0], read[1])
+    return read[2]
 
 
 CurrentPrincipal = Annotated[Principal, Depends(principal_dep)]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import bindparam, select, update
@@ -22,6 +24,8 @@ from app.db.models import Principal as Principal
 from app.db.session import read_transaction, transaction, write_statement
 from app.errors import AuthError, InvalidInput, NotFound
 from app.services.runtime import Runtime
+
+T = TypeVar("T")
 
 ROLES = ("admin", "merchant", "buyer", "oracle", "arbitrator", "regulator")
 BOOTSTRAP_ADMIN = "bootstrap admin"
@@ -129,6 +133,18 @@ def lookup(db: sessionmaker[Session], key: str) -> tuple[Principal, str | None]:
     """:func:`authenticate` in a read transaction of its own (no write lock)."""
     with read_transaction(db) as s:
         return authenticate(s, key)
+
+
+def read_as(
+    db: sessionmaker[Session], key: str, view: Callable[..., T], *args: Any
+) -> tuple[Principal, str | None, T]:
+    """:func:`authenticate` ``key`` and run ``view(session, principal, *args)`` in the same read transaction:
+    one transaction for a GET instead of two (a read transaction's begin, checkout and close cost about
+    110 µs of CPU, issue 8). Returns the principal, the key id whose ``last_used_at`` is due (:func:`touch`,
+    after this), and what ``view`` returned. A bad key raises before ``view`` runs."""
+    with read_transaction(db) as s:
+        principal, stale_key = authenticate(s, key)
+        return principal, stale_key, view(s, principal, *args)
 
 
 def resolve(db: sessionmaker[Session], key: str) -> Principal:

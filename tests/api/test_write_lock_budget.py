@@ -123,3 +123,41 @@ def test_a_keys_use_is_one_lazy_update_at_most_once_a_window(client: TestClient,
     with read_transaction(db) as s:
         stamps = [k.last_used_at for k in s.query(ApiKey).filter(ApiKey.principal_id == first.id)]
     assert len(stamps) == 1 and stamps[0] is not None
+
+
+def test_a_get_of_an_order_authenticates_and_reads_in_one_transaction(
+    client: TestClient, admin_key: str
+) -> None:
+    """``principals.read_as``: the view runs in the session that authenticated its caller; a bad key fails
+    before the view runs. Through the API: a bad key is a 401 even for an order that does not exist."""
+    from sqlalchemy.orm import Session
+
+    from app.errors import AuthError
+    from app.services import principals
+
+    made = client.post(
+        "/v1/principals",
+        json={"role": "oracle", "address": "0x" + "ef" * 20, "name": "one-read"},
+        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["api_key"]
+    db = get_runtime().db
+    seen: list[tuple[Session, str]] = []
+
+    def view(s: Session, me: principals.Principal, tag: str) -> str:
+        seen.append((s, me.name))
+        assert s.in_transaction()
+        return tag
+
+    me, stale_key, out = principals.read_as(db, key, view, "tag")
+    assert (me.name, out, [name for _, name in seen]) == ("one-read", "tag", ["one-read"])
+    assert stale_key is not None  # a key's first use: its last_used_at is due
+    with pytest.raises(AuthError):
+        principals.read_as(db, key + "x", view, "never")
+    assert len(seen) == 1
+
+    missing = "/v1/orders/0x" + "00" * 32
+    assert client.get(missing, headers=auth(key + "x")).status_code == 401
+    assert client.get(missing).status_code == 401
+    assert client.get(missing, headers=auth(admin_key)).status_code == 404

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from app.api.deps import (
     ArbitratorPrincipal,
+    Bearer,
     BuyerPrincipal,
     CurrentPrincipal,
     MerchantPrincipal,
     PartyPrincipal,
     RuntimeDep,
+    read_as_caller,
     run_read,
 )
 from app.api.openapi import (
@@ -188,9 +190,9 @@ async def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderPublic, responses=READ)
-async def get_order(order_id: OrderIdPath, rt: RuntimeDep, me: CurrentPrincipal) -> dict[str, Any]:
+async def get_order(order_id: OrderIdPath, rt: RuntimeDep, request: Request, creds: Bearer) -> dict[str, Any]:
     """Status, split, ``release_at`` and the timeline of on- and off-chain facts (with tx hashes)."""
-    return await run_read(order_views.detail, rt, me, order_id)
+    return await read_as_caller(request, rt, creds, order_views.detail_in, order_id)
 
 
 @router.get("/{order_id}/signing", responses=READ)

@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.chain.escrow import TERMS_FIELDS
 from app.db import pagination
@@ -26,24 +27,30 @@ MAX_PAGE = pagination.MAX_LIMIT
 
 
 def detail(rt: Runtime, viewer: Principal, oid: str) -> dict[str, Any]:
+    """One order as the API shows it: :func:`detail_in`, in a read transaction of its own."""
+    with read_transaction(rt.db) as s:
+        return detail_in(s, viewer, oid)
+
+
+def detail_in(s: Session, viewer: Principal, oid: str) -> dict[str, Any]:
     """One order as the API shows it, with its timeline of on- and off-chain facts (with tx hashes), and,
     once funded, what the escrow's functions take as the order's reference (``onchain``): the ``Terms``
-    tuple it was funded with (from the indexed ``OrderFunded`` event) and the packed state word."""
-    with read_transaction(rt.db) as s:
-        order = orders.get_visible(s, viewer, oid)
-        # one read of the order's events serves the timeline and the funding terms
-        events = indexer.order_events(s, order.id)
-        out = orders.public(order, indexer.timeline(s, order.id, events))
-        # the order's own funding: another buyer may have funded the same order id (escrow v2 keys orders by
-        # id and buyer), and that order is not this one
-        funded = next(
-            (
-                e.args
-                for e in reversed(events)
-                if e.name == "OrderFunded" and str(e.args["terms"]["buyer"]).lower() == order.buyer.lower()
-            ),
-            None,
-        )
+    tuple it was funded with (from the indexed ``OrderFunded`` event) and the packed state word. Read in
+    ``s`` (a read transaction: the caller's, which may have authenticated the viewer in it)."""
+    order = orders.get_visible(s, viewer, oid)
+    # one read of the order's events serves the timeline and the funding terms
+    events = indexer.order_events(s, order.id)
+    out = orders.public(order, indexer.timeline(s, order.id, events))
+    # the order's own funding: another buyer may have funded the same order id (escrow v2 keys orders by
+    # id and buyer), and that order is not this one
+    funded = next(
+        (
+            e.args
+            for e in reversed(events)
+            if e.name == "OrderFunded" and str(e.args["terms"]["buyer"]).lower() == order.buyer.lower()
+        ),
+        None,
+    )
     if funded is not None and order.state_word is not None:
         terms = funded["terms"]
         out["onchain"] = {

@@ -98,6 +98,18 @@ def test_write_transactions_are_on_metrics_by_site(client: TestClient, admin_key
             assert counts.get(f'phase="{phase}",site="{site}"', 0) >= 1, (site, phase, sorted(counts))
 
 
+def _oracle_key(client: TestClient, admin_key: str, byte: str, name: str) -> str:
+    """The API key of a new oracle principal (address 0x``byte``…``byte``)."""
+    made = client.post(
+        "/v1/principals",
+        json={"role": "oracle", "address": "0x" + byte * 20, "name": name},
+        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert made.status_code == 201, made.text
+    key: str = made.json()["api_key"]
+    return key
+
+
 def test_a_keys_use_is_one_lazy_update_at_most_once_a_window(client: TestClient, admin_key: str) -> None:
     """Authenticating is a read; ``last_used_at`` is refreshed by one UPDATE when it is due (then not
     again within :data:`~app.services.principals.LAST_USED_RESOLUTION`)."""
@@ -107,13 +119,7 @@ def test_a_keys_use_is_one_lazy_update_at_most_once_a_window(client: TestClient,
     from app.services.runtime import get_runtime
     from tests.services.test_relayer_support import write_sites
 
-    made = client.post(
-        "/v1/principals",
-        json={"role": "oracle", "address": "0x" + "cd" * 20, "name": "last-used"},
-        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert made.status_code == 201, made.text
-    key = made.json()["api_key"]
+    key = _oracle_key(client, admin_key, "cd", "last-used")
     db = get_runtime().db
     with write_sites() as sites:
         first = principals.resolve(db, key)
@@ -135,13 +141,7 @@ def test_a_get_of_an_order_authenticates_and_reads_in_one_transaction(
     from app.errors import AuthError
     from app.services import principals
 
-    made = client.post(
-        "/v1/principals",
-        json={"role": "oracle", "address": "0x" + "ef" * 20, "name": "one-read"},
-        headers={"Authorization": f"Bearer {admin_key}", "Idempotency-Key": uuid.uuid4().hex},
-    )
-    assert made.status_code == 201, made.text
-    key = made.json()["api_key"]
+    key = _oracle_key(client, admin_key, "ef", "one-read")
     db = get_runtime().db
     seen: list[tuple[Session, str]] = []
 

@@ -253,10 +253,11 @@ class _ApiProcesses:
         self.settings, self.count, self.stop = settings, count, stop
         self.spread = count > 1 and SPREAD_BY_KERNEL
         if self.spread:
-            family, _, _, _, address = socket.getaddrinfo(
-                settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            # IPv4, as socket.create_server binds by default: "localhost" is 127.0.0.1 here, not ::1
+            address = socket.getaddrinfo(
+                settings.host, settings.port, socket.AF_INET, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0][4]
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             self.sock.bind(address)

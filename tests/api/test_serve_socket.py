@@ -136,6 +136,19 @@ def test_the_kernel_spreads_connections_over_each_processs_own_listener() -> Non
         api.sock.close()
 
 
+@pytest.mark.skipif(not SPREAD_BY_KERNEL, reason="SO_REUSEPORT spreads connections on Linux only")
+def test_spread_processes_bind_a_host_name_as_the_shared_socket_did() -> None:
+    """IPv4, as ``socket.create_server`` binds by default: ``localhost`` is 127.0.0.1, not ::1."""
+    api = _ApiProcesses(
+        cast(Any, SimpleNamespace(host="localhost", port=0, eager=False)), 2, threading.Event()
+    )
+    try:
+        assert api.spread and api.sock.family == socket.AF_INET
+        assert api.sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        api.sock.close()
+
+
 def test_one_api_process_listens_on_the_parents_socket() -> None:
     """With one process nothing is spread: the parent's listening socket keeps the connections that arrive
     while that process restarts in its backlog."""

@@ -257,6 +257,11 @@ class _ApiProcesses:
             address = socket.getaddrinfo(
                 settings.host, settings.port, socket.AF_INET, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )[0][4]
+            # A port another service listens on is refused, as create_server refused it: a second `run` on
+            # the same port would otherwise join the first one's SO_REUSEPORT group and share its traffic
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -7,6 +7,7 @@ socket of each process's own that the kernel spreads the connections over."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import threading
@@ -147,6 +148,26 @@ def test_spread_processes_bind_a_host_name_as_the_shared_socket_did() -> None:
         assert api.sock.getsockname()[0] == "127.0.0.1"
     finally:
         api.sock.close()
+
+
+@pytest.mark.skipif(not SPREAD_BY_KERNEL, reason="SO_REUSEPORT spreads connections on Linux only")
+def test_a_port_another_service_listens_on_is_refused() -> None:
+    """A second ``run --workers 2`` on the port of a running one fails as a shared socket's bind did, instead
+    of joining the first one's SO_REUSEPORT group and taking a share of its connections."""
+    first = _ApiProcesses(
+        cast(Any, SimpleNamespace(host="127.0.0.1", port=0, eager=False)), 2, threading.Event()
+    )
+    listener = spread_listener(socket.socket(fileno=os.dup(first.sock.fileno())))  # its API process
+    port = first.sock.getsockname()[1]
+    try:
+        with pytest.raises(OSError) as refused:
+            _ApiProcesses(
+                cast(Any, SimpleNamespace(host="127.0.0.1", port=port, eager=False)), 2, threading.Event()
+            )
+        assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        listener.close()
+        first.sock.close()
 
 
 def test_one_api_process_listens_on_the_parents_socket() -> None:

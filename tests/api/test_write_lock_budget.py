@@ -4,7 +4,6 @@ every write transaction is reported on ``/metrics`` by the function that opened 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import anyio
@@ -41,7 +40,10 @@ def test_reads_run_where_the_budget_says(
 
 @pytest.mark.parametrize("read_threads", [0, 1, 2])
 def test_run_read_keeps_to_the_reads_budget(read_threads: int) -> None:
-    """0: each read runs on the event loop; n: at most n reads at once, each on a worker thread."""
+    """0: each read runs on the event loop, one after the other; n: reads run on worker threads, n of them at
+    once. Each group of n reads meets at a barrier before any of them ends, so the budget must let n run
+    together (a budget of fewer breaks the barrier after its timeout: an error, not a timing guess); the
+    count of reads inside at any moment never passes n."""
     from app.api.middleware import ThreadBudget, run_read
 
     async def noop(scope: object, receive: object, send: object) -> None:
@@ -49,12 +51,13 @@ def test_run_read_keeps_to_the_reads_budget(read_threads: int) -> None:
 
     running, most = [0], [0]
     guard = threading.Lock()
+    together = threading.Barrier(max(read_threads, 1), timeout=30)
 
     def read() -> int:
         with guard:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.2)
+        together.wait()  # n reads inside at once (0 and 1: passes at once)
         with guard:
             running[0] -= 1
         return threading.get_ident()

@@ -29,7 +29,7 @@ from app.db.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from app.db.session import transaction
+from app.db.session import read_transaction, transaction
 from app.domain.encoding import hex32
 from app.domain.ids import content_hash
 from app.domain.money import release_split, ruling_split
@@ -443,6 +443,19 @@ def test_another_buyers_order_under_our_order_id_is_not_ours(shop: Shop) -> None
     rt.escrow.refund_by_seller(order, a.seller)
     indexer.sync(rt)
     assert shop.row(auth.order_id).status == "refunded"
+    # the view's plain-column read of the events (order_facts) keeps exactly what order_events keeps
+    oid = hex32(auth.order_id)
+    with read_transaction(rt.db) as s:
+        ours = s.get(Order, oid)
+        assert ours is not None
+        facts = indexer.order_facts(s, ours)
+        events = indexer.order_events(s, oid)
+        every = s.scalars(select(ChainEvent).where(ChainEvent.order_id == oid)).all()
+    fields = ("name", "args", "order_id", "tx_hash", "block_number", "log_index", "block_time", "recorded_at")
+    assert [tuple(f) for f in facts] == [tuple(getattr(e, k) for k in fields) for e in events]
+    assert [f.name for f in facts if f.name == "OrderFunded"] == ["OrderFunded"]
+    assert facts[0].args["terms"]["buyer"] == a.buyer.address
+    assert len(every) > len(facts)  # the squatter's funding and refund are indexed, and left out
 
 
 def test_freeze_and_unfreeze_move_the_timers(shop: Shop) -> None:

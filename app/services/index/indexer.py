@@ -40,7 +40,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from eth_utils import to_checksum_address
 from sqlalchemy import bindparam, delete, exists, func, insert, select
@@ -423,10 +424,56 @@ _ORDER_EVENTS = (
     .where(ChainEvent.order_id == bindparam("order_id"))
     .order_by(ChainEvent.block_number, ChainEvent.log_index)
 )
+#: The timeline's reads select plain columns and run on the session's connection: loading ORM objects that a
+#: view only reads cost about as much again as the query (issue 8: an order's events 111 -> 54 µs of CPU).
+_EVENT_FACTS = (
+    select(
+        ChainEvent.name,
+        ChainEvent.args,
+        ChainEvent.order_id,
+        ChainEvent.tx_hash,
+        ChainEvent.block_number,
+        ChainEvent.log_index,
+        ChainEvent.block_time,
+        ChainEvent.recorded_at,
+    )
+    .where(ChainEvent.order_id == bindparam("order_id"))
+    .order_by(ChainEvent.block_number, ChainEvent.log_index)
+)
 _REQUESTED_TXS = select(Intent.tx_hash, Intent.request_id).where(
     Intent.order_id == bindparam("order_id"), Intent.tx_hash.is_not(None), Intent.request_id.is_not(None)
 )
-_TIMELINE_ENTRIES = select(TimelineEntry).where(TimelineEntry.order_id == bindparam("order_id"))
+_TIMELINE_ENTRIES = select(
+    TimelineEntry.kind, TimelineEntry.at, TimelineEntry.data, TimelineEntry.request_id, TimelineEntry.id
+).where(TimelineEntry.order_id == bindparam("order_id"))
+
+
+class EventFact(NamedTuple):
+    """An indexed event as a view reads it: the columns of a :class:`ChainEvent` row that a timeline and an
+    order's funding terms use, without the ORM object."""
+
+    name: str
+    args: dict[str, Any]
+    order_id: str | None
+    tx_hash: str
+    block_number: int
+    log_index: int
+    block_time: int
+    recorded_at: datetime | None
+
+
+class _Event(Protocol):
+    """What :func:`_belongs_to` reads of an event: a :class:`ChainEvent` row or an :class:`EventFact`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def args(self) -> dict[str, Any]: ...
+    @property
+    def order_id(self) -> str | None: ...
+
+
+_E = TypeVar("_E", bound=_Event)
 
 
 def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
@@ -440,7 +487,7 @@ def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
     return _own_events(events, s.get(Order, order_id))
 
 
-def _own_events(events: Sequence[ChainEvent], row: Order | None) -> Sequence[ChainEvent]:
+def _own_events(events: Sequence[_E], row: Order | None) -> Sequence[_E]:
     """``events`` (one order id's, in chain order) without those of another buyer's order: see
     :func:`_events_of`."""
     buyer = row.buyer if row is not None else _first_buyer(events)
@@ -449,14 +496,14 @@ def _own_events(events: Sequence[ChainEvent], row: Order | None) -> Sequence[Cha
     return [e for e in events if _belongs_to(e, buyer)]
 
 
-def _first_buyer(events: Sequence[ChainEvent]) -> str | None:
+def _first_buyer(events: Sequence[_Event]) -> str | None:
     for e in events:
         if e.name == "OrderFunded":
             return str(e.args["terms"]["buyer"])
     return None
 
 
-def _belongs_to(e: ChainEvent, buyer: str) -> bool:
+def _belongs_to(e: _Event, buyer: str) -> bool:
     """Whether an event is of ``buyer``'s order: ``OrderFunded`` by its terms, state events by the buyer tag;
     ``RulingRecorded`` by the order key it carries; events without any of these (attestations, ERC-1497
     evidence) are kept."""
@@ -694,8 +741,14 @@ def order_events(session: Session, order_id: str) -> Sequence[ChainEvent]:
     return _events_of(session, order_id)
 
 
+def order_facts(session: Session, order: Order) -> Sequence[EventFact]:
+    """:func:`order_events` of ``order`` (a row the session has read), as :class:`EventFact` tuples."""
+    rows = session.connection().execute(_EVENT_FACTS, {"order_id": order.id})
+    return _own_events([EventFact(*row) for row in rows], order)
+
+
 def timeline(
-    session: Session, order_id: str, events: Sequence[ChainEvent] | None = None
+    session: Session, order_id: str, events: Sequence[EventFact] | None = None
 ) -> list[dict[str, Any]]:
     """An order's on-chain facts (indexed events) and off-chain facts (timeline entries), in the order the
     service recorded them (one clock, the wall clock; a chain's block time may run ahead of it, as a dev
@@ -712,10 +765,14 @@ def timeline(
     keyed: list[tuple[tuple[float, int, int, int, int], dict[str, Any]]] = []
     # the request whose intent sent a transaction, by its hash (the request id follows into the chain facts)
     requested: dict[str, str] = {}
-    for tx, rid in session.execute(_REQUESTED_TXS, {"order_id": order_id}):
+    conn = session.connection()
+    for tx, rid in conn.execute(_REQUESTED_TXS, {"order_id": order_id}):
         if tx is not None and rid is not None:  # the query's filter, for the type checker
             requested[tx] = rid
-    for e in _events_of(session, order_id) if events is None else events:
+    if events is None:
+        order = session.get(Order, order_id)
+        events = [] if order is None else order_facts(session, order)
+    for e in events:
         if e.name in projection.TIMELINE_DUPLICATES:
             continue
         # a row indexed before recorded_at existed sorts by its block time, as timelines used to
@@ -732,22 +789,31 @@ def timeline(
             "data": projection.timeline_args(e.name, e.args),
         }
         keyed.append(((recorded, 0, e.block_number, e.log_index, 0), item))
-    entries = session.scalars(_TIMELINE_ENTRIES, {"order_id": order_id}).all()
-    for entry in entries:
+    for kind, at, data, request_id, entry_id in conn.execute(_TIMELINE_ENTRIES, {"order_id": order_id}):
         item = {
             "source": "service",
-            "kind": entry.kind,
-            "at": webhooks.seconds(entry.at),
-            "recorded_at": webhooks.seconds(entry.at),
-            "request_id": entry.request_id,
+            "kind": kind,
+            "at": webhooks.seconds(at),
+            "recorded_at": webhooks.seconds(at),
+            "request_id": request_id,
             "tx_hash": None,
             "block_number": None,
             "log_index": None,
-            "data": dict(entry.data or {}),
+            "data": dict(data or {}),
         }
-        keyed.append(((entry.at.timestamp(), 1, 0, 0, entry.id), item))
+        keyed.append(((at.timestamp(), 1, 0, 0, entry_id), item))
     keyed.sort(key=lambda pair: pair[0])
     return [item for _, item in keyed]
 
 
-__all__ = ["BLOCK_HISTORY", "CURSOR_KEY", "IndexReport", "cursor", "order_events", "sync", "timeline"]
+__all__ = [
+    "BLOCK_HISTORY",
+    "CURSOR_KEY",
+    "EventFact",
+    "IndexReport",
+    "cursor",
+    "order_events",
+    "order_facts",
+    "sync",
+    "timeline",
+]

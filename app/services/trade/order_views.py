@@ -39,7 +39,7 @@ def detail_in(s: Session, viewer: Principal, oid: str) -> dict[str, Any]:
     ``s`` (a read transaction: the caller's, which may have authenticated the viewer in it)."""
     order = orders.get_visible(s, viewer, oid)
     # one read of the order's events serves the timeline and the funding terms
-    events = indexer.order_events(s, order.id)
+    events = indexer.order_facts(s, order)
     out = orders.public(order, indexer.timeline(s, order.id, events))
     # the order's own funding: another buyer may have funded the same order id (escrow v2 keys orders by
     # id and buyer), and that order is not this one

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -182,6 +182,48 @@ class Order(Base):
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OrderColumns(Protocol):
+    """What a view reads of an order: a loaded :class:`Order`, or a row of the ``orders`` table's columns
+    (which has each column as an attribute). A view that only reads has no use for the ORM object, whose
+    loading cost about as much again as the query (issue 8)."""
+
+    id: str
+    order_ref: str
+    merchant_id: str
+    buyer: str
+    seller: str
+    token: str
+    currency: str
+    amount: int
+    commission_bps: int
+    tax_bps: int
+    tax_recipient: str
+    destination_country: str
+    goods_category: str
+    ship_by: int
+    deliver_by: int
+    hold_seconds: int
+    valid_until: int
+    arbitrator: str | None
+    arbitrator_extra_data: bytes | None
+    status: str
+    state_word: int | None
+    funded_at: int | None
+    release_at: int | None
+    disputed_at: int | None
+    frozen_until: int | None
+    buyer_refund: int | None
+    commission: int | None
+    tax: int | None
+    seller_net: int | None
+    closed_at: int | None
+    dispute_id: int | None
+    ruling: int | None
+    ruled_at: int | None
+    needs_review: bool
+    created_at: datetime
 
 
 class Shipment(Base):

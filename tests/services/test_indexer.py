@@ -23,6 +23,7 @@ from app.db.models import (
     IndexedBlock,
     KeyValue,
     Order,
+    OrderColumns,
     Principal,
     TimelineEntry,
     WebhookDelivery,
@@ -34,8 +35,10 @@ from app.domain.encoding import hex32
 from app.domain.ids import content_hash
 from app.domain.money import release_split, ruling_split
 from app.domain.order_state import OrderState
+from app.errors import NotFound
 from app.services.index import indexer, projection
 from app.services.runtime import Runtime, build_runtime
+from app.services.trade import orders
 from tests import service_fixtures
 from tests.factories import DAY, HOLD, Actors, OrderFactory
 from tests.service_fixtures import PG_URL, make_settings
@@ -456,6 +459,27 @@ def test_another_buyers_order_under_our_order_id_is_not_ours(shop: Shop) -> None
     assert [f.name for f in facts if f.name == "OrderFunded"] == ["OrderFunded"]
     assert facts[0].args["terms"]["buyer"] == a.buyer.address
     assert len(every) > len(facts)  # the squatter's funding and refund are indexed, and left out
+
+
+def test_a_view_reads_the_same_order_as_columns_as_the_orm_loads_it(shop: Shop) -> None:
+    """orders.read_visible (a row of the order's columns, for views) answers what get_visible (the ORM
+    object) answers: the same public view, the same 404 for a party that may not see the order."""
+    rt, a = shop.rt, shop.actors
+    order = shop.fund(shop.api_order("SO-1011"))
+    rt.escrow.refund_by_seller(order, a.seller)
+    indexer.sync(rt)
+    oid = hex32(order.order_id)
+    buyer = Principal(id="p-buyer", role="buyer", address=a.buyer.address, name="b")
+    other = Principal(id="p-other", role="buyer", address=a.buyer2.address, name="o")
+    assert set(OrderColumns.__annotations__) <= set(Order.__table__.columns.keys())
+    with read_transaction(rt.db) as s:
+        # the upper-case id, as a client may send it
+        row = orders.read_visible(s, buyer, oid.upper().replace("0X", "0x"))
+        assert orders.public(row) == orders.public(orders.get_visible(s, buyer, oid))
+        assert orders.public(row)["status"] == "refunded" and row.seller_net == 0
+        for read in (orders.read_visible, orders.get_visible):
+            with pytest.raises(NotFound):
+                read(s, other, oid)
 
 
 def test_freeze_and_unfreeze_move_the_timers(shop: Shop) -> None:

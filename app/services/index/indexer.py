@@ -57,6 +57,7 @@ from app.db.models import (
     Intent,
     KeyValue,
     Order,
+    OrderColumns,
     Principal,
     TimelineEntry,
     WebhookEvent,
@@ -487,7 +488,7 @@ def _events_of(s: Session, order_id: str) -> Sequence[ChainEvent]:
     return _own_events(events, s.get(Order, order_id))
 
 
-def _own_events(events: Sequence[_E], row: Order | None) -> Sequence[_E]:
+def _own_events(events: Sequence[_E], row: OrderColumns | None) -> Sequence[_E]:
     """``events`` (one order id's, in chain order) without those of another buyer's order: see
     :func:`_events_of`."""
     buyer = row.buyer if row is not None else _first_buyer(events)
@@ -741,7 +742,7 @@ def order_events(session: Session, order_id: str) -> Sequence[ChainEvent]:
     return _events_of(session, order_id)
 
 
-def order_facts(session: Session, order: Order) -> Sequence[EventFact]:
+def order_facts(session: Session, order: OrderColumns) -> Sequence[EventFact]:
     """:func:`order_events` of ``order`` (a row the session has read), as :class:`EventFact` tuples."""
     rows = session.connection().execute(_EVENT_FACTS, {"order_id": order.id})
     return _own_events([EventFact(*row) for row in rows], order)

@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-from app.db.models import Order
+from app.db.models import OrderColumns
 from app.domain.encoding import hex32, rfc3339
 from app.domain.money import RULING_CHOICES, ruling_share_bps
 from app.domain.order_rules import ZERO_ADDRESS
@@ -113,7 +113,7 @@ def arbitration_cost(rt: Runtime, arbitrator: str, extra_data: bytes, *, field: 
         ) from exc
 
 
-def view(order: Order) -> dict[str, Any]:
+def view(order: OrderColumns) -> dict[str, Any]:
     """An order's arbitration as ``GET /v1/orders/{id}`` shows it."""
     if not order.arbitrator:
         return {"kind": "platform", "arbitrator": None}

@@ -37,7 +37,7 @@ def detail_in(s: Session, viewer: Principal, oid: str) -> dict[str, Any]:
     once funded, what the escrow's functions take as the order's reference (``onchain``): the ``Terms``
     tuple it was funded with (from the indexed ``OrderFunded`` event) and the packed state word. Read in
     ``s`` (a read transaction: the caller's, which may have authenticated the viewer in it)."""
-    order = orders.get_visible(s, viewer, oid)
+    order = orders.read_visible(s, viewer, oid)
     # one read of the order's events serves the timeline and the funding terms
     events = indexer.order_facts(s, order)
     out = orders.public(order, indexer.timeline(s, order.id, events))

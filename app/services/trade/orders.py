@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
 from sqlalchemy import bindparam, select
@@ -19,7 +19,16 @@ from sqlalchemy.orm import Session
 
 from app.chain import eip712
 from app.chain.messages import ZERO_ADDRESS, BuyerDecision, EvidenceSubmission, OrderAuthorization, Ruling
-from app.db.models import Evidence, Intent, Order, PermitClaim, Principal, Shipment, TimelineEntry
+from app.db.models import (
+    Evidence,
+    Intent,
+    Order,
+    OrderColumns,
+    PermitClaim,
+    Principal,
+    Shipment,
+    TimelineEntry,
+)
 from app.db.session import insert_new, read_transaction, transaction, write
 from app.domain import contract_errors, order_rules
 from app.domain.encoding import hex32, rfc3339
@@ -40,7 +49,7 @@ ZERO32 = "0x" + "00" * 32
 # --- access -----------------------------------------------------------------------------------------------
 
 
-def can_see(principal: Principal, order: Order) -> bool:
+def can_see(principal: Principal, order: OrderColumns) -> bool:
     """Object-level access: others' orders answer 404, never 403. A regulator supervises every order."""
     if principal.role in ("admin", "regulator"):
         return True
@@ -60,6 +69,21 @@ _ORDER_BY_ID = select(Order).where(Order.id == bindparam("id")).execution_option
 
 def get_visible(session: Session, principal: Principal, oid: str) -> Order:
     order = session.scalars(_ORDER_BY_ID, {"id": oid.lower()}).first()
+    if order is None or not can_see(principal, order):
+        raise NotFound("order", oid)
+    return order
+
+
+#: An order's columns by id, for views that only read (no ORM object: 35 µs of CPU against 75-95, issue 8).
+_ORDER_COLUMNS = select(*Order.__table__.columns).where(Order.__table__.c.id == bindparam("id"))
+
+
+def read_visible(session: Session, principal: Principal, oid: str) -> OrderColumns:
+    """:func:`get_visible` for a view that only reads: the order's columns, read on the session's connection
+    (a change made to the order in ``session`` and not flushed is not seen)."""
+    row = session.connection().execute(_ORDER_COLUMNS, {"id": oid.lower()}).first()
+    # a row has each column as an attribute, as OrderColumns says
+    order = cast("OrderColumns | None", row)
     if order is None or not can_see(principal, order):
         raise NotFound("order", oid)
     return order
@@ -620,7 +644,7 @@ def add_shipment(
 # --- views ------------------------------------------------------------------------------------------------
 
 
-def split_of(order: Order) -> tuple[Split, bool]:
+def split_of(order: OrderColumns) -> tuple[Split, bool]:
     """The actual split of a closed order, else the split a release would make, or on a disputed order whose
     ERC-792 arbitrator has ruled the split ``executeRuling`` will make (``final`` False)."""
     if order.status in FINAL and order.seller_net is not None:
@@ -634,7 +658,7 @@ def split_of(order: Order) -> tuple[Split, bool]:
     return release_split(order.amount, order.commission_bps, order.tax_bps), False
 
 
-def public(order: Order, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def public(order: OrderColumns, timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The API's view of an order (amounts as decimal strings, times RFC 3339 UTC)."""
     split, final = split_of(order)
     out: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""A lean closed-loop HTTP/1.1 load client for GETs, in a process of its own.
+"""A lean closed-loop HTTP/1.1 load client (GETs, or POSTs of prepared bodies), in a process of its own.
 
 The benchmarks' other phases drive the server with threads of ``httpx`` clients: right for POSTs that sign,
 build documents and wait, wrong for a read bar at 32 clients on a 2-core machine. There, 32 Python threads
@@ -78,7 +78,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
         self.waiter.set_result((int(head[0].split(" ", 2)[1]), body))
 
-    async def get(self, request: bytes) -> tuple[int, bytes]:
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
@@ -95,7 +95,7 @@ async def _client(
             if conn is None or conn.closed:
                 _, conn = await loop.create_connection(_Connection, host, port)
             t0 = time.perf_counter()
-            status, _body = await conn.get(request)
+            status, _body = await conn.exchange(request)
             seconds = time.perf_counter() - t0
         except (OSError, ValueError) as exc:
             failures.append(type(exc).__name__)
@@ -113,9 +113,19 @@ async def _main(plan: dict[str, Any]) -> dict[str, Any]:
     url = urlsplit(plan["url"])
     host, port = url.hostname or "127.0.0.1", url.port or 80
     headers = "".join(f"{k}: {v}\r\n" for k, v in plan.get("headers", {}).items())
+    method = plan.get("method", "GET")
+
+    def request(path: str, body: str | None) -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
+        if body is None:
+            return f"{head}\r\n".encode()
+        data = body.encode()
+        return f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data
+
+    bodies = plan.get("bodies") or [[None] * len(paths) for paths in plan["paths"]]
     per_client = [
-        [f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode() for path in paths]
-        for paths in plan["paths"]
+        [request(path, body) for path, body in zip(paths, client_bodies, strict=True)]
+        for paths, client_bodies in zip(plan["paths"], bodies, strict=True)
     ]
     latencies: list[float] = []
     failures: list[str] = []
@@ -133,12 +143,28 @@ async def _main(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    url: str, paths: Sequence[Sequence[str]], headers: dict[str, str], expect: int = 200
+    url: str,
+    paths: Sequence[Sequence[str]],
+    headers: dict[str, str],
+    expect: int = 200,
+    *,
+    method: str = "GET",
+    bodies: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """GET ``paths[c]`` in order on connection ``c`` (one per client, all at once) against ``url``, from a
-    process of its own: ``latencies_ms`` of the answers with status ``expect``, the ``failed`` count and the
-    ``failures`` by kind (``status 503``, an exception's name), ``elapsed_s`` and its own ``cpu_s``."""
-    plan = {"url": url, "paths": [list(p) for p in paths], "headers": headers, "expect": expect}
+    """``method`` ``paths[c]`` in order on connection ``c`` (one per client, all at once) against ``url``,
+    from a process of its own; ``bodies[c][i]`` (text, sent as UTF-8 with its ``Content-Length``) is the
+    body of ``paths[c][i]``, none without ``bodies``. Returns ``latencies_ms`` of the answers with status
+    ``expect``, the ``failed`` count and the ``failures`` by kind (``status 503``, an exception's name),
+    ``elapsed_s`` and its own ``cpu_s``."""
+    plan: dict[str, Any] = {
+        "url": url,
+        "paths": [list(p) for p in paths],
+        "headers": headers,
+        "expect": expect,
+        "method": method,
+    }
+    if bodies is not None:
+        plan["bodies"] = [list(b) for b in bodies]
     done = subprocess.run(
         [sys.executable, __file__], input=json.dumps(plan).encode(), capture_output=True, check=False
     )

@@ -1,4 +1,4 @@
-"""The benchmarks' lean GET client (scripts/loadgen.py) against a small HTTP/1.1 server: every answer is
+"""The benchmarks' lean load client (scripts/loadgen.py) against a small HTTP/1.1 server: every answer is
 counted as a latency or as a failure by kind, connections are kept alive, and a closed one is reopened."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless the answer says otherwise
     connections: set[tuple[str, int]] = set()
     auth: list[str | None] = []
+    posted: list[tuple[str, str | None, bytes]] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         type(self).connections.add(self.client_address)
@@ -35,13 +36,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).connections.add(self.client_address)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).posted.append((self.path, self.headers.get("Content-Type"), body))
+        answer = b'{"stored": true}'
+        self.send_response(202 if body else 400)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
     def log_message(self, *args: object) -> None:
         pass
 
 
 @pytest.fixture()
 def server() -> Iterator[str]:
-    _Handler.connections, _Handler.auth = set(), []
+    _Handler.connections, _Handler.auth, _Handler.posted = set(), [], []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -73,3 +84,21 @@ def test_an_unreachable_server_counts_as_failures(server: str) -> None:
     done = loadgen.run(dead, [["/ok", "/ok"]], {})
     assert done["latencies_ms"] == [] and done["failed"] == 2
     assert done["failures"] == {"ConnectionRefusedError": 2}
+
+
+def test_posts_send_each_body_whole_on_keep_alive_connections(server: str) -> None:
+    bodies = [['{"n": 1}', '{"text": "caf\u00e9"}'], ["", '{"n": 3}']]
+    done = loadgen.run(
+        server,
+        [["/capture", "/capture"], ["/capture", "/capture"]],
+        {"Content-Type": "application/ld+json"},
+        202,
+        method="POST",
+        bodies=bodies,
+    )
+    assert len(done["latencies_ms"]) == 3 and done["failures"] == {"status 400": 1}
+    assert sorted(body for _, _, body in _Handler.posted) == sorted(
+        b.encode() for client in bodies for b in client
+    )
+    assert {(path, ctype) for path, ctype, _ in _Handler.posted} == {("/capture", "application/ld+json")}
+    assert len(_Handler.connections) == 2

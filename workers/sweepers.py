@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -48,11 +49,13 @@ class Sweepers:
         every: float,
         stop: threading.Event,
         lock: threading.Lock | None = None,
+        nice: int = 0,
     ) -> None:
         self.steps = dict(steps)
         self.every = every
         self.stop = stop
         self.lock = lock
+        self.nice = nice
         self.wakes = {name: threading.Event() for name in self.steps}
         self.threads: list[threading.Thread] = []
         #: completed runs per sweep (tests and the benchmark read them)
@@ -92,6 +95,7 @@ class Sweepers:
 
     def _loop(self, name: str) -> None:
         wake, step = self.wakes[name], self.steps[name]
+        lower_priority(self.nice)
         # every sweep runs once at start: work stored before a restart is picked up at once
         again: bool | float = True
         failures = 0
@@ -117,6 +121,25 @@ class Sweepers:
     def _turn(self) -> Iterator[None]:
         with self.lock if self.lock is not None else nullcontext():
             yield
+
+
+#: Linux schedules each thread by a nice value of its own (``setpriority`` of its thread id); elsewhere that
+#: call would lower the whole process, requests included.
+THREAD_NICE = sys.platform.startswith("linux")
+
+
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority by ``nice`` steps (at most to 19), on Linux; else nothing.
+
+    The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``): when the cores are busy the kernel gives them
+    to the API processes first, so a burst of requests is answered before the background work it queued,
+    and the sweeps catch up in the time left. A burst of 320 captures from 32 clients was acked at 394-478/s
+    with p99 119-121 ms beside sweeps at the same priority, at 513-522/s with p99 97-100 ms beside sweeps
+    at nice 10, with no loss of order throughput (issue 8, bench_service, 2 interleaved pairs)."""
+    if nice <= 0 or not THREAD_NICE:
+        return
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 def wake(name: str) -> bool:
@@ -173,4 +196,4 @@ def running() -> bool:
         return _active is not None and not _active.stop.is_set()
 
 
-__all__ = ["Step", "Sweepers", "forward_to", "listen", "running", "wake"]
+__all__ = ["lower_priority", "Step", "Sweepers", "forward_to", "listen", "running", "wake"]

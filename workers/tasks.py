@@ -332,7 +332,9 @@ def start_background(rt: Runtime, stop: threading.Event) -> sweepers.Sweepers:
         return run
 
     lock = rt.lock if rt.chain.backend == "embedded" else None
-    return sweepers.Sweepers({n: step(n) for n in STEPS}, rt.settings.sweep_seconds, stop, lock).start()
+    return sweepers.Sweepers(
+        {n: step(n) for n in STEPS}, rt.settings.sweep_seconds, stop, lock, nice=rt.settings.sweep_nice
+    ).start()
 
 
 def sweep_all() -> None:

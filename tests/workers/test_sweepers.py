@@ -3,6 +3,7 @@ off after a failure. The whole service in that mode: tests/api/test_background_m
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -84,3 +85,36 @@ def test_a_sweep_waiting_on_something_in_flight_looks_again_after_its_pause_with
     finally:
         running.join()
     assert len(passes) == 3
+
+
+def _my_nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sweepers.THREAD_NICE, reason="a thread's own nice value is Linux's")
+@pytest.mark.parametrize("nice", [0, 5, 40])
+def test_the_sweeps_threads_run_at_a_lower_priority_and_nothing_else_does(nice: int) -> None:
+    """Each sweep's thread lowers its own priority by ``nice`` (capped at 19); the thread that started the
+    sweepers (in the service, the one that starts and restarts the API processes) keeps its own."""
+    base = _my_nice()
+    seen: list[int] = []
+    done = threading.Event()
+
+    def probe() -> bool:
+        seen.append(_my_nice())
+        done.set()
+        return False
+
+    running = sweepers.Sweepers({"probe": probe}, every=3600, stop=threading.Event(), nice=nice).start()
+    try:
+        assert done.wait(30)
+    finally:
+        running.join()
+    assert seen == [min(19, base + nice)]
+    assert _my_nice() == base
+    # a thread started afterwards by the caller (an API process's spawner) is not lowered either
+    later: list[int] = []
+    spawner = threading.Thread(target=lambda: later.append(_my_nice()))
+    spawner.start()
+    spawner.join()
+    assert later == [base]

@@ -293,12 +293,14 @@ def _inline() -> bool:
     return bool(celery_app.conf.task_always_eager) and not sweepers.running()
 
 
-def kick(name: str) -> None:
+def kick(name: str) -> bool:
     """Wake the sweep now: the background sweepers' thread, a Celery worker, or (eager, with neither) the
-    sweep itself, here. Losing this message loses nothing."""
+    sweep itself, here; True in that last case (:data:`app.services.wake.Waker`). Losing this message loses
+    nothing."""
     if sweepers.wake(name):
-        return
+        return False
     task = celery_app.tasks[SWEEPS[name]]
+    inline = _inline()
     try:
         task.delay()
     except Exception as exc:
@@ -306,6 +308,7 @@ def kick(name: str) -> None:
         # itself) must not turn its answer into an error. The database says what is pending; the next
         # sweep (beat, or the background sweepers) does it.
         log.warning("%s: %s: %s; the next sweep retries", name, type(exc).__name__, exc)
+    return inline
 
 
 def start_background(rt: Runtime, stop: threading.Event) -> sweepers.Sweepers:

@@ -18,7 +18,8 @@ from typing import Literal
 from app.db.session import without_first_write
 
 Sweep = Literal["relay", "inbox", "index", "keeper", "webhooks"]
-Waker = Callable[[str], None]
+#: Hears a wake; returns whether it ran the sweep itself, in the caller, before returning (eagerly).
+Waker = Callable[[str], bool]
 
 _waker: Waker | None = None
 _lock = threading.Lock()
@@ -31,13 +32,16 @@ def install(waker: Waker | None) -> None:
         _waker = waker
 
 
-def wake(sweep: Sweep) -> None:
-    """Tell ``sweep`` there is work; never raises for the caller, whose change is committed already."""
+def wake(sweep: Sweep) -> bool:
+    """Tell ``sweep`` there is work; never raises for the caller, whose change is committed already.
+    True when the sweep ran right here before this returned (eagerly): only then may what the caller stored
+    have moved on already."""
     with _lock:
         waker = _waker
-    if waker is not None:
-        with without_first_write():  # an eager sweep run right here is not the request's own write
-            waker(sweep)
+    if waker is None:
+        return False
+    with without_first_write():  # an eager sweep run right here is not the request's own write
+        return waker(sweep)
 
 
 __all__ = ["Sweep", "Waker", "install", "wake"]

@@ -77,12 +77,14 @@ def _carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) ->
 
 
 def _answer(rt: Runtime, accepted: ingestion.Accepted) -> dict[str, Any]:
-    """Wake the inbox worker for a new input; answer with the input's id and current status."""
-    if not accepted.duplicate:
-        wake("inbox")
+    """Wake the inbox worker for a new input; answer with the input's id and current status: as stored, for
+    a new input that no sweep ran on in this request (a read of it again cost a read transaction per ack,
+    issue 8), else as read now."""
+    ran_here = not accepted.duplicate and wake("inbox")
+    fresh = not accepted.duplicate and not ran_here
     return {
         "capture_id": accepted.item.id,
-        "status": ingestion.inbox_status(rt, accepted.item.id),
+        "status": accepted.item.status if fresh else ingestion.inbox_status(rt, accepted.item.id),
         "duplicate": accepted.duplicate,
     }
 

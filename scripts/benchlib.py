@@ -390,12 +390,12 @@ def cpu_seconds(
 
 
 def cpu_ms_per(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float | None]:
-    """Milliseconds of CPU per unit (order, ack) between two :func:`cpu_seconds` readings, by user and in
-    ``total``."""
+    """Milliseconds of CPU per unit (order, ack) between two :func:`cpu_seconds` readings, by user (every
+    user of the second reading, 0 for one that used less than a clock tick meanwhile) and in ``total``."""
     if units <= 0:
         return {"total": None}
     spent = {k: max(after[k] - before.get(k, 0.0), 0.0) for k in after}
-    per: dict[str, float | None] = {k: round(1000 * v / units, 2) for k, v in sorted(spent.items()) if v > 0}
+    per: dict[str, float | None] = {k: round(1000 * v / units, 2) for k, v in sorted(spent.items())}
     per["total"] = round(1000 * sum(spent.values()) / units, 2)
     return per
 

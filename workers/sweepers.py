@@ -133,9 +133,10 @@ def lower_priority(nice: int) -> None:
 
     The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``): when the cores are busy the kernel gives them
     to the API processes first, so a burst of requests is answered before the background work it queued,
-    and the sweeps catch up in the time left. A burst of 320 captures from 32 clients was acked at 394-478/s
-    with p99 119-121 ms beside sweeps at the same priority, at 513-522/s with p99 97-100 ms beside sweeps
-    at nice 10, with no loss of order throughput (issue 8, bench_service, 2 interleaved pairs)."""
+    and the sweeps catch up in the time left. A burst of 320 captures from 32 clients, nice 0 against nice
+    10 (issue 8, bench_service, interleaved): acks/s 394-478 against 513-522 (2 pairs) and, medians of 3
+    pairs, 460 against 511; the acks' p99 moved less than the runs scatter (119-121 against 97-100 ms, then
+    117 against 121); orders/s and the capture-to-delivered p99 did not move beyond it either."""
     if nice <= 0 or not THREAD_NICE:
         return
     tid = threading.get_native_id()

@@ -461,6 +461,10 @@ def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
     # no startup banner in the JSON log format: every line the process writes is one JSON object
     quiet = ["--quiet"] if settings.log_format == "json" else []
     if what == "worker":
+        from workers.sweepers import lower_priority
+
+        # the sweeps run here: below the API processes on a shared host, as the background sweeps' threads
+        lower_priority(settings.sweep_nice)
         argv = [
             *quiet,
             "worker",

@@ -744,8 +744,13 @@ def order_events(session: Session, order_id: str) -> Sequence[ChainEvent]:
 
 def order_facts(session: Session, order: OrderColumns) -> Sequence[EventFact]:
     """:func:`order_events` of ``order`` (a row the session has read), as :class:`EventFact` tuples."""
-    rows = session.connection().execute(_EVENT_FACTS, {"order_id": order.id})
-    return _own_events([EventFact(*row) for row in rows], order)
+    return _facts_of(session, order.id, order)
+
+
+def _facts_of(session: Session, order_id: str, row: OrderColumns | None) -> Sequence[EventFact]:
+    """:func:`_events_of` as :class:`EventFact` tuples, given the order's row (None: there is none)."""
+    facts = [EventFact(*r) for r in session.connection().execute(_EVENT_FACTS, {"order_id": order_id})]
+    return _own_events(facts, row)
 
 
 def timeline(
@@ -771,8 +776,7 @@ def timeline(
         if tx is not None and rid is not None:  # the query's filter, for the type checker
             requested[tx] = rid
     if events is None:
-        order = session.get(Order, order_id)
-        events = [] if order is None else order_facts(session, order)
+        events = _facts_of(session, order_id, session.get(Order, order_id))
     for e in events:
         if e.name in projection.TIMELINE_DUPLICATES:
             continue

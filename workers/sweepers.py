@@ -140,7 +140,10 @@ def lower_priority(nice: int) -> None:
     if nice <= 0 or not THREAD_NICE:
         return
     tid = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:  # a sandbox that forbids it: the sweep still runs, at the requests' priority
+        log.warning("cannot lower this thread's priority (%s); it runs at the priority it has", exc)
 
 
 def wake(name: str) -> bool:

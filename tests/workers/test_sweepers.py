@@ -118,3 +118,22 @@ def test_the_sweeps_threads_run_at_a_lower_priority_and_nothing_else_does(nice: 
     spawner.start()
     spawner.join()
     assert later == [base]
+
+
+@pytest.mark.skipif(not sweepers.THREAD_NICE, reason="a thread's own nice value is Linux's")
+def test_a_sweep_runs_when_its_priority_cannot_be_lowered(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*_args: object) -> None:
+        raise PermissionError("setpriority: operation not permitted")
+
+    monkeypatch.setattr(sweepers.os, "setpriority", refused)
+    ran = threading.Event()
+
+    def step() -> bool:
+        ran.set()
+        return False
+
+    running = sweepers.Sweepers({"a": step}, every=3600, stop=threading.Event(), nice=10).start()
+    try:
+        assert ran.wait(30)
+    finally:
+        running.join()

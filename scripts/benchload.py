@@ -484,6 +484,7 @@ class Bench:
             202,
             method="POST",
             bodies=bodies,
+            fresh_header="Idempotency-Key",  # as Api.call sends with every POST: the server's bookkeeping too
         )
         for failure, n in done["failures"].items():
             for _ in range(n):

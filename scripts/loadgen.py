@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
@@ -114,9 +115,12 @@ async def _main(plan: dict[str, Any]) -> dict[str, Any]:
     host, port = url.hostname or "127.0.0.1", url.port or 80
     headers = "".join(f"{k}: {v}\r\n" for k, v in plan.get("headers", {}).items())
     method = plan.get("method", "GET")
+    fresh = plan.get("fresh_header")
 
     def request(path: str, body: str | None) -> bytes:
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}"
+        if fresh:  # a value of its own per request, as a client's Idempotency-Key
+            head += f"{fresh}: {uuid.uuid4().hex}\r\n"
         if body is None:
             return f"{head}\r\n".encode()
         data = body.encode()
@@ -150,10 +154,12 @@ def run(
     *,
     method: str = "GET",
     bodies: Sequence[Sequence[str]] | None = None,
+    fresh_header: str | None = None,
 ) -> dict[str, Any]:
     """``method`` ``paths[c]`` in order on connection ``c`` (one per client, all at once) against ``url``,
     from a process of its own; ``bodies[c][i]`` (text, sent as UTF-8 with its ``Content-Length``) is the
-    body of ``paths[c][i]``, none without ``bodies``. Returns ``latencies_ms`` of the answers with status
+    body of ``paths[c][i]``, none without ``bodies``; ``fresh_header`` (``Idempotency-Key``) is sent with
+    a new random value on every request. Returns ``latencies_ms`` of the answers with status
     ``expect``, the ``failed`` count and the ``failures`` by kind (``status 503``, an exception's name),
     ``elapsed_s`` and its own ``cpu_s``."""
     plan: dict[str, Any] = {
@@ -165,6 +171,8 @@ def run(
     }
     if bodies is not None:
         plan["bodies"] = [list(b) for b in bodies]
+    if fresh_header is not None:
+        plan["fresh_header"] = fresh_header
     done = subprocess.run(
         [sys.executable, __file__], input=json.dumps(plan).encode(), capture_output=True, check=False
     )

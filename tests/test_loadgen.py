@@ -21,6 +21,7 @@ class _Handler(BaseHTTPRequestHandler):
     connections: set[tuple[str, int]] = set()
     auth: list[str | None] = []
     posted: list[tuple[str, str | None, bytes]] = []
+    keys: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         type(self).connections.add(self.client_address)
@@ -40,6 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
         type(self).connections.add(self.client_address)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).posted.append((self.path, self.headers.get("Content-Type"), body))
+        type(self).keys.append(self.headers.get("Idempotency-Key"))
         answer = b'{"stored": true}'
         self.send_response(202 if body else 400)
         self.send_header("Content-Length", str(len(answer)))
@@ -52,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server() -> Iterator[str]:
-    _Handler.connections, _Handler.auth, _Handler.posted = set(), [], []
+    _Handler.connections, _Handler.auth, _Handler.posted, _Handler.keys = set(), [], [], []
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -95,8 +97,11 @@ def test_posts_send_each_body_whole_on_keep_alive_connections(server: str) -> No
         202,
         method="POST",
         bodies=bodies,
+        fresh_header="Idempotency-Key",
     )
     assert len(done["latencies_ms"]) == 3 and done["failures"] == {"status 400": 1}
+    # a new key on every request
+    assert len(set(_Handler.keys)) == 4 and all(k and len(k) == 32 for k in _Handler.keys)
     assert sorted(body for _, _, body in _Handler.posted) == sorted(
         b.encode() for client in bodies for b in client
     )

@@ -463,7 +463,7 @@ def cmd_celery(settings: Settings, what: str, extra: Sequence[str]) -> int:
     if what == "worker":
         from workers.sweepers import lower_priority
 
-        # the sweeps run here: below the API processes on a shared host, as the background sweeps' threads
+        # the sweeps run here: TRADEGUARD_SWEEP_NICE steps below the API processes, as the background sweeps
         lower_priority(settings.sweep_nice)
         argv = [
             *quiet,

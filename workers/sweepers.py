@@ -131,12 +131,15 @@ THREAD_NICE = sys.platform.startswith("linux")
 def lower_priority(nice: int) -> None:
     """Lower the calling thread's CPU priority by ``nice`` steps (at most to 19), on Linux; else nothing.
 
-    The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``): when the cores are busy the kernel gives them
-    to the API processes first, so a burst of requests is answered before the background work it queued,
-    and the sweeps catch up in the time left. A burst of 320 captures from 32 clients, nice 0 against nice
-    10 (issue 8, bench_service, interleaved): acks/s 394-478 against 513-522 (2 pairs) and, medians of 3
-    pairs, 460 against 511; the acks' p99 moved less than the runs scatter (119-121 against 97-100 ms, then
-    117 against 121); orders/s and the capture-to-delivered p99 did not move beyond it either."""
+    The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``, 0 by default): when the cores are busy the
+    kernel gives them to the API processes first, and the sweeps catch up in the time left. Measured on a
+    burst of 320 captures from 32 clients (issue 8, bench_service, interleaved), nice 10 against 0:
+    - captures without an Idempotency-Key: acks/s up (513-522 against 394-478; medians of 3 pairs, 511
+      against 460), their p99 within the runs' scatter;
+    - captures with one, as clients send them: no gain (acks/s 239 and 239 against 268 and 235; p99 209
+      and 194 against 183 and 193 ms), capture-to-delivered p99 higher (480 and 404 against 325 and 338 ms).
+    A lowered thread that holds the database's write lock also keeps the requests waiting for that lock
+    longer (priority inversion). Hence off by default."""
     if nice <= 0 or not THREAD_NICE:
         return
     tid = threading.get_native_id()

@@ -61,6 +61,7 @@ class Stack:
             TRADEGUARD_STATE_DIR=str(self.tmp),
             TRADEGUARD_DEV="true",
             TRADEGUARD_SWEEP_SECONDS="1",
+            TRADEGUARD_SWEEP_NICE="5",  # a worker's sweeps below the API's priority (test_celery_worker)
             TRADEGUARD_ADMIN_API_KEY=s.admin_api_key.get_secret_value(),
             TRADEGUARD_AFTERSHIP_SECRET=s.aftership_secret.get_secret_value(),
             TRADEGUARD_EASYPOST_SECRET=s.easypost_secret.get_secret_value(),

@@ -41,11 +41,11 @@ def test_worker_takes_an_epcis_event_to_the_chain(stack: Stack) -> None:
     d = demo.Demo(client, admin_key(stack), wallets(stack), say=lambda _l: None)
     ref = "CW-1"
     order = stack.wait_funded(d, ref, 75 * UNIT)  # polls until the worker has relayed and indexed the funding
-    # the worker runs its sweeps below the API's priority (TRADEGUARD_SWEEP_NICE, 10 by default), on Linux
+    # the worker runs its sweeps below the API's priority (the stack sets TRADEGUARD_SWEEP_NICE=5), on Linux
     if sweepers.THREAD_NICE:
         stat = Path(f"/proc/{worker.pid}/stat").read_text()
         nice = int(stat[stat.rindex(")") + 2 :].split()[16])  # the 19th field of proc(5)'s stat
-        assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
     sscc = d.ship(order, 11)
     capture = d.epcis(sscc, "receiving", d.chain_time() - 5, order_ref=ref)
     assert capture["status"] in ("received", "processed")

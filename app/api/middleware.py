@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.lowlevel import RunVar
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import AuthError, FeedError
 from app.feeds.hashing import check_nesting
 from app.services import idempotency
-from app.services.principals import Principal
-from app.services.principals import resolve as resolve_principal
+from app.services.principals import Principal, read_as
+from app.services.principals import touch as touch_key
 from app.services.runtime import Runtime, get_runtime
 
 T = TypeVar("T")
@@ -101,10 +102,14 @@ class IdempotencyMiddleware:
                 send, 422, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"
             )
             return
-        principal = await anyio.to_thread.run_sync(_principal_of, rt, headers.get(b"authorization"))
-        if principal is None:  # not authenticated: the app answers 401 and nothing is kept
+        deferrable = idempotency.deferrable(scope["method"], scope["path"])
+        admitted = await run_read(_admit, rt, headers.get(b"authorization"), key_text, deferrable)
+        if admitted is None:  # not authenticated: the app answers 401 and nothing is kept
             await self.app(scope, replay, send)
             return
+        principal, stale_key, known = admitted
+        if stale_key is not None:
+            await anyio.to_thread.run_sync(touch_key, rt.db, stale_key)
         scope.setdefault("state", {})["principal"] = principal  # the route's dependency reuses it
         owner = principal.id
         request_hash = hashlib.sha256(
@@ -119,9 +124,7 @@ class IdempotencyMiddleware:
         ).hexdigest()
         deferred: idempotency.DeferredClaim | None = None
         outcome: idempotency.Verdict | idempotency.Replay | None = None
-        if not idempotency.deferrable(scope["method"], scope["path"]) or await anyio.to_thread.run_sync(
-            idempotency.recorded, rt, owner, key_text
-        ):
+        if not deferrable or known:
             outcome = await anyio.to_thread.run_sync(
                 idempotency.claim, rt, owner, key_text, request_hash, scope["method"], scope["path"]
             )
@@ -231,14 +234,29 @@ def _canonical(body: bytes, content_type: str) -> bytes:
     return body
 
 
-def _principal_of(rt: Runtime, authorization: bytes | None) -> Principal | None:
-    """The principal of a valid bearer API key (idempotency keys are scoped to the principal), or None."""
+def _admit(
+    rt: Runtime, authorization: bytes | None, key: str, deferrable: bool
+) -> tuple[Principal, str | None, bool] | None:
+    """For a POST with an ``Idempotency-Key``, in one read transaction: the principal of a valid bearer API
+    key (idempotency keys are scoped to the principal), the key id whose ``last_used_at`` is due
+    (:func:`~app.services.principals.touch`), and, for a :func:`~app.services.idempotency.deferrable`
+    request, whether the principal has a record for ``key`` already (else True: the request claims its key
+    before it runs). None when the caller is not authenticated."""
     if not authorization or not authorization.lower().startswith(b"bearer "):
         return None
     try:
-        return resolve_principal(rt.db, authorization[7:].decode("latin-1").strip())
+        return read_as(
+            rt.db,
+            authorization[7:].decode("latin-1").strip(),
+            idempotency.recorded_in if deferrable else _claimed_first,
+            key,
+        )
     except AuthError:
         return None
+
+
+def _claimed_first(_session: Session, _principal: Principal, _key: str) -> bool:
+    return True
 
 
 def _replayer(body: bytes, upstream: Receive) -> Receive:

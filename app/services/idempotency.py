@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -40,7 +41,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import IdempotencyRecord, utcnow
+from app.db.models import IdempotencyRecord, Principal, utcnow
 from app.db.session import before_first_write, read_transaction, transaction, write, write_statement
 from app.errors import IdempotencyConflict
 from app.services.runtime import Runtime
@@ -103,19 +104,33 @@ def recorded(rt: Runtime, owner: str, key: str) -> bool:
     """Whether ``owner`` has a record for ``key`` (a read: no write lock). When not, the request runs with
     :class:`DeferredClaim`; when so, :func:`claim` says what to do."""
     with read_transaction(rt.db) as s:
-        found = s.scalar(
-            select(IdempotencyRecord.key).where(
-                IdempotencyRecord.principal_id == owner, IdempotencyRecord.key == key
-            )
-        )
-    return found is not None
+        return _recorded(s, owner, key)
+
+
+def recorded_in(session: Session, owner: Principal, key: str) -> bool:
+    """:func:`recorded`, in the read transaction that authenticated ``owner``
+    (:func:`app.services.principals.read_as`)."""
+    return _recorded(session, owner.id, key)
+
+
+def _recorded(session: Session, owner: str, key: str) -> bool:
+    mine = (IdempotencyRecord.principal_id == owner) & (IdempotencyRecord.key == key)
+    return session.connection().execute(select(IdempotencyRecord.key).where(mine)).first() is not None
+
+
+#: An answer as kept: status, content type, body (None: never replayed).
+Answer = tuple[int, str, bytes | None]
 
 
 class DeferredClaim:
     """The claim of a key nobody holds, made by the request's first write transaction itself (run it as
     :func:`app.db.session.before_first_write`'s step): one write transaction less per request. Another
     request that claimed the same key meanwhile makes that transaction raise
-    :class:`~app.errors.IdempotencyConflict` (in flight, 409), and nothing of it is kept (``refused``)."""
+    :class:`~app.errors.IdempotencyConflict` (in flight, 409), and nothing of it is kept (``refused``).
+
+    A request whose answer is known once its data is stored (an EPCIS capture's 202) keeps it in that same
+    transaction (:func:`keep_answer`): one more write transaction less, and :func:`finish` has nothing to
+    do when the answer sent is the one kept."""
 
     def __init__(self, rt: Runtime, owner: str, key: str, request_hash: str, method: str, path: str) -> None:
         self.rt, self.owner, self.key = rt, owner, key
@@ -123,19 +138,29 @@ class DeferredClaim:
         self.refused = False
         #: set by the caller once the request is over: a committed write transaction carried the claim
         self.made = False
+        #: the session of the transaction that carries the claim now (the last one that tried)
+        self.carrier: Session | None = None
+        #: the answer kept with the claim, in the transaction ``carrier`` (valid once ``made``)
+        self.kept: Answer | None = None
 
     @contextmanager
     def carried(self) -> Iterator[None]:
         """Around the request: its first write transaction makes the claim; ``made`` after it."""
-        with before_first_write(self) as first:
-            try:
-                yield
-            finally:
-                self.made = first.done
+        token = _CARRIED.set(self)
+        try:
+            with before_first_write(self) as first:
+                try:
+                    yield
+                finally:
+                    self.made = first.done
+        finally:
+            _CARRIED.reset(token)
 
     def __call__(self, session: Session) -> None:
         if self.refused:  # a twin holds the key: nothing more of this request is written
             raise IdempotencyConflict(self.key, in_flight=True)
+        # a transaction that carried the claim before and rolled back took its kept answer with it
+        self.carrier, self.kept = session, None
         # one Core INSERT, no savepoint of its own: a refusal fails the whole transaction it rides in (and
         # the job's savepoint under group commit), which is what the request answers then
         now = utcnow()
@@ -154,6 +179,28 @@ class DeferredClaim:
         except IntegrityError:
             self.refused = True
             raise IdempotencyConflict(self.key, in_flight=True) from None
+
+
+#: The request's deferred claim, while the request runs (:meth:`DeferredClaim.carried`).
+_CARRIED: ContextVar[DeferredClaim | None] = ContextVar("idempotency_claim", default=None)
+
+
+def keep_answer(session: Session, status: int, content_type: str, body: bytes | None) -> None:
+    """Keep the request's answer in ``session``'s transaction, the one that stores the request's data and
+    carries its key's claim, when its answer is known there (issue 8: the answer's own write transaction
+    was a third of an EPCIS capture's). Nothing happens when the request has no deferred claim, or another
+    transaction carries it; :func:`finish` then keeps the answer as usual, and it also does when the
+    answer sent differs from the one kept here (it replaces it)."""
+    claim = _CARRIED.get()
+    if claim is None or claim.carrier is not session or status >= 500:
+        return
+    mine = (IdempotencyRecord.principal_id == claim.owner) & (IdempotencyRecord.key == claim.key)
+    session.execute(
+        update(IdempotencyRecord)
+        .where(mine)
+        .values(status_code=status, content_type=content_type, response_body=body)
+    )
+    claim.kept = (status, content_type, body)
 
 
 def claim(
@@ -225,6 +272,8 @@ def finish(
     here with its answer, unless a twin request holds the key by now (its record is left alone)."""
     if claimed is not None and claimed.refused and not claimed.made:
         return  # the key is another request's
+    if claimed is not None and claimed.made and claimed.kept == (status, content_type, body):
+        return  # kept with the request's data (:func:`keep_answer`)
 
     if claimed is not None and not claimed.made:  # the request wrote nothing: its record, with its answer
         if status >= 500:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CapturePrincipal, CurrentPrincipal, OraclePrincipal, RuntimeDep
 from app.api.openapi import AUTH, BAD_SIGNATURE, BODY, Example, links, problems
 from app.api.schemas import AttestationCreate, CaptureAccepted, CapturePublic
+from app.services.idempotency import Answer
 from app.services.inbox import ingestion
 from app.services.principals import Principal
 from app.services.runtime import Runtime
@@ -63,13 +64,24 @@ async def capture_epcis(request: Request, me: CapturePrincipal, rt: RuntimeDep) 
     body = await request.body()
     ctype = request.headers.get("content-type", "application/json")
     answer = await anyio.to_thread.run_sync(_capture, rt, me, body, ctype)
+    return _accepted(answer)
+
+
+def _accepted(answer: dict[str, Any]) -> JSONResponse:
     return JSONResponse(
         answer, status_code=202, headers={"Location": f"/v1/epcis/capture/{answer['capture_id']}"}
     )
 
 
 def _capture(rt: Runtime, me: Principal, body: bytes, ctype: str) -> dict[str, Any]:
-    return _answer(rt, ingestion.accept_epcis(rt, me, body, ctype))
+    return _answer(rt, ingestion.accept_epcis(rt, me, body, ctype, _fresh))
+
+
+def _fresh(capture_id: str, status: str) -> Answer:
+    """The 202 of a new capture that no sweep ran on in the request (:func:`_answer`), as sent: kept with the
+    capture for its ``Idempotency-Key`` (an eager sweep's answer differs, and is kept after it instead)."""
+    sent = _accepted({"capture_id": capture_id, "status": status, "duplicate": False})
+    return sent.status_code, sent.media_type or "application/json", bytes(sent.body)
 
 
 def _carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:

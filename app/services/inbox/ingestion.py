@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.domain.order_state import Milestone
 from app.errors import ConfigError, FeedError, InvalidInput, NotFound
 from app.feeds import carriers, epcis
 from app.feeds.hashing import canonical_bytes
+from app.services import idempotency
 from app.services.index.order_gateway import OrderGateway
 from app.services.outbox import relayer
 from app.services.runtime import Runtime
@@ -62,8 +64,20 @@ class IngestReport:
     failed: list[str] = field(default_factory=list)
 
 
+#: The answer a request gives for a new input (its id, its status as stored), known in the transaction that
+#: stores it, so that it is kept with it for the request's ``Idempotency-Key``
+#: (:func:`app.services.idempotency.keep_answer`).
+AnswerOf = Callable[[str, str], idempotency.Answer]
+
+
 def _store(
-    rt: Runtime, source: str, dedupe_key: str, raw: bytes, principal_id: str | None, ctype: str
+    rt: Runtime,
+    source: str,
+    dedupe_key: str,
+    raw: bytes,
+    principal_id: str | None,
+    ctype: str,
+    answer_of: AnswerOf | None = None,
 ) -> Accepted:
     """Insert the inbox row, or return the existing one for the same key (answering with its outcome)."""
     digest = hashlib.sha256(raw).hexdigest()
@@ -79,6 +93,8 @@ def _store(
     def insert(s: Session) -> None:
         s.add(item)
         s.flush()
+        if answer_of is not None:
+            idempotency.keep_answer(s, *answer_of(item.id, item.status))
 
     try:
         write(rt.db, insert)  # durable before the 202, committed with concurrent requests' writes
@@ -92,14 +108,16 @@ def _store(
             return Accepted(existing, True)
 
 
-def accept_epcis(rt: Runtime, principal: Principal, body: bytes, content_type: str) -> Accepted:
-    """Validate an EPCISDocument (malformed → 4xx, nothing stored) and store it before answering."""
+def accept_epcis(
+    rt: Runtime, principal: Principal, body: bytes, content_type: str, answer_of: AnswerOf | None = None
+) -> Accepted:
+    """Validate an EPCISDocument (malformed → 4xx, nothing stored) and store it before answering (with
+    ``answer_of``'s answer for a new capture, kept in the same transaction)."""
     require_role(principal, "capture EPCIS events", "oracle", "admin")
     epcis.parse_document(body, with_cbv_hash=False)
     # the same document from two oracles is two captures (each sees, and may retract, only its own)
-    return _store(
-        rt, "epcis", f"{principal.id}:{hashlib.sha256(body).hexdigest()}", body, principal.id, content_type
-    )
+    digest = hashlib.sha256(body).hexdigest()
+    return _store(rt, "epcis", f"{principal.id}:{digest}", body, principal.id, content_type, answer_of)
 
 
 def accept_carrier(rt: Runtime, carrier: str, body: bytes, headers: dict[str, str]) -> Accepted:

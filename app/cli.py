@@ -229,9 +229,7 @@ def _run_service(settings: Settings, workers: int) -> int:
     return 0
 
 
-#: Listening sockets of several processes bound to one port with SO_REUSEPORT: Linux hands each new connection
-#: to one of them by a hash of its addresses. Elsewhere (BSD, macOS) the option does not spread connections.
-SPREAD_BY_KERNEL = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+#: Connections the parent's listening socket keeps waiting for an API process to take.
 BACKLOG = 2048
 
 
@@ -240,34 +238,13 @@ class _ApiProcesses:
     node. Without a broker the sweeps stay in the parent, and the processes forward their kicks to it over a
     pipe. A process that dies is started again.
 
-    With more than one process on Linux, each listens on a socket of its own in the port's SO_REUSEPORT group
-    (:func:`spread_listener`), and the kernel spreads the connections evenly by a hash. One listening socket
-    shared by all went to whichever process woke first: a burst of 32 keep-alive clients split 32/0, 23/9 and
-    19/13 between two processes in three runs, and the busier one ran out of its core while the other idled
-    (issue 8: 623 GETs/s at 32/0, 934 at 19/13). The parent holds the port bound, not listening, so that it
-    stays taken while a process restarts; the connections still waiting in a dying process's backlog are
-    reset. One process listens on the parent's socket, whose backlog also keeps the connections that arrive
-    while it restarts."""
+    The processes share the parent's listening socket and take its connections one at a time
+    (:class:`app.serving.TurnTakingServer`), so that a burst of clients is shared out between them. Its
+    backlog keeps the connections that arrive while a process restarts."""
 
     def __init__(self, settings: Settings, count: int, stop: threading.Event) -> None:
         self.settings, self.count, self.stop = settings, count, stop
-        self.spread = count > 1 and SPREAD_BY_KERNEL
-        if self.spread:
-            # IPv4, as socket.create_server binds by default: "localhost" is 127.0.0.1 here, not ::1
-            address = socket.getaddrinfo(
-                settings.host, settings.port, socket.AF_INET, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0][4]
-            # A port another service listens on is refused, as create_server refused it: a second `run` on
-            # the same port would otherwise join the first one's SO_REUSEPORT group and share its traffic
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                probe.bind(address)
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            self.sock.bind(address)
-        else:
-            self.sock = socket.create_server((settings.host, settings.port), backlog=BACKLOG)
+        self.sock = socket.create_server((settings.host, settings.port), backlog=BACKLOG)
         self.sock.set_inheritable(True)
         pipe = os.pipe() if settings.eager else None
         self.kick_read: int | None = pipe[0] if pipe else None
@@ -276,8 +253,6 @@ class _ApiProcesses:
 
     def spawn(self) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "app.cli", "serve", "--fd", str(self.sock.fileno())]
-        if self.spread:
-            argv.append("--own-listener")
         fds = [self.sock.fileno()]
         if self.kick_write is not None:
             argv += ["--kick-fd", str(self.kick_write)]
@@ -350,25 +325,15 @@ def inherited_socket(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def spread_listener(bound: socket.socket) -> socket.socket:
-    """A listening socket of this process on the address of ``bound`` (the parent's socket, bound with
-    SO_REUSEPORT and not listening), in the port's SO_REUSEPORT group: see :class:`_ApiProcesses`."""
-    sock = socket.socket(bound.family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(bound.getsockname())
-    sock.listen(BACKLOG)
-    return sock
-
-
-def cmd_serve(settings: Settings, fd: int, kick_fd: int | None, own_listener: bool = False) -> int:
-    """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``, or,
-    with ``own_listener``, on a socket of its own in the SO_REUSEPORT group of ``fd``'s address."""
+def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
+    """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``, which
+    the other API processes share (:class:`app.serving.TurnTakingServer`)."""
     import uvicorn
 
     from app import heap
     from app.main import create_app
     from app.services.runtime import build_runtime, set_runtime
+    from app.serving import TurnTakingServer
     from workers import sweepers
     from workers.celery_app import celery_app, configure
 
@@ -379,11 +344,7 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None, own_listener: bo
     try:
         config = uvicorn.Config(create_app(), log_level="warning", lifespan="off")
         heap.settle()  # before the first request: full collections no longer walk the start-up heap
-        inherited = inherited_socket(fd)
-        listener = spread_listener(inherited) if own_listener else inherited
-        if own_listener:
-            inherited.close()  # this process's copy: the parent keeps the port
-        uvicorn.Server(config).run(sockets=[listener])
+        TurnTakingServer(config, inherited_socket(fd)).run()
     finally:
         set_runtime(None)
         rt.close()
@@ -559,7 +520,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)  # one API process of `run --workers N`
     p_serve.add_argument("--fd", type=int, required=True)
-    p_serve.add_argument("--own-listener", action="store_true", help=argparse.SUPPRESS)
     p_serve.add_argument("--kick-fd", type=int)
     p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
@@ -623,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise TradeGuardError("--workers above 1 needs a node the processes share, not 'embedded'")
             return cmd_run(settings.model_copy(update=updates), workers)
         if args.command == "serve":
-            return cmd_serve(settings, args.fd, args.kick_fd, args.own_listener)
+            return cmd_serve(settings, args.fd, args.kick_fd)
         if args.command == "demo" and args.url:
             import httpx
 

@@ -1,10 +1,9 @@
 """``/metrics`` under ``tradeguard run --workers 2``: prometheus-client's multiprocess mode, so a scrape of
 either API process counts the requests both served, and the parent's sweeps.
 
-Which process serves a connection is the kernel's choice: on Linux each API process listens on a socket of
-its own in the port's SO_REUSEPORT group, and the kernel picks one by a hash of the connection's addresses.
-The test sends 40 requests, each on a new connection (a new source port), so that both processes serve some
-(that one serves all 40 has a chance of 2^-39).
+Which process serves a connection is whichever takes it first from the socket they share (each takes one a
+turn of its event loop). The test sends 40 requests, each on a new connection, so that both processes serve
+some.
 """
 
 from __future__ import annotations
@@ -120,7 +119,7 @@ def test_metrics_of_two_api_processes_count_the_requests_of_both_and_the_parents
             "40 counted",
         )
         for pid in (first, second):
-            assert _served_by(metrics_dir, pid) > before[pid], "the kernel gave one process no connection"
+            assert _served_by(metrics_dir, pid) > before[pid], "one process took no connection"
         served = sum(before.values()) + 40
         scrapes = [httpx.get(f"{url}/metrics", timeout=30) for _ in range(4)]
         for scrape in scrapes:  # whichever process answers, it counts the requests of both

@@ -246,17 +246,24 @@ class _ApiProcesses:
         self.settings, self.count, self.stop = settings, count, stop
         self.sock = socket.create_server((settings.host, settings.port), backlog=BACKLOG)
         self.sock.set_inheritable(True)
+        from app.serving import Loads
+
+        self.loads = Loads.create(count) if count > 1 and hasattr(os, "memfd_create") else None
         pipe = os.pipe() if settings.eager else None
         self.kick_read: int | None = pipe[0] if pipe else None
         self.kick_write: int | None = pipe[1] if pipe else None
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self, slot: int) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "app.cli", "serve", "--fd", str(self.sock.fileno())]
         fds = [self.sock.fileno()]
         if self.kick_write is not None:
             argv += ["--kick-fd", str(self.kick_write)]
             fds.append(self.kick_write)
+        if self.loads is not None:
+            self.loads.set(slot, 0)  # a process that died took its connections with it
+            argv += ["--loads-fd", str(self.loads.fd), "--slot", str(slot)]
+            fds.append(self.loads.fd)
         return subprocess.Popen(argv, pass_fds=fds)
 
     def start(self) -> threading.Thread:
@@ -264,7 +271,7 @@ class _ApiProcesses:
 
         if self.kick_read is not None:
             sweepers.listen(self.kick_read, self.stop)
-        self.procs = [self.spawn() for _ in range(self.count)]
+        self.procs = [self.spawn(slot) for slot in range(self.count)]
         thread = threading.Thread(target=self.watch, name="tradeguard-api-processes", daemon=True)
         thread.start()
         return thread
@@ -303,7 +310,7 @@ class _ApiProcesses:
                 if proc.poll() is not None:
                     log.warning("API process %s exited with %s; starting another", proc.pid, proc.returncode)
                     _exited(proc)
-                    self.procs[i] = self.spawn()
+                    self.procs[i] = self.spawn(i)
         for proc in self.procs:
             proc.terminate()
         for proc in self.procs:
@@ -325,15 +332,18 @@ def inherited_socket(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
+def cmd_serve(
+    settings: Settings, fd: int, kick_fd: int | None, loads_fd: int | None = None, slot: int = 0
+) -> int:
     """One API process of ``run --workers N``: serve the app on the inherited listening socket ``fd``, which
-    the other API processes share (:class:`app.serving.TurnTakingServer`)."""
+    the other API processes share (:class:`app.serving.TurnTakingServer`; ``loads_fd``: their connection
+    counts, this process's at ``slot``)."""
     import uvicorn
 
     from app import heap
     from app.main import create_app
     from app.services.runtime import build_runtime, set_runtime
-    from app.serving import TurnTakingServer
+    from app.serving import Loads, TurnTakingServer
     from workers import sweepers
     from workers.celery_app import celery_app, configure
 
@@ -344,7 +354,8 @@ def cmd_serve(settings: Settings, fd: int, kick_fd: int | None) -> int:
     try:
         config = uvicorn.Config(create_app(), log_level="warning", lifespan="off")
         heap.settle()  # before the first request: full collections no longer walk the start-up heap
-        TurnTakingServer(config, inherited_socket(fd)).run()
+        loads = Loads(loads_fd, None) if loads_fd is not None else None
+        TurnTakingServer(config, inherited_socket(fd), loads, slot).run()
     finally:
         set_runtime(None)
         rt.close()
@@ -521,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help=argparse.SUPPRESS)  # one API process of `run --workers N`
     p_serve.add_argument("--fd", type=int, required=True)
     p_serve.add_argument("--kick-fd", type=int)
+    p_serve.add_argument("--loads-fd", type=int)
+    p_serve.add_argument("--slot", type=int, default=0)
     p_demo = sub.add_parser("demo", help="start the service and drive three orders through its HTTP API")
     p_demo.add_argument("--chain", choices=("embedded", "local"), default="embedded")
     p_demo.add_argument("--url", help="drive the running service at URL instead (e.g. http://127.0.0.1:8000)")
@@ -583,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise TradeGuardError("--workers above 1 needs a node the processes share, not 'embedded'")
             return cmd_run(settings.model_copy(update=updates), workers)
         if args.command == "serve":
-            return cmd_serve(settings, args.fd, args.kick_fd)
+            return cmd_serve(settings, args.fd, args.kick_fd, args.loads_fd, args.slot)
         if args.command == "demo" and args.url:
             import httpx
 

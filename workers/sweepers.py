@@ -131,7 +131,7 @@ THREAD_NICE = sys.platform.startswith("linux")
 def lower_priority(nice: int) -> None:
     """Lower the calling thread's CPU priority by ``nice`` steps (at most to 19), on Linux; else nothing.
 
-    The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``, 0 by default): when the cores are busy the
+    The sweeps' threads take it (``TRADEGUARD_SWEEP_NICE``, 10 by default): when the cores are busy the
     kernel gives them to the API processes first, and the sweeps catch up in the time left. Measured on a
     burst of 320 captures from 32 clients (issue 8, bench_service, interleaved), nice 10 against 0:
     - captures without an Idempotency-Key: acks/s up (513-522 against 394-478; medians of 3 pairs, 511

@@ -72,5 +72,5 @@ def test_the_demo_settles_with_every_sweep_on_the_sweeper_threads(
     assert set(threads["relay"]) == {"sweep-relay"}, threads["relay"]
     assert set(threads["process_pending"]) == {"sweep-inbox"}, threads["process_pending"]
     assert set(threads["sweep"]) == {"sweep-keeper"}, threads["sweep"]
-    # the sweeps' threads run at the priority the settings give them (the requests' by default)
-    assert background.nice == runtime.settings.sweep_nice == 0
+    # the sweeps' threads run at the priority the settings give them (10 steps below the requests' by default)
+    assert background.nice == runtime.settings.sweep_nice == 10

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import mmap
 import os
+import select
 import socket
 import struct
 from typing import Any
@@ -125,7 +126,7 @@ class TurnTakingServer(uvicorn.Server):
                 # another process has fewer: leave this one to it a moment
                 self._declined += 1
                 loop.remove_reader(self.listener.fileno())
-                loop.call_later(DECLINE_PAUSE, self._listen, loop)
+                loop.call_later(DECLINE_PAUSE, self._after_declining, loop)
                 return
         self._declined = 0
         try:
@@ -143,6 +144,13 @@ class TurnTakingServer(uvicorn.Server):
         task.add_done_callback(self._connected)
         if self.loads is not None:
             self.loads.set(self.slot, self._open())
+
+    def _after_declining(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen again after leaving a connection to the others; if one of them took it, the next
+        connection starts a new count of turns left to them."""
+        if not select.select([self.listener], [], [], 0)[0]:
+            self._declined = 0
+        self._listen(loop)
 
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self._connecting.discard(task)

@@ -272,6 +272,22 @@ def test_a_process_with_more_connections_leaves_a_new_one_to_another_a_few_turns
     try:
         assert asyncio.run(turns()) == [0] * MAX_DECLINES + [1]
         assert loads.get(0) == 2
+        # a connection left to the others and taken by one of them: the next starts a new count
+        other = socket.create_connection(listener.getsockname())
+
+        async def taken_elsewhere() -> int:
+            loop = asyncio.get_running_loop()
+            server._declined = 0
+            server._take_one(loop)  # declines it
+            conn, _ = listener.accept()  # another process takes it
+            conn.close()
+            declined = server._declined
+            server._after_declining(loop)
+            loop.remove_reader(listener.fileno())
+            return declined * 10 + server._declined
+
+        assert asyncio.run(taken_elsewhere()) == 10
+        other.close()
     finally:
         client.close()
         listener.close()

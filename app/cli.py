@@ -238,9 +238,11 @@ class _ApiProcesses:
     node. Without a broker the sweeps stay in the parent, and the processes forward their kicks to it over a
     pipe. A process that dies is started again.
 
-    The processes share the parent's listening socket and take its connections one at a time
-    (:class:`app.serving.TurnTakingServer`), so that a burst of clients is shared out between them. Its
-    backlog keeps the connections that arrive while a process restarts."""
+    The processes share the parent's listening socket: each takes one waiting connection at a time and
+    leaves it a few turns to a process with fewer open connections (their counts in a memfd the parent
+    passes, :class:`app.serving.Loads`), so that the connections are shared out evenly
+    (:class:`app.serving.TurnTakingServer`). Its backlog keeps the connections that arrive while a process
+    restarts."""
 
     def __init__(self, settings: Settings, count: int, stop: threading.Event) -> None:
         self.settings, self.count, self.stop = settings, count, stop
@@ -321,6 +323,8 @@ class _ApiProcesses:
                 proc.wait()
             _exited(proc)
         self.sock.close()
+        if self.loads is not None:
+            self.loads.close()
 
 
 def inherited_socket(fd: int) -> socket.socket:

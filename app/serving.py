@@ -52,6 +52,10 @@ class Loads:
         count: int = struct.unpack_from("q", self.map, 8 * slot)[0]
         return count
 
+    def close(self) -> None:
+        self.map.close()
+        os.close(self.fd)
+
     def fewest_elsewhere(self, slot: int) -> int:
         """The fewest connections another process has (none: a very large number)."""
         return min((self.get(i) for i in range(self.slots) if i != slot), default=1 << 62)

@@ -198,6 +198,15 @@ def _sequential(port: int, clients: int) -> list[int]:
     return sorted(Counter(served).values())
 
 
+def _no_connections_left(loads: Loads, timeout: float = 30.0) -> None:
+    """Wait until both processes have published that the clients' closed connections are gone (each
+    publishes its count every 0.1 s), so that the next clients start from 0/0."""
+    deadline = time.monotonic() + timeout
+    while loads.get(0) or loads.get(1):
+        assert time.monotonic() < deadline, f"connections still counted: {loads.get(0)}, {loads.get(1)}"
+        time.sleep(0.01)  # a poll of the shared counts, bounded by the deadline
+
+
 def test_two_processes_share_out_their_connections_evenly() -> None:
     """Two processes serving one socket with their counts shared (as ``run --workers 2``): 32 keep-alive
     clients, connecting at once or one after another, are split evenly. Without the counts
@@ -223,12 +232,12 @@ def test_two_processes_share_out_their_connections_evenly() -> None:
     ]
     try:
         deadline = time.monotonic() + 60
-        while len(_sequential(port, 4)) < 2:  # until both processes have started serving
+        # until both processes have started serving (each try waits for its answers: no spinning)
+        while len(_sequential(port, 4)) < 2:
             assert time.monotonic() < deadline, "the two processes did not both serve"
-            time.sleep(0.2)
-        time.sleep(0.3)  # the closed connections are counted off (published every 0.1 s)
+        _no_connections_left(loads)
         burst = _burst(port, 32)
-        time.sleep(0.3)
+        _no_connections_left(loads)
         one_by_one = _sequential(port, 32)
         # 16/16 or 15/17 here; 14/18 allowed for a process the machine did not run for the few turns a new
         # connection is left to it (without the counts one after another gave up to 6/34)
